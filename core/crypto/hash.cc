@@ -1,0 +1,116 @@
+#include "core/crypto/hash.h"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace envelope::crypto {
+
+namespace {
+[[noreturn]] void BugAbort() {
+  // SHA-256 over memory cannot fail short of OpenSSL being broken; a digest
+  // that silently came back wrong would be worse than stopping.
+  std::abort();
+}
+}  // namespace
+
+Sha256Digest Sha256(ByteView data) {
+  Sha256Digest out;
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(),
+                 nullptr) != 1 ||
+      len != out.size()) {
+    BugAbort();
+  }
+  return out;
+}
+
+struct Sha256Hasher::Impl {
+  EVP_MD_CTX* ctx = nullptr;
+};
+
+Sha256Hasher::Sha256Hasher() : impl_(new Impl) {
+  impl_->ctx = EVP_MD_CTX_new();
+  if (impl_->ctx == nullptr ||
+      EVP_DigestInit_ex(impl_->ctx, EVP_sha256(), nullptr) != 1) {
+    BugAbort();
+  }
+}
+
+Sha256Hasher::~Sha256Hasher() {
+  EVP_MD_CTX_free(impl_->ctx);
+  delete impl_;
+}
+
+void Sha256Hasher::Update(ByteView data) {
+  if (EVP_DigestUpdate(impl_->ctx, data.data(), data.size()) != 1) BugAbort();
+}
+
+Sha256Digest Sha256Hasher::Finish() {
+  Sha256Digest out;
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(impl_->ctx, out.data(), &len) != 1 ||
+      EVP_DigestInit_ex(impl_->ctx, EVP_sha256(), nullptr) != 1) {
+    BugAbort();
+  }
+  return out;
+}
+
+Sha256Digest HmacSha256(ByteView key, ByteView data) {
+  Sha256Digest out;
+  unsigned int len = 0;
+  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+           data.data(), data.size(), out.data(), &len) == nullptr ||
+      len != out.size()) {
+    BugAbort();
+  }
+  return out;
+}
+
+StatusOr<SecretBytes> HkdfSha256(ByteView ikm, ByteView salt,
+                                 std::string_view info, size_t length) {
+  if (length == 0 || length > 255 * kSha256SizeInBytes) {
+    return Status::InvalidArgument("HKDF output length out of range");
+  }
+  auto out = SecretBytes::Zeroed(length);
+  if (!out.ok()) return out;
+
+  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+  if (kdf == nullptr) return Status::Internal("OpenSSL has no HKDF");
+  EVP_KDF_CTX* ctx = EVP_KDF_CTX_new(kdf);
+  EVP_KDF_free(kdf);
+  if (ctx == nullptr) return Status::Internal("EVP_KDF_CTX_new failed");
+
+  std::string digest = "SHA256";
+  // OpenSSL's params take non-const pointers but do not write through them.
+  auto* ikm_p = const_cast<uint8_t*>(ikm.data());
+  auto* salt_p = const_cast<uint8_t*>(salt.data());
+  auto* info_p = const_cast<char*>(info.data());
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest.data(), 0),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, ikm_p, ikm.size()),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, salt_p,
+                                        salt.size()),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info_p,
+                                        info.size()),
+      OSSL_PARAM_construct_end()};
+  int rc = EVP_KDF_derive(ctx, out->data(), length, params);
+  EVP_KDF_CTX_free(ctx);
+  if (rc != 1) return Status::Internal("HKDF derivation failed");
+  return out;
+}
+
+bool ConstantTimeEquals(ByteView a, ByteView b) {
+  if (a.size() != b.size()) return false;
+  if (a.empty()) return true;
+  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace envelope::crypto

@@ -1,0 +1,238 @@
+#include "core/format/content_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "core/base/fd_io.h"
+
+namespace envelope::format {
+
+namespace {
+std::string ChunkContext(uint64_t index) {
+  return "chunk " + std::to_string(index);
+}
+}  // namespace
+
+StatusOr<uint64_t> ContentFile::Size() const {
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) return Status::FromErrno("fstat");
+  return layout_.PlaintextSize(static_cast<uint64_t>(st.st_size));
+}
+
+Status ContentFile::OpenChunk(uint64_t index, bool is_final, ByteView sealed,
+                              MutableByteView out) {
+  Status s = cipher_.Open(index, is_final, sealed, out);
+  if (s.ok() || is_final) return s.WithContext(ChunkContext(index));
+  // An extending write seals the new chunks before it re-seals the old final
+  // chunk as interior; a crash between the two leaves an interior chunk
+  // sealed as last. Accepting it keeps fsynced data readable and admits
+  // nothing new: such a chunk is an earlier version of this very chunk.
+  if (cipher_.Open(index, /*last=*/true, sealed, out).ok()) return Status::Ok();
+  return s.WithContext(ChunkContext(index));
+}
+
+Status ContentFile::ReadChunk(uint64_t index, uint32_t plain_size,
+                              bool is_final, uint8_t* out) {
+  size_t sealed_size = plain_size + kChunkOverheadInBytes;
+  sealed_buf_.resize(sealed_size);
+  ENVELOPE_ASSIGN_OR_RETURN(
+      size_t n, PreadFull(fd_, sealed_buf_, layout_.ChunkOffset(index)));
+  if (n != sealed_size) {
+    return Status::Corruption(ChunkContext(index) + ": backing file too short");
+  }
+  return OpenChunk(index, is_final, sealed_buf_,
+                   MutableByteView(out, plain_size));
+}
+
+StatusOr<size_t> ContentFile::Read(uint64_t offset, MutableByteView out) {
+  ENVELOPE_ASSIGN_OR_RETURN(uint64_t size, Size());
+  if (out.empty() || offset >= size) return size_t{0};
+  const uint64_t len = std::min<uint64_t>(out.size(), size - offset);
+  const uint64_t end = offset + len;
+  const uint64_t chunk = layout_.chunk_size();
+  const uint64_t final_index = layout_.LastChunkIndex(size);
+  const uint64_t first = offset / chunk;
+  const uint64_t last = (end - 1) / chunk;
+  const uint64_t batch_chunks = std::max<uint64_t>(1, kBatchSizeInBytes / chunk);
+
+  for (uint64_t b0 = first; b0 <= last; b0 += batch_chunks) {
+    const uint64_t b1 = std::min(last, b0 + batch_chunks - 1);
+    const uint64_t from = layout_.ChunkOffset(b0);
+    const uint64_t to = layout_.ChunkOffset(b1) +
+                        layout_.ChunkPlaintextSize(b1, size) +
+                        kChunkOverheadInBytes;
+    sealed_buf_.resize(to - from);
+    ENVELOPE_ASSIGN_OR_RETURN(size_t n, PreadFull(fd_, sealed_buf_, from));
+    if (n != sealed_buf_.size()) {
+      return Status::Corruption("backing file shorter than its size implies");
+    }
+    for (uint64_t i = b0; i <= b1; ++i) {
+      const uint32_t plain = layout_.ChunkPlaintextSize(i, size);
+      ByteView sealed(sealed_buf_.data() + (layout_.ChunkOffset(i) - from),
+                      plain + kChunkOverheadInBytes);
+      const uint64_t chunk_start = i * chunk;
+      const uint64_t lo = std::max(offset, chunk_start);
+      const uint64_t hi = std::min(end, chunk_start + plain);
+      uint8_t* dst = out.data() + (lo - offset);
+      if (lo == chunk_start && hi == chunk_start + plain) {
+        // Whole chunk wanted: decrypt straight into the caller's buffer.
+        ENVELOPE_RETURN_IF_ERROR(OpenChunk(i, i == final_index, sealed,
+                                           MutableByteView(dst, plain)));
+      } else {
+        plain_buf_.resize(plain);
+        ENVELOPE_RETURN_IF_ERROR(
+            OpenChunk(i, i == final_index, sealed, plain_buf_));
+        std::memcpy(dst, plain_buf_.data() + (lo - chunk_start), hi - lo);
+      }
+    }
+  }
+  return static_cast<size_t>(len);
+}
+
+Status ContentFile::Write(uint64_t offset, ByteView data) {
+  if (data.empty()) return Status::Ok();
+  if (offset > layout_.MaxPlaintextSize() ||
+      data.size() > layout_.MaxPlaintextSize() - offset) {
+    return Status::IoError("write past the largest file size", EFBIG);
+  }
+  ENVELOPE_ASSIGN_OR_RETURN(uint64_t size, Size());
+  const uint64_t end = offset + data.size();
+  return Store(size, std::min(offset, size), end, std::max(size, end), offset,
+               data);
+}
+
+Status ContentFile::Truncate(uint64_t new_size) {
+  if (new_size > layout_.MaxPlaintextSize()) {
+    return Status::IoError("truncate past the largest file size", EFBIG);
+  }
+  ENVELOPE_ASSIGN_OR_RETURN(uint64_t size, Size());
+  if (new_size == size) return Status::Ok();
+  if (new_size > size) {
+    return Store(size, size, new_size, new_size, 0, ByteView());
+  }
+  // Shrink: the chunk holding the new end becomes final and is re-sealed
+  // with its shorter content and the last flag, then the tail is cut.
+  const uint64_t index = layout_.LastChunkIndex(new_size);
+  const uint32_t old_plain = layout_.ChunkPlaintextSize(index, size);
+  const uint32_t new_plain = layout_.ChunkPlaintextSize(index, new_size);
+  plain_buf_.resize(old_plain);
+  ENVELOPE_RETURN_IF_ERROR(ReadChunk(index, old_plain,
+                                     index == layout_.LastChunkIndex(size),
+                                     plain_buf_.data()));
+  Bytes sealed(new_plain + kChunkOverheadInBytes);
+  ENVELOPE_RETURN_IF_ERROR(cipher_.Seal(
+      index, true, ByteView(plain_buf_.data(), new_plain), sealed));
+  ENVELOPE_RETURN_IF_ERROR(PwriteFull(fd_, sealed, layout_.ChunkOffset(index)));
+  if (::ftruncate(fd_, static_cast<off_t>(layout_.BackingSize(new_size))) != 0) {
+    return Status::FromErrno("ftruncate");
+  }
+  return Status::Ok();
+}
+
+Status ContentFile::ReserveSpace(uint64_t old_backing, uint64_t new_backing) {
+  // Allocate the growth before writing it, without changing the size, so
+  // that ENOSPC comes back before any chunk is touched. Filesystems without
+  // fallocate just skip this.
+  if (new_backing <= old_backing) return Status::Ok();
+  if (::fallocate(fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(old_backing),
+                  static_cast<off_t>(new_backing - old_backing)) != 0) {
+    if (errno == EOPNOTSUPP || errno == ENOSYS) return Status::Ok();
+    return Status::FromErrno("fallocate");
+  }
+  return Status::Ok();
+}
+
+Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
+                          uint64_t new_size, uint64_t data_offset,
+                          ByteView data) {
+  const uint64_t chunk = layout_.chunk_size();
+  const uint64_t old_final = layout_.LastChunkIndex(old_size);
+  const uint64_t new_final = layout_.LastChunkIndex(new_size);
+  const uint64_t first = start / chunk;
+  const uint64_t last = (end - 1) / chunk;
+  const uint64_t data_end = data_offset + data.size();
+  const uint64_t batch_chunks = std::max<uint64_t>(1, kBatchSizeInBytes / chunk);
+
+  ENVELOPE_RETURN_IF_ERROR(ReserveSpace(layout_.BackingSize(old_size),
+                                        layout_.BackingSize(new_size)));
+
+  for (uint64_t b0 = first; b0 <= last; b0 += batch_chunks) {
+    const uint64_t b1 = std::min(last, b0 + batch_chunks - 1);
+    const uint64_t from = layout_.ChunkOffset(b0);
+    const uint64_t to = layout_.ChunkOffset(b1) +
+                        layout_.ChunkPlaintextSize(b1, new_size) +
+                        kChunkOverheadInBytes;
+    write_buf_.resize(to - from);
+    for (uint64_t i = b0; i <= b1; ++i) {
+      const uint32_t plain = layout_.ChunkPlaintextSize(i, new_size);
+      const uint64_t chunk_start = i * chunk;
+      const uint64_t lo = std::max(start, chunk_start);
+      const uint64_t hi = std::min(end, chunk_start + plain);
+      plain_buf_.resize(plain);
+      if (lo > chunk_start || hi < chunk_start + plain) {
+        // Partial chunk: start from its current content (read-modify-write).
+        uint32_t old_plain =
+            i <= old_final ? layout_.ChunkPlaintextSize(i, old_size) : 0;
+        if (old_plain > 0) {
+          ENVELOPE_RETURN_IF_ERROR(
+              ReadChunk(i, old_plain, i == old_final, plain_buf_.data()));
+        }
+        std::memset(plain_buf_.data() + old_plain, 0, plain - old_plain);
+      }
+      // [lo, hi) takes data where data covers it, zeros elsewhere.
+      std::memset(plain_buf_.data() + (lo - chunk_start), 0, hi - lo);
+      const uint64_t copy_lo = std::max(lo, data_offset);
+      const uint64_t copy_hi = std::min(hi, data_end);
+      if (copy_lo < copy_hi) {
+        std::memcpy(plain_buf_.data() + (copy_lo - chunk_start),
+                    data.data() + (copy_lo - data_offset), copy_hi - copy_lo);
+      }
+      MutableByteView out(write_buf_.data() + (layout_.ChunkOffset(i) - from),
+                          plain + kChunkOverheadInBytes);
+      ENVELOPE_RETURN_IF_ERROR(
+          cipher_.Seal(i, i == new_final, ByteView(plain_buf_.data(), plain), out));
+    }
+    Status s = PwriteFull(fd_, write_buf_, from);
+    if (!s.ok()) {
+      // Undo any growth so the old final chunk is final again; whatever was
+      // written in place is at worst a torn chunk that fails authentication.
+      if (new_size > old_size) {
+        (void)::ftruncate(fd_, static_cast<off_t>(layout_.BackingSize(old_size)));
+      }
+      return s;
+    }
+  }
+  if (old_final < first && old_final != new_final) {
+    return ResealAsInterior(old_size);
+  }
+  return Status::Ok();
+}
+
+Status ContentFile::ResealAsInterior(uint64_t old_size) {
+  const uint64_t index = layout_.LastChunkIndex(old_size);
+  const uint32_t plain = layout_.ChunkPlaintextSize(index, old_size);
+  plain_buf_.resize(plain);
+  ENVELOPE_RETURN_IF_ERROR(ReadChunk(index, plain, true, plain_buf_.data()));
+  Bytes sealed(plain + kChunkOverheadInBytes);
+  ENVELOPE_RETURN_IF_ERROR(cipher_.Seal(index, false, plain_buf_, sealed));
+  return PwriteFull(fd_, sealed, layout_.ChunkOffset(index));
+}
+
+Status ContentFile::VerifyAll() {
+  ENVELOPE_ASSIGN_OR_RETURN(uint64_t size, Size());
+  const uint64_t count = layout_.ChunkCount(size);
+  for (uint64_t i = 0; i < count; ++i) {
+    const uint32_t plain = layout_.ChunkPlaintextSize(i, size);
+    plain_buf_.resize(plain);
+    ENVELOPE_RETURN_IF_ERROR(ReadChunk(i, plain, i + 1 == count, plain_buf_.data()));
+  }
+  return Status::Ok();
+}
+
+}  // namespace envelope::format

@@ -1,0 +1,50 @@
+// Reading and writing file headers and wrapped DEKs on a backing file
+// descriptor (docs/FORMAT.md, "Header" and "Rewriting the wrapped DEK").
+#ifndef ENVELOPE_CORE_FORMAT_HEADER_IO_H_
+#define ENVELOPE_CORE_FORMAT_HEADER_IO_H_
+
+#include "core/base/coding.h"
+#include "core/base/status.h"
+#include "core/format/chunk_cipher.h"
+#include "core/format/chunk_layout.h"
+#include "core/format/file_header.h"
+
+namespace envelope::format {
+
+// A fresh random 128-bit file id.
+StatusOr<FileId> NewFileId();
+
+// The header for a new file of a volume with `layout`, holding `wrapped_dek`
+// (the key service's ciphertext blob) in slot 0 at generation 1, or destined
+// for the xattr in xattr mode.
+StatusOr<FileHeader> NewFileHeader(const ChunkLayout& layout,
+                                   const FileId& file_id,
+                                   const Commitment& commitment,
+                                   ByteView wrapped_dek);
+
+// Turns an empty backing file into a valid empty envelopefs file: the xattr
+// (xattr mode), then header and the one empty chunk in a single pwrite.
+// REQUIRES: `fd` is open for writing and the file is empty.
+Status WriteNewFile(int fd, const FileHeader& header, ChunkCipher* cipher);
+
+// Reads and decodes the header of the backing file `fd`, checks that it
+// matches the volume's `layout` (chunk size and DEK location), and in xattr
+// mode reads the wrapped DEK xattr into slot 0.
+StatusOr<FileHeader> ReadHeader(int fd, const ChunkLayout& layout);
+
+// The wrapped DEK in force: the active slot's blob.
+StatusOr<Bytes> ActiveWrappedDek(const FileHeader& header);
+
+// Replaces the wrapped DEK without touching any chunk, crash-safely:
+// header mode writes the inactive slot with generation + 1 and fdatasyncs,
+// so a crash at any byte leaves either the old slot active (the new one is
+// torn, fails its checksum and is ignored) or the new one complete; xattr
+// mode relies on setxattr replacing a value atomically, then fsyncs.
+// Updates *header to match what is on disk.
+// REQUIRES: the new blob wraps the same DEK (the caller got it from
+// ReEncrypt), so both old and new slot open the same file.
+Status RewriteWrappedDek(int fd, FileHeader* header, ByteView new_wrapped_dek);
+
+}  // namespace envelope::format
+
+#endif  // ENVELOPE_CORE_FORMAT_HEADER_IO_H_

@@ -1,0 +1,63 @@
+#include "core/crypto/hash.h"
+
+#include <gtest/gtest.h>
+
+namespace envelope::crypto {
+namespace {
+
+Bytes Hex(std::string_view h) {
+  Bytes b;
+  EXPECT_TRUE(HexDecode(h, &b));
+  return b;
+}
+
+TEST(HashTest, Sha256Abc) {  // FIPS 180-2 example
+  EXPECT_EQ(HexEncode(Sha256(AsBytes("abc"))),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(HashTest, Sha256HasherMatchesOneShot) {
+  Sha256Hasher h;
+  h.Update(AsBytes("a"));
+  h.Update(AsBytes("bc"));
+  EXPECT_EQ(h.Finish(), Sha256(AsBytes("abc")));
+  h.Update(AsBytes("abc"));  // reset after Finish
+  EXPECT_EQ(h.Finish(), Sha256(AsBytes("abc")));
+}
+
+TEST(HashTest, HmacSha256Rfc4231Case2) {
+  EXPECT_EQ(HexEncode(HmacSha256(AsBytes("Jefe"),
+                                 AsBytes("what do ya want for nothing?"))),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+TEST(HashTest, HkdfRfc5869Case1) {
+  Bytes ikm(22, 0x0b);
+  Bytes salt = Hex("000102030405060708090a0b0c");
+  Bytes info = Hex("f0f1f2f3f4f5f6f7f8f9");
+  auto okm = HkdfSha256(ikm, salt,
+                        std::string_view(reinterpret_cast<char*>(info.data()),
+                                         info.size()),
+                        42);
+  ASSERT_TRUE(okm.ok());
+  EXPECT_EQ(HexEncode(okm->view()),
+            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+            "34007208d5b887185865");
+  EXPECT_TRUE(okm->in_secure_heap());
+}
+
+TEST(HashTest, HkdfRejectsBadLengths) {
+  Bytes ikm(32, 1);
+  EXPECT_FALSE(HkdfSha256(ikm, ByteView(), "x", 0).ok());
+  EXPECT_FALSE(HkdfSha256(ikm, ByteView(), "x", 255 * 32 + 1).ok());
+}
+
+TEST(HashTest, ConstantTimeEquals) {
+  EXPECT_TRUE(ConstantTimeEquals(AsBytes("abc"), AsBytes("abc")));
+  EXPECT_FALSE(ConstantTimeEquals(AsBytes("abc"), AsBytes("abd")));
+  EXPECT_FALSE(ConstantTimeEquals(AsBytes("abc"), AsBytes("ab")));
+  EXPECT_TRUE(ConstantTimeEquals(ByteView(), ByteView()));
+}
+
+}  // namespace
+}  // namespace envelope::crypto

@@ -44,7 +44,7 @@ Aes256Gcm::~Aes256Gcm() { EVP_CIPHER_CTX_free(ctx_); }
 
 Status Aes256Gcm::Seal(ByteView plaintext, ByteView aad, MutableByteView out) {
   uint8_t nonce[kNonceSizeInBytes];
-  ENVELOPE_RETURN_IF_ERROR(RandomBytes(nonce));
+  ENVELOPE_RETURN_IF_ERROR(RandomPublicBytes(nonce));
   return SealWithNonce(nonce, plaintext, aad, out);
 }
 

@@ -6,6 +6,8 @@
 //       wrapped under an ephemeral in-memory key that dies with the process,
 //       standing in for the key service: afterwards CIPHER can never be
 //       opened again (a crypto-erase, by construction).
+//       --tamper OFFSET flips one bit of backing byte OFFSET before opening,
+//       to show that the damage is reported instead of read as data.
 //   envelope-format-tool inspect CIPHER [--xattr] [--chunk-size N]
 //       Prints the header fields; needs no key.
 #include <fcntl.h>
@@ -41,7 +43,7 @@ int Fail(const Status& s) {
 int Usage() {
   std::fprintf(stderr,
                "usage: envelope-format-tool roundtrip IN CIPHER OUT "
-               "[--chunk-size N] [--xattr]\n"
+               "[--chunk-size N] [--xattr] [--tamper OFFSET]\n"
                "       envelope-format-tool inspect CIPHER [--chunk-size N] "
                "[--xattr]\n");
   return 2;
@@ -50,6 +52,7 @@ int Usage() {
 struct Options {
   uint32_t chunk_size = format::kDefaultChunkSizeInBytes;
   bool xattr = false;
+  long long tamper_offset = -1;  // flip this backing byte between seal and open
   std::vector<std::string> args;
 };
 
@@ -58,6 +61,8 @@ bool ParseOptions(int argc, char** argv, Options* o) {
     std::string a = argv[i];
     if (a == "--xattr") {
       o->xattr = true;
+    } else if (a == "--tamper" && i + 1 < argc) {
+      o->tamper_offset = std::stoll(argv[++i]);
     } else if (a == "--chunk-size" && i + 1 < argc) {
       o->chunk_size = static_cast<uint32_t>(std::stoul(argv[++i]));
     } else if (a.rfind("--", 0) == 0) {
@@ -162,6 +167,16 @@ Status Open(EphemeralWrapper* wrapper, const format::ChunkLayout& layout,
   return Status::Ok();
 }
 
+Status FlipByte(const std::string& path, long long offset) {
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open " + path);
+  uint8_t b = 0;
+  ENVELOPE_ASSIGN_OR_RETURN(size_t n, envelope::PreadFull(fd.get(), {&b, 1}, offset));
+  if (n != 1) return Status::InvalidArgument("--tamper offset past the end");
+  b ^= 0x01;
+  return envelope::PwriteFull(fd.get(), ByteView(&b, 1), offset);
+}
+
 int Roundtrip(const Options& o) {
   if (o.args.size() != 3) return Usage();
   auto layout = format::ChunkLayout::ForVolume(o.xattr, o.chunk_size);
@@ -171,6 +186,13 @@ int Roundtrip(const Options& o) {
   uint64_t bytes = 0;
   Status s = Seal(&*wrapper, *layout, o.args[0], o.args[1], &bytes);
   if (!s.ok()) return Fail(s);
+  if (o.tamper_offset >= 0) {
+    s = FlipByte(o.args[1], o.tamper_offset);
+    if (!s.ok()) return Fail(s);
+    std::printf("flipped one bit of backing byte %lld of %s\n",
+                o.tamper_offset, o.args[1].c_str());
+    std::fflush(stdout);
+  }
   s = Open(&*wrapper, *layout, o.args[1], o.args[2]);
   if (!s.ok()) return Fail(s);
   std::printf("sealed %llu bytes into %s and opened them again into %s\n",

@@ -1,6 +1,20 @@
 #include "core/base/coding.h"
 
+#include <cstring>
+
 namespace envelope {
+
+Bytes Concat(std::initializer_list<ByteView> parts) {
+  size_t total = 0;
+  for (ByteView p : parts) total += p.size();
+  Bytes out(total);
+  size_t at = 0;
+  for (ByteView p : parts) {
+    if (!p.empty()) std::memcpy(out.data() + at, p.data(), p.size());
+    at += p.size();
+  }
+  return out;
+}
 
 std::string HexEncode(ByteView bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <span>
 #include <string>
 #include <vector>
@@ -43,6 +44,10 @@ inline uint64_t DecodeFixed64(const uint8_t* src) {
 inline ByteView AsBytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
+
+// The concatenation of `parts`, sized once. (Also sidesteps a GCC 12 false
+// -Warray-bounds on vectors grown from string_views.)
+Bytes Concat(std::initializer_list<ByteView> parts);
 
 // Lower-case hex, for ids and test vectors (never for key material).
 std::string HexEncode(ByteView bytes);

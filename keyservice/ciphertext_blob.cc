@@ -1,0 +1,116 @@
+#include "keyservice/ciphertext_blob.h"
+
+#include <cstring>
+
+#include "core/crypto/aes_gcm.h"
+
+namespace envelope::keyservice {
+
+namespace {
+constexpr std::string_view kAadDomain = "envelope-keyd/v1/blob";
+
+void AppendU32(Bytes* out, uint32_t v) {
+  uint8_t b[4];
+  EncodeFixed32(b, v);
+  out->insert(out->end(), b, b + 4);
+}
+
+Bytes BuildAad(ByteView header, const EncryptionContext& context) {
+  return Concat({AsBytes(kAadDomain), header, EncodeContext(context)});
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+}  // namespace
+
+Bytes EncodeContext(const EncryptionContext& context) {
+  Bytes out;
+  AppendU32(&out, static_cast<uint32_t>(context.size()));
+  for (const auto& [k, v] : context) {
+    AppendU32(&out, static_cast<uint32_t>(k.size()));
+    out.insert(out.end(), k.begin(), k.end());
+    AppendU32(&out, static_cast<uint32_t>(v.size()));
+    out.insert(out.end(), v.begin(), v.end());
+  }
+  return out;
+}
+
+bool ParseKeyId(std::string_view text, KeyIdBytes* out) {
+  // 8-4-4-4-12 hex digits.
+  if (text.size() != 36) return false;
+  size_t j = 0;
+  for (size_t i = 0; i < text.size();) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (text[i] != '-') return false;
+      ++i;
+      continue;
+    }
+    int hi = HexValue(text[i]), lo = HexValue(text[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    (*out)[j++] = static_cast<uint8_t>(hi << 4 | lo);
+    i += 2;
+  }
+  return j == 16;
+}
+
+std::string FormatKeyId(const KeyIdBytes& id) {
+  std::string hex = HexEncode(id);
+  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) +
+         "-" + hex.substr(16, 4) + "-" + hex.substr(20);
+}
+
+StatusOr<Bytes> SealBlob(const crypto::SecretBytes& material,
+                         const BlobHeader& header,
+                         const EncryptionContext& context,
+                         ByteView plaintext) {
+  Bytes blob(kBlobOverheadInBytes + plaintext.size());
+  blob[0] = kBlobMagic[0];
+  blob[1] = kBlobMagic[1];
+  blob[2] = kBlobVersion;
+  std::memcpy(blob.data() + 3, header.key_id.data(), 16);
+  EncodeFixed32(blob.data() + 19, header.key_version);
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm aead,
+                            crypto::Aes256Gcm::New(material.view()));
+  Bytes aad = BuildAad(ByteView(blob.data(), kBlobHeaderSizeInBytes), context);
+  ENVELOPE_RETURN_IF_ERROR(aead.Seal(
+      plaintext, aad,
+      MutableByteView(blob.data() + kBlobHeaderSizeInBytes,
+                      plaintext.size() + crypto::Aes256Gcm::kOverheadInBytes)));
+  return blob;
+}
+
+StatusOr<BlobHeader> PeekBlob(ByteView blob) {
+  if (blob.size() < kBlobOverheadInBytes || blob[0] != kBlobMagic[0] ||
+      blob[1] != kBlobMagic[1]) {
+    return Status::InvalidArgument("not an envelope-keyd ciphertext blob");
+  }
+  if (blob[2] != kBlobVersion) {
+    return Status::InvalidArgument("unsupported ciphertext blob version " +
+                                   std::to_string(blob[2]));
+  }
+  BlobHeader h;
+  std::memcpy(h.key_id.data(), blob.data() + 3, 16);
+  h.key_version = DecodeFixed32(blob.data() + 19);
+  return h;
+}
+
+StatusOr<crypto::SecretBytes> OpenBlob(const crypto::SecretBytes& material,
+                                       ByteView blob,
+                                       const EncryptionContext& context) {
+  ENVELOPE_RETURN_IF_ERROR(PeekBlob(blob).status());
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm aead,
+                            crypto::Aes256Gcm::New(material.view()));
+  Bytes aad = BuildAad(blob.first(kBlobHeaderSizeInBytes), context);
+  ENVELOPE_ASSIGN_OR_RETURN(
+      crypto::SecretBytes out,
+      crypto::SecretBytes::Zeroed(blob.size() - kBlobOverheadInBytes));
+  ENVELOPE_RETURN_IF_ERROR(
+      aead.Open(blob.subspan(kBlobHeaderSizeInBytes), aad, out.mutable_view()));
+  return out;
+}
+
+}  // namespace envelope::keyservice

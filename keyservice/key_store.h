@@ -1,0 +1,111 @@
+// The key service's state: keys, their sealed key material per version,
+// aliases and a little metadata, in one LMDB environment (the only file
+// that includes lmdb.h is key_store.cc).
+//
+// Every change is one LMDB write transaction, so kill -9 at any moment
+// leaves either all of a change or none of it. The whole state is also held
+// in memory, decrypted material in SecretBytes, so the hot path (Decrypt,
+// GenerateDataKey) takes no LMDB transaction at all.
+//
+// Thread safety: all methods are thread-safe. Readers get immutable
+// snapshots (shared_ptr<const KeyEntry>). Writers serialise on the writer
+// mutex: take LockForWrite(), read the current state, build a Change, then
+// Commit() while still holding the lock, so read-modify-write is atomic.
+// Lock order: writer mutex, then the internal state mutex.
+#ifndef ENVELOPE_KEYSERVICE_KEY_STORE_H_
+#define ENVELOPE_KEYSERVICE_KEY_STORE_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "core/base/status.h"
+#include "core/crypto/secret_bytes.h"
+#include "keyservice/key_policy.h"
+#include "keyservice/key_record.h"
+
+namespace envelope::keyservice {
+
+struct KeyEntry {
+  KeyRecord record;
+  KeyPolicy policy;
+  // Decrypted material of every retained version.
+  std::map<uint32_t, std::shared_ptr<const crypto::SecretBytes>> materials;
+};
+
+struct AliasEntry {
+  std::string name;  // "alias/..."
+  std::string key_id;
+  int64_t creation_date = 0;
+};
+
+class KeyStore {
+ public:
+  // A pending change, applied atomically by Commit().
+  struct Change {
+    std::vector<KeyRecord> put_records;
+    // New material: (key id, version, material). Sealed under the root key.
+    std::vector<std::tuple<std::string, uint32_t, std::shared_ptr<const crypto::SecretBytes>>>
+        put_materials;
+    // Destroyed material (retire): removed from LMDB and from memory.
+    std::vector<std::pair<std::string, uint32_t>> delete_materials;
+    // Keys deleted for good, with all their material and aliases.
+    std::vector<std::string> delete_keys;
+    std::vector<AliasEntry> put_aliases;
+    std::vector<std::string> delete_aliases;
+  };
+
+  ~KeyStore();
+
+  // Opens (creating if needed) the LMDB environment in `dir`. The state is
+  // not readable until Unlock().
+  static StatusOr<std::unique_ptr<KeyStore>> Open(const std::string& dir);
+
+  // Returns the value of meta key `name`, creating it with `init()` in its
+  // own transaction if absent (used for the scrypt salt before unlocking).
+  StatusOr<std::string> GetOrCreateMeta(const std::string& name,
+                                        const std::function<std::string()>& init);
+  Status PutMeta(const std::string& name, const std::string& value);
+  StatusOr<std::optional<std::string>> GetMeta(const std::string& name);
+
+  // Checks `root_key` against the stored check value (creating it on first
+  // use) and loads and decrypts every key. FailedPrecondition if the root
+  // key is wrong.
+  Status Unlock(const crypto::SecretBytes& root_key);
+
+  std::shared_ptr<const KeyEntry> FindKey(const std::string& key_id) const;
+  std::optional<AliasEntry> FindAlias(const std::string& name) const;
+  std::vector<std::shared_ptr<const KeyEntry>> AllKeys() const;  // by key id
+  std::vector<AliasEntry> AllAliases() const;                     // by name
+
+  std::unique_lock<std::mutex> LockForWrite() {
+    return std::unique_lock<std::mutex>(writer_mu_);
+  }
+  // REQUIRES: the caller holds LockForWrite(). `before_commit` runs inside
+  // the write transaction after the change is staged; if it fails (the audit
+  // record could not be written) the transaction is aborted and nothing
+  // changes.
+  Status Commit(const Change& change, const std::function<Status()>& before_commit);
+
+ private:
+  struct Lmdb;
+  explicit KeyStore(std::unique_ptr<Lmdb> lmdb);
+  Status LoadAll();
+
+  std::unique_ptr<Lmdb> lmdb_;
+  std::unique_ptr<crypto::SecretBytes> kek_;  // material-sealing key
+
+  std::mutex writer_mu_;
+  mutable std::shared_mutex state_mu_;  // guards keys_ and aliases_
+  std::map<std::string, std::shared_ptr<const KeyEntry>> keys_;
+  std::map<std::string, AliasEntry> aliases_;
+};
+
+}  // namespace envelope::keyservice
+
+#endif  // ENVELOPE_KEYSERVICE_KEY_STORE_H_

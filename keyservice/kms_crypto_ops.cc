@@ -1,0 +1,253 @@
+// Encrypt, Decrypt, ReEncrypt, GenerateDataKey[WithoutPlaintext],
+// GenerateRandom.
+#include "core/base/base64.h"
+#include "core/crypto/random.h"
+#include "keyservice/kms_call.h"
+
+namespace envelope::keyservice {
+
+using json = nlohmann::json;
+
+#define FIELD(expr)                                               \
+  do {                                                            \
+    if (auto field_error_ = (expr)) {                             \
+      return Error{field_error_->type, field_error_->message};    \
+    }                                                             \
+  } while (0)
+
+#define CHECK_ERROR(expr)                    \
+  do {                                       \
+    if (auto error_ = (expr)) return *error_; \
+  } while (0)
+
+namespace {
+
+constexpr size_t kMaxPlaintextInBytes = 4096;   // Encrypt
+constexpr size_t kMaxCiphertextInBytes = 6144;  // Decrypt / ReEncrypt
+
+std::optional<FieldError> CheckAlgorithm(const KmsRequest& req, const char* field) {
+  std::string algorithm;
+  if (auto e = req.String(field, false, &algorithm)) return e;
+  if (req.Has(field) && algorithm != "SYMMETRIC_DEFAULT") {
+    return KmsRequest::Invalid(field, "Member must satisfy enum value set: [SYMMETRIC_DEFAULT]");
+  }
+  return std::nullopt;
+}
+
+// Base64 of secret bytes, for a response body.
+std::string EncodeSecret(const crypto::SecretBytes& s) { return Base64Encode(s.view()); }
+
+}  // namespace
+
+KmsService::Outcome KmsService::Encrypt(Call& c) {
+  std::string key_ref;
+  Bytes plaintext;
+  FIELD(c.req.String("KeyId", true, &key_ref));
+  FIELD(c.req.Blob("Plaintext", true, &plaintext));
+  FIELD(c.req.Context("EncryptionContext", &c.context));
+  FIELD(CheckAlgorithm(c.req, "EncryptionAlgorithm"));
+  c.has_context = true;
+  // The plaintext now sits in an ordinary buffer; wipe it on every path.
+  struct Wipe {
+    Bytes& b;
+    ~Wipe() { crypto::Cleanse(b); }
+  } wipe{plaintext};
+  if (plaintext.empty() || plaintext.size() > kMaxPlaintextInBytes) {
+    return Error{"ValidationException",
+                 "1 validation error detected: Value at 'plaintext' failed to satisfy "
+                 "constraint: Member must have length between 1 and 4096"};
+  }
+  std::optional<Error> err;
+  auto key = Resolve(c, key_ref, true, &err);
+  CHECK_ERROR(err);
+  CHECK_ERROR(Authorize(c, *key, "kms:Encrypt"));
+  CHECK_ERROR(RequireUsable(*key));
+  const uint32_t version = key->record.current_version;
+  c.key_version = version;
+  KeyIdBytes id;
+  ParseKeyId(key->record.key_id, &id);
+  auto blob = SealBlob(*key->materials.at(version), {id, version}, c.context, plaintext);
+  if (!blob.ok()) return Error{"KMSInternalException", blob.status().message(), 500};
+  return json{{"CiphertextBlob", Base64Encode(*blob)},
+              {"KeyId", KeyArn(key->record.key_id)},
+              {"EncryptionAlgorithm", "SYMMETRIC_DEFAULT"}};
+}
+
+std::variant<KmsService::OpenedBlob, KmsService::Error> KmsService::OpenCiphertext(
+    Call& c, ByteView blob, const std::string& expected_ref, std::string_view action,
+    const EncryptionContext& context) {
+  auto header = PeekBlob(blob);
+  if (!header.ok()) {
+    return Error{"InvalidCiphertextException", "the ciphertext is not a valid blob"};
+  }
+  const std::string key_id = FormatKeyId(header->key_id);
+  const uint32_t version = header->key_version;
+  c.key_id = key_id;
+  c.key_version = version;
+  auto key = store_->FindKey(key_id);
+  if (!key) {
+    return Error{"NotFoundException",
+                 "the key that encrypted this ciphertext (" + key_id + ") does not exist"};
+  }
+  if (!expected_ref.empty()) {
+    std::optional<Error> err;
+    auto named = Resolve(c, expected_ref, true, &err);
+    c.key_id = key_id;
+    CHECK_ERROR(err);
+    if (named->record.key_id != key_id) {
+      return Error{"IncorrectKeyException",
+                   "The key ID in the request does not identify a KMS key that can perform "
+                   "this operation."};
+    }
+  }
+  CHECK_ERROR(Authorize(c, *key, action));
+  CHECK_ERROR(RequireUsable(*key));
+  if (version < key->record.min_version) {
+    return Error{"KMSInvalidStateException",
+                 "key version " + std::to_string(version) + " of " + KeyArn(key_id) +
+                     " has been retired: its material is destroyed and data under it can "
+                     "never be decrypted"};
+  }
+  auto material = key->materials.find(version);
+  if (material == key->materials.end()) {
+    return Error{"InvalidCiphertextException", "the ciphertext names an unknown key version"};
+  }
+  auto opened = OpenBlob(*material->second, blob, context);
+  if (!opened.ok()) {
+    return Error{"InvalidCiphertextException",
+                 "the ciphertext does not authenticate (wrong encryption context, or damaged)"};
+  }
+  return OpenedBlob{std::move(key), std::move(*opened)};
+}
+
+KmsService::Outcome KmsService::Decrypt(Call& c) {
+  Bytes blob;
+  std::string key_ref;
+  FIELD(c.req.Blob("CiphertextBlob", true, &blob));
+  FIELD(c.req.Context("EncryptionContext", &c.context));
+  FIELD(c.req.String("KeyId", false, &key_ref));
+  FIELD(CheckAlgorithm(c.req, "EncryptionAlgorithm"));
+  c.has_context = true;
+  if (blob.empty() || blob.size() > kMaxCiphertextInBytes) {
+    return Error{"ValidationException",
+                 "1 validation error detected: Value at 'ciphertextBlob' failed to satisfy "
+                 "constraint: Member must have length between 1 and 6144"};
+  }
+  auto opened = OpenCiphertext(c, blob, key_ref, "kms:Decrypt", c.context);
+  if (auto* e = std::get_if<Error>(&opened)) return *e;
+  const OpenedBlob& o = std::get<OpenedBlob>(opened);
+  c.sensitive_response = true;
+  return json{{"KeyId", KeyArn(o.key->record.key_id)},
+              {"Plaintext", EncodeSecret(o.plaintext)},
+              {"EncryptionAlgorithm", "SYMMETRIC_DEFAULT"}};
+}
+
+KmsService::Outcome KmsService::ReEncrypt(Call& c) {
+  Bytes blob;
+  std::string source_ref, dest_ref;
+  EncryptionContext source_context;
+  FIELD(c.req.Blob("CiphertextBlob", true, &blob));
+  FIELD(c.req.String("DestinationKeyId", true, &dest_ref));
+  FIELD(c.req.String("SourceKeyId", false, &source_ref));
+  FIELD(c.req.Context("SourceEncryptionContext", &source_context));
+  FIELD(c.req.Context("DestinationEncryptionContext", &c.context));
+  FIELD(CheckAlgorithm(c.req, "SourceEncryptionAlgorithm"));
+  FIELD(CheckAlgorithm(c.req, "DestinationEncryptionAlgorithm"));
+  c.has_context = true;
+  if (blob.empty() || blob.size() > kMaxCiphertextInBytes) {
+    return Error{"ValidationException",
+                 "1 validation error detected: Value at 'ciphertextBlob' failed to satisfy "
+                 "constraint: Member must have length between 1 and 6144"};
+  }
+  auto opened = OpenCiphertext(c, blob, source_ref, "kms:ReEncryptFrom", source_context);
+  if (auto* e = std::get_if<Error>(&opened)) return *e;
+  const std::shared_ptr<const KeyEntry>& source = std::get<OpenedBlob>(opened).key;
+  const crypto::SecretBytes& plaintext = std::get<OpenedBlob>(opened).plaintext;
+  c.extra["source_key_id"] = c.key_id;
+  c.extra["source_key_version"] = c.key_version;
+  c.extra["source_encryption_context"] = source_context;
+
+  std::optional<Error> err;
+  auto dest = Resolve(c, dest_ref, true, &err);
+  CHECK_ERROR(err);
+  CHECK_ERROR(Authorize(c, *dest, "kms:ReEncryptTo"));
+  CHECK_ERROR(RequireUsable(*dest));
+  const uint32_t version = dest->record.current_version;
+  c.key_version = version;
+  KeyIdBytes id;
+  ParseKeyId(dest->record.key_id, &id);
+  auto sealed = SealBlob(*dest->materials.at(version), {id, version}, c.context,
+                         plaintext.view());
+  if (!sealed.ok()) return Error{"KMSInternalException", sealed.status().message(), 500};
+  return json{{"CiphertextBlob", Base64Encode(*sealed)},
+              {"SourceKeyId", KeyArn(source->record.key_id)},
+              {"KeyId", KeyArn(dest->record.key_id)},
+              {"SourceEncryptionAlgorithm", "SYMMETRIC_DEFAULT"},
+              {"DestinationEncryptionAlgorithm", "SYMMETRIC_DEFAULT"}};
+}
+
+KmsService::Outcome KmsService::GenerateDataKey(Call& c, bool with_plaintext) {
+  std::string key_ref, key_spec;
+  int64_t bytes = 0;
+  FIELD(c.req.String("KeyId", true, &key_ref));
+  FIELD(c.req.String("KeySpec", false, &key_spec));
+  FIELD(c.req.Int("NumberOfBytes", false, &bytes));
+  FIELD(c.req.Context("EncryptionContext", &c.context));
+  c.has_context = true;
+  const bool has_spec = c.req.Has("KeySpec"), has_bytes = c.req.Has("NumberOfBytes");
+  if (has_spec == has_bytes) {
+    return Error{"ValidationException", "specify exactly one of KeySpec and NumberOfBytes"};
+  }
+  if (has_spec) {
+    if (key_spec == "AES_256") {
+      bytes = 32;
+    } else if (key_spec == "AES_128") {
+      bytes = 16;
+    } else {
+      return Error{"ValidationException",
+                   "1 validation error detected: Value '" + key_spec +
+                       "' at 'keySpec' failed to satisfy constraint: Member must satisfy enum "
+                       "value set: [AES_256, AES_128]"};
+    }
+  } else if (bytes < 1 || bytes > 1024) {
+    return Error{"ValidationException",
+                 "1 validation error detected: Value at 'numberOfBytes' failed to satisfy "
+                 "constraint: Member must have value between 1 and 1024"};
+  }
+  std::optional<Error> err;
+  auto key = Resolve(c, key_ref, true, &err);
+  CHECK_ERROR(err);
+  CHECK_ERROR(Authorize(c, *key, with_plaintext ? "kms:GenerateDataKey"
+                                                : "kms:GenerateDataKeyWithoutPlaintext"));
+  CHECK_ERROR(RequireUsable(*key));
+  const uint32_t version = key->record.current_version;
+  c.key_version = version;
+  auto dek = crypto::SecretBytes::Random(static_cast<size_t>(bytes));
+  if (!dek.ok()) return Error{"KMSInternalException", dek.status().message(), 500};
+  KeyIdBytes id;
+  ParseKeyId(key->record.key_id, &id);
+  auto blob = SealBlob(*key->materials.at(version), {id, version}, c.context, dek->view());
+  if (!blob.ok()) return Error{"KMSInternalException", blob.status().message(), 500};
+  json out = {{"CiphertextBlob", Base64Encode(*blob)}, {"KeyId", KeyArn(key->record.key_id)}};
+  if (with_plaintext) {
+    out["Plaintext"] = EncodeSecret(*dek);
+    c.sensitive_response = true;
+  }
+  return out;
+}
+
+KmsService::Outcome KmsService::GenerateRandom(Call& c) {
+  int64_t bytes = 0;
+  FIELD(c.req.Int("NumberOfBytes", true, &bytes));
+  if (bytes < 1 || bytes > 1024) {
+    return Error{"ValidationException",
+                 "1 validation error detected: Value at 'numberOfBytes' failed to satisfy "
+                 "constraint: Member must have value between 1 and 1024"};
+  }
+  auto random = crypto::SecretBytes::Random(static_cast<size_t>(bytes));
+  if (!random.ok()) return Error{"KMSInternalException", random.status().message(), 500};
+  c.sensitive_response = true;
+  return json{{"Plaintext", EncodeSecret(*random)}};
+}
+
+}  // namespace envelope::keyservice

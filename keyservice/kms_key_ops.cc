@@ -1,0 +1,629 @@
+// Key management operations, the envelope-keyd extensions, and the
+// scheduled work (automatic rotation, deletion).
+#include <algorithm>
+#include <regex>
+
+#include "core/base/base64.h"
+#include "core/crypto/random.h"
+#include "keyservice/kms_call.h"
+
+namespace envelope::keyservice {
+
+using json = nlohmann::json;
+
+#define FIELD(expr)                                            \
+  do {                                                         \
+    if (auto field_error_ = (expr)) {                          \
+      return Error{field_error_->type, field_error_->message}; \
+    }                                                          \
+  } while (0)
+
+#define CHECK_ERROR(expr)                     \
+  do {                                        \
+    if (auto error_ = (expr)) return *error_; \
+  } while (0)
+
+namespace {
+
+constexpr int64_t kSecondsPerDay = 86400;
+
+std::string NewKeyId() {
+  KeyIdBytes id;
+  (void)crypto::RandomBytes(id);
+  id[6] = static_cast<uint8_t>((id[6] & 0x0f) | 0x40);  // UUID version 4
+  id[8] = static_cast<uint8_t>((id[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  return FormatKeyId(id);
+}
+
+bool ValidAliasName(const std::string& name) {
+  static const std::regex kPattern("^alias/[a-zA-Z0-9/_-]+$");
+  return name.size() <= 256 && std::regex_match(name, kPattern) &&
+         name.rfind("alias/aws/", 0) != 0;
+}
+
+// Limit/Marker pagination over items sorted by `key_of`. The marker is the
+// base64 of the first key of the next page.
+template <typename T, typename KeyOf>
+std::optional<std::pair<std::string, std::string>> Paginate(const KmsRequest& req,
+                                                            std::vector<T>* items, KeyOf key_of,
+                                                            bool* truncated,
+                                                            std::string* next_marker) {
+  int64_t limit = 100;
+  std::string marker;
+  if (auto e = req.Int("Limit", false, &limit)) return std::pair{e->type, e->message};
+  if (auto e = req.String("Marker", false, &marker)) return std::pair{e->type, e->message};
+  if (limit < 1 || limit > 1000) {
+    auto e = KmsRequest::Invalid("Limit", "Member must have value between 1 and 1000");
+    return std::pair{e.type, e.message};
+  }
+  size_t start = 0;
+  if (req.Has("Marker")) {
+    Bytes decoded;
+    if (!Base64Decode(marker, &decoded) || decoded.empty()) {
+      return std::pair{std::string("InvalidMarkerException"),
+                       std::string("the marker was not returned by this service")};
+    }
+    std::string from(decoded.begin(), decoded.end());
+    while (start < items->size() && key_of((*items)[start]) < from) ++start;
+  }
+  size_t end = std::min(items->size(), start + static_cast<size_t>(limit));
+  *truncated = end < items->size();
+  if (*truncated) *next_marker = Base64Encode(AsBytes(key_of((*items)[end])));
+  *items = std::vector<T>(items->begin() + static_cast<std::ptrdiff_t>(start),
+                          items->begin() + static_cast<std::ptrdiff_t>(end));
+  return std::nullopt;
+}
+
+json PageFields(json out, bool truncated, const std::string& next_marker) {
+  out["Truncated"] = truncated;
+  if (truncated) out["NextMarker"] = next_marker;
+  return out;
+}
+
+}  // namespace
+
+#define PAGINATE(items, key_of, truncated, marker)                                     \
+  do {                                                                                 \
+    if (auto page_error_ = Paginate(c.req, &(items), key_of, &(truncated), &(marker))) { \
+      return Error{page_error_->first, page_error_->second};                           \
+    }                                                                                  \
+  } while (0)
+
+Status KmsService::AddVersion(KeyRecord* record, KeyStore::Change* change,
+                              const char* rotation_type) {
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes material, crypto::SecretBytes::Random(32));
+  const uint32_t version = record->current_version + 1;
+  record->versions.push_back({version, Now(), rotation_type});
+  record->current_version = version;
+  change->put_materials.emplace_back(record->key_id, version,
+                                     std::make_shared<const crypto::SecretBytes>(std::move(material)));
+  return Status::Ok();
+}
+
+KmsService::Outcome KmsService::CreateKey(Call& c) {
+  std::string policy_text, description, usage, spec, cmk_spec, origin;
+  bool bypass = false, multi_region = false;
+  KeyRecord r;
+  FIELD(c.req.String("Policy", false, &policy_text));
+  FIELD(c.req.String("Description", false, &description));
+  FIELD(c.req.String("KeyUsage", false, &usage));
+  FIELD(c.req.String("KeySpec", false, &spec));
+  FIELD(c.req.String("CustomerMasterKeySpec", false, &cmk_spec));
+  FIELD(c.req.String("Origin", false, &origin));
+  FIELD(c.req.Bool("BypassPolicyLockoutSafetyCheck", &bypass));
+  FIELD(c.req.Bool("MultiRegion", &multi_region));
+  FIELD(c.req.Tags("Tags", false, &r.tags));
+  if (description.size() > 8192) {
+    return Error{"ValidationException", "Description is longer than 8192 characters"};
+  }
+  if (!usage.empty() && usage != "ENCRYPT_DECRYPT") {
+    return Error{"UnsupportedOperationException", "only KeyUsage ENCRYPT_DECRYPT is supported"};
+  }
+  for (const std::string& s : {spec, cmk_spec}) {
+    if (!s.empty() && s != "SYMMETRIC_DEFAULT") {
+      return Error{"UnsupportedOperationException", "only KeySpec SYMMETRIC_DEFAULT is supported"};
+    }
+  }
+  if (!origin.empty() && origin != "AWS_KMS") {
+    return Error{"UnsupportedOperationException", "only Origin AWS_KMS is supported"};
+  }
+  if (multi_region) {
+    return Error{"UnsupportedOperationException", "multi-Region keys are not supported"};
+  }
+  r.key_id = NewKeyId();
+  const bool custom_policy = c.req.Has("Policy");
+  r.policy = custom_policy ? policy_text : KeyPolicy::DefaultFor(c.who);
+  auto policy = KeyPolicy::Parse(r.policy);
+  if (!policy.ok()) return Error{"MalformedPolicyDocumentException", policy.status().message()};
+  if (custom_policy && !bypass && !policy->Allows(c.who, "kms:PutKeyPolicy", KeyArn(r.key_id))) {
+    return Error{"MalformedPolicyDocumentException",
+                 "The new key policy will not allow you to update the key policy in the future."};
+  }
+  std::sort(r.tags.begin(), r.tags.end());
+  r.description = description;
+  r.creation_date = Now();
+  c.key_id = r.key_id;
+  KeyStore::Change change;
+  auto lock = store_->LockForWrite();
+  Status s = AddVersion(&r, &change, "INITIAL");
+  if (!s.ok()) return Error{"KMSInternalException", s.message(), 500};
+  c.key_version = r.current_version;
+  change.put_records.push_back(r);
+  CHECK_ERROR(CommitWithAudit(c, change));
+  return json{{"KeyMetadata", KeyMetadata(r)}};
+}
+
+KmsService::Outcome KmsService::DescribeKey(Call& c) {
+  std::string ref;
+  FIELD(c.req.String("KeyId", true, &ref));
+  std::optional<Error> err;
+  auto key = Resolve(c, ref, true, &err);
+  CHECK_ERROR(err);
+  CHECK_ERROR(Authorize(c, *key, "kms:DescribeKey"));
+  return json{{"KeyMetadata", KeyMetadata(key->record)}};
+}
+
+KmsService::Outcome KmsService::ListKeys(Call& c) {
+  auto keys = store_->AllKeys();
+  bool truncated = false;
+  std::string marker;
+  PAGINATE(keys, [](const auto& k) { return k->record.key_id; }, truncated, marker);
+  json list = json::array();
+  for (const auto& k : keys) {
+    list.push_back({{"KeyId", k->record.key_id}, {"KeyArn", KeyArn(k->record.key_id)}});
+  }
+  return PageFields(json{{"Keys", list}}, truncated, marker);
+}
+
+KmsService::Outcome KmsService::CreateAlias(Call& c) {
+  std::string name, target;
+  FIELD(c.req.String("AliasName", true, &name));
+  FIELD(c.req.String("TargetKeyId", true, &target));
+  c.extra["alias"] = name;
+  if (!ValidAliasName(name)) {
+    return Error{"ValidationException",
+                 "1 validation error detected: Value '" + name +
+                     "' at 'aliasName' failed to satisfy constraint: Member must satisfy "
+                     "regular expression pattern: ^alias/[a-zA-Z0-9/_-]+$ (and not alias/aws/)"};
+  }
+  auto lock = store_->LockForWrite();
+  std::optional<Error> err;
+  auto key = Resolve(c, target, false, &err);
+  CHECK_ERROR(err);
+  CHECK_ERROR(Authorize(c, *key, "kms:CreateAlias"));
+  if (key->record.key_state == kStatePendingDeletion) {
+    return Error{"KMSInvalidStateException", KeyArn(key->record.key_id) + " is pending deletion."};
+  }
+  if (store_->FindAlias(name)) {
+    return Error{"AlreadyExistsException", "An alias with the name " + name + " already exists"};
+  }
+  KeyStore::Change change;
+  change.put_aliases.push_back({name, key->record.key_id, Now()});
+  CHECK_ERROR(CommitWithAudit(c, change));
+  return json::object();
+}
+
+KmsService::Outcome KmsService::UpdateAlias(Call& c) {
+  std::string name, target;
+  FIELD(c.req.String("AliasName", true, &name));
+  FIELD(c.req.String("TargetKeyId", true, &target));
+  c.extra["alias"] = name;
+  auto lock = store_->LockForWrite();
+  auto alias = store_->FindAlias(name);
+  if (!alias) return Error{"NotFoundException", "Alias " + name + " is not found."};
+  std::optional<Error> err;
+  auto old_key = Resolve(c, alias->key_id, false, &err);
+  CHECK_ERROR(err);
+  CHECK_ERROR(Authorize(c, *old_key, "kms:UpdateAlias"));
+  auto new_key = Resolve(c, target, false, &err);
+  CHECK_ERROR(err);
+  CHECK_ERROR(Authorize(c, *new_key, "kms:UpdateAlias"));
+  c.extra["previous_key_id"] = old_key->record.key_id;
+  KeyStore::Change change;
+  change.put_aliases.push_back({name, new_key->record.key_id, alias->creation_date});
+  CHECK_ERROR(CommitWithAudit(c, change));
+  return json::object();
+}
+
+KmsService::Outcome KmsService::DeleteAlias(Call& c) {
+  std::string name;
+  FIELD(c.req.String("AliasName", true, &name));
+  c.extra["alias"] = name;
+  auto lock = store_->LockForWrite();
+  auto alias = store_->FindAlias(name);
+  if (!alias) return Error{"NotFoundException", "Alias " + name + " is not found."};
+  std::optional<Error> err;
+  auto key = Resolve(c, alias->key_id, false, &err);
+  CHECK_ERROR(err);
+  CHECK_ERROR(Authorize(c, *key, "kms:DeleteAlias"));
+  KeyStore::Change change;
+  change.delete_aliases.push_back(name);
+  CHECK_ERROR(CommitWithAudit(c, change));
+  return json::object();
+}
+
+KmsService::Outcome KmsService::ListAliases(Call& c) {
+  std::string ref;
+  FIELD(c.req.String("KeyId", false, &ref));
+  auto aliases = store_->AllAliases();
+  if (c.req.Has("KeyId")) {
+    std::optional<Error> err;
+    auto key = Resolve(c, ref, false, &err);
+    CHECK_ERROR(err);
+    std::erase_if(aliases, [&](const AliasEntry& a) { return a.key_id != key->record.key_id; });
+  }
+  bool truncated = false;
+  std::string marker;
+  PAGINATE(aliases, [](const AliasEntry& a) { return a.name; }, truncated, marker);
+  json list = json::array();
+  for (const auto& a : aliases) {
+    list.push_back({{"AliasName", a.name},
+                    {"AliasArn", "arn:aws:kms:" + options_.region + ":" + options_.account + ":" + a.name},
+                    {"TargetKeyId", a.key_id},
+                    {"CreationDate", a.creation_date},
+                    {"LastUpdatedDate", a.creation_date}});
+  }
+  return PageFields(json{{"Aliases", list}}, truncated, marker);
+}
+
+// The shape of every single-key mutation: under the writer lock, resolve the
+// key by id or ARN, authorize `action`, let `edit` change a copy of the
+// record (and stage material changes), then commit with the audit record.
+std::variant<KeyRecord, KmsService::Error> KmsService::MutateKey(Call& c,
+                                                                 std::string_view action,
+                                                                 const KeyEdit& edit) {
+  std::string ref;
+  FIELD(c.req.String("KeyId", true, &ref));
+  auto lock = store_->LockForWrite();
+  std::optional<Error> err;
+  auto key = Resolve(c, ref, false, &err);
+  CHECK_ERROR(err);
+  CHECK_ERROR(Authorize(c, *key, action));
+  KeyRecord r = key->record;
+  KeyStore::Change change;
+  CHECK_ERROR(edit(r, change, *key));
+  change.put_records.push_back(r);
+  CHECK_ERROR(CommitWithAudit(c, change));
+  return r;
+}
+
+KmsService::Outcome KmsService::SetEnabled(Call& c, bool enabled) {
+  auto mutated = MutateKey(
+      c, enabled ? "kms:EnableKey" : "kms:DisableKey",
+      [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
+          [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
+    if (r.key_state == kStatePendingDeletion) {
+      return Error{"KMSInvalidStateException", KeyArn(r.key_id) + " is pending deletion."};
+    }
+    r.key_state = enabled ? kStateEnabled : kStateDisabled;
+    r.enabled_flag = enabled;
+    return std::nullopt;
+  });
+  if (auto* e = std::get_if<Error>(&mutated)) return *e;
+  return json::object();
+}
+
+KmsService::Outcome KmsService::ScheduleKeyDeletion(Call& c) {
+  int64_t days = 30;
+  FIELD(c.req.Int("PendingWindowInDays", false, &days));
+  if (days < 7 || days > 30) {
+    return Error{"ValidationException",
+                 "1 validation error detected: Value '" + std::to_string(days) +
+                     "' at 'pendingWindowInDays' failed to satisfy constraint: Member must have "
+                     "value between 7 and 30"};
+  }
+  auto mutated = MutateKey(
+      c, "kms:ScheduleKeyDeletion",
+      [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
+          [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
+    if (r.key_state == kStatePendingDeletion) {
+      return Error{"KMSInvalidStateException", KeyArn(r.key_id) + " is pending deletion."};
+    }
+    r.key_state = kStatePendingDeletion;
+    r.pending_window_days = static_cast<int>(days);
+    r.deletion_date = Now() + days * kSecondsPerDay;
+    return std::nullopt;
+  });
+  if (auto* e = std::get_if<Error>(&mutated)) return *e;
+  const KeyRecord& r = std::get<KeyRecord>(mutated);
+  return json{{"KeyId", KeyArn(r.key_id)},
+              {"DeletionDate", r.deletion_date},
+              {"KeyState", r.key_state},
+              {"PendingWindowInDays", r.pending_window_days}};
+}
+
+KmsService::Outcome KmsService::CancelKeyDeletion(Call& c) {
+  auto mutated = MutateKey(
+      c, "kms:CancelKeyDeletion",
+      [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
+          [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
+    if (r.key_state != kStatePendingDeletion) {
+      return Error{"KMSInvalidStateException", KeyArn(r.key_id) + " is not pending deletion."};
+    }
+    // As in AWS KMS: a key whose deletion is cancelled comes back disabled.
+    r.key_state = kStateDisabled;
+    r.enabled_flag = false;
+    r.deletion_date = 0;
+    r.pending_window_days = 0;
+    return std::nullopt;
+  });
+  if (auto* e = std::get_if<Error>(&mutated)) return *e;
+  const KeyRecord& r = std::get<KeyRecord>(mutated);
+  return json{{"KeyId", KeyArn(r.key_id)}};
+}
+
+KmsService::Outcome KmsService::SetRotation(Call& c, bool enabled) {
+  int64_t period = 365;
+  FIELD(c.req.Int("RotationPeriodInDays", false, &period));
+  if (enabled && (period < 90 || period > 2560)) {
+    return Error{"ValidationException",
+                 "1 validation error detected: Value at 'rotationPeriodInDays' failed to "
+                 "satisfy constraint: Member must have value between 90 and 2560"};
+  }
+  auto mutated = MutateKey(
+      c, enabled ? "kms:EnableKeyRotation" : "kms:DisableKeyRotation",
+      [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
+          [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
+    if (r.key_state != kStateEnabled) {
+      return Error{r.key_state == kStateDisabled ? "DisabledException" : "KMSInvalidStateException",
+                   KeyArn(r.key_id) + " is " + r.key_state + "."};
+    }
+    r.rotation_enabled = enabled;
+    if (enabled) {
+      r.rotation_period_days = static_cast<int>(period);
+      r.next_rotation_date = Now() + period * kSecondsPerDay;
+    } else {
+      r.next_rotation_date = 0;
+    }
+    return std::nullopt;
+  });
+  if (auto* e = std::get_if<Error>(&mutated)) return *e;
+  return json::object();
+}
+
+KmsService::Outcome KmsService::GetKeyRotationStatus(Call& c) {
+  std::string ref;
+  FIELD(c.req.String("KeyId", true, &ref));
+  std::optional<Error> err;
+  auto key = Resolve(c, ref, false, &err);
+  CHECK_ERROR(err);
+  CHECK_ERROR(Authorize(c, *key, "kms:GetKeyRotationStatus"));
+  const KeyRecord& r = key->record;
+  json out = {{"KeyRotationEnabled", r.rotation_enabled}, {"KeyId", KeyArn(r.key_id)}};
+  if (r.rotation_enabled) {
+    out["RotationPeriodInDays"] = r.rotation_period_days;
+    out["NextRotationDate"] = r.next_rotation_date;
+  }
+  return out;
+}
+
+KmsService::Outcome KmsService::RotateKeyOnDemand(Call& c) {
+  auto mutated = MutateKey(
+      c, "kms:RotateKeyOnDemand",
+      [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
+          [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
+    CHECK_ERROR(RequireUsable(current));
+    Status s = AddVersion(&r, &change, "ON_DEMAND");
+    if (!s.ok()) return Error{"KMSInternalException", s.message(), 500};
+    c.key_version = r.current_version;
+    return std::nullopt;
+  });
+  if (auto* e = std::get_if<Error>(&mutated)) return *e;
+  const KeyRecord& r = std::get<KeyRecord>(mutated);
+  return json{{"KeyId", r.key_id}};
+}
+
+KmsService::Outcome KmsService::ListKeyRotations(Call& c) {
+  std::string ref;
+  FIELD(c.req.String("KeyId", true, &ref));
+  std::optional<Error> err;
+  auto key = Resolve(c, ref, false, &err);
+  CHECK_ERROR(err);
+  CHECK_ERROR(Authorize(c, *key, "kms:ListKeyRotations"));
+  std::vector<KeyVersionInfo> rotations;
+  for (const auto& v : key->record.versions) {
+    if (v.number > 1) rotations.push_back(v);
+  }
+  bool truncated = false;
+  std::string marker;
+  // Zero-padded so that string order is numeric order.
+  auto key_of = [](const KeyVersionInfo& v) {
+    char buf[16];
+    std::snprintf(buf, sizeof(buf), "%010u", v.number);
+    return std::string(buf);
+  };
+  PAGINATE(rotations, key_of, truncated, marker);
+  json list = json::array();
+  for (const auto& v : rotations) {
+    list.push_back({{"KeyId", key->record.key_id},
+                    {"RotationDate", v.created},
+                    {"RotationType", v.rotation_type},
+                    // Extensions: which version the rotation made, and
+                    // whether its material has since been retired.
+                    {"KeyVersion", v.number},
+                    {"Retired", v.number < key->record.min_version}});
+  }
+  return PageFields(json{{"Rotations", list}}, truncated, marker);
+}
+
+KmsService::Outcome KmsService::GetKeyPolicy(Call& c) {
+  std::string ref, name = "default";
+  FIELD(c.req.String("KeyId", true, &ref));
+  FIELD(c.req.String("PolicyName", false, &name));
+  std::optional<Error> err;
+  auto key = Resolve(c, ref, false, &err);
+  CHECK_ERROR(err);
+  CHECK_ERROR(Authorize(c, *key, "kms:GetKeyPolicy"));
+  if (name != "default") return Error{"NotFoundException", "No such policy: " + name};
+  return json{{"Policy", key->record.policy}, {"PolicyName", "default"}};
+}
+
+KmsService::Outcome KmsService::PutKeyPolicy(Call& c) {
+  std::string text, name = "default";
+  bool bypass = false;
+  FIELD(c.req.String("Policy", true, &text));
+  FIELD(c.req.String("PolicyName", false, &name));
+  FIELD(c.req.Bool("BypassPolicyLockoutSafetyCheck", &bypass));
+  if (name != "default") {
+    return Error{"ValidationException", "PolicyName must be \"default\""};
+  }
+  auto policy = KeyPolicy::Parse(text);
+  if (!policy.ok()) return Error{"MalformedPolicyDocumentException", policy.status().message()};
+  auto mutated = MutateKey(
+      c, "kms:PutKeyPolicy",
+      [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
+          [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
+    if (!bypass && !policy->Allows(c.who, "kms:PutKeyPolicy", KeyArn(r.key_id))) {
+      return Error{"MalformedPolicyDocumentException",
+                   "The new key policy will not allow you to update the key policy in the "
+                   "future (set BypassPolicyLockoutSafetyCheck to override)."};
+    }
+    r.policy = text;
+    return std::nullopt;
+  });
+  if (auto* e = std::get_if<Error>(&mutated)) return *e;
+  return json::object();
+}
+
+KmsService::Outcome KmsService::TagResource(Call& c) {
+  std::vector<std::pair<std::string, std::string>> tags;
+  FIELD(c.req.Tags("Tags", true, &tags));
+  auto mutated = MutateKey(
+      c, "kms:TagResource",
+      [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
+          [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
+    for (auto& [k, v] : tags) {
+      auto it = std::find_if(r.tags.begin(), r.tags.end(), [&](const auto& t) { return t.first == k; });
+      if (it != r.tags.end()) {
+        it->second = v;
+      } else {
+        r.tags.emplace_back(k, v);
+      }
+    }
+    if (r.tags.size() > 50) return Error{"TagException", "a key can have at most 50 tags"};
+    std::sort(r.tags.begin(), r.tags.end());
+    return std::nullopt;
+  });
+  if (auto* e = std::get_if<Error>(&mutated)) return *e;
+  return json::object();
+}
+
+KmsService::Outcome KmsService::UntagResource(Call& c) {
+  std::vector<std::string> keys;
+  FIELD(c.req.StringList("TagKeys", true, &keys));
+  auto mutated = MutateKey(
+      c, "kms:UntagResource",
+      [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
+          [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
+    std::erase_if(r.tags, [&](const auto& t) {
+      return std::find(keys.begin(), keys.end(), t.first) != keys.end();
+    });
+    return std::nullopt;
+  });
+  if (auto* e = std::get_if<Error>(&mutated)) return *e;
+  return json::object();
+}
+
+KmsService::Outcome KmsService::ListResourceTags(Call& c) {
+  std::string ref;
+  FIELD(c.req.String("KeyId", true, &ref));
+  std::optional<Error> err;
+  auto key = Resolve(c, ref, false, &err);
+  CHECK_ERROR(err);
+  CHECK_ERROR(Authorize(c, *key, "kms:ListResourceTags"));
+  auto tags = key->record.tags;
+  bool truncated = false;
+  std::string marker;
+  PAGINATE(tags, [](const auto& t) { return t.first; }, truncated, marker);
+  json list = json::array();
+  for (const auto& [k, v] : tags) list.push_back({{"TagKey", k}, {"TagValue", v}});
+  return PageFields(json{{"Tags", list}}, truncated, marker);
+}
+
+// Extension: destroy the material of every version below BelowVersion, like
+// Vault transit's min_decryption_version followed by trim. Irreversible.
+KmsService::Outcome KmsService::RetireKeyVersions(Call& c) {
+  int64_t below = 0;
+  FIELD(c.req.Int("BelowVersion", true, &below));
+  std::vector<uint32_t> retired;
+  auto mutated = MutateKey(
+      c, "kms:RetireKeyVersions",
+      [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
+          [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
+    if (below < 1 || below > static_cast<int64_t>(r.current_version)) {
+      return Error{"ValidationException",
+                   "BelowVersion must be between 1 and the current version " +
+                       std::to_string(r.current_version)};
+    }
+    for (uint32_t v = r.min_version; v < static_cast<uint32_t>(below); ++v) {
+      change.delete_materials.emplace_back(r.key_id, v);
+      retired.push_back(v);
+    }
+    r.min_version = std::max(r.min_version, static_cast<uint32_t>(below));
+    c.extra["retired_versions"] = retired;
+    return std::nullopt;
+  });
+  if (auto* e = std::get_if<Error>(&mutated)) return *e;
+  const KeyRecord& r = std::get<KeyRecord>(mutated);
+  return json{{"KeyId", KeyArn(r.key_id)},
+              {"MinKeyVersion", r.min_version},
+              {"RetiredVersions", retired}};
+}
+
+KmsService::Outcome KmsService::VerifyAudit(Call& c) {
+  if (c.who.kind != Principal::Kind::kUnix || (c.who.uid != 0 && c.who.uid != options_.admin_uid)) {
+    return Error{"AccessDeniedException", "only root may verify the audit log"};
+  }
+  AuditVerifyResult r = audit_->Verify(audit_->head());
+  return json{{"Ok", r.ok}, {"Lines", r.lines}, {"BadLine", r.bad_line}, {"Reason", r.reason}};
+}
+
+KmsService::Outcome KmsService::TailAudit(Call& c) {
+  if (c.who.kind != Principal::Kind::kUnix || (c.who.uid != 0 && c.who.uid != options_.admin_uid)) {
+    return Error{"AccessDeniedException", "only root may read the audit log"};
+  }
+  int64_t lines = 20;
+  FIELD(c.req.Int("Lines", false, &lines));
+  if (lines < 1 || lines > 10000) {
+    return Error{"ValidationException", "Lines must be between 1 and 10000"};
+  }
+  return json{{"Records", audit_->Tail(static_cast<size_t>(lines))}};
+}
+
+void KmsService::RunScheduledWork() {
+  Principal service;
+  service.kind = Principal::Kind::kService;
+  const int64_t now = Now();
+  for (const auto& entry : store_->AllKeys()) {
+    const KeyRecord& snapshot = entry->record;
+    const bool delete_due =
+        snapshot.key_state == kStatePendingDeletion && now >= snapshot.deletion_date;
+    const bool rotate_due = snapshot.rotation_enabled && snapshot.key_state == kStateEnabled &&
+                            now >= snapshot.next_rotation_date;
+    if (!delete_due && !rotate_due) continue;
+    auto lock = store_->LockForWrite();
+    auto current = store_->FindKey(snapshot.key_id);
+    if (!current) continue;
+    Call c(service);
+    c.key_id = snapshot.key_id;
+    KeyStore::Change change;
+    if (delete_due && current->record.key_state == kStatePendingDeletion) {
+      c.op = "DeleteKey";
+      change.delete_keys.push_back(snapshot.key_id);
+    } else if (rotate_due && current->record.rotation_enabled) {
+      c.op = "RotateKey";
+      c.extra["rotation_type"] = "AUTOMATIC";
+      KeyRecord r = current->record;
+      if (!AddVersion(&r, &change, "AUTOMATIC").ok()) continue;
+      // One rotation per due date, even after a long downtime.
+      r.next_rotation_date = now + int64_t{r.rotation_period_days} * kSecondsPerDay;
+      c.key_version = r.current_version;
+      change.put_records.push_back(r);
+    } else {
+      continue;
+    }
+    (void)CommitWithAudit(c, change);
+  }
+}
+
+}  // namespace envelope::keyservice

@@ -1,0 +1,241 @@
+#include "keyservice/kms_service.h"
+
+#include <chrono>
+
+#include "keyservice/kms_call.h"
+
+namespace envelope::keyservice {
+
+using json = nlohmann::json;
+
+KmsService::KmsService(KeyStore* store, AuditLog* audit, KmsServiceOptions options)
+    : store_(store), audit_(audit), options_(std::move(options)) {}
+
+int64_t KmsService::Now() const {
+  auto now = std::chrono::system_clock::now() + options_.clock_offset;
+  return std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+}
+
+std::string KmsService::KeyArn(const std::string& key_id) const {
+  return "arn:aws:kms:" + options_.region + ":" + options_.account + ":key/" + key_id;
+}
+
+KmsResponse KmsService::Handle(const Principal& who, std::string_view target,
+                               std::string_view body) {
+  Call call(who);
+  Outcome outcome;
+  constexpr std::string_view kTrent = "TrentService.";
+  constexpr std::string_view kExtension = "EnvelopeKeyService.";
+  if (target.rfind(kTrent, 0) == 0) {
+    call.op = std::string(target.substr(kTrent.size()));
+  } else if (target.rfind(kExtension, 0) == 0) {
+    call.op = std::string(target.substr(kExtension.size()));
+    call.extension = true;
+  } else {
+    call.op = std::string(target);
+  }
+
+  json parsed = body.empty() ? json::object() : json::parse(body, nullptr, false);
+  if (parsed.is_discarded() || !parsed.is_object()) {
+    outcome = Error{"SerializationException", "request body is not a JSON object"};
+  } else {
+    call.in = std::move(parsed);
+    outcome = Dispatch(call);
+  }
+
+  KmsResponse response;
+  if (auto* err = std::get_if<Error>(&outcome)) {
+    if (!call.audited) (void)AppendAudit(call, err);  // best effort: already failing
+    response.http_status = err->http_status;
+    response.body = json{{"__type", err->type}, {"message", err->message}}.dump();
+    return response;
+  }
+  if (!call.audited) {
+    Status s = AppendAudit(call, nullptr);
+    if (!s.ok()) {
+      // Fail closed: no answer leaves without its audit record.
+      response.http_status = 500;
+      response.body = json{{"__type", "KMSInternalException"},
+                           {"message", "the audit record could not be written"}}
+                          .dump();
+      return response;
+    }
+  }
+  response.body = std::get<json>(outcome).dump();
+  response.sensitive = call.sensitive_response;
+  return response;
+}
+
+KmsService::Outcome KmsService::Dispatch(Call& c) {
+  if (!c.extension) {
+    const std::string& op = c.op;
+    if (op == "CreateKey") return CreateKey(c);
+    if (op == "DescribeKey") return DescribeKey(c);
+    if (op == "ListKeys") return ListKeys(c);
+    if (op == "CreateAlias") return CreateAlias(c);
+    if (op == "UpdateAlias") return UpdateAlias(c);
+    if (op == "DeleteAlias") return DeleteAlias(c);
+    if (op == "ListAliases") return ListAliases(c);
+    if (op == "Encrypt") return Encrypt(c);
+    if (op == "Decrypt") return Decrypt(c);
+    if (op == "ReEncrypt") return ReEncrypt(c);
+    if (op == "GenerateDataKey") return GenerateDataKey(c, true);
+    if (op == "GenerateDataKeyWithoutPlaintext") return GenerateDataKey(c, false);
+    if (op == "GenerateRandom") return GenerateRandom(c);
+    if (op == "EnableKey") return SetEnabled(c, true);
+    if (op == "DisableKey") return SetEnabled(c, false);
+    if (op == "ScheduleKeyDeletion") return ScheduleKeyDeletion(c);
+    if (op == "CancelKeyDeletion") return CancelKeyDeletion(c);
+    if (op == "EnableKeyRotation") return SetRotation(c, true);
+    if (op == "DisableKeyRotation") return SetRotation(c, false);
+    if (op == "GetKeyRotationStatus") return GetKeyRotationStatus(c);
+    if (op == "RotateKeyOnDemand") return RotateKeyOnDemand(c);
+    if (op == "ListKeyRotations") return ListKeyRotations(c);
+    if (op == "GetKeyPolicy") return GetKeyPolicy(c);
+    if (op == "PutKeyPolicy") return PutKeyPolicy(c);
+    if (op == "TagResource") return TagResource(c);
+    if (op == "UntagResource") return UntagResource(c);
+    if (op == "ListResourceTags") return ListResourceTags(c);
+  } else {
+    if (c.op == "RetireKeyVersions") return RetireKeyVersions(c);
+    if (c.op == "VerifyAudit") return VerifyAudit(c);
+    if (c.op == "TailAudit") return TailAudit(c);
+  }
+  return Error{"UnknownOperationException", "unknown operation " + c.op};
+}
+
+// KeyId forms: key id, key ARN, and (where AWS allows) alias name and alias
+// ARN, all resolved against this service's region and account.
+std::shared_ptr<const KeyEntry> KmsService::Resolve(Call& c, const std::string& ref,
+                                                    bool aliases_ok,
+                                                    std::optional<Error>* error) const {
+  const std::string arn_prefix = "arn:aws:kms:" + options_.region + ":" + options_.account + ":";
+  std::string rest = ref;
+  if (ref.rfind("arn:", 0) == 0) {
+    if (ref.rfind(arn_prefix, 0) != 0) {
+      *error = Error{"NotFoundException", "Invalid arn " + ref};
+      return nullptr;
+    }
+    rest = ref.substr(arn_prefix.size());
+    if (rest.rfind("key/", 0) == 0) {
+      rest = rest.substr(4);
+    } else if (rest.rfind("alias/", 0) != 0) {
+      *error = Error{"NotFoundException", "Invalid arn " + ref};
+      return nullptr;
+    }
+  }
+  if (rest.rfind("alias/", 0) == 0) {
+    if (!aliases_ok) {
+      *error = Error{"NotFoundException", "this operation needs a key id or key ARN, not " + ref};
+      return nullptr;
+    }
+    auto alias = store_->FindAlias(rest);
+    if (!alias) {
+      *error = Error{"NotFoundException", "Alias " + arn_prefix + rest + " is not found."};
+      return nullptr;
+    }
+    rest = alias->key_id;
+  }
+  KeyIdBytes id;
+  if (!ParseKeyId(rest, &id)) {
+    *error = Error{"NotFoundException", "Invalid keyId '" + ref + "'"};
+    return nullptr;
+  }
+  auto entry = store_->FindKey(FormatKeyId(id));
+  if (!entry) {
+    *error = Error{"NotFoundException", "Key '" + KeyArn(FormatKeyId(id)) + "' does not exist"};
+    return nullptr;
+  }
+  c.key_id = entry->record.key_id;
+  return entry;
+}
+
+std::optional<KmsService::Error> KmsService::Authorize(Call& c, const KeyEntry& key,
+                                                       std::string_view action) const {
+  const std::string arn = KeyArn(key.record.key_id);
+  if (key.policy.Allows(c.who, action, arn)) return std::nullopt;
+  return Error{"AccessDeniedException",
+               "User: " + c.who.PrimaryName() + " is not authorized to perform: " +
+                   std::string(action) + " on resource: " + arn +
+                   " because no key policy statement allows it (or one denies it)"};
+}
+
+std::optional<KmsService::Error> KmsService::RequireUsable(const KeyEntry& key) const {
+  const std::string arn = KeyArn(key.record.key_id);
+  if (key.record.key_state == kStateDisabled) {
+    return Error{"DisabledException", arn + " is disabled."};
+  }
+  if (key.record.key_state == kStatePendingDeletion) {
+    return Error{"KMSInvalidStateException", arn + " is pending deletion."};
+  }
+  return std::nullopt;
+}
+
+json KmsService::KeyMetadata(const KeyRecord& r) const {
+  json m = {{"AWSAccountId", options_.account},
+            {"KeyId", r.key_id},
+            {"Arn", KeyArn(r.key_id)},
+            {"CreationDate", r.creation_date},
+            {"Enabled", r.key_state == kStateEnabled},
+            {"Description", r.description},
+            {"KeyUsage", "ENCRYPT_DECRYPT"},
+            {"KeyState", r.key_state},
+            {"Origin", "AWS_KMS"},
+            {"KeyManager", "CUSTOMER"},
+            {"CustomerMasterKeySpec", "SYMMETRIC_DEFAULT"},
+            {"KeySpec", "SYMMETRIC_DEFAULT"},
+            {"EncryptionAlgorithms", json::array({"SYMMETRIC_DEFAULT"})},
+            {"MultiRegion", false},
+            // Extension fields (AWS clients ignore unknown members).
+            {"CurrentKeyVersion", r.current_version},
+            {"MinKeyVersion", r.min_version}};
+  if (r.key_state == kStatePendingDeletion) {
+    m["DeletionDate"] = r.deletion_date;
+    m["PendingDeletionWindowInDays"] = r.pending_window_days;
+  }
+  return m;
+}
+
+Status KmsService::AppendAudit(Call& c, const Error* error) {
+  c.audited = true;
+  nlohmann::ordered_json rec;
+  nlohmann::ordered_json who;
+  if (c.who.kind == Principal::Kind::kUnix) {
+    who = {{"type", "unix"}, {"name", c.who.PrimaryName()}, {"uid", c.who.uid},
+           {"gid", c.who.gid}, {"pid", c.who.pid}, {"exe", c.who.executable}};
+  } else if (c.who.kind == Principal::Kind::kAccessKey) {
+    who = {{"type", "access_key"}, {"name", c.who.PrimaryName()},
+           {"access_key_id", c.who.access_key_id}};
+  } else {
+    who = {{"type", "service"}, {"name", c.who.PrimaryName()}};
+  }
+  rec["principal"] = who;
+  rec["operation"] = (c.extension ? "EnvelopeKeyService." : "") + c.op;
+  if (!c.key_id.empty()) rec["key_id"] = c.key_id;
+  if (c.key_version != 0) rec["key_version"] = c.key_version;
+  if (c.has_context) rec["encryption_context"] = c.context;
+  for (auto& [k, v] : c.extra.items()) rec[k] = v;
+  if (error) {
+    rec["result"] = "error";
+    rec["error_type"] = error->type;
+    rec["error_message"] = error->message;
+  } else {
+    rec["result"] = "ok";
+  }
+  return audit_->Append(std::move(rec));
+}
+
+std::optional<KmsService::Error> KmsService::CommitWithAudit(Call& c,
+                                                             const KeyStore::Change& change) {
+  Status s = store_->Commit(change, [&] { return AppendAudit(c, nullptr); });
+  if (s.ok()) return std::nullopt;
+  Error err{"KMSInternalException", "the change could not be stored: " + s.message(), 500};
+  if (c.audited) {
+    // The success record was written but the commit failed: say so.
+    c.audited = false;
+    (void)AppendAudit(c, &err);
+  }
+  return err;
+}
+
+}  // namespace envelope::keyservice

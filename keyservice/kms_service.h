@@ -1,0 +1,142 @@
+// The AWS KMS JSON 1.1 operations, independent of transport: a request is
+// (principal, X-Amz-Target, body) and the answer is (HTTP status, body).
+// docs/KEYSERVICE.md lists the operations, the fields and the errors.
+//
+// Every request produces exactly one audit record. Mutations write it inside
+// the store's transaction, before commit; reads and cryptographic operations
+// write it before the response leaves. If the record cannot be written the
+// request fails (fail closed).
+//
+// Thread safety: Handle() and RunScheduledWork() are thread-safe.
+#ifndef ENVELOPE_KEYSERVICE_KMS_SERVICE_H_
+#define ENVELOPE_KEYSERVICE_KMS_SERVICE_H_
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include <nlohmann/json.hpp>
+
+#include "keyservice/audit_log.h"
+#include "keyservice/ciphertext_blob.h"
+#include "keyservice/key_store.h"
+#include "keyservice/principal.h"
+
+namespace envelope::keyservice {
+
+struct KmsResponse {
+  int http_status = 200;
+  std::string body;
+  // True if the body holds plaintext (key or data) and must be wiped after
+  // it is sent.
+  bool sensitive = false;
+};
+
+struct KmsServiceOptions {
+  std::string region = "local";
+  std::string account = "000000000000";
+  // Added to the wall clock for scheduling decisions (rotation, deletion).
+  // A testing aid: lets tests move a daemon days ahead without waiting.
+  std::chrono::seconds clock_offset{0};
+  // uid allowed to run the audit operations besides root (the daemon's own).
+  uid_t admin_uid = 0;
+};
+
+class KmsService {
+ public:
+  // `store` and `audit` must outlive the service.
+  KmsService(KeyStore* store, AuditLog* audit, KmsServiceOptions options);
+
+  KmsResponse Handle(const Principal& who, std::string_view target, std::string_view body);
+
+  // Rotates keys whose automatic rotation is due and deletes keys whose
+  // deletion window has passed. Called at start (catch-up) and periodically.
+  void RunScheduledWork();
+
+  int64_t Now() const;
+  std::string KeyArn(const std::string& key_id) const;
+
+  struct Call;  // one request in flight (kms_service.cc)
+
+ private:
+  struct Error {
+    std::string type;
+    std::string message;
+    int http_status = 400;
+  };
+  using Outcome = std::variant<nlohmann::json, Error>;
+
+  Outcome Dispatch(Call& call);
+
+  // Key management (kms_key_ops.cc).
+  Outcome CreateKey(Call& c);
+  Outcome DescribeKey(Call& c);
+  Outcome ListKeys(Call& c);
+  Outcome CreateAlias(Call& c);
+  Outcome UpdateAlias(Call& c);
+  Outcome DeleteAlias(Call& c);
+  Outcome ListAliases(Call& c);
+  Outcome SetEnabled(Call& c, bool enabled);
+  Outcome ScheduleKeyDeletion(Call& c);
+  Outcome CancelKeyDeletion(Call& c);
+  Outcome SetRotation(Call& c, bool enabled);
+  Outcome GetKeyRotationStatus(Call& c);
+  Outcome RotateKeyOnDemand(Call& c);
+  Outcome ListKeyRotations(Call& c);
+  Outcome GetKeyPolicy(Call& c);
+  Outcome PutKeyPolicy(Call& c);
+  Outcome TagResource(Call& c);
+  Outcome UntagResource(Call& c);
+  Outcome ListResourceTags(Call& c);
+  Outcome RetireKeyVersions(Call& c);
+  Outcome VerifyAudit(Call& c);
+  Outcome TailAudit(Call& c);
+
+  // Cryptographic operations (kms_crypto_ops.cc).
+  Outcome Encrypt(Call& c);
+  Outcome Decrypt(Call& c);
+  Outcome ReEncrypt(Call& c);
+  Outcome GenerateDataKey(Call& c, bool with_plaintext);
+  Outcome GenerateRandom(Call& c);
+
+  struct OpenedBlob {
+    std::shared_ptr<const KeyEntry> key;
+    crypto::SecretBytes plaintext;
+  };
+  // Decrypt and ReEncrypt: finds the blob's key and version (recording them
+  // for the audit), checks that `expected_ref` (if non-empty) names that
+  // key, authorizes `action`, checks the key's state and the version's
+  // retirement, and opens the blob under `context`.
+  std::variant<OpenedBlob, Error> OpenCiphertext(Call& c, ByteView blob,
+                                                 const std::string& expected_ref,
+                                                 std::string_view action,
+                                                 const EncryptionContext& context);
+
+  using KeyEdit = std::function<std::optional<Error>(KeyRecord& record, KeyStore::Change& change,
+                                                     const KeyEntry& current)>;
+  std::variant<KeyRecord, Error> MutateKey(Call& c, std::string_view action, const KeyEdit& edit);
+
+  // Helpers (kms_service.cc).
+  std::shared_ptr<const KeyEntry> Resolve(Call& c, const std::string& key_ref, bool aliases_ok,
+                                          std::optional<Error>* error) const;
+  std::optional<Error> Authorize(Call& c, const KeyEntry& key, std::string_view action) const;
+  std::optional<Error> RequireUsable(const KeyEntry& key) const;
+  nlohmann::json KeyMetadata(const KeyRecord& r) const;
+  // Commits `change` with the call's audit record written inside the
+  // transaction; maps failures to KMSInternalException.
+  std::optional<Error> CommitWithAudit(Call& c, const KeyStore::Change& change);
+  Status AppendAudit(Call& c, const Error* error);
+  Status AddVersion(KeyRecord* record, KeyStore::Change* change, const char* rotation_type);
+
+  KeyStore* const store_;
+  AuditLog* const audit_;
+  const KmsServiceOptions options_;
+};
+
+}  // namespace envelope::keyservice
+
+#endif  // ENVELOPE_KEYSERVICE_KMS_SERVICE_H_

@@ -66,6 +66,17 @@ KmsResponse KmsService::Handle(const Principal& who, std::string_view target,
   return response;
 }
 
+void KmsService::AuditRejected(std::string_view target, std::string_view transport,
+                               const std::string& error_type, const std::string& message) {
+  Principal anonymous;
+  anonymous.kind = Principal::Kind::kAnonymous;
+  Call c(anonymous);
+  c.op = std::string(target);
+  c.extra["transport"] = std::string(transport);
+  Error err{error_type, message};
+  (void)AppendAudit(c, &err);
+}
+
 KmsService::Outcome KmsService::Dispatch(Call& c) {
   if (!c.extension) {
     const std::string& op = c.op;
@@ -206,8 +217,10 @@ Status KmsService::AppendAudit(Call& c, const Error* error) {
   } else if (c.who.kind == Principal::Kind::kAccessKey) {
     who = {{"type", "access_key"}, {"name", c.who.PrimaryName()},
            {"access_key_id", c.who.access_key_id}};
-  } else {
+  } else if (c.who.kind == Principal::Kind::kService) {
     who = {{"type", "service"}, {"name", c.who.PrimaryName()}};
+  } else {
+    who = {{"type", "anonymous"}};
   }
   rec["principal"] = who;
   rec["operation"] = (c.extension ? "EnvelopeKeyService." : "") + c.op;

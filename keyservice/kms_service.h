@@ -53,6 +53,11 @@ class KmsService {
 
   KmsResponse Handle(const Principal& who, std::string_view target, std::string_view body);
 
+  // Records a request that never reached an operation because its SigV4
+  // authentication failed (every request is audited, rejected ones too).
+  void AuditRejected(std::string_view target, std::string_view transport,
+                     const std::string& error_type, const std::string& message);
+
   // Rotates keys whose automatic rotation is due and deletes keys whose
   // deletion window has passed. Called at start (catch-up) and periodically.
   void RunScheduledWork();

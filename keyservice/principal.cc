@@ -14,7 +14,7 @@ namespace envelope::keyservice {
 
 std::vector<std::string> Principal::PolicyNames() const {
   std::vector<std::string> names;
-  if (kind == Kind::kService) return names;  // never matches a statement
+  if (kind == Kind::kService || kind == Kind::kAnonymous) return names;  // matches nothing
   if (kind == Kind::kAccessKey) {
     names.push_back("key:" + access_key_name);
     return names;
@@ -28,6 +28,7 @@ std::vector<std::string> Principal::PolicyNames() const {
 
 std::string Principal::PrimaryName() const {
   if (kind == Kind::kService) return "envelope-keyd";
+  if (kind == Kind::kAnonymous) return "anonymous";
   if (kind == Kind::kAccessKey) return "key:" + access_key_name;
   if (!user_name.empty()) return "user:" + user_name;
   return "uid:" + std::to_string(uid);

@@ -14,7 +14,8 @@ namespace envelope::keyservice {
 
 struct Principal {
   // kService: the daemon itself, for scheduled rotation and deletion.
-  enum class Kind { kUnix, kAccessKey, kService };
+  // kAnonymous: a TCP request whose signature did not verify.
+  enum class Kind { kUnix, kAccessKey, kService, kAnonymous };
   Kind kind = Kind::kUnix;
 
   // kUnix: peer credentials, resolved names, and for the audit trail the

@@ -93,14 +93,20 @@ StatusOr<SecretBytes> HkdfSha256(ByteView ikm, ByteView salt,
   auto* ikm_p = const_cast<uint8_t*>(ikm.data());
   auto* salt_p = const_cast<uint8_t*>(salt.data());
   auto* info_p = const_cast<char*>(info.data());
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest.data(), 0),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, ikm_p, ikm.size()),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, salt_p,
-                                        salt.size()),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info_p,
-                                        info.size()),
-      OSSL_PARAM_construct_end()};
+  // An empty salt or info is left out: OpenSSL rejects zero-length octet
+  // parameters, and RFC 5869 defines a missing salt as HashLen zero bytes,
+  // which is what OpenSSL then uses.
+  OSSL_PARAM params[5];
+  size_t n = 0;
+  params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest.data(), 0);
+  params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, ikm_p, ikm.size());
+  if (!salt.empty()) {
+    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, salt_p, salt.size());
+  }
+  if (!info.empty()) {
+    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info_p, info.size());
+  }
+  params[n] = OSSL_PARAM_construct_end();
   int rc = EVP_KDF_derive(ctx, out->data(), length, params);
   EVP_KDF_CTX_free(ctx);
   if (rc != 1) return Status::Internal("HKDF derivation failed");

@@ -46,6 +46,16 @@ TEST(HashTest, HkdfRfc5869Case1) {
   EXPECT_TRUE(okm->in_secure_heap());
 }
 
+// RFC 5869 test case 3: no salt, no info.
+TEST(HashTest, HkdfRfc5869Case3EmptySaltAndInfo) {
+  Bytes ikm(22, 0x0b);
+  auto okm = HkdfSha256(ikm, ByteView(), "", 42);
+  ASSERT_TRUE(okm.ok()) << okm.status().ToString();
+  EXPECT_EQ(HexEncode(okm->view()),
+            "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d"
+            "9d201395faa4b61a96c8");
+}
+
 TEST(HashTest, HkdfRejectsBadLengths) {
   Bytes ikm(32, 1);
   EXPECT_FALSE(HkdfSha256(ikm, ByteView(), "x", 0).ok());

@@ -1,0 +1,274 @@
+// envelope-keyd: the local key service daemon.
+//
+//   envelope-keyd --data-dir DIR [--socket PATH]
+//                 [--listen 127.0.0.1:PORT --access-keys FILE]
+//                 [--root-key-file PATH | --passphrase-fd N | --passphrase-prompt]
+//                 [-f] [--log-file PATH]
+//
+// Without -f it returns once the service is ready (or failed), leaving the
+// daemon in the background. SIGTERM or SIGINT shut it down cleanly.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "core/base/fd_io.h"
+#include "core/crypto/random.h"
+#include "keyservice/access_keys.h"
+#include "keyservice/audit_log.h"
+#include "keyservice/http_server.h"
+#include "keyservice/key_store.h"
+#include "keyservice/kms_service.h"
+#include "keyservice/root_key.h"
+#include "kms/endpoint.h"
+
+namespace {
+
+using envelope::Status;
+using envelope::StatusOr;
+namespace ks = envelope::keyservice;
+namespace crypto = envelope::crypto;
+
+struct Flags {
+  std::string data_dir;
+  std::string socket_path;
+  std::string listen;
+  std::string access_keys;
+  std::string root_key_file;
+  int passphrase_fd = -1;
+  bool passphrase_prompt = false;
+  bool foreground = false;
+  std::string log_file;
+  std::string region = "local";
+  std::string account = "000000000000";
+  int64_t clock_offset_seconds = 0;
+  int scheduler_interval_seconds = 60;
+  int secure_heap_mib = 4;
+};
+
+// Tells the parent of a backgrounded daemon how start-up went.
+class ReadyPipe {
+ public:
+  void Notify(const std::string& error) {
+    if (fd_ < 0) return;
+    std::string msg = error.empty() ? "ok" : error;
+    (void)!::write(fd_, msg.data(), msg.size());
+    ::close(fd_);
+    fd_ = -1;
+  }
+  int fd_ = -1;
+};
+
+int Fail(ReadyPipe* ready, const std::string& msg) {
+  spdlog::critical("{}", msg);
+  ready->Notify(msg);
+  return 1;
+}
+
+StatusOr<crypto::SecretBytes> LoadRootKey(const Flags& f, ks::KeyStore* store) {
+  const bool passphrase = f.passphrase_fd >= 0 || f.passphrase_prompt;
+  // The data directory remembers which kind of root key it was made with.
+  ENVELOPE_ASSIGN_OR_RETURN(std::string mode,
+                            store->GetOrCreateMeta("root-key-mode", [&] {
+                              return std::string(passphrase ? "passphrase" : "key-file");
+                            }));
+  if ((mode == "passphrase") != passphrase) {
+    return Status::FailedPrecondition("this data directory was set up with a " + mode +
+                                      " root key; start envelope-keyd the same way");
+  }
+  if (passphrase) {
+    ENVELOPE_ASSIGN_OR_RETURN(std::string salt, store->GetOrCreateMeta("scrypt-salt", [] {
+      envelope::Bytes s(32);
+      (void)crypto::RandomBytes(s);
+      return envelope::HexEncode(s);
+    }));
+    ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes pass,
+                              ks::ReadPassphrase(f.passphrase_fd, "envelope-keyd passphrase: "));
+    return ks::RootKeyFromPassphrase(pass, salt);
+  }
+  std::string path = f.root_key_file.empty() ? f.data_dir + "/root.key" : f.root_key_file;
+  bool created = false;
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes key, ks::LoadOrCreateRootKeyFile(path, &created));
+  if (created) spdlog::info("created a new root key file {}", path);
+  return key;
+}
+
+Status SaveAuditAnchor(ks::KeyStore* store, const ks::AuditLog& log) {
+  ks::AuditHead head = log.head();
+  return store->PutMeta("audit-head", std::to_string(head.seq) + " " + head.mac_hex);
+}
+
+int Run(const Flags& f, ReadyPipe* ready) {
+  auto heap = crypto::InitSecureHeap(size_t(f.secure_heap_mib) << 20);
+  if (!heap.ok()) return Fail(ready, heap.status().ToString());
+  if (*heap == crypto::SecureHeapState::kUnlocked) {
+    spdlog::warn("could not mlock the secure heap (RLIMIT_MEMLOCK): keys may be swapped out");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(f.data_dir, ec);
+  ::chmod(f.data_dir.c_str(), 0700);
+
+  // One daemon per data directory.
+  envelope::UniqueFd lock(::open((f.data_dir + "/LOCK").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock.valid() || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    return Fail(ready, "another envelope-keyd is already running on " + f.data_dir);
+  }
+
+  auto store = ks::KeyStore::Open(f.data_dir);
+  if (!store.ok()) return Fail(ready, store.status().ToString());
+  auto root = LoadRootKey(f, store->get());
+  if (!root.ok()) return Fail(ready, root.status().ToString());
+  Status s = (*store)->Unlock(*root);
+  if (!s.ok()) return Fail(ready, s.ToString());
+
+  std::string recovered;
+  auto audit = ks::AuditLog::Open(f.data_dir + "/audit.log", *root, &recovered);
+  if (!audit.ok()) return Fail(ready, audit.status().ToString());
+  if (!recovered.empty()) spdlog::warn("{}", recovered);
+  *root = crypto::SecretBytes();  // the root key is not needed any more
+
+  auto anchor = (*store)->GetMeta("audit-head");
+  if (anchor.ok() && anchor->has_value()) {
+    uint64_t anchored_seq = std::stoull(**anchor);
+    if (anchored_seq > (*audit)->head().seq) {
+      spdlog::error("the audit log ends at record {} but record {} was written: lines were "
+                    "deleted at its end",
+                    (*audit)->head().seq, anchored_seq);
+    }
+  }
+
+  std::unique_ptr<ks::AccessKeys> access_keys;
+  std::string tcp_host;
+  uint16_t tcp_port = 0;
+  if (!f.listen.empty()) {
+    auto colon = f.listen.rfind(':');
+    if (colon == std::string::npos) return Fail(ready, "--listen wants HOST:PORT");
+    tcp_host = f.listen.substr(0, colon);
+    tcp_port = static_cast<uint16_t>(std::stoi(f.listen.substr(colon + 1)));
+    if (f.access_keys.empty()) return Fail(ready, "--listen needs --access-keys FILE");
+    auto keys = ks::AccessKeys::Load(f.access_keys);
+    if (!keys.ok()) return Fail(ready, keys.status().ToString());
+    access_keys = std::move(*keys);
+  }
+
+  ks::KmsServiceOptions options;
+  options.region = f.region;
+  options.account = f.account;
+  options.clock_offset = std::chrono::seconds(f.clock_offset_seconds);
+  options.admin_uid = ::getuid();
+  ks::KmsService service(store->get(), audit->get(), options);
+  service.RunScheduledWork();  // catch up on rotations and deletions that fell due
+
+  std::string socket_path = f.socket_path.empty() ? envelope::kms::DefaultSocketPath() : f.socket_path;
+  std::filesystem::create_directories(std::filesystem::path(socket_path).parent_path(), ec);
+  ks::HttpServerOptions server_options;
+  server_options.socket_path = socket_path;
+  server_options.tcp_host = tcp_host;
+  server_options.tcp_port = tcp_port;
+  server_options.access_keys = access_keys.get();
+  ks::HttpServer server(&service, server_options);
+  s = server.Start();
+  if (!s.ok()) return Fail(ready, s.ToString());
+  spdlog::info("envelope-keyd serving unix:{}{} with {} keys", socket_path,
+               tcp_host.empty() ? "" : " and http://" + tcp_host + ":" + std::to_string(server.tcp_port()),
+               (*store)->AllKeys().size());
+  ready->Notify("");
+
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  for (;;) {
+    timespec timeout{f.scheduler_interval_seconds, 0};
+    int sig = sigtimedwait(&set, nullptr, &timeout);
+    if (sig == SIGTERM || sig == SIGINT) break;
+    service.RunScheduledWork();
+    Status anchor_status = SaveAuditAnchor(store->get(), **audit);
+    if (!anchor_status.ok()) spdlog::warn("saving the audit anchor: {}", anchor_status.ToString());
+  }
+  spdlog::info("shutting down");
+  server.Stop();
+  (void)SaveAuditAnchor(store->get(), **audit);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags f;
+  CLI::App app{"envelope-keyd: a local AWS KMS-compatible key service"};
+  app.add_option("--data-dir", f.data_dir, "state directory (LMDB store, audit log, root key)")->required();
+  app.add_option("--socket", f.socket_path, "Unix socket path (default: " + envelope::kms::DefaultSocketPath() + ")");
+  app.add_option("--listen", f.listen, "also serve SigV4-signed requests on 127.0.0.1:PORT");
+  app.add_option("--access-keys", f.access_keys, "access-keys file for --listen (mode 0600)");
+  auto* key_file = app.add_option("--root-key-file", f.root_key_file, "root key file (default DATA_DIR/root.key, created on first start)");
+  auto* pass_fd = app.add_option("--passphrase-fd", f.passphrase_fd, "derive the root key from a passphrase read from this fd");
+  auto* prompt = app.add_flag("--passphrase-prompt", f.passphrase_prompt, "derive the root key from a passphrase typed on the terminal");
+  key_file->excludes(pass_fd)->excludes(prompt);
+  pass_fd->excludes(prompt);
+  app.add_flag("-f,--foreground", f.foreground, "stay in the foreground, log to stderr");
+  app.add_option("--log-file", f.log_file, "log file when in the background (default DATA_DIR/keyd.log)");
+  app.add_option("--region", f.region, "region part of key ARNs");
+  app.add_option("--account", f.account, "account part of key ARNs");
+  app.add_option("--clock-offset-seconds", f.clock_offset_seconds, "testing aid: shift the clock used for rotation and deletion schedules");
+  app.add_option("--scheduler-interval-seconds", f.scheduler_interval_seconds, "how often to run due rotations and deletions")->check(CLI::Range(1, 3600));
+  app.add_option("--secure-heap-mib", f.secure_heap_mib, "size of the locked memory arena for keys")->check(CLI::IsMember({1, 2, 4, 8, 16, 32, 64}));
+  CLI11_PARSE(app, argc, argv);
+  f.data_dir = std::filesystem::absolute(f.data_dir).string();
+
+  // Signals are taken synchronously by the main thread (sigtimedwait), so
+  // block them before any thread exists.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  ReadyPipe ready;
+  if (!f.foreground) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return 1;
+    pid_t pid = ::fork();
+    if (pid < 0) return 1;
+    if (pid > 0) {
+      ::close(fds[1]);
+      char buf[4096];
+      ssize_t n = ::read(fds[0], buf, sizeof(buf));
+      std::string msg = n > 0 ? std::string(buf, n) : "the daemon exited during start-up";
+      if (msg == "ok") return 0;
+      std::fprintf(stderr, "envelope-keyd: %s\n", msg.c_str());
+      return 1;
+    }
+    ::close(fds[0]);
+    ready.fd_ = fds[1];
+    ::setsid();
+    int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    std::error_code ec;
+    std::filesystem::create_directories(f.data_dir, ec);
+    std::string log = f.log_file.empty() ? f.data_dir + "/keyd.log" : f.log_file;
+    try {
+      spdlog::set_default_logger(spdlog::basic_logger_mt("envelope-keyd", log));
+    } catch (const spdlog::spdlog_ex& e) {
+      ready.Notify(std::string("cannot open log file: ") + e.what());
+      return 1;
+    }
+  } else {
+    spdlog::set_default_logger(spdlog::stderr_logger_mt("envelope-keyd"));
+  }
+  spdlog::flush_on(spdlog::level::info);
+  return Run(f, &ready);
+}

@@ -1,0 +1,545 @@
+#include "kms/kms_client.h"
+
+#include <algorithm>
+#include <array>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include "core/base/base64.h"
+
+namespace envelope::kms {
+
+namespace {
+
+using json = nlohmann::json;
+using std::chrono::milliseconds;
+
+constexpr char kContentType[] = "application/x-amz-json-1.1";
+constexpr size_t kMaxIdleConnections = 8;
+constexpr milliseconds kMaxBackoff{10000};
+constexpr std::string_view kPlaintextField = "Plaintext";
+
+// Operations that change state: sending one twice may do it twice (a
+// second key, a second rotation) or fail where the first succeeded.
+constexpr std::array<std::string_view, 15> kNonIdempotentOperations = {
+    "TrentService.CreateKey",          "TrentService.CreateAlias",
+    "TrentService.UpdateAlias",        "TrentService.DeleteAlias",
+    "TrentService.ScheduleKeyDeletion", "TrentService.CancelKeyDeletion",
+    "TrentService.RotateKeyOnDemand",  "TrentService.PutKeyPolicy",
+    "TrentService.TagResource",        "TrentService.UntagResource",
+    "TrentService.EnableKey",          "TrentService.DisableKey",
+    "TrentService.EnableKeyRotation",  "TrentService.DisableKeyRotation",
+    "EnvelopeKeyService.RetireKeyVersions",
+};
+
+// The rest of what the service implements. An operation in neither list
+// is treated as non-idempotent: retrying something unknown is not safe.
+constexpr std::array<std::string_view, 15> kIdempotentOperations = {
+    "TrentService.DescribeKey",
+    "TrentService.ListKeys",
+    "TrentService.ListAliases",
+    "TrentService.Encrypt",
+    "TrentService.Decrypt",
+    "TrentService.ReEncrypt",
+    "TrentService.GenerateDataKey",
+    "TrentService.GenerateDataKeyWithoutPlaintext",
+    "TrentService.GenerateRandom",
+    "TrentService.GetKeyRotationStatus",
+    "TrentService.ListKeyRotations",
+    "TrentService.GetKeyPolicy",
+    "TrentService.ListResourceTags",
+    "EnvelopeKeyService.VerifyAudit",
+    "EnvelopeKeyService.TailAudit",
+};
+
+bool RequestCarriesPlaintext(std::string_view target) {
+  return target == "TrentService.Encrypt";
+}
+
+bool ResponseCarriesPlaintext(std::string_view target) {
+  return target == "TrentService.Decrypt" ||
+         target == "TrentService.GenerateDataKey" ||
+         target == "TrentService.GenerateRandom";
+}
+
+void CleanseString(std::string* s) {
+  crypto::Cleanse({reinterpret_cast<uint8_t*>(s->data()), s->size()});
+}
+
+// Wipes a JSON string member on every path out of a scope.
+class ScopedCleanseMember {
+ public:
+  ScopedCleanseMember(json* object, std::string_view name)
+      : object_(object), name_(name) {}
+  ScopedCleanseMember(const ScopedCleanseMember&) = delete;
+  ScopedCleanseMember& operator=(const ScopedCleanseMember&) = delete;
+  ~ScopedCleanseMember() {
+    if (!object_->is_object()) return;
+    auto it = object_->find(name_);
+    if (it != object_->end() && it->is_string()) {
+      CleanseString(&it->get_ref<std::string&>());
+    }
+  }
+
+ private:
+  json* object_;
+  std::string_view name_;
+};
+
+bool IsBase64Char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+         (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '=';
+}
+
+int Base64Value(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+// Strict standard base64 (as core/base/base64.h decodes) straight into the
+// secure heap, so decoded plaintext never sits in an ordinary buffer.
+StatusOr<crypto::SecretBytes> DecodeBase64Secret(std::string_view text) {
+  if (text.size() % 4 != 0) {
+    return Status::InvalidArgument("not valid base64: length");
+  }
+  size_t pad = 0;
+  if (!text.empty() && text.back() == '=') {
+    pad = text[text.size() - 2] == '=' ? 2 : 1;
+  }
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes out,
+                            crypto::SecretBytes::Zeroed(text.size() / 4 * 3 -
+                                                        pad));
+  uint8_t* dst = out.data();
+  for (size_t i = 0; i < text.size(); i += 4) {
+    const bool last = i + 4 == text.size();
+    const size_t quad_pad = last ? pad : 0;
+    int a = Base64Value(text[i]), b = Base64Value(text[i + 1]);
+    int c = quad_pad == 2 ? 0 : Base64Value(text[i + 2]);
+    int d = quad_pad >= 1 ? 0 : Base64Value(text[i + 3]);
+    if (a < 0 || b < 0 || c < 0 || d < 0) {
+      return Status::InvalidArgument("not valid base64");
+    }
+    uint32_t v = (static_cast<uint32_t>(a) << 18) |
+                 (static_cast<uint32_t>(b) << 12) |
+                 (static_cast<uint32_t>(c) << 6) | static_cast<uint32_t>(d);
+    // Unused low bits must be zero: one encoding per byte string.
+    if ((quad_pad == 2 && (v & 0xffff) != 0) ||
+        (quad_pad == 1 && (v & 0xff) != 0)) {
+      return Status::InvalidArgument("not valid base64: padding bits");
+    }
+    *dst++ = static_cast<uint8_t>(v >> 16);
+    if (quad_pad < 2) *dst++ = static_cast<uint8_t>(v >> 8);
+    if (quad_pad < 1) *dst++ = static_cast<uint8_t>(v);
+  }
+  return out;
+}
+
+// The request body. A "Plaintext" member that is a base64 string goes
+// first, copied once into a buffer reserved at its final size: letting
+// dump() grow a string would leave partial copies of it in freed memory.
+StatusOr<std::string> SerializeRequest(const json& request) {
+  if (!request.is_object()) {
+    return Status::InvalidArgument("a KMS request must be a JSON object");
+  }
+  try {
+    auto it = request.find(kPlaintextField);
+    if (it == request.end() || !it->is_string()) return request.dump();
+    const std::string& plaintext = it->get_ref<const std::string&>();
+    if (!std::all_of(plaintext.begin(), plaintext.end(), IsBase64Char)) {
+      return request.dump();
+    }
+    // Copy every member but the plaintext (a whole copy would duplicate
+    // it, and erasing it would free that copy unwiped).
+    json rest = json::object();
+    for (const auto& [name, value] : request.items()) {
+      if (name != kPlaintextField) rest[name] = value;
+    }
+    const std::string tail = rest.dump();  // "{}" or "{...}"
+    const std::string head =
+        "{\"" + std::string(kPlaintextField) + "\":\"";
+    std::string body;
+    body.reserve(head.size() + plaintext.size() + 2 + tail.size());
+    body += head;
+    body += plaintext;
+    body += '"';
+    body += tail.size() > 2 ? "," + tail.substr(1) : std::string("}");
+    return body;
+  } catch (const json::exception& e) {
+    // dump() throws on strings that are not UTF-8.
+    return Status::InvalidArgument(std::string("cannot serialise request: ") +
+                                   e.what());
+  }
+}
+
+// Reads a string member; false if absent or not a string.
+bool GetString(const json& object, std::string_view name, std::string* out) {
+  if (!object.is_object()) return false;
+  auto it = object.find(name);
+  if (it == object.end() || !it->is_string()) return false;
+  *out = it->get<std::string>();
+  return true;
+}
+
+json ContextJson(const EncryptionContextMap& context) {
+  json out = json::object();
+  for (const auto& [k, v] : context) out[k] = v;
+  return out;
+}
+
+// A successful response that lacks what the protocol promises.
+Status Malformed(std::string_view endpoint_name, std::string_view what) {
+  return Status::Unavailable("malformed response from the key service at " +
+                             std::string(endpoint_name) + ": " +
+                             std::string(what));
+}
+
+StatusOr<Bytes> GetBlob(const json& response, std::string_view name,
+                        std::string_view endpoint_name) {
+  std::string text;
+  Bytes out;
+  if (!GetString(response, name, &text) || !Base64Decode(text, &out)) {
+    return Malformed(endpoint_name,
+                     "no valid base64 " + std::string(name) + " field");
+  }
+  return out;
+}
+
+// Decodes the "Plaintext" member into SecretBytes; the member is wiped by
+// the caller's ScopedCleanseMember either way.
+StatusOr<crypto::SecretBytes> GetSecret(const json& response,
+                                        std::string_view endpoint_name) {
+  auto it = response.find(kPlaintextField);
+  if (it == response.end() || !it->is_string()) {
+    return Malformed(endpoint_name, "no Plaintext field");
+  }
+  auto secret = DecodeBase64Secret(it->get_ref<const std::string&>());
+  if (!secret.ok() &&
+      secret.status().code() == StatusCode::kInvalidArgument) {
+    return Malformed(endpoint_name, "Plaintext is not valid base64");
+  }
+  return secret;
+}
+
+StatusCode CodeForType(std::string_view type, int http_status) {
+  if (type == "NotFoundException") return StatusCode::kNotFound;
+  if (type == "AccessDeniedException") return StatusCode::kPermissionDenied;
+  if (type == "AlreadyExistsException") return StatusCode::kAlreadyExists;
+  if (type == "InvalidCiphertextException" ||
+      type == "IncorrectKeyException") {
+    return StatusCode::kCorruption;
+  }
+  if (type == "DisabledException" || type == "KMSInvalidStateException") {
+    return StatusCode::kFailedPrecondition;
+  }
+  if (type == "ThrottlingException" || type == "KMSInternalException" ||
+      http_status >= 500) {
+    return StatusCode::kUnavailable;
+  }
+  return StatusCode::kInvalidArgument;
+}
+
+Status MakeStatus(StatusCode code, std::string message) {
+  switch (code) {
+    case StatusCode::kNotFound: return Status::NotFound(std::move(message));
+    case StatusCode::kPermissionDenied:
+      return Status::PermissionDenied(std::move(message));
+    case StatusCode::kAlreadyExists:
+      return Status::AlreadyExists(std::move(message));
+    case StatusCode::kCorruption: return Status::Corruption(std::move(message));
+    case StatusCode::kFailedPrecondition:
+      return Status::FailedPrecondition(std::move(message));
+    case StatusCode::kUnavailable:
+      return Status::Unavailable(std::move(message));
+    default: return Status::InvalidArgument(std::move(message));
+  }
+}
+
+bool IsIdentifierChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+         (c >= '0' && c <= '9');
+}
+
+}  // namespace
+
+Status StatusFromKmsResponse(int http_status, std::string_view body,
+                             std::string_view endpoint_name) {
+  if (http_status >= 200 && http_status < 300) return Status::Ok();
+  json parsed = json::parse(body, nullptr, false);
+  std::string type, message;
+  if (GetString(parsed, "__type", &type)) {
+    // AWS may qualify the type: "com.amazon.coral.service#ThrottlingException".
+    size_t hash = type.rfind('#');
+    if (hash != std::string::npos) type.erase(0, hash + 1);
+    // Both spellings occur in AWS services.
+    if (!GetString(parsed, "message", &message)) {
+      GetString(parsed, "Message", &message);
+    }
+  }
+  if (type.empty() || !std::all_of(type.begin(), type.end(),
+                                   IsIdentifierChar)) {
+    std::string what = "the key service at " + std::string(endpoint_name) +
+                       " answered HTTP " + std::to_string(http_status);
+    if (http_status >= 500) return Status::Unavailable(std::move(what));
+    return Status::InvalidArgument(std::move(what) +
+                                   " without an error type");
+  }
+  return MakeStatus(CodeForType(type, http_status),
+                    message.empty() ? type : type + ": " + message);
+}
+
+std::string KmsErrorType(const Status& status) {
+  if (status.ok()) return "";
+  const std::string& m = status.message();
+  std::string_view type = std::string_view(m).substr(0, m.find(':'));
+  if (type.empty() || !std::all_of(type.begin(), type.end(),
+                                   IsIdentifierChar)) {
+    return "";
+  }
+  constexpr std::string_view kSuffix = "Exception";
+  if (type.size() <= kSuffix.size() ||
+      type.substr(type.size() - kSuffix.size()) != kSuffix) {
+    return "";
+  }
+  return std::string(type);
+}
+
+bool IsIdempotentOperation(std::string_view target) {
+  if (std::find(kNonIdempotentOperations.begin(),
+                kNonIdempotentOperations.end(),
+                target) != kNonIdempotentOperations.end()) {
+    return false;
+  }
+  return std::find(kIdempotentOperations.begin(), kIdempotentOperations.end(),
+                   target) != kIdempotentOperations.end();
+}
+
+bool ShouldRetry(std::string_view target, const Status& status,
+                 bool request_written) {
+  if (status.code() != StatusCode::kUnavailable) return false;
+  return !request_written || IsIdempotentOperation(target);
+}
+
+StatusOr<std::unique_ptr<KmsClient>> KmsClient::New(Options options) {
+  if (options.endpoint.kind == Endpoint::kTcp &&
+      !options.credentials.has_value()) {
+    return Status::InvalidArgument(
+        "the key service's TCP endpoint " + options.endpoint.ToString() +
+        " requires SigV4 credentials: set AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY");
+  }
+  if (options.endpoint.kind == Endpoint::kTcp && options.region.empty()) {
+    return Status::InvalidArgument("the signing region is empty");
+  }
+  if (options.max_retries < 0) {
+    return Status::InvalidArgument("max_retries must not be negative");
+  }
+  if (options.connect_timeout.count() <= 0 ||
+      options.request_timeout.count() <= 0 ||
+      options.backoff_base.count() < 0) {
+    return Status::InvalidArgument("timeouts must be positive");
+  }
+  return std::unique_ptr<KmsClient>(new KmsClient(std::move(options)));
+}
+
+KmsClient::KmsClient(Options options)
+    : options_(std::move(options)),
+      endpoint_name_(options_.endpoint.ToString()) {}
+
+KmsClient::~KmsClient() = default;
+
+StatusOr<nlohmann::json> KmsClient::Call(std::string_view target,
+                                         const nlohmann::json& request) {
+  ENVELOPE_ASSIGN_OR_RETURN(std::string body, SerializeRequest(request));
+  return Send(target, std::move(body));
+}
+
+Status KmsClient::SignInto(std::string_view target,
+                           HttpRequest* request) const {
+  request->headers = {{"Host", options_.endpoint.HostHeader()},
+                      {"Content-Type", kContentType},
+                      {"X-Amz-Target", std::string(target)}};
+  if (options_.endpoint.kind != Endpoint::kTcp) return Status::Ok();
+  // Signed afresh for every attempt: X-Amz-Date must be current, since the
+  // service refuses requests outside its clock-skew window.
+  HttpRequestParts parts;
+  parts.method = "POST";
+  parts.path = request->target;
+  parts.headers = std::move(request->headers);
+  parts.body = std::move(request->body);  // moved, not copied: may be secret
+  Status s = SignRequest(*options_.credentials, options_.region,
+                         kKmsSigningService,
+                         AmzDate(std::chrono::system_clock::now()), &parts);
+  request->headers = std::move(parts.headers);
+  request->body = std::move(parts.body);
+  return s;
+}
+
+StatusOr<nlohmann::json> KmsClient::Send(std::string_view target,
+                                         std::string body) {
+  HttpRequest request;
+  request.target = "/";
+  request.body = std::move(body);
+  struct WipeRequest {
+    HttpRequest& r;
+    bool enabled;
+    ~WipeRequest() {
+      if (enabled) CleanseString(&r.body);
+    }
+  } wipe_request{request, RequestCarriesPlaintext(target)};
+
+  Status last;
+  for (int attempt = 0; attempt <= options_.max_retries; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(Backoff(attempt - 1));
+
+    bool written = false;
+    ENVELOPE_RETURN_IF_ERROR(SignInto(target, &request));
+    auto connection = Acquire();
+    if (!connection.ok()) {
+      last = connection.status().code() == StatusCode::kUnavailable
+                 ? Status::Unavailable("cannot reach the key service at " +
+                                       endpoint_name_ + ": " +
+                                       connection.status().message())
+                 : connection.status();
+      if (ShouldRetry(target, last, written)) continue;
+      return last;
+    }
+    auto response = (*connection)->RoundTrip(
+        request, options_.request_timeout, &written);
+    if (!response.ok()) {
+      const Status& s = response.status();
+      last = s.code() != StatusCode::kUnavailable ? s
+             : written ? Status::Unavailable(
+                             "lost the connection to the key service at " +
+                             endpoint_name_ + ": " + s.message())
+                       : Status::Unavailable(
+                             "cannot reach the key service at " +
+                             endpoint_name_ + ": " + s.message());
+      if (ShouldRetry(target, last, written)) continue;
+      return last;
+    }
+    Release(std::move(*connection));
+
+    HttpResponse& r = *response;
+    struct WipeResponse {
+      std::string& body;
+      bool enabled;
+      ~WipeResponse() {
+        if (enabled) CleanseString(&body);
+      }
+    } wipe_response{r.body, ResponseCarriesPlaintext(target)};
+    last = StatusFromKmsResponse(r.status, r.body, endpoint_name_);
+    if (last.ok()) {
+      json parsed = json::parse(r.body, nullptr, false);
+      if (parsed.is_discarded() || !parsed.is_object()) {
+        return Malformed(endpoint_name_, "the body is not a JSON object");
+      }
+      return parsed;
+    }
+    if (!ShouldRetry(target, last, written)) return last;
+  }
+  return last;
+}
+
+StatusOr<std::unique_ptr<HttpConnection>> KmsClient::Acquire() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (!idle_.empty()) {
+      std::unique_ptr<HttpConnection> c = std::move(idle_.back());
+      idle_.pop_back();
+      if (c->Reusable()) return c;
+    }
+  }
+  return HttpConnection::Connect(options_.endpoint, options_.connect_timeout);
+}
+
+void KmsClient::Release(std::unique_ptr<HttpConnection> connection) {
+  if (!connection->Reusable()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (idle_.size() < kMaxIdleConnections) idle_.push_back(std::move(connection));
+}
+
+milliseconds KmsClient::Backoff(int retry) const {
+  // Full jitter (AWS Architecture Blog, "Exponential Backoff and Jitter"):
+  // uniform in [0, min(cap, base * 2^retry)], so clients that failed
+  // together do not retry together.
+  const int64_t base = options_.backoff_base.count();
+  int64_t ceiling = kMaxBackoff.count();
+  if (retry < 30 && base <= (kMaxBackoff.count() >> retry)) {
+    ceiling = base << retry;
+  }
+  if (ceiling <= 0) return milliseconds(0);
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  std::uniform_int_distribution<int64_t> pick(0, ceiling);
+  return milliseconds(pick(rng));
+}
+
+StatusOr<DataKey> KmsClient::GenerateDataKey(
+    const std::string& key_id, const EncryptionContextMap& context,
+    size_t number_of_bytes) {
+  json request = {{"KeyId", key_id}, {"NumberOfBytes", number_of_bytes}};
+  if (!context.empty()) request["EncryptionContext"] = ContextJson(context);
+  ENVELOPE_ASSIGN_OR_RETURN(json response,
+                            Call("TrentService.GenerateDataKey", request));
+  ScopedCleanseMember wipe(&response, kPlaintextField);
+  DataKey key;
+  ENVELOPE_ASSIGN_OR_RETURN(key.plaintext, GetSecret(response, endpoint_name_));
+  if (key.plaintext.size() != number_of_bytes) {
+    return Malformed(endpoint_name_, "the data key has the wrong size");
+  }
+  ENVELOPE_ASSIGN_OR_RETURN(
+      key.ciphertext_blob,
+      GetBlob(response, "CiphertextBlob", endpoint_name_));
+  GetString(response, "KeyId", &key.key_arn);
+  return key;
+}
+
+StatusOr<crypto::SecretBytes> KmsClient::Decrypt(
+    ByteView blob, const EncryptionContextMap& context,
+    const std::string& key_id) {
+  json request = {{"CiphertextBlob", Base64Encode(blob)}};
+  if (!context.empty()) request["EncryptionContext"] = ContextJson(context);
+  if (!key_id.empty()) request["KeyId"] = key_id;
+  ENVELOPE_ASSIGN_OR_RETURN(json response,
+                            Call("TrentService.Decrypt", request));
+  ScopedCleanseMember wipe(&response, kPlaintextField);
+  return GetSecret(response, endpoint_name_);
+}
+
+StatusOr<Bytes> KmsClient::Encrypt(const std::string& key_id,
+                                   ByteView plaintext,
+                                   const EncryptionContextMap& context) {
+  json request = {{"KeyId", key_id}};
+  if (!context.empty()) request["EncryptionContext"] = ContextJson(context);
+  // Base64Encode reserves its result at the final size; the string is then
+  // moved, never copied, into the request, and wiped below.
+  request[std::string(kPlaintextField)] = Base64Encode(plaintext);
+  ScopedCleanseMember wipe(&request, kPlaintextField);
+  ENVELOPE_ASSIGN_OR_RETURN(json response,
+                            Call("TrentService.Encrypt", request));
+  return GetBlob(response, "CiphertextBlob", endpoint_name_);
+}
+
+StatusOr<Bytes> KmsClient::ReEncrypt(
+    ByteView blob, const EncryptionContextMap& source_context,
+    const std::string& destination_key_id,
+    const EncryptionContextMap& destination_context) {
+  json request = {{"CiphertextBlob", Base64Encode(blob)},
+                  {"DestinationKeyId", destination_key_id}};
+  if (!source_context.empty()) {
+    request["SourceEncryptionContext"] = ContextJson(source_context);
+  }
+  if (!destination_context.empty()) {
+    request["DestinationEncryptionContext"] =
+        ContextJson(destination_context);
+  }
+  ENVELOPE_ASSIGN_OR_RETURN(json response,
+                            Call("TrentService.ReEncrypt", request));
+  return GetBlob(response, "CiphertextBlob", endpoint_name_);
+}
+
+}  // namespace envelope::kms

@@ -1,0 +1,181 @@
+// KmsClient: the client of the key service's AWS KMS JSON 1.1 protocol
+// (docs/KEYSERVICE.md), over a Unix socket or SigV4-signed loopback TCP.
+//
+// A request is HTTP/1.1 "POST /" with Content-Type
+// application/x-amz-json-1.1, X-Amz-Target "TrentService.<Operation>" (AWS
+// operations) or "EnvelopeKeyService.<Operation>" (the extensions), and a
+// JSON body; blobs are base64, dates epoch seconds. Success is 200 with a
+// JSON body; an error is 4xx/5xx with {"__type": T, "message": M}.
+//
+// Errors become Status values whose message starts with the AWS error type
+// ("NotFoundException: Key '...' does not exist"), with these codes:
+//   NotFoundException                          kNotFound
+//   AccessDeniedException                      kPermissionDenied
+//   AlreadyExistsException                     kAlreadyExists
+//   InvalidCiphertextException,
+//   IncorrectKeyException                      kCorruption
+//   DisabledException, KMSInvalidStateException kFailedPrecondition
+//   ThrottlingException, KMSInternalException,
+//   any other 5xx, connection failures         kUnavailable
+//   everything else                            kInvalidArgument
+// KmsErrorType() recovers the type. Connection failures name the endpoint:
+// "cannot reach the key service at unix:/run/...: Connection refused".
+//
+// Retries: connection failures, ThrottlingException, KMSInternalException
+// and HTTP 5xx are retried up to Options::max_retries times, with
+// exponential backoff and full jitter (sleep uniform in [0, min(10 s,
+// backoff_base * 2^n)]). A non-idempotent operation (CreateKey, the alias,
+// state, rotation, policy and tag mutations, RetireKeyVersions, and any
+// operation this client does not know) is retried only if the request was
+// never completely written, i.e. the service cannot have acted on it.
+//
+// Secrets: plaintext in a response (Decrypt, GenerateDataKey,
+// GenerateRandom) is wiped from the response body buffer after parsing; the
+// typed helpers decode it from base64 straight into crypto::SecretBytes and
+// wipe the JSON string that carried it. A request "Plaintext" member
+// (Encrypt) is serialised into a buffer allocated once at its final size and
+// wiped after sending. Limitation: nlohmann::json's parser keeps a
+// transient copy of each token in its own std::allocator buffers, which are
+// freed without wiping; Call() returns plaintext to its caller as a base64
+// JSON string in ordinary memory, so code handling keys should use the typed
+// helpers.
+//
+// Thread safety: all methods are thread-safe. Idle keep-alive connections
+// are pooled behind a mutex; concurrent calls use separate connections, and
+// the mutex is never held during I/O.
+#ifndef ENVELOPE_KMS_KMS_CLIENT_H_
+#define ENVELOPE_KMS_KMS_CLIENT_H_
+
+#include <chrono>
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/base/coding.h"
+#include "core/base/status.h"
+#include "core/crypto/secret_bytes.h"
+#include "kms/endpoint.h"
+#include "kms/http_transport.h"
+#include "kms/sigv4.h"
+
+namespace envelope::kms {
+
+inline constexpr char kTrentServicePrefix[] = "TrentService.";
+inline constexpr char kExtensionServicePrefix[] = "EnvelopeKeyService.";
+inline constexpr char kKmsSigningService[] = "kms";
+
+using EncryptionContextMap = std::map<std::string, std::string>;
+
+struct DataKey {
+  crypto::SecretBytes plaintext;
+  Bytes ciphertext_blob;
+  std::string key_arn;
+};
+
+class KmsClient {
+ public:
+  struct Options {
+    Endpoint endpoint;
+    // Required for a TCP endpoint (every request is signed); unused over
+    // the Unix socket, where the service identifies callers by uid.
+    std::optional<Credentials> credentials;
+    std::string region = "us-east-1";
+    std::chrono::milliseconds connect_timeout{2000};
+    // For one attempt: writing the request and reading the whole response.
+    std::chrono::milliseconds request_timeout{15000};
+    int max_retries = 4;
+    std::chrono::milliseconds backoff_base{50};
+  };
+
+  // Checks the options; connects lazily, so a client can be made while the
+  // service is down. InvalidArgument for a TCP endpoint without
+  // credentials, a negative retry count, or non-positive timeouts.
+  static StatusOr<std::unique_ptr<KmsClient>> New(Options options);
+
+  KmsClient(const KmsClient&) = delete;
+  KmsClient& operator=(const KmsClient&) = delete;
+  ~KmsClient();
+
+  // Sends `request` (a JSON object) as `target`, the full X-Amz-Target
+  // value (e.g. "TrentService.DescribeKey"), and returns the response
+  // object. Errors as described at the top of this file.
+  StatusOr<nlohmann::json> Call(std::string_view target,
+                                const nlohmann::json& request);
+
+  // GenerateDataKey with NumberOfBytes. `key_id` is a key id, key ARN,
+  // alias name or alias ARN.
+  StatusOr<DataKey> GenerateDataKey(const std::string& key_id,
+                                    const EncryptionContextMap& context,
+                                    size_t number_of_bytes = 32);
+  // Decrypt; `key_id`, if non-empty, must name the key that encrypted
+  // `blob` (IncorrectKeyException otherwise).
+  StatusOr<crypto::SecretBytes> Decrypt(ByteView blob,
+                                        const EncryptionContextMap& context,
+                                        const std::string& key_id = "");
+  StatusOr<Bytes> Encrypt(const std::string& key_id, ByteView plaintext,
+                          const EncryptionContextMap& context);
+  // ReEncrypt: the service opens `blob` under `source_context` and seals
+  // the plaintext under the current version of `destination_key_id`; the
+  // plaintext never leaves the service.
+  StatusOr<Bytes> ReEncrypt(ByteView blob,
+                            const EncryptionContextMap& source_context,
+                            const std::string& destination_key_id,
+                            const EncryptionContextMap& destination_context);
+
+  const Endpoint& endpoint() const { return options_.endpoint; }
+
+ private:
+  explicit KmsClient(Options options);
+
+  // One request with retries. `body` is owned for the duration and wiped
+  // at the end if the operation carries plaintext in its request.
+  StatusOr<nlohmann::json> Send(std::string_view target, std::string body);
+  Status SignInto(std::string_view target, HttpRequest* request) const;
+
+  // A pooled connection that still looks alive, or a new one.
+  StatusOr<std::unique_ptr<HttpConnection>> Acquire();
+  void Release(std::unique_ptr<HttpConnection> connection);
+
+  std::chrono::milliseconds Backoff(int retry) const;
+
+  const Options options_;
+  const std::string endpoint_name_;
+
+  std::mutex mu_;
+  std::vector<std::unique_ptr<HttpConnection>> idle_;  // guarded by mu_
+};
+
+// --- The pieces of Call() that need no service, exposed for tests. ---
+
+// The Status for an HTTP response from the key service: OK for 2xx, else the
+// mapping above. `endpoint_name` appears in messages for responses without
+// an AWS error type (e.g. a bare HTTP 502).
+Status StatusFromKmsResponse(int http_status, std::string_view body,
+                             std::string_view endpoint_name);
+
+// The AWS error type a Status from KmsClient starts with
+// ("NotFoundException"), or "" if it has none (OK, connection failures).
+std::string KmsErrorType(const Status& status);
+
+// True for operations that may safely be sent twice: reads, and the
+// cryptographic operations (a second Encrypt or GenerateDataKey only makes
+// another ciphertext). `target` is the full X-Amz-Target value.
+bool IsIdempotentOperation(std::string_view target);
+
+// Whether an attempt that ended in `status` is worth repeating: the status
+// is kUnavailable (a connection failure, throttling, an internal error,
+// HTTP 5xx) and either the request was never completely written or the
+// operation is idempotent.
+bool ShouldRetry(std::string_view target, const Status& status,
+                 bool request_written);
+
+}  // namespace envelope::kms
+
+#endif  // ENVELOPE_KMS_KMS_CLIENT_H_

@@ -1,0 +1,253 @@
+// Endpoint parsing, the default socket path, and the environment lookups
+// (endpoint precedence, credentials, region).
+#include "kms/endpoint.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace envelope::kms {
+namespace {
+
+TEST(ParseEndpointTest, AcceptsUnixSocketPath) {
+  auto ep = ParseEndpoint("unix:/run/envelope-keyd/kms.sock");
+  ASSERT_TRUE(ep.ok()) << ep.status().ToString();
+  EXPECT_EQ(ep->kind, Endpoint::kUnix);
+  EXPECT_EQ(ep->socket_path, "/run/envelope-keyd/kms.sock");
+  EXPECT_EQ(ep->ToString(), "unix:/run/envelope-keyd/kms.sock");
+  EXPECT_EQ(ep->HostHeader(), "localhost");
+}
+
+TEST(ParseEndpointTest, AcceptsLoopbackHttp) {
+  struct Case {
+    const char* text;
+    const char* host;
+    uint16_t port;
+    const char* written;
+  };
+  for (const Case& c : {
+           Case{"http://127.0.0.1:7878", "127.0.0.1", 7878,
+                "http://127.0.0.1:7878"},
+           Case{"http://127.0.0.1:7878/", "127.0.0.1", 7878,
+                "http://127.0.0.1:7878"},
+           Case{"http://127.10.20.30:1", "127.10.20.30", 1,
+                "http://127.10.20.30:1"},
+           Case{"http://localhost:65535", "localhost", 65535,
+                "http://localhost:65535"},
+           Case{"HTTP://LocalHost:80", "localhost", 80, "http://localhost:80"},
+           Case{"http://[::1]:7878", "::1", 7878, "http://[::1]:7878"},
+       }) {
+    auto ep = ParseEndpoint(c.text);
+    ASSERT_TRUE(ep.ok()) << c.text << ": " << ep.status().ToString();
+    EXPECT_EQ(ep->kind, Endpoint::kTcp) << c.text;
+    EXPECT_EQ(ep->host, c.host) << c.text;
+    EXPECT_EQ(ep->port, c.port) << c.text;
+    EXPECT_EQ(ep->ToString(), c.written) << c.text;
+    // The written form parses back to the same endpoint.
+    auto again = ParseEndpoint(ep->ToString());
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(*again, *ep);
+  }
+}
+
+TEST(ParseEndpointTest, RejectsWithAReason) {
+  struct Case {
+    std::string text;
+    const char* reason;  // a fragment the message must contain
+  };
+  for (const Case& c : {
+           Case{"", "expected unix:"},
+           Case{"/run/kms.sock", "expected unix:"},
+           Case{"tcp://127.0.0.1:1", "expected unix:"},
+           Case{"unix:", "absolute"},
+           Case{"unix:run/kms.sock", "absolute"},
+           Case{"unix:/" + std::string(200, 'a'), "longer than 107"},
+           Case{"https://127.0.0.1:7878", "https is not supported"},
+           Case{"http://10.0.0.1:7878", "non-loopback"},
+           Case{"http://example.com:7878", "non-loopback"},
+           Case{"http://0.0.0.0:7878", "non-loopback"},
+           Case{"http://127.0.0.01:7878", "non-loopback"},  // octal-looking
+           Case{"http://127.0.0:7878", "non-loopback"},
+           Case{"http://127.0.0.1.5:7878", "non-loopback"},
+           Case{"http://[::2]:7878", "non-loopback"},
+           Case{"http://[::1]", "port is required"},
+           Case{"http://[::1:7878", "unterminated"},
+           Case{"http://127.0.0.1", "port is required"},
+           Case{"http://127.0.0.1:", "1 to 65535"},
+           Case{"http://127.0.0.1:0", "1 to 65535"},
+           Case{"http://127.0.0.1:65536", "1 to 65535"},
+           Case{"http://127.0.0.1:08", "1 to 65535"},
+           Case{"http://127.0.0.1:7a", "1 to 65535"},
+           Case{"http://127.0.0.1:7878/kms", "path or query"},
+           Case{"http://127.0.0.1:7878?x=1", "path or query"},
+           Case{"http://user:pw@127.0.0.1:7878", "credentials in the URL"},
+       }) {
+    auto ep = ParseEndpoint(c.text);
+    ASSERT_FALSE(ep.ok()) << c.text;
+    EXPECT_EQ(ep.status().code(), StatusCode::kInvalidArgument) << c.text;
+    EXPECT_NE(ep.status().message().find(c.reason), std::string::npos)
+        << c.text << " -> " << ep.status().message();
+  }
+}
+
+TEST(ParseEndpointTest, RejectsNulByte) {
+  EXPECT_FALSE(ParseEndpoint(std::string("unix:/a\0b", 9)).ok());
+}
+
+TEST(DefaultSocketPathTest, RootUsesRun) {
+  EXPECT_EQ(DefaultSocketPathFor(0, nullptr), "/run/envelope-keyd/kms.sock");
+  // Root ignores XDG_RUNTIME_DIR: a root daemon and root clients must meet
+  // whatever their environments say.
+  EXPECT_EQ(DefaultSocketPathFor(0, "/run/user/0"),
+            "/run/envelope-keyd/kms.sock");
+}
+
+TEST(DefaultSocketPathTest, UserPrefersXdgRuntimeDir) {
+  EXPECT_EQ(DefaultSocketPathFor(1000, "/run/user/1000"),
+            "/run/user/1000/envelope-keyd/kms.sock");
+}
+
+TEST(DefaultSocketPathTest, UserFallsBackToTmp) {
+  EXPECT_EQ(DefaultSocketPathFor(1000, nullptr),
+            "/tmp/envelope-keyd-1000/kms.sock");
+  EXPECT_EQ(DefaultSocketPathFor(1000, ""), "/tmp/envelope-keyd-1000/kms.sock");
+  EXPECT_EQ(DefaultSocketPathFor(1000, "relative/dir"),
+            "/tmp/envelope-keyd-1000/kms.sock");
+}
+
+// Saves and restores the variables these tests change, so that the order of
+// tests (and the developer's own environment) does not matter.
+class EnvironmentTest : public ::testing::Test {
+ protected:
+  static constexpr const char* kVariables[] = {
+      "ENVELOPE_KMS_ENDPOINT", "XDG_RUNTIME_DIR",   "AWS_ACCESS_KEY_ID",
+      "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+      "AWS_DEFAULT_REGION"};
+
+  void SetUp() override {
+    for (const char* name : kVariables) {
+      if (const char* v = std::getenv(name)) saved_[name] = v;
+      ::unsetenv(name);
+    }
+  }
+  void TearDown() override {
+    for (const char* name : kVariables) {
+      auto it = saved_.find(name);
+      if (it == saved_.end()) {
+        ::unsetenv(name);
+      } else {
+        ::setenv(name, it->second.c_str(), 1);
+      }
+    }
+  }
+
+  std::map<std::string, std::string> saved_;
+};
+
+TEST_F(EnvironmentTest, DefaultSocketPathFollowsEuidAndXdg) {
+  ::setenv("XDG_RUNTIME_DIR", "/run/user/4242", 1);
+  EXPECT_EQ(DefaultSocketPath(),
+            DefaultSocketPathFor(::geteuid(), "/run/user/4242"));
+  ::unsetenv("XDG_RUNTIME_DIR");
+  EXPECT_EQ(DefaultSocketPath(), DefaultSocketPathFor(::geteuid(), nullptr));
+}
+
+TEST_F(EnvironmentTest, ResolveUsesDefaultWhenNothingIsSet) {
+  auto ep = ResolveEndpoint("");
+  ASSERT_TRUE(ep.ok()) << ep.status().ToString();
+  EXPECT_EQ(ep->kind, Endpoint::kUnix);
+  EXPECT_EQ(ep->socket_path, DefaultSocketPath());
+}
+
+TEST_F(EnvironmentTest, ResolveUsesEnvironmentOverDefault) {
+  ::setenv("ENVELOPE_KMS_ENDPOINT", "http://127.0.0.1:9000", 1);
+  auto ep = ResolveEndpoint("");
+  ASSERT_TRUE(ep.ok()) << ep.status().ToString();
+  EXPECT_EQ(ep->ToString(), "http://127.0.0.1:9000");
+}
+
+TEST_F(EnvironmentTest, ResolveUsesFlagOverEnvironment) {
+  ::setenv("ENVELOPE_KMS_ENDPOINT", "http://127.0.0.1:9000", 1);
+  auto ep = ResolveEndpoint("unix:/tmp/x.sock");
+  ASSERT_TRUE(ep.ok()) << ep.status().ToString();
+  EXPECT_EQ(ep->ToString(), "unix:/tmp/x.sock");
+}
+
+TEST_F(EnvironmentTest, ResolveIgnoresEmptyEnvironment) {
+  ::setenv("ENVELOPE_KMS_ENDPOINT", "", 1);
+  auto ep = ResolveEndpoint("");
+  ASSERT_TRUE(ep.ok()) << ep.status().ToString();
+  EXPECT_EQ(ep->socket_path, DefaultSocketPath());
+}
+
+TEST_F(EnvironmentTest, ResolveNamesTheEnvironmentVariableInErrors) {
+  ::setenv("ENVELOPE_KMS_ENDPOINT", "https://127.0.0.1:9000", 1);
+  auto ep = ResolveEndpoint("");
+  ASSERT_FALSE(ep.ok());
+  EXPECT_EQ(ep.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ep.status().message().rfind("$ENVELOPE_KMS_ENDPOINT: ", 0), 0u)
+      << ep.status().message();
+  // A bad flag is reported even when the environment is fine.
+  ::setenv("ENVELOPE_KMS_ENDPOINT", "http://127.0.0.1:9000", 1);
+  EXPECT_FALSE(ResolveEndpoint("http://192.168.1.1:9000").ok());
+}
+
+TEST_F(EnvironmentTest, NoCredentials) {
+  auto creds = CredentialsFromEnvironment();
+  ASSERT_TRUE(creds.ok()) << creds.status().ToString();
+  EXPECT_FALSE(creds->has_value());
+}
+
+TEST_F(EnvironmentTest, CredentialsFromEnvironment) {
+  ::setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
+  ::setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+           1);
+  auto creds = CredentialsFromEnvironment();
+  ASSERT_TRUE(creds.ok()) << creds.status().ToString();
+  ASSERT_TRUE(creds->has_value());
+  const Credentials& c = **creds;
+  EXPECT_EQ(c.access_key_id, "AKIDEXAMPLE");
+  EXPECT_TRUE(c.secret_access_key.in_secure_heap());
+  EXPECT_EQ(std::string(c.secret_access_key.view().begin(),
+                        c.secret_access_key.view().end()),
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+  EXPECT_EQ(c.session_token, "");
+
+  ::setenv("AWS_SESSION_TOKEN", "token", 1);
+  creds = CredentialsFromEnvironment();
+  ASSERT_TRUE(creds.ok());
+  EXPECT_EQ((*creds)->session_token, "token");
+}
+
+TEST_F(EnvironmentTest, HalfCredentialsAreAnError) {
+  ::setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
+  auto creds = CredentialsFromEnvironment();
+  ASSERT_FALSE(creds.ok());
+  EXPECT_NE(creds.status().message().find("AWS_SECRET_ACCESS_KEY"),
+            std::string::npos);
+
+  ::unsetenv("AWS_ACCESS_KEY_ID");
+  ::setenv("AWS_SECRET_ACCESS_KEY", "secret", 1);
+  creds = CredentialsFromEnvironment();
+  ASSERT_FALSE(creds.ok());
+  EXPECT_NE(creds.status().message().find("but AWS_ACCESS_KEY_ID is not"),
+            std::string::npos)
+      << creds.status().message();
+}
+
+TEST_F(EnvironmentTest, RegionPrecedence) {
+  EXPECT_EQ(RegionFromEnvironment(), "us-east-1");
+  ::setenv("AWS_DEFAULT_REGION", "eu-west-1", 1);
+  EXPECT_EQ(RegionFromEnvironment(), "eu-west-1");
+  ::setenv("AWS_REGION", "ap-south-1", 1);
+  EXPECT_EQ(RegionFromEnvironment(), "ap-south-1");
+  ::setenv("AWS_REGION", "", 1);
+  EXPECT_EQ(RegionFromEnvironment(), "eu-west-1");
+}
+
+}  // namespace
+}  // namespace envelope::kms

@@ -25,7 +25,10 @@ for op in Decrypt GenerateDataKey; do
   for clients in 1 8; do
     "$build/tests/keyd_load" --endpoint "$endpoint" --key "$key" --op "$op" \
       --clients "$clients" --seconds "$seconds" |
-      /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"| {r[\"op\"]} | {r[\"clients\"]} | {r[\"per_second\"]:,.0f} | {r[\"p50_us\"]:.0f} | {r[\"p99_us\"]:.0f} |")'
+      /usr/bin/python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print("| %s | %d | %s | %.0f | %.0f |" % (r["op"], r["clients"], format(round(r["per_second"]), ","), r["p50_us"], r["p99_us"]))'
   done
 done
 echo

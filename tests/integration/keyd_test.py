@@ -258,6 +258,73 @@ class UnixSocketTest(KeydTestCase):
         self.assertKmsError("AccessDeniedException", self.keyd.call, "DescribeKey", {"KeyId": key_id})
 
 
+class EnvelopectlTest(KeydTestCase):
+    """The project's own client end to end: envelopectl over KmsClient."""
+
+    def ctl(self, *args, **kw):
+        return self.keyd.envelopectl(*args, **kw)
+
+    def describe(self, key):
+        out = json.loads(self.ctl("--json", "key", "describe", key).stdout)
+        return out.get("KeyMetadata", out)
+
+    def test_key_lifecycle(self):
+        key_id = self.ctl("key", "create", "--description", "ctl key").stdout.strip()
+        self.assertRegex(key_id, r"^[0-9a-f-]{36}$")
+        meta = self.describe(key_id)
+        self.assertEqual(meta["Description"], "ctl key")
+        self.ctl("key", "alias", "create", "alias/ctl", key_id)
+        self.assertIn("alias/ctl", self.ctl("key", "alias", "list").stdout)
+        self.assertIn(key_id, self.ctl("key", "describe", "alias/ctl").stdout)
+        # Versions count from 1; rotate prints the new one.
+        self.assertIn("2", self.ctl("key", "rotate", key_id).stdout)
+        self.assertIn("3", self.ctl("key", "rotate", key_id).stdout)
+        rotations = self.ctl("key", "rotations", key_id).stdout
+        self.assertIn("ON_DEMAND", rotations)
+        retired = self.ctl("key", "retire", key_id, "--below", "3").stdout
+        self.assertIn("1", retired)
+        self.assertIn("2", retired)
+        meta = self.describe(key_id)
+        self.assertEqual((meta["CurrentKeyVersion"], meta["MinKeyVersion"]), (3, 3))
+        self.ctl("key", "auto-rotation", "enable", key_id, "--period-days", "90")
+        self.assertIn("90", self.ctl("key", "auto-rotation", "status", key_id).stdout)
+        listing = self.ctl("key", "list").stdout
+        self.assertIn(key_id, listing)
+        self.assertIn("Enabled", listing)
+        self.ctl("key", "disable", key_id)
+        self.assertKmsError("DisabledException", self.keyd.call, "Encrypt",
+                            {"KeyId": key_id, "Plaintext": b64(b"x")})
+        self.ctl("key", "enable", key_id)
+        self.ctl("key", "schedule-deletion", key_id, "--days", "7")
+        self.assertIn("PendingDeletion", self.ctl("key", "describe", key_id).stdout)
+        self.ctl("key", "cancel-deletion", key_id)
+        self.assertIn("Disabled", self.ctl("key", "describe", key_id).stdout)
+        policy = json.loads(self.ctl("key", "policy", "get", key_id).stdout)
+        self.assertEqual(policy["Statement"][0]["Action"], "kms:*")
+
+    def test_errors_are_one_line_and_exit_1(self):
+        r = self.ctl("key", "describe", "alias/none", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("NotFoundException", r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+        r = self.ctl("key", "frobnicate", check=False)
+        self.assertEqual(r.returncode, 2)
+
+    def test_service_down_is_a_clear_error(self):
+        self.keyd.stop()
+        r = self.ctl("key", "list", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cannot reach the key service", r.stderr)
+
+    def test_endpoint_from_environment(self):
+        key_id = self.create_key()
+        env = dict(os.environ, ENVELOPE_KMS_ENDPOINT="unix:" + self.keyd.socket)
+        r = subprocess.run([ENVELOPECTL, "key", "describe", key_id], capture_output=True,
+                           text=True, env=env, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(key_id, r.stdout)
+
+
 class AuditTest(KeydTestCase):
     def audit_lines(self):
         with open(os.path.join(self.keyd.data_dir, "audit.log")) as f:

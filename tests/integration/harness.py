@@ -61,7 +61,7 @@ class Keyd:
         os.chmod(self.access_keys, 0o600)
         self._conn = None
 
-    def start(self, extra_args=None):
+    def start(self, extra_args=None, pass_fds=()):
         args = [KEYD, "--data-dir", self.data_dir, "--socket", self.socket, "-f"]
         if self.tcp:
             args += ["--listen", "127.0.0.1:0", "--access-keys", self.access_keys]
@@ -69,7 +69,7 @@ class Keyd:
         self.log_path = os.path.join(self.tmp, "keyd.stderr")
         offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(args, stdout=log, stderr=log, pass_fds=pass_fds)
         deadline = time.time() + 20
         text = ""
         while time.time() < deadline:

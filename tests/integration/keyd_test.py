@@ -440,6 +440,52 @@ class ScheduleTest(KeydTestCase):
         self.keyd.call("DescribeKey", {"KeyId": keep})
 
 
+class RootKeyTest(unittest.TestCase):
+    """The root key from a passphrase (scrypt), read from a file descriptor."""
+
+    def start_with_passphrase(self, keyd, passphrase):
+        r, w = os.pipe()
+        os.write(w, passphrase + b"\n")
+        os.close(w)
+        try:
+            return keyd.start(["--passphrase-fd", str(r)], pass_fds=(r,))
+        finally:
+            os.close(r)
+
+    def test_passphrase_root_key(self):
+        keyd = Keyd()
+        try:
+            self.start_with_passphrase(keyd, b"correct horse battery staple")
+            key_id = keyd.call("CreateKey", {})["KeyMetadata"]["KeyId"]
+            blob = keyd.call("Encrypt", {"KeyId": key_id, "Plaintext": b64(b"p")})["CiphertextBlob"]
+            keyd.stop()
+            self.assertFalse(os.path.exists(os.path.join(keyd.data_dir, "root.key")))
+            with self.assertRaises(RuntimeError) as cm:
+                self.start_with_passphrase(keyd, b"wrong passphrase")
+            self.assertIn("does not open this data directory", str(cm.exception))
+            # A key file is refused for a passphrase data directory.
+            with self.assertRaises(RuntimeError) as cm:
+                keyd.start()
+            self.assertIn("passphrase", str(cm.exception))
+            self.start_with_passphrase(keyd, b"correct horse battery staple")
+            out = keyd.call("Decrypt", {"CiphertextBlob": blob})
+            self.assertEqual(base64.b64decode(out["Plaintext"]), b"p")
+        finally:
+            keyd.cleanup()
+
+    def test_root_key_file_must_be_private(self):
+        keyd = Keyd()
+        try:
+            keyd.start()
+            keyd.stop()
+            os.chmod(os.path.join(keyd.data_dir, "root.key"), 0o644)
+            with self.assertRaises(RuntimeError) as cm:
+                keyd.start()
+            self.assertIn("chmod 600", str(cm.exception))
+        finally:
+            keyd.cleanup()
+
+
 class CrashTest(KeydTestCase):
     def test_kill9_during_creates_and_rotations_loses_nothing_acknowledged(self):
         acked = {}  # key id -> highest acknowledged version

@@ -1,0 +1,40 @@
+// AES-SIV (RFC 5297), deterministic authenticated encryption, for file and
+// directory names: the same name in the same directory must always encrypt
+// to the same backing name, so that lookups need no directory scan.
+//
+// Output layout: SIV tag (16) || ciphertext (same length as plaintext).
+// Thread safety: stateless apart from the key; every call builds its own
+// OpenSSL context, so one object may be shared between threads.
+#ifndef ENVELOPE_CORE_CRYPTO_AES_SIV_H_
+#define ENVELOPE_CORE_CRYPTO_AES_SIV_H_
+
+#include <memory>
+
+#include "core/base/coding.h"
+#include "core/base/status.h"
+#include "core/crypto/secret_bytes.h"
+
+namespace envelope::crypto {
+
+class AesSiv {
+ public:
+  // AES-SIV with two AES-128 halves: a 32-byte key ("AES-128-SIV" in
+  // OpenSSL's naming; 256 bits of key in all, 128-bit security).
+  static constexpr size_t kKeySizeInBytes = 32;
+  static constexpr size_t kTagSizeInBytes = 16;
+
+  static StatusOr<AesSiv> New(ByteView key);
+
+  // Encrypts `plaintext` with one associated-data component.
+  StatusOr<Bytes> Seal(ByteView plaintext, ByteView associated_data) const;
+  // Corruption if the tag does not verify.
+  StatusOr<Bytes> Open(ByteView sealed, ByteView associated_data) const;
+
+ private:
+  explicit AesSiv(std::shared_ptr<const SecretBytes> key) : key_(std::move(key)) {}
+  std::shared_ptr<const SecretBytes> key_;
+};
+
+}  // namespace envelope::crypto
+
+#endif  // ENVELOPE_CORE_CRYPTO_AES_SIV_H_

@@ -1,5 +1,6 @@
 #include "keyservice/ciphertext_blob.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/crypto/aes_gcm.h"
@@ -19,12 +20,6 @@ Bytes BuildAad(ByteView header, const EncryptionContext& context) {
   return Concat({AsBytes(kAadDomain), header, EncodeContext(context)});
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 }  // namespace
 
 Bytes EncodeContext(const EncryptionContext& context) {
@@ -41,20 +36,18 @@ Bytes EncodeContext(const EncryptionContext& context) {
 
 bool ParseKeyId(std::string_view text, KeyIdBytes* out) {
   // 8-4-4-4-12 hex digits.
-  if (text.size() != 36) return false;
-  size_t j = 0;
-  for (size_t i = 0; i < text.size();) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (text[i] != '-') return false;
-      ++i;
-      continue;
-    }
-    int hi = HexValue(text[i]), lo = HexValue(text[i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    (*out)[j++] = static_cast<uint8_t>(hi << 4 | lo);
-    i += 2;
+  if (text.size() != 36 || text[8] != '-' || text[13] != '-' || text[18] != '-' ||
+      text[23] != '-') {
+    return false;
   }
-  return j == 16;
+  std::string hex;
+  for (char c : text) {
+    if (c != '-') hex.push_back(c);
+  }
+  Bytes bytes;
+  if (hex.size() != 32 || !HexDecode(hex, &bytes)) return false;
+  std::copy(bytes.begin(), bytes.end(), out->begin());
+  return true;
 }
 
 std::string FormatKeyId(const KeyIdBytes& id) {

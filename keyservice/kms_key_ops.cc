@@ -11,17 +11,6 @@ namespace envelope::keyservice {
 
 using json = nlohmann::json;
 
-#define FIELD(expr)                                            \
-  do {                                                         \
-    if (auto field_error_ = (expr)) {                          \
-      return Error{field_error_->type, field_error_->message}; \
-    }                                                          \
-  } while (0)
-
-#define CHECK_ERROR(expr)                     \
-  do {                                        \
-    if (auto error_ = (expr)) return *error_; \
-  } while (0)
 
 namespace {
 

@@ -92,49 +92,15 @@ bool IsBase64Char(char c) {
          (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '=';
 }
 
-int Base64Value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-// Strict standard base64 (as core/base/base64.h decodes) straight into the
-// secure heap, so decoded plaintext never sits in an ordinary buffer.
+// Strict standard base64 (core/base/base64.h) straight into the secure
+// heap, so decoded plaintext never sits in an ordinary buffer.
 StatusOr<crypto::SecretBytes> DecodeBase64Secret(std::string_view text) {
-  if (text.size() % 4 != 0) {
-    return Status::InvalidArgument("not valid base64: length");
-  }
-  size_t pad = 0;
-  if (!text.empty() && text.back() == '=') {
-    pad = text[text.size() - 2] == '=' ? 2 : 1;
-  }
+  const long size = Base64DecodedSize(text);
+  if (size < 0) return Status::InvalidArgument("not valid base64");
   ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes out,
-                            crypto::SecretBytes::Zeroed(text.size() / 4 * 3 -
-                                                        pad));
-  uint8_t* dst = out.data();
-  for (size_t i = 0; i < text.size(); i += 4) {
-    const bool last = i + 4 == text.size();
-    const size_t quad_pad = last ? pad : 0;
-    int a = Base64Value(text[i]), b = Base64Value(text[i + 1]);
-    int c = quad_pad == 2 ? 0 : Base64Value(text[i + 2]);
-    int d = quad_pad >= 1 ? 0 : Base64Value(text[i + 3]);
-    if (a < 0 || b < 0 || c < 0 || d < 0) {
-      return Status::InvalidArgument("not valid base64");
-    }
-    uint32_t v = (static_cast<uint32_t>(a) << 18) |
-                 (static_cast<uint32_t>(b) << 12) |
-                 (static_cast<uint32_t>(c) << 6) | static_cast<uint32_t>(d);
-    // Unused low bits must be zero: one encoding per byte string.
-    if ((quad_pad == 2 && (v & 0xffff) != 0) ||
-        (quad_pad == 1 && (v & 0xff) != 0)) {
-      return Status::InvalidArgument("not valid base64: padding bits");
-    }
-    *dst++ = static_cast<uint8_t>(v >> 16);
-    if (quad_pad < 2) *dst++ = static_cast<uint8_t>(v >> 8);
-    if (quad_pad < 1) *dst++ = static_cast<uint8_t>(v);
+                            crypto::SecretBytes::Zeroed(static_cast<size_t>(size)));
+  if (!Base64DecodeInto(text, out.mutable_view())) {
+    return Status::InvalidArgument("not valid base64");
   }
   return out;
 }

@@ -42,10 +42,17 @@ std::string Base64Encode(ByteView data) {
   return out;
 }
 
-bool Base64Decode(std::string_view text, Bytes* out) {
-  out->clear();
-  if (text.size() % 4 != 0) return false;
-  out->reserve(text.size() / 4 * 3);
+long Base64DecodedSize(std::string_view text) {
+  if (text.size() % 4 != 0) return -1;
+  size_t pad = 0;
+  if (!text.empty() && text.back() == '=') pad = text[text.size() - 2] == '=' ? 2 : 1;
+  return static_cast<long>(text.size() / 4 * 3 - pad);
+}
+
+bool Base64DecodeInto(std::string_view text, MutableByteView out) {
+  const long size = Base64DecodedSize(text);
+  if (size < 0 || out.size() != static_cast<size_t>(size)) return false;
+  uint8_t* dst = out.data();
   for (size_t i = 0; i < text.size(); i += 4) {
     const bool last = i + 4 == text.size();
     int a = Value(text[i]), b = Value(text[i + 1]);
@@ -56,13 +63,20 @@ bool Base64Decode(std::string_view text, Bytes* out) {
     int d = pad >= 1 ? 0 : Value(text[i + 3]);
     if (c < 0 || d < 0) return false;
     uint32_t v = (a << 18) | (b << 12) | (c << 6) | d;
-    out->push_back(static_cast<uint8_t>(v >> 16));
-    if (pad < 2) out->push_back(static_cast<uint8_t>(v >> 8));
-    if (pad < 1) out->push_back(static_cast<uint8_t>(v));
     // Unused low bits must be zero, so every byte string has one encoding.
     if ((pad == 2 && (v & 0xffff) != 0) || (pad == 1 && (v & 0xff) != 0)) return false;
+    *dst++ = static_cast<uint8_t>(v >> 16);
+    if (pad < 2) *dst++ = static_cast<uint8_t>(v >> 8);
+    if (pad < 1) *dst++ = static_cast<uint8_t>(v);
   }
   return true;
+}
+
+bool Base64Decode(std::string_view text, Bytes* out) {
+  const long size = Base64DecodedSize(text);
+  if (size < 0) return false;
+  out->resize(static_cast<size_t>(size));
+  return Base64DecodeInto(text, *out);
 }
 
 }  // namespace envelope

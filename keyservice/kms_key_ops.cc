@@ -1,7 +1,7 @@
 // Key management operations, the envelope-keyd extensions, and the
 // scheduled work (automatic rotation, deletion).
 #include <algorithm>
-#include <regex>
+#include <cctype>
 
 #include "core/base/base64.h"
 #include "core/crypto/random.h"
@@ -24,10 +24,17 @@ std::string NewKeyId() {
   return FormatKeyId(id);
 }
 
+// ^alias/[a-zA-Z0-9/_-]+$, at most 256 characters, not alias/aws/ (AWS's
+// reserved prefix).
 bool ValidAliasName(const std::string& name) {
-  static const std::regex kPattern("^alias/[a-zA-Z0-9/_-]+$");
-  return name.size() <= 256 && std::regex_match(name, kPattern) &&
-         name.rfind("alias/aws/", 0) != 0;
+  constexpr std::string_view kPrefix = "alias/";
+  if (name.size() > 256 || name.size() <= kPrefix.size() || name.rfind(kPrefix, 0) != 0 ||
+      name.rfind("alias/aws/", 0) == 0) {
+    return false;
+  }
+  return std::all_of(name.begin() + kPrefix.size(), name.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '/' || c == '_' || c == '-';
+  });
 }
 
 // Limit/Marker pagination over items sorted by `key_of`. The marker is the

@@ -1,0 +1,35 @@
+// The FUSE front end: libfuse's low-level API over a Volume. The only file
+// set that includes fuse_lowlevel.h. Callbacks stay thin: they translate
+// FUSE requests into backing-file operations with encrypted names and hand
+// file content to format::ContentFile; every error is a Status turned into
+// an errno by ToErrno() at the reply.
+#ifndef ENVELOPE_FS_FUSE_FS_H_
+#define ENVELOPE_FS_FUSE_FS_H_
+
+#include <string>
+#include <vector>
+
+#include "core/base/status.h"
+#include "fs/volume.h"
+
+namespace envelope::fs {
+
+struct MountOptions {
+  std::string mountpoint;
+  bool foreground = false;
+  bool debug = false;
+  // Options for the kernel and libfuse (allow_other, ro, ...), comma-joined
+  // pieces as given with -o, minus envelopefs's own.
+  std::vector<std::string> fuse_options;
+  double attr_timeout_seconds = 1.0;
+  unsigned max_threads = 16;
+};
+
+// Mounts `volume` and serves requests until unmounted. In the background
+// unless options.foreground; returns once the mount is gone. `ready` is
+// called after the mount is in place (before daemonizing).
+Status MountAndServe(Volume* volume, const MountOptions& options);
+
+}  // namespace envelope::fs
+
+#endif  // ENVELOPE_FS_FUSE_FS_H_

@@ -1,0 +1,159 @@
+// envelopefs: create, inspect and mount encrypted volumes.
+//
+//   envelopefs init CIPHERDIR --key KEYID [--kms ENDPOINT] [--dek-in header|xattr] [--chunk-size N]
+//   envelopefs info CIPHERDIR
+//   envelopefs mount CIPHERDIR MOUNTPOINT [-f] [-d] [-o OPTIONS]
+//   envelopefs CIPHERDIR MOUNTPOINT -o OPTIONS   (as mount.fuse3 calls it: fstab,
+//                                                 mount -t fuse.envelopefs)
+//
+// Mount options of our own: kms=ENDPOINT. Everything else (allow_other, ro,
+// ...) goes to the kernel and libfuse.
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <ctime>
+#include <sstream>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/syslog_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "core/base/coding.h"
+#include "core/crypto/secret_bytes.h"
+#include "fs/fuse_fs.h"
+#include "fs/volume.h"
+
+namespace {
+
+namespace efs = envelope::fs;
+using envelope::Status;
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "envelopefs: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+std::string Absolute(const std::string& p) {
+  char buf[PATH_MAX];
+  if (::realpath(p.c_str(), buf) != nullptr) return buf;
+  return p;
+}
+
+int Init(const std::string& cipherdir, const efs::InitOptions& options) {
+  auto kms = efs::ConnectKms(options.kms_endpoint);
+  if (!kms.ok()) return Fail(kms.status());
+  Status s = efs::Volume::Init(cipherdir, options, kms->get());
+  if (!s.ok()) return Fail(s);
+  std::printf("created envelopefs volume in %s (master key %s)\n", cipherdir.c_str(),
+              options.key_id.c_str());
+  return 0;
+}
+
+int Info(const std::string& cipherdir, const std::string& kms_override) {
+  auto volume = efs::Volume::Open(Absolute(cipherdir), kms_override);
+  if (!volume.ok()) return Fail(volume.status());
+  const efs::VolumeConfig& c = (*volume)->config();
+  std::time_t created = c.created;
+  char date[64];
+  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&created));
+  std::printf("volume id       %s\n", c.volume_id.c_str());
+  std::printf("format version  %d (file format %u)\n", efs::kVolumeConfigVersion,
+              envelope::format::kFormatVersion);
+  std::printf("master key      %s\n", c.key_id.c_str());
+  std::printf("key service     %s\n", c.kms_endpoint.empty() ? "(default)" : c.kms_endpoint.c_str());
+  std::printf("DEK location    %s\n", c.dek_in_xattr ? "xattr" : "header");
+  std::printf("chunk size      %u\n", c.chunk_size);
+  std::printf("created         %s\n", date);
+  std::printf("config          authentic (MAC verified with the volume key)\n");
+  return 0;
+}
+
+int Mount(const std::string& cipherdir, efs::MountOptions options, std::string kms_override) {
+  // Split -o into ours (kms=) and the kernel's.
+  std::vector<std::string> passthrough;
+  for (const std::string& group : options.fuse_options) {
+    std::stringstream ss(group);
+    std::string opt;
+    while (std::getline(ss, opt, ',')) {
+      if (opt.empty()) continue;
+      if (opt.rfind("kms=", 0) == 0) {
+        kms_override = opt.substr(4);
+      } else {
+        passthrough.push_back(opt);
+      }
+    }
+  }
+  options.fuse_options = passthrough;
+  options.mountpoint = Absolute(options.mountpoint);
+  if (options.foreground) {
+    spdlog::set_default_logger(spdlog::stderr_color_mt("envelopefs"));
+  } else {
+    spdlog::set_default_logger(spdlog::syslog_logger_mt("envelopefs", "envelopefs", LOG_PID));
+  }
+  auto heap = envelope::crypto::InitSecureHeap();
+  if (!heap.ok()) return Fail(heap.status());
+  auto volume = efs::Volume::Open(Absolute(cipherdir), kms_override);
+  if (!volume.ok()) return Fail(volume.status());
+  Status s = efs::MountAndServe(volume->get(), options);
+  if (!s.ok()) return Fail(s);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // mount.fuse3 runs "envelopefs SOURCE MOUNTPOINT -o OPTIONS".
+  std::vector<std::string> args(argv + 1, argv + argc);
+  const bool helper_form = args.size() >= 2 && args[0] != "init" && args[0] != "info" &&
+                           args[0] != "mount" && args[0].rfind("-", 0) != 0;
+
+  CLI::App app{"envelopefs: a transparent encrypting filesystem with envelope encryption"};
+  app.require_subcommand(helper_form ? 0 : 1);
+
+  std::string cipherdir, kms;
+  efs::InitOptions init;
+  std::string dek_in = "header";
+  auto* init_cmd = app.add_subcommand("init", "create a volume in CIPHERDIR");
+  init_cmd->add_option("cipherdir", cipherdir)->required();
+  init_cmd->add_option("--key", init.key_id, "master key (id, ARN or alias)")->required();
+  init_cmd->add_option("--kms", init.kms_endpoint, "key service endpoint to record in the volume");
+  init_cmd->add_option("--dek-in", dek_in, "where file DEKs live")->check(CLI::IsMember({"header", "xattr"}));
+  init_cmd->add_option("--chunk-size", init.chunk_size, "plaintext bytes per chunk (power of two, 4096..1048576)");
+
+  auto* info_cmd = app.add_subcommand("info", "print a volume's configuration");
+  info_cmd->add_option("cipherdir", cipherdir)->required();
+  info_cmd->add_option("--kms", kms, "key service endpoint (overrides the volume's)");
+
+  efs::MountOptions mount;
+  auto* mount_cmd = app.add_subcommand("mount", "mount CIPHERDIR on MOUNTPOINT");
+  mount_cmd->add_option("cipherdir", cipherdir)->required();
+  mount_cmd->add_option("mountpoint", mount.mountpoint)->required();
+  mount_cmd->add_flag("-f,--foreground", mount.foreground, "stay in the foreground");
+  mount_cmd->add_flag("-d,--debug", mount.debug, "FUSE debug output (implies -f)");
+  mount_cmd->add_option("-o", mount.fuse_options, "mount options: kms=ENDPOINT, allow_other, ro, ...");
+  mount_cmd->add_option("--kms", kms, "key service endpoint (overrides the volume's)");
+
+  if (helper_form) {
+    cipherdir = args[0];
+    mount.mountpoint = args[1];
+    for (size_t i = 2; i < args.size(); ++i) {
+      if (args[i] == "-o" && i + 1 < args.size()) {
+        mount.fuse_options.push_back(args[++i]);
+      } else if (args[i] == "-f") {
+        mount.foreground = true;
+      } else if (args[i].rfind("-o", 0) == 0) {
+        mount.fuse_options.push_back(args[i].substr(2));
+      }
+    }
+    return Mount(cipherdir, mount, kms);
+  }
+  CLI11_PARSE(app, argc, argv);
+  if (init_cmd->parsed()) {
+    init.dek_in_xattr = dek_in == "xattr";
+    return Init(cipherdir, init);
+  }
+  if (info_cmd->parsed()) return Info(cipherdir, kms);
+  if (mount.debug) mount.foreground = true;
+  return Mount(cipherdir, mount, kms);
+}

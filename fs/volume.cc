@@ -1,0 +1,196 @@
+#include "fs/volume.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/base/fd_io.h"
+#include "core/crypto/random.h"
+#include "core/format/chunk_cipher.h"
+#include "core/format/header_io.h"
+#include "kms/endpoint.h"
+
+namespace envelope::fs {
+
+namespace {
+
+constexpr std::string_view kXattrDomain = "envelopefs/v1/xattr";
+
+std::string NewUuid() {
+  uint8_t id[16];
+  (void)crypto::RandomBytes(id);
+  id[6] = static_cast<uint8_t>((id[6] & 0x0f) | 0x40);
+  id[8] = static_cast<uint8_t>((id[8] & 0x3f) | 0x80);
+  std::string hex = HexEncode(id);
+  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" +
+         hex.substr(16, 4) + "-" + hex.substr(20);
+}
+
+std::string ConfigPath(const std::string& cipherdir) {
+  return cipherdir + "/" + std::string(format::kVolumeConfigFileName);
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<kms::KmsClient>> ConnectKms(const std::string& endpoint) {
+  ENVELOPE_ASSIGN_OR_RETURN(kms::Endpoint ep, kms::ResolveEndpoint(endpoint));
+  kms::KmsClient::Options options;
+  options.endpoint = ep;
+  if (ep.kind == kms::Endpoint::kTcp) {
+    ENVELOPE_ASSIGN_OR_RETURN(options.credentials, kms::CredentialsFromEnvironment());
+    options.region = kms::RegionFromEnvironment();
+  }
+  // A mount must notice a dead key service quickly and say so; opens of
+  // files whose DEK is cached keep working meanwhile.
+  options.connect_timeout = std::chrono::milliseconds(1000);
+  options.request_timeout = std::chrono::milliseconds(5000);
+  options.max_retries = 2;
+  return kms::KmsClient::New(std::move(options));
+}
+
+Volume::Volume(std::string cipherdir, VolumeConfig config, format::ChunkLayout layout,
+               format::NameCodec names, crypto::AesSiv xattr,
+               std::unique_ptr<kms::KmsClient> kms)
+    : cipherdir_(std::move(cipherdir)),
+      config_(std::move(config)),
+      layout_(layout),
+      names_(std::move(names)),
+      xattr_siv_(std::move(xattr)),
+      kms_(std::move(kms)) {}
+
+Status Volume::Init(const std::string& cipherdir, const InitOptions& options,
+                    kms::KmsClient* kms) {
+  std::error_code ec;
+  std::filesystem::create_directories(cipherdir, ec);
+  if (ec) return Status::IoError("create " + cipherdir + ": " + ec.message(), ec.value());
+  if (!std::filesystem::is_empty(cipherdir, ec)) {
+    return Status::AlreadyExists(cipherdir + " is not empty");
+  }
+  ENVELOPE_RETURN_IF_ERROR(format::ChunkLayout::ForVolume(options.dek_in_xattr,
+                                                          options.chunk_size).status());
+  VolumeConfig config;
+  config.volume_id = NewUuid();
+  config.key_id = options.key_id;
+  config.kms_endpoint = options.kms_endpoint;
+  config.dek_in_xattr = options.dek_in_xattr;
+  config.chunk_size = options.chunk_size;
+  config.created = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  ENVELOPE_ASSIGN_OR_RETURN(kms::DataKey vk,
+                            kms->GenerateDataKey(options.key_id, config.VolumeKeyContext()));
+  config.wrapped_volume_key = vk.ciphertext_blob;
+  ENVELOPE_ASSIGN_OR_RETURN(std::string text, config.Encode(vk.plaintext));
+
+  UniqueFd root(::open(cipherdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) return Status::FromErrno("open " + cipherdir);
+  // The root directory's id: same mechanism as every other directory.
+  format::DirId dir_id;
+  ENVELOPE_RETURN_IF_ERROR(crypto::RandomBytes(dir_id));
+  std::string tmp = ConfigPath(cipherdir) + ".tmp";
+  {
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
+    if (!fd.valid()) return Status::FromErrno("create " + tmp);
+    ENVELOPE_RETURN_IF_ERROR(PwriteFull(fd.get(), AsBytes(text), 0));
+    if (::fsync(fd.get()) != 0) return Status::FromErrno("fsync " + tmp);
+  }
+  UniqueFd idf(::openat(root.get(), std::string(format::kDirIdFileName).c_str(),
+                        O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
+  if (!idf.valid()) return Status::FromErrno("create dir id");
+  ENVELOPE_RETURN_IF_ERROR(PwriteFull(idf.get(), dir_id, 0));
+  if (::fsync(idf.get()) != 0) return Status::FromErrno("fsync dir id");
+  if (::rename(tmp.c_str(), ConfigPath(cipherdir).c_str()) != 0) {
+    return Status::FromErrno("rename config");
+  }
+  ::fsync(root.get());
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<Volume>> Volume::Open(const std::string& cipherdir,
+                                               const std::string& endpoint_override) {
+  std::ifstream in(ConfigPath(cipherdir));
+  if (!in) {
+    return Status::NotFound(cipherdir + " has no envelopefs.conf (not an envelopefs volume?)");
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string mac;
+  ENVELOPE_ASSIGN_OR_RETURN(VolumeConfig config, VolumeConfig::Parse(text.str(), &mac));
+  ENVELOPE_ASSIGN_OR_RETURN(format::ChunkLayout layout,
+                            format::ChunkLayout::ForVolume(config.dek_in_xattr, config.chunk_size));
+  const std::string endpoint = endpoint_override.empty() ? config.kms_endpoint : endpoint_override;
+  ENVELOPE_ASSIGN_OR_RETURN(std::unique_ptr<kms::KmsClient> kms, ConnectKms(endpoint));
+  auto vk = kms->Decrypt(config.wrapped_volume_key, config.VolumeKeyContext());
+  if (!vk.ok()) return vk.status().WithContext("unwrapping the volume key");
+  ENVELOPE_RETURN_IF_ERROR(config.Verify(*vk, mac));
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes name_key, DeriveNameKey(*vk));
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes xattr_key, DeriveXattrKey(*vk));
+  ENVELOPE_ASSIGN_OR_RETURN(format::NameCodec names, format::NameCodec::New(name_key));
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::AesSiv xattr, crypto::AesSiv::New(xattr_key.view()));
+  return std::unique_ptr<Volume>(new Volume(cipherdir, std::move(config), layout,
+                                            std::move(names), std::move(xattr), std::move(kms)));
+}
+
+StatusOr<format::DirId> Volume::ReadDirId(int dirfd) const {
+  UniqueFd fd(::openat(dirfd, std::string(format::kDirIdFileName).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open directory id");
+  format::DirId id;
+  ENVELOPE_ASSIGN_OR_RETURN(size_t n, PreadFull(fd.get(), id, 0));
+  if (n != id.size()) return Status::Corruption("directory id file is truncated");
+  return id;
+}
+
+Status Volume::CreateDirId(int dirfd) const {
+  format::DirId id;
+  ENVELOPE_RETURN_IF_ERROR(crypto::RandomBytes(id));
+  UniqueFd fd(::openat(dirfd, std::string(format::kDirIdFileName).c_str(),
+                       O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
+  if (!fd.valid()) return Status::FromErrno("create directory id");
+  return PwriteFull(fd.get(), id, 0);
+}
+
+StatusOr<std::unique_ptr<format::ContentFile>> Volume::CreateContent(int fd) {
+  ENVELOPE_ASSIGN_OR_RETURN(format::FileId id, format::NewFileId());
+  auto dk = kms_->GenerateDataKey(config_.key_id, config_.FileContext(HexEncode(id)));
+  if (!dk.ok()) return dk.status().WithContext("creating a file key");
+  ENVELOPE_ASSIGN_OR_RETURN(format::Commitment c, format::ComputeCommitment(dk->plaintext, id));
+  ENVELOPE_ASSIGN_OR_RETURN(format::FileHeader header,
+                            format::NewFileHeader(layout_, id, c, dk->ciphertext_blob));
+  ENVELOPE_ASSIGN_OR_RETURN(format::ChunkCipher cipher, format::ChunkCipher::New(dk->plaintext, header));
+  ENVELOPE_RETURN_IF_ERROR(format::WriteNewFile(fd, header, &cipher));
+  dek_cache_.Insert(std::string(dk->ciphertext_blob.begin(), dk->ciphertext_blob.end()),
+                    std::make_shared<const crypto::SecretBytes>(std::move(dk->plaintext)));
+  return std::make_unique<format::ContentFile>(fd, layout_, std::move(cipher));
+}
+
+StatusOr<std::unique_ptr<format::ContentFile>> Volume::OpenContent(int fd) {
+  ENVELOPE_ASSIGN_OR_RETURN(format::FileHeader header, format::ReadHeader(fd, layout_));
+  ENVELOPE_ASSIGN_OR_RETURN(Bytes wrapped, format::ActiveWrappedDek(header));
+  std::string cache_key(wrapped.begin(), wrapped.end());
+  std::shared_ptr<const crypto::SecretBytes> dek = dek_cache_.Find(cache_key);
+  if (!dek) {
+    auto unwrapped = kms_->Decrypt(wrapped, config_.FileContext(HexEncode(header.file_id)));
+    if (!unwrapped.ok()) return unwrapped.status().WithContext("unwrapping the file key");
+    dek = std::make_shared<const crypto::SecretBytes>(std::move(*unwrapped));
+    dek_cache_.Insert(cache_key, dek);
+  }
+  ENVELOPE_ASSIGN_OR_RETURN(format::ChunkCipher cipher, format::ChunkCipher::New(*dek, header));
+  return std::make_unique<format::ContentFile>(fd, layout_, std::move(cipher));
+}
+
+StatusOr<std::string> Volume::SealXattrValue(std::string_view name, ByteView value) const {
+  ENVELOPE_ASSIGN_OR_RETURN(Bytes sealed,
+                            xattr_siv_.Seal(value, Concat({AsBytes(kXattrDomain), AsBytes(name)})));
+  return std::string(sealed.begin(), sealed.end());
+}
+
+StatusOr<Bytes> Volume::OpenXattrValue(std::string_view name, ByteView sealed) const {
+  return xattr_siv_.Open(sealed, Concat({AsBytes(kXattrDomain), AsBytes(name)}));
+}
+
+}  // namespace envelope::fs

@@ -288,6 +288,26 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   OpGetattr(req, ino, nullptr);
 }
 
+// A backing directory is empty when only our id file is left in it.
+StatusOr<bool> BackingDirIsEmpty(int parent_fd, const std::string& name) {
+  int fd = ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Errno("open directory");
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    ::close(fd);
+    return Errno("fdopendir");
+  }
+  bool empty = true;
+  while (dirent* de = ::readdir(d)) {
+    std::string_view n = de->d_name;
+    if (n == "." || n == ".." || n == format::kDirIdFileName) continue;
+    empty = false;
+    break;
+  }
+  ::closedir(d);
+  return empty;
+}
+
 // ---- creating and removing names ------------------------------------------
 
 // After the backing object `backing` was created in `dir`: set owner, look
@@ -399,26 +419,6 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   fuse_reply_entry(req, &e);
 }
 
-// A backing directory is empty when only our id file is left in it.
-StatusOr<bool> BackingDirIsEmpty(int parent_fd, const std::string& name) {
-  int fd = ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return Errno("open directory");
-  DIR* d = ::fdopendir(fd);
-  if (d == nullptr) {
-    ::close(fd);
-    return Errno("fdopendir");
-  }
-  bool empty = true;
-  while (dirent* de = ::readdir(d)) {
-    std::string_view n = de->d_name;
-    if (n == "." || n == ".." || n == format::kDirIdFileName) continue;
-    empty = false;
-    break;
-  }
-  ::closedir(d);
-  return empty;
-}
-
 void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   EnvelopeFs* fs = Fs(req);
   Inode* dir = Node(req, parent);
@@ -481,7 +481,32 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   }
   if (::renameat2(from_dir->fd, from->backing_name.c_str(), to_dir->fd, to->backing_name.c_str(),
                   flags) != 0) {
-    return (void)fuse_reply_err(req, errno);
+    int err = errno;
+    // Replacing a directory that is empty to the user: the backing one
+    // still holds its id file, which must go first (and comes back if the
+    // rename fails after all).
+    if ((err == ENOTEMPTY || err == EEXIST) && !exchange && !(flags & RENAME_NOREPLACE)) {
+      auto empty = BackingDirIsEmpty(to_dir->fd, to->backing_name);
+      if (empty.ok() && *empty) {
+        std::string id_path = to->backing_name + "/" + std::string(format::kDirIdFileName);
+        Bytes id(format::kDirIdSizeInBytes);
+        {
+          UniqueFd idf(::openat(to_dir->fd, id_path.c_str(), O_RDONLY | O_CLOEXEC));
+          if (idf.valid()) (void)PreadFull(idf.get(), id, 0);
+        }
+        ::unlinkat(to_dir->fd, id_path.c_str(), 0);
+        if (::renameat2(from_dir->fd, from->backing_name.c_str(), to_dir->fd,
+                        to->backing_name.c_str(), flags) == 0) {
+          err = 0;
+        } else {
+          err = errno;
+          UniqueFd idf(::openat(to_dir->fd, id_path.c_str(),
+                                O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
+          if (idf.valid()) (void)PwriteFull(idf.get(), id, 0);
+        }
+      }
+    }
+    if (err != 0) return (void)fuse_reply_err(req, err);
   }
   if (!exchange && from->backing_name != to->backing_name) fs->RemoveLongNameFile(from_dir, *from);
   fuse_reply_err(req, 0);

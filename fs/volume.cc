@@ -20,6 +20,7 @@ namespace envelope::fs {
 namespace {
 
 constexpr std::string_view kXattrDomain = "envelopefs/v1/xattr";
+constexpr uint8_t kXattrValueVersion = 1;
 
 std::string NewUuid() {
   uint8_t id[16];
@@ -183,14 +184,23 @@ StatusOr<std::unique_ptr<format::ContentFile>> Volume::OpenContent(int fd) {
   return std::make_unique<format::ContentFile>(fd, layout_, std::move(cipher));
 }
 
+// Sealed value := SIV(version byte 0x01 || value): the version byte also
+// gives an empty value a non-empty plaintext, which SIV needs.
 StatusOr<std::string> Volume::SealXattrValue(std::string_view name, ByteView value) const {
-  ENVELOPE_ASSIGN_OR_RETURN(Bytes sealed,
-                            xattr_siv_.Seal(value, Concat({AsBytes(kXattrDomain), AsBytes(name)})));
+  const uint8_t version = kXattrValueVersion;
+  ENVELOPE_ASSIGN_OR_RETURN(
+      Bytes sealed, xattr_siv_.Seal(Concat({ByteView(&version, 1), value}),
+                                    Concat({AsBytes(kXattrDomain), AsBytes(name)})));
   return std::string(sealed.begin(), sealed.end());
 }
 
 StatusOr<Bytes> Volume::OpenXattrValue(std::string_view name, ByteView sealed) const {
-  return xattr_siv_.Open(sealed, Concat({AsBytes(kXattrDomain), AsBytes(name)}));
+  ENVELOPE_ASSIGN_OR_RETURN(Bytes plain,
+                            xattr_siv_.Open(sealed, Concat({AsBytes(kXattrDomain), AsBytes(name)})));
+  if (plain.empty() || plain[0] != kXattrValueVersion) {
+    return Status::Corruption("unknown extended attribute value version");
+  }
+  return Bytes(plain.begin() + 1, plain.end());
 }
 
 }  // namespace envelope::fs

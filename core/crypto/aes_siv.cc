@@ -31,8 +31,8 @@ StatusOr<AesSiv> AesSiv::New(ByteView key) {
 }
 
 StatusOr<Bytes> AesSiv::Seal(ByteView plaintext, ByteView ad) const {
-  if (plaintext.size() > INT_MAX || ad.size() > INT_MAX) {
-    return Status::InvalidArgument("AES-SIV input too large");
+  if (plaintext.empty() || plaintext.size() > INT_MAX || ad.size() > INT_MAX) {
+    return Status::InvalidArgument("AES-SIV plaintext must be 1 byte to 2 GiB");
   }
   auto cipher = FetchSiv();
   std::unique_ptr<EVP_CIPHER_CTX, CtxDeleter> ctx(EVP_CIPHER_CTX_new());
@@ -52,7 +52,7 @@ StatusOr<Bytes> AesSiv::Seal(ByteView plaintext, ByteView ad) const {
 }
 
 StatusOr<Bytes> AesSiv::Open(ByteView sealed, ByteView ad) const {
-  if (sealed.size() < kTagSizeInBytes || sealed.size() > INT_MAX || ad.size() > INT_MAX) {
+  if (sealed.size() <= kTagSizeInBytes || sealed.size() > INT_MAX || ad.size() > INT_MAX) {
     return Status::Corruption("AES-SIV input has the wrong size");
   }
   auto cipher = FetchSiv();

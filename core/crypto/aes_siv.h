@@ -25,7 +25,8 @@ class AesSiv {
 
   static StatusOr<AesSiv> New(ByteView key);
 
-  // Encrypts `plaintext` with one associated-data component.
+  // Encrypts `plaintext` (at least 1 byte: OpenSSL 3.0's SIV rejects an
+  // empty one) with one associated-data component.
   StatusOr<Bytes> Seal(ByteView plaintext, ByteView associated_data) const;
   // Corruption if the tag does not verify.
   StatusOr<Bytes> Open(ByteView sealed, ByteView associated_data) const;

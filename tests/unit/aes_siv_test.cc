@@ -49,3 +49,16 @@ TEST(AesSivTest, RejectsWrongKeySize) {
 
 }  // namespace
 }  // namespace envelope::crypto
+
+namespace envelope::crypto {
+namespace {
+// OpenSSL 3.0's AES-SIV refuses an empty plaintext, so the API says so
+// instead of failing obscurely; callers with possibly empty values (xattr
+// values) prefix a version byte (fs/volume.cc).
+TEST(AesSivTest, EmptyPlaintextIsRefused) {
+  auto siv = AesSiv::New(Bytes(32, 9));
+  ASSERT_TRUE(siv.ok());
+  EXPECT_EQ(siv->Seal(ByteView(), AsBytes("ad")).status().code(), StatusCode::kInvalidArgument);
+}
+}  // namespace
+}  // namespace envelope::crypto

@@ -1,0 +1,410 @@
+"""Integration tests of the envelopefs mount: real key service, real LMDB,
+real FUSE mount, ordinary system calls."""
+import ctypes
+import errno
+import fcntl
+import mmap
+import os
+import random
+import stat
+import subprocess
+import tempfile
+import threading
+import unittest
+
+from fs_harness import Mount, run
+
+libc = ctypes.CDLL(None, use_errno=True)
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+AT_FDCWD = -100
+
+
+def renameat2(src, dst, flags):
+    rc = libc.renameat2(AT_FDCWD, src.encode(), AT_FDCWD, dst.encode(), flags)
+    if rc != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+class MountTestCase(unittest.TestCase):
+    dek_in = "header"
+
+    def setUp(self):
+        self.m = Mount(dek_in=self.dek_in).mount()
+
+    def tearDown(self):
+        self.m.cleanup()
+
+    def write(self, name, data, mode="wb"):
+        with open(self.m.path(name), mode) as f:
+            f.write(data)
+
+    def read(self, name):
+        with open(self.m.path(name), "rb") as f:
+            return f.read()
+
+
+class PosixTest(MountTestCase):
+    def test_read_write_at_offsets_append_trunc_sparse(self):
+        p = self.m.path("f")
+        self.write("f", b"hello world")
+        fd = os.open(p, os.O_RDWR)
+        os.pwrite(fd, b"WORLD", 6)
+        self.assertEqual(os.pread(fd, 100, 0), b"hello WORLD")
+        os.pwrite(fd, b"far", 100000)  # a hole in between reads as zeros
+        self.assertEqual(os.fstat(fd).st_size, 100003)
+        self.assertEqual(os.pread(fd, 10, 50000), b"\0" * 10)
+        os.ftruncate(fd, 5)
+        self.assertEqual(os.pread(fd, 100, 0), b"hello")
+        os.ftruncate(fd, 9000)
+        self.assertEqual(os.pread(fd, 9000, 0), b"hello" + b"\0" * 8995)
+        os.close(fd)
+        fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+        os.write(fd, b"tail")
+        os.close(fd)
+        self.assertEqual(self.read("f")[-4:], b"tail")
+        self.assertEqual(os.stat(p).st_size, 9004)
+        fd = os.open(p, os.O_WRONLY | os.O_TRUNC)
+        os.close(fd)
+        self.assertEqual(os.stat(p).st_size, 0)
+        os.truncate(p, 12345)
+        self.assertEqual(self.read("f"), b"\0" * 12345)
+
+    def test_fallocate_extends_with_zeros(self):
+        fd = os.open(self.m.path("fa"), os.O_RDWR | os.O_CREAT, 0o644)
+        os.write(fd, b"abc")
+        os.posix_fallocate(fd, 0, 20000)
+        self.assertEqual(os.fstat(fd).st_size, 20000)
+        self.assertEqual(os.pread(fd, 20000, 0), b"abc" + b"\0" * 19997)
+        os.close(fd)
+
+    def test_mkdir_modes_are_exact_and_rmdir(self):
+        os.mkdir(self.m.path("d"), 0o151)
+        self.assertEqual(stat.S_IMODE(os.stat(self.m.path("d")).st_mode), 0o151)
+        os.chmod(self.m.path("d"), 0o755)
+        self.write("d/x", b"1")
+        with self.assertRaises(OSError) as cm:
+            os.rmdir(self.m.path("d"))
+        self.assertEqual(cm.exception.errno, errno.ENOTEMPTY)
+        os.unlink(self.m.path("d/x"))
+        os.rmdir(self.m.path("d"))
+        self.assertFalse(os.path.exists(self.m.path("d")))
+        os.makedirs(self.m.path("a/b/c"))
+        self.write("a/b/c/deep", b"deep")
+        self.assertEqual(sorted(os.listdir(self.m.path("a/b/c"))), ["deep"])
+
+    def test_rename_variants(self):
+        self.write("a", b"A")
+        self.write("b", b"B")
+        os.rename(self.m.path("a"), self.m.path("b"))  # over an existing file
+        self.assertEqual(self.read("b"), b"A")
+        self.assertFalse(os.path.exists(self.m.path("a")))
+        self.write("c", b"C")
+        with self.assertRaises(OSError) as cm:
+            renameat2(self.m.path("c"), self.m.path("b"), RENAME_NOREPLACE)
+        self.assertEqual(cm.exception.errno, errno.EEXIST)
+        renameat2(self.m.path("c"), self.m.path("b"), RENAME_EXCHANGE)
+        self.assertEqual((self.read("b"), self.read("c")), (b"C", b"A"))
+        os.mkdir(self.m.path("d1"))
+        os.mkdir(self.m.path("d2"))
+        self.write("d1/inside", b"I")
+        os.rename(self.m.path("d1"), self.m.path("d2"))  # over an empty directory
+        self.assertEqual(self.read("d2/inside"), b"I")
+        os.mkdir(self.m.path("sub"))
+        os.rename(self.m.path("b"), self.m.path("sub/moved"))
+        self.assertEqual(self.read("sub/moved"), b"C")
+
+    def test_long_names(self):
+        long = "n" * 255
+        self.write(long, b"long")
+        self.assertIn(long, os.listdir(self.m.mnt))
+        self.assertEqual(self.read(long), b"long")
+        os.rename(self.m.path(long), self.m.path("short"))
+        os.rename(self.m.path("short"), self.m.path("m" * 200))
+        self.assertEqual(sorted(os.listdir(self.m.mnt)), ["m" * 200])
+        os.mkdir(self.m.path("d" * 250))
+        os.symlink("t" * 1000, self.m.path("s" * 240))
+        self.assertEqual(os.readlink(self.m.path("s" * 240)), "t" * 1000)
+        with self.assertRaises(OSError) as cm:
+            open(self.m.path("x" * 256), "w")
+        self.assertEqual(cm.exception.errno, errno.ENAMETOOLONG)
+        os.unlink(self.m.path("m" * 200))
+        os.rmdir(self.m.path("d" * 250))
+        os.unlink(self.m.path("s" * 240))
+        self.assertEqual(os.listdir(self.m.mnt), [])
+        # No side file is left behind.
+        self.assertEqual(sorted(os.listdir(self.m.cipherdir)),
+                         [".envelopefs.dirid", "envelopefs.conf"])
+
+    def test_symlinks_hard_links_fifos(self):
+        self.write("target", b"T")
+        os.symlink("target", self.m.path("link"))
+        self.assertEqual(os.readlink(self.m.path("link")), "target")
+        self.assertEqual(self.read("link"), b"T")
+        self.assertEqual(os.lstat(self.m.path("link")).st_size, len("target"))
+        os.link(self.m.path("target"), self.m.path("hard"))
+        self.assertEqual(os.stat(self.m.path("target")).st_nlink, 2)
+        self.assertEqual(os.stat(self.m.path("hard")).st_ino, os.stat(self.m.path("target")).st_ino)
+        self.write("hard", b"changed through the link")
+        self.assertEqual(self.read("target"), b"changed through the link")
+        os.mkfifo(self.m.path("fifo"), 0o600)
+        self.assertTrue(stat.S_ISFIFO(os.stat(self.m.path("fifo")).st_mode))
+
+    def test_chmod_chown_utimens(self):
+        self.write("f", b"x")
+        os.chmod(self.m.path("f"), 0o640)
+        self.assertEqual(stat.S_IMODE(os.stat(self.m.path("f")).st_mode), 0o640)
+        os.chown(self.m.path("f"), 1234, 5678)
+        st = os.stat(self.m.path("f"))
+        self.assertEqual((st.st_uid, st.st_gid), (1234, 5678))
+        os.utime(self.m.path("f"), ns=(1_000_000_123, 2_000_000_456))
+        st = os.stat(self.m.path("f"))
+        self.assertEqual((st.st_atime_ns, st.st_mtime_ns), (1_000_000_123, 2_000_000_456))
+        os.symlink("nowhere", self.m.path("l"))
+        os.utime(self.m.path("l"), ns=(3_000_000_000, 4_000_000_000), follow_symlinks=False)
+        self.assertEqual(os.lstat(self.m.path("l")).st_mtime_ns, 4_000_000_000)
+
+    def test_xattrs(self):
+        self.write("f", b"x")
+        os.setxattr(self.m.path("f"), "user.color", b"blue")
+        os.setxattr(self.m.path("f"), "user.empty", b"")
+        self.assertEqual(os.getxattr(self.m.path("f"), "user.color"), b"blue")
+        self.assertEqual(sorted(os.listxattr(self.m.path("f"))), ["user.color", "user.empty"])
+        os.removexattr(self.m.path("f"), "user.color")
+        with self.assertRaises(OSError) as cm:
+            os.getxattr(self.m.path("f"), "user.color")
+        self.assertEqual(cm.exception.errno, errno.ENODATA)
+        os.mkdir(self.m.path("d"))
+        os.setxattr(self.m.path("d"), "user.dir", b"v")
+        self.assertEqual(os.getxattr(self.m.path("d"), "user.dir"), b"v")
+
+    def test_mmap_locks_copy_file_range_statfs_fsync(self):
+        self.write("m", b"a" * 10000)
+        with open(self.m.path("m"), "r+b") as f:
+            mm = mmap.mmap(f.fileno(), 0)
+            self.assertEqual(mm[5000:5003], b"aaa")
+            mm[100:105] = b"HELLO"
+            mm.flush()
+            mm.close()
+            os.fsync(f.fileno())
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            fcntl.lockf(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 0)
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        self.assertEqual(self.read("m")[100:105], b"HELLO")
+        src = os.open(self.m.path("m"), os.O_RDONLY)
+        dst = os.open(self.m.path("copy"), os.O_WRONLY | os.O_CREAT, 0o644)
+        copied = 0
+        while copied < 10000:
+            n = os.copy_file_range(src, dst, 10000 - copied)
+            if n == 0:
+                break
+            copied += n
+        os.close(src)
+        os.close(dst)
+        self.assertEqual(self.read("copy"), self.read("m"))
+        sv = os.statvfs(self.m.mnt)
+        self.assertEqual(sv.f_namemax, 255)
+
+    def test_concurrent_writers_of_disjoint_ranges(self):
+        p = self.m.path("shared")
+        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+        block = 50000  # not chunk-aligned on purpose
+
+        def writer(i):
+            data = bytes([i]) * block
+            for _ in range(3):
+                os.pwrite(fd, data, i * block)
+
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        os.close(fd)
+        data = self.read("shared")
+        self.assertEqual(len(data), 8 * block)
+        for i in range(8):
+            self.assertEqual(data[i * block:(i + 1) * block], bytes([i]) * block, i)
+
+
+class PersistenceTest(MountTestCase):
+    def test_remount_keeps_everything(self):
+        os.makedirs(self.m.path("x/y"))
+        blobs = {f"x/y/f{i}": os.urandom(random.randint(0, 70000)) for i in range(20)}
+        for name, data in blobs.items():
+            self.write(name, data)
+        os.symlink("x/y/f1", self.m.path("ln"))
+        self.m.unmount()
+        self.m.mount()
+        for name, data in blobs.items():
+            self.assertEqual(self.read(name), data, name)
+        self.assertEqual(os.readlink(self.m.path("ln")), "x/y/f1")
+
+    def test_plaintext_marker_appears_in_no_backing_file(self):
+        marker = os.urandom(32).hex().encode()  # 64 bytes
+        self.assertEqual(len(marker), 64)
+        self.write("plain-marker-" + marker[:16].decode(), marker * 100)
+        os.mkdir(self.m.path("dir-" + marker[:20].decode()))
+        os.setxattr(self.m.path("plain-marker-" + marker[:16].decode()), "user.m", marker)
+        self.m.unmount()
+        for path in self.m.backing_files():
+            with open(path, "rb") as f:
+                content = f.read()
+            self.assertNotIn(marker, content, path)
+            self.assertNotIn(marker[:16], path.encode())
+            for xname in os.listxattr(path):
+                self.assertNotIn(marker, os.getxattr(path, xname))
+
+    def test_flipped_backing_byte_reads_as_eio(self):
+        self.write("victim", b"v" * 20000)
+        self.write("bystander", b"b" * 20000)
+        self.m.unmount()
+        backing = sorted(self.m.backing_files(), key=os.path.getsize)
+        victims = [p for p in backing if os.path.getsize(p) > 20000]
+        self.assertEqual(len(victims), 2)
+        target = victims[0]
+        with open(target, "r+b") as f:
+            f.seek(1088 + 4124 + 100)  # inside chunk 1
+            b = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([b[0] ^ 1]))
+        self.m.mount()
+        results = {}
+        for name in ("victim", "bystander"):
+            fd = os.open(self.m.path(name), os.O_RDONLY)
+            try:
+                chunk0 = os.pread(fd, 4096, 0)
+                try:
+                    os.pread(fd, 4096, 4096)
+                    results[name] = "ok"
+                except OSError as e:
+                    results[name] = e.errno
+                    self.assertEqual(chunk0, name[0].encode() * 4096)  # damage stays local
+            finally:
+                os.close(fd)
+        self.assertEqual(sorted(results.values(), key=str), sorted([errno.EIO, "ok"], key=str))
+
+
+class KeyServiceOutageTest(MountTestCase):
+    def test_open_files_keep_working_new_opens_fail_then_recover(self):
+        self.write("old", b"created before")
+        self.m.unmount()
+        self.m.mount()  # empty DEK cache
+        fd = os.open(self.m.path("open"), os.O_RDWR | os.O_CREAT, 0o644)
+        os.write(fd, b"open while the service dies")
+        self.m.keyd.kill9()
+        os.pwrite(fd, b"still writable", 100)
+        self.assertEqual(os.pread(fd, 14, 100), b"still writable")
+        with self.assertRaises(OSError) as cm:
+            open(self.m.path("old"), "rb").read()
+        self.assertEqual(cm.exception.errno, errno.EIO)
+        with self.assertRaises(OSError) as cm:
+            open(self.m.path("new"), "wb").close()
+        self.assertEqual(cm.exception.errno, errno.EIO)
+        self.m.keyd.start()
+        self.assertEqual(self.read("old"), b"created before")
+        self.write("new", b"after the restart")
+        self.assertEqual(self.read("new"), b"after the restart")
+        os.close(fd)
+
+
+class XattrModeTest(PosixTest):
+    """The same POSIX surface with the DEK kept in an xattr."""
+    dek_in = "xattr"
+
+
+class FsxTest(MountTestCase):
+    """fsx-style: random operations on one file through the mount, checked
+    against a reference kept in memory, identical throughout."""
+
+    OPERATIONS = int(os.environ.get("ENVELOPE_FSX_OPS", "100000"))
+
+    def test_random_operations_match_the_reference(self):
+        seed = int(os.environ.get("ENVELOPE_TEST_SEED", random.randrange(1 << 30)))
+        rng = random.Random(seed)
+        p = self.m.path("fsx")
+        ref = bytearray()
+        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+        max_size = 256 * 1024
+        counts = {}
+        for op_no in range(self.OPERATIONS):
+            op = rng.choices(["read", "write", "truncate", "mread", "mwrite", "falloc", "reopen"],
+                             [30, 30, 8, 10, 10, 4, 2])[0]
+            counts[op] = counts.get(op, 0) + 1
+            size = len(ref)
+            if op == "read":
+                off = rng.randrange(size + 9000)
+                n = rng.choice([1, 17, 4096, rng.randrange(1, 20000)])
+                got = os.pread(fd, n, off)
+                self.assertEqual(got, bytes(ref[off:off + n]), f"seed {seed} op {op_no} read {off}+{n}")
+            elif op == "write":
+                off = rng.randrange(min(size + 9000, max_size))
+                n = rng.choice([1, 4096, rng.randrange(1, 20000)])
+                n = min(n, max_size - off)
+                data = rng.randbytes(n)
+                os.pwrite(fd, data, off)
+                if off > len(ref):
+                    ref.extend(b"\0" * (off - len(ref)))
+                ref[off:off + n] = data
+            elif op == "truncate":
+                new = rng.randrange(max_size)
+                os.ftruncate(fd, new)
+                if new < len(ref):
+                    del ref[new:]
+                else:
+                    ref.extend(b"\0" * (new - len(ref)))
+            elif op in ("mread", "mwrite") and size > 0:
+                mm = mmap.mmap(fd, size)
+                off = rng.randrange(size)
+                n = min(rng.randrange(1, 9000), size - off)
+                if op == "mread":
+                    self.assertEqual(mm[off:off + n], bytes(ref[off:off + n]),
+                                     f"seed {seed} op {op_no} mmap read")
+                else:
+                    data = rng.randbytes(n)
+                    mm[off:off + n] = data
+                    ref[off:off + n] = data
+                    mm.flush()
+                mm.close()
+            elif op == "falloc":
+                off = rng.randrange(max_size // 2)
+                n = rng.randrange(1, max_size // 2)
+                os.posix_fallocate(fd, off, n)
+                if off + n > len(ref):
+                    ref.extend(b"\0" * (off + n - len(ref)))
+            elif op == "reopen":
+                os.close(fd)
+                fd = os.open(p, os.O_RDWR)
+            self.assertEqual(os.fstat(fd).st_size, len(ref), f"seed {seed} op {op_no} size")
+        os.close(fd)
+        self.assertEqual(self.read("fsx"), bytes(ref))
+        print(f"fsx seed {seed}: {self.OPERATIONS} operations {counts}")
+
+
+class ToolsTest(MountTestCase):
+    def test_source_tree_extracts_identically(self):
+        tmp = tempfile.mkdtemp(dir=self.m.tmp)
+        tarball = os.path.join(tmp, "src.tar")
+        run("tar", "-C", "/usr/include", "-cf", tarball, "boost/asio", "boost/beast")
+        plain = os.path.join(tmp, "plain")
+        os.mkdir(plain)
+        run("tar", "-C", plain, "-xf", tarball)
+        run("tar", "-C", self.m.mnt, "-xf", tarball)
+        r = subprocess.run(["diff", "-r", plain, self.m.mnt], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout[:2000] + r.stderr[:2000])
+
+    def test_fio_verify(self):
+        for name, rw, bs in (("seq4k", "write", "4k"), ("seq1m", "write", "1m"),
+                             ("rand4k", "randwrite", "4k"), ("rand1m", "randwrite", "1m")):
+            r = subprocess.run(
+                ["fio", f"--name={name}", f"--directory={self.m.mnt}", f"--rw={rw}", f"--bs={bs}",
+                 "--size=32m", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1",
+                 "--ioengine=psync", "--end_fsync=1"],
+                capture_output=True, text=True, timeout=600)
+            self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+            self.assertNotIn("verify:", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

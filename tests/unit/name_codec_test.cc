@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 #include <vector>
 
@@ -106,5 +107,25 @@ TEST(Base64UrlTest, RoundTrip) {
   EXPECT_FALSE(Base64UrlDecode("ab+c", &out));
 }
 
+}  // namespace
+}  // namespace envelope::format
+
+namespace envelope::format {
+namespace {
+// Known answers from tests/vectors/make_format_vectors.py (python3-cryptography's
+// AESSIV), as listed in docs/FORMAT.md §8.
+TEST(NameCodecVectorsTest, KnownAnswers) {
+  Bytes key(32), dir(16);
+  for (size_t i = 0; i < 32; ++i) key[i] = static_cast<uint8_t>(0x20 + i);
+  for (size_t i = 0; i < 16; ++i) dir[i] = static_cast<uint8_t>(0x60 + i);
+  auto codec = NameCodec::New(*crypto::SecretBytes::CopyOf(key));
+  ASSERT_TRUE(codec.ok());
+  DirId id;
+  std::copy(dir.begin(), dir.end(), id.begin());
+  EXPECT_EQ(codec->EncodeName("hello.txt", id)->backing_name, "Kh7Sb-CCAi4ALUdV7El9Mi9nVZipMlcsQg");
+  EXPECT_EQ(*codec->EncodeSymlinkTarget("../target", DirId{}), "6MrDDahJrQNdEDutewaY8nGq9kU5sWzd_g");
+  EXPECT_EQ(codec->EncodeName(std::string(200, 'L'), id)->backing_name,
+            "envelopefs.long.2JC18bvkuR73v928CYDC2qyIPDtjnujNla2GXfiRUgA");
+}
 }  // namespace
 }  // namespace envelope::format

@@ -69,3 +69,24 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+def names():
+    """Name and symlink-target vectors (docs/FORMAT.md §8)."""
+    import base64
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+    name_key = bytes(range(0x20, 0x40))
+    dir_id = bytes(range(0x60, 0x70))
+    siv = AESSIV(name_key)
+    def b64url(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    enc = siv.encrypt(b"hello.txt", [b"envelopefs/v1/name" + dir_id])
+    print("name_hello_txt   ", b64url(enc))
+    target = siv.encrypt(b"../target", [b"envelopefs/v1/symlink" + bytes(16)])
+    print("symlink_target   ", b64url(target))
+    long_enc = b64url(siv.encrypt(b"L" * 200, [b"envelopefs/v1/name" + dir_id]))
+    print("long_name        ", "envelopefs.long." + b64url(hashlib.sha256(long_enc.encode()).digest()))
+
+
+if __name__ == "__main__":
+    names()

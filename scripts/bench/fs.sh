@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Filesystem benchmarks, envelopefs against gocryptfs and bindfs (both from
+# Debian) and the plain backing filesystem, in one run on this machine.
+#
+#   scripts/bench/fs.sh            all workloads
+#   QUICK=1 scripts/bench/fs.sh    smaller sizes (a smoke run, not for the docs)
+#
+# Workloads: fio sequential write of 1 GiB (end_fsync) and cold read of it,
+# fio 4 KiB random read and random write, fs_mark 4 KiB files without and
+# with fsync, and untar, ls -lR and rm -rf of the Linux 6.1 source tree
+# (Debian's linux-source-6.1). Prints a Markdown table with ratios of
+# envelopefs to each peer (higher is better for envelopefs).
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+bash "$repo/scripts/setup.sh" >/dev/null
+export DEBIAN_FRONTEND=noninteractive
+dpkg-query -W -f='${Status}' linux-source-6.1 2>/dev/null | grep -q "install ok installed" ||
+  { apt-get update -qq && apt-get install -y -qq linux-source-6.1 >/dev/null; }
+BUILD_DIR="$repo/build" bash "$repo/scripts/build.sh" >/dev/null
+build="$repo/build"
+
+quick=${QUICK:-0}
+seq_size=$([[ $quick == 1 ]] && echo 128m || echo 1g)
+rand_size=$([[ $quick == 1 ]] && echo 64m || echo 256m)
+rand_time=$([[ $quick == 1 ]] && echo 5 || echo 20)
+files=$([[ $quick == 1 ]] && echo 1000 || echo 5000)
+tarball=$(ls /usr/src/linux-source-6.1*.tar.xz | head -1)
+
+work=$(mktemp -d /var/tmp/envelopefs-bench.XXXXXX)
+cleanup() {
+  for m in "$work"/*/mnt; do mountpoint -q "$m" && fusermount3 -u "$m" 2>/dev/null || true; done
+  pkill -f "envelope-keyd --data-dir $work" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The source tree, uncompressed once so that untar measures the filesystem.
+# QUICK=1 takes one subdirectory of it instead.
+if [[ $quick == 1 ]]; then
+  mkdir "$work/quick" && xz -dc "$tarball" | tar -C "$work/quick" -xf - --wildcards '*/fs/ext4/*'
+  tar -C "$work/quick" -cf "$work/linux.tar" . && rm -rf "$work/quick"
+else
+  xz -dc "$tarball" > "$work/linux.tar"
+fi
+entries=$(tar -tf "$work/linux.tar" | wc -l)
+tree=$(tar -tf "$work/linux.tar" | head -1 | sed 's|^\./||; s|/.*||')
+
+setup_envelopefs() {
+  mkdir -p "$work/envelopefs/mnt"
+  "$build/keyservice/envelope-keyd" --data-dir "$work/keyd" --socket "$work/kms.sock"
+  local key
+  key=$("$build/tools/envelopectl" --endpoint "unix:$work/kms.sock" key create)
+  "$build/fs/envelopefs" init "$work/envelopefs/cipher" --key "$key" --kms "unix:$work/kms.sock" >/dev/null
+  "$build/fs/envelopefs" mount "$work/envelopefs/cipher" "$work/envelopefs/mnt"
+}
+setup_gocryptfs() {
+  mkdir -p "$work/gocryptfs/cipher" "$work/gocryptfs/mnt"
+  gocryptfs -init -q -extpass "echo bench-password" "$work/gocryptfs/cipher" >/dev/null
+  gocryptfs -q -extpass "echo bench-password" "$work/gocryptfs/cipher" "$work/gocryptfs/mnt"
+}
+setup_bindfs() {
+  mkdir -p "$work/bindfs/cipher" "$work/bindfs/mnt"
+  bindfs "$work/bindfs/cipher" "$work/bindfs/mnt"
+}
+setup_plain() { mkdir -p "$work/plain/mnt"; }
+
+remount() {  # cold caches: drop the page cache (and for FUSE, its caches too)
+  sync
+  echo 3 > /proc/sys/vm/drop_caches
+}
+
+secs() { /usr/bin/python3 -c 'import sys,time; print(f"{time.time():.3f}")'; }
+
+fio_bw() {  # prints MiB/s
+  fio --output-format=json "$@" | /usr/bin/python3 -c '
+import json, sys
+j = json.load(sys.stdin)["jobs"][0]
+bw = j["write"]["bw_bytes"] if j["write"]["bw_bytes"] else j["read"]["bw_bytes"]
+print(f"{bw / 2**20:.1f}")'
+}
+fio_iops() {
+  fio --output-format=json "$@" | /usr/bin/python3 -c '
+import json, sys
+j = json.load(sys.stdin)["jobs"][0]
+print(f"{j[\"write\"][\"iops\"] + j[\"read\"][\"iops\"]:.0f}")'
+}
+
+declare -A R
+for fs in envelopefs gocryptfs bindfs plain; do
+  "setup_$fs"
+  d="$work/$fs/mnt"
+  R[$fs,seqwrite]=$(fio_bw --name=seq --directory="$d" --rw=write --bs=1m --size="$seq_size" \
+    --ioengine=psync --end_fsync=1)
+  remount
+  R[$fs,seqread]=$(fio_bw --name=seq --directory="$d" --rw=read --bs=1m --size="$seq_size" \
+    --ioengine=psync)
+  rm -f "$d"/seq*
+  R[$fs,randread]=$(fio_iops --name=rr --directory="$d" --rw=randread --bs=4k --size="$rand_size" \
+    --ioengine=psync --time_based --runtime="$rand_time")
+  R[$fs,randwrite]=$(fio_iops --name=rw --directory="$d" --rw=randwrite --bs=4k --size="$rand_size" \
+    --ioengine=psync --time_based --runtime="$rand_time")
+  rm -f "$d"/rr* "$d"/rw*
+  for sync in 0 1; do
+    mkdir -p "$d/fsmark$sync"
+    R[$fs,fsmark$sync]=$(fs_mark -d "$d/fsmark$sync" -s 4096 -n "$files" -S "$sync" -L 1 2>&1 |
+      awk '/^ *[0-9]+ +[0-9]+ +4096/ {print $4}' | tail -1)
+    rm -rf "$d/fsmark$sync"
+  done
+  t0=$(secs); tar -C "$d" -xf "$work/linux.tar"; sync; t1=$(secs)
+  R[$fs,untar]=$(/usr/bin/python3 -c "print(f'{$t1 - $t0:.1f}')")
+  remount
+  t0=$(secs); ls -lR "$d" >/dev/null; t1=$(secs)
+  R[$fs,lslr]=$(/usr/bin/python3 -c "print(f'{$t1 - $t0:.1f}')")
+  t0=$(secs); rm -rf "${d:?}"/*; sync; t1=$(secs)
+  R[$fs,rmrf]=$(/usr/bin/python3 -c "print(f'{$t1 - $t0:.1f}')")
+  [[ $fs != plain ]] && fusermount3 -u "$d"
+done
+
+/usr/bin/python3 - "$entries" <<PY
+import sys
+R = {}
+$(for k in "${!R[@]}"; do echo "R['$k'] = float('${R[$k]:-0}')"; done)
+rows = [("seqwrite", "fio sequential write $seq_size, 1 MiB, end_fsync (MiB/s)", True),
+        ("seqread", "fio cold sequential read $seq_size (MiB/s)", True),
+        ("randread", "fio 4 KiB random read (IOPS)", True),
+        ("randwrite", "fio 4 KiB random write (IOPS)", True),
+        ("fsmark0", "fs_mark 4 KiB files, no fsync (files/s)", True),
+        ("fsmark1", "fs_mark 4 KiB files, fsync (files/s)", True),
+        ("untar", f"untar Linux 6.1, {sys.argv[1]} entries (s)", False),
+        ("lslr", "ls -lR, cold (s)", False),
+        ("rmrf", "rm -rf (s)", False)]
+print("| workload | envelopefs | gocryptfs | bindfs | plain | vs gocryptfs | vs bindfs |")
+print("|---|---|---|---|---|---|---|")
+for key, label, higher in rows:
+    e, g, b, p = (R.get(f"{fs},{key}", 0) for fs in ("envelopefs", "gocryptfs", "bindfs", "plain"))
+    def ratio(peer):
+        if not e or not peer: return "n/a"
+        return f"{(e / peer if higher else peer / e):.2f}"
+    print(f"| {label} | {e:g} | {g:g} | {b:g} | {p:g} | {ratio(g)} | {ratio(b)} |")
+PY

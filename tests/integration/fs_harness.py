@@ -22,6 +22,7 @@ class Mount:
         self.cipherdir = os.path.join(self.tmp, "cipher")
         self.mnt = os.path.join(self.tmp, "mnt")
         os.mkdir(self.mnt)
+        os.mkdir(os.path.join(self.tmp, "cipher.small"))
         self.endpoint = "unix:" + self.keyd.socket
         self.key = run(ENVELOPECTL, "--endpoint", self.endpoint, "key", "create",
                        "--description", "fs test").stdout.strip()

@@ -6,6 +6,7 @@ import fcntl
 import mmap
 import os
 import random
+import shutil
 import stat
 import subprocess
 import tempfile
@@ -312,6 +313,85 @@ class KeyServiceOutageTest(MountTestCase):
 class XattrModeTest(PosixTest):
     """The same POSIX surface with the DEK kept in an xattr."""
     dek_in = "xattr"
+
+
+class MountFormsTest(unittest.TestCase):
+    """mount -t fuse.envelopefs (what an fstab line does), -o ro, ENOSPC."""
+
+    def setUp(self):
+        self.m = Mount()
+
+    def tearDown(self):
+        self.m.cleanup()
+
+    def test_mount_t_fuse_envelopefs(self):
+        # mount(8) runs mount.fuse3, which finds "envelopefs" on the standard
+        # PATH; put the build there for the test, as an install would.
+        link = "/usr/sbin/envelopefs"
+        created = False
+        if not os.path.exists(link):
+            os.symlink(os.path.abspath(__import__("fs_harness").ENVELOPEFS), link)
+            created = True
+        try:
+            run("mount", "-t", "fuse.envelopefs", self.m.cipherdir, self.m.mnt,
+                "-o", f"kms={self.m.endpoint},allow_other")
+            self.m.mounted = True
+            with open(os.path.join(self.m.mnt, "f"), "w") as f:
+                f.write("via mount -t")
+            with open("/proc/mounts") as f:
+                line = [l for l in f if self.m.mnt in l][0]
+            self.assertIn("fuse.envelopefs", line)
+            self.assertIn("allow_other", line)
+            run("umount", self.m.mnt)
+            self.m.mounted = False
+            self.m.mount()
+            with open(os.path.join(self.m.mnt, "f")) as f:
+                self.assertEqual(f.read(), "via mount -t")
+        finally:
+            if created:
+                os.unlink(link)
+
+    def test_read_only_mount(self):
+        self.m.mount()
+        with open(self.m.path("f"), "w") as f:
+            f.write("data")
+        self.m.unmount()
+        self.m.mount("ro")
+        with open(self.m.path("f")) as f:
+            self.assertEqual(f.read(), "data")
+        with self.assertRaises(OSError) as cm:
+            open(self.m.path("g"), "w")
+        self.assertEqual(cm.exception.errno, errno.EROFS)
+
+    def test_enospc_reaches_the_caller_and_leaves_no_torn_chunk(self):
+        # A 4 MiB tmpfs as the backing filesystem.
+        run("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", self.m.cipherdir + ".small")
+        small = self.m.cipherdir + ".small"
+        try:
+            for name in os.listdir(self.m.cipherdir):
+                shutil.move(os.path.join(self.m.cipherdir, name), os.path.join(small, name))
+            os.rmdir(self.m.cipherdir)
+            os.symlink(small, self.m.cipherdir)
+            self.m.mount()
+            written = 0
+            chunk = os.urandom(65536)
+            with self.assertRaises(OSError) as cm:
+                with open(self.m.path("fill"), "wb") as f:
+                    for _ in range(200):
+                        f.write(chunk)
+                        f.flush()
+                        written += len(chunk)
+                    os.fsync(f.fileno())
+            self.assertEqual(cm.exception.errno, errno.ENOSPC)
+            # Whatever the file holds now reads back as what was written.
+            data = open(self.m.path("fill"), "rb").read()
+            self.assertEqual(data, (chunk * (len(data) // len(chunk) + 1))[:len(data)])
+            self.m.unmount()
+        finally:
+            self.m.unmount()
+            subprocess.run(["umount", small], capture_output=True)
+            if os.path.islink(self.m.cipherdir):
+                os.unlink(self.m.cipherdir)
 
 
 class FsxTest(MountTestCase):

@@ -6,15 +6,17 @@
 //   envelopefs CIPHERDIR MOUNTPOINT -o OPTIONS   (as mount.fuse3 calls it: fstab,
 //                                                 mount -t fuse.envelopefs)
 //
-// Mount options of our own: kms=ENDPOINT. Everything else (allow_other, ro,
+// Mount options of our own: kms=ENDPOINT, log=PATH. Everything else (allow_other, ro,
 // ...) goes to the kernel and libfuse.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <ctime>
 #include <sstream>
 
+#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
@@ -70,7 +72,8 @@ int Info(const std::string& cipherdir, const std::string& kms_override) {
 }
 
 int Mount(const std::string& cipherdir, efs::MountOptions options, std::string kms_override) {
-  // Split -o into ours (kms=) and the kernel's.
+  // Split -o into ours (kms=, log=) and the kernel's.
+  std::string log_file;
   std::vector<std::string> passthrough;
   for (const std::string& group : options.fuse_options) {
     std::stringstream ss(group);
@@ -79,6 +82,8 @@ int Mount(const std::string& cipherdir, efs::MountOptions options, std::string k
       if (opt.empty()) continue;
       if (opt.rfind("kms=", 0) == 0) {
         kms_override = opt.substr(4);
+      } else if (opt.rfind("log=", 0) == 0) {
+        log_file = opt.substr(4);
       } else {
         passthrough.push_back(opt);
       }
@@ -86,11 +91,24 @@ int Mount(const std::string& cipherdir, efs::MountOptions options, std::string k
   }
   options.fuse_options = passthrough;
   options.mountpoint = Absolute(options.mountpoint);
-  if (options.foreground) {
-    spdlog::set_default_logger(spdlog::stderr_color_mt("envelopefs"));
-  } else {
-    spdlog::set_default_logger(spdlog::syslog_logger_mt("envelopefs", "envelopefs", LOG_PID));
+  // In the foreground: stderr. In the background: log=PATH, else syslog if
+  // there is one, else a file in /tmp (a daemon's stderr goes nowhere).
+  try {
+    struct stat st;
+    if (!log_file.empty()) {
+      spdlog::set_default_logger(spdlog::basic_logger_mt("envelopefs", log_file));
+    } else if (options.foreground) {
+      spdlog::set_default_logger(spdlog::stderr_color_mt("envelopefs"));
+    } else if (::stat("/dev/log", &st) == 0) {
+      spdlog::set_default_logger(spdlog::syslog_logger_mt("envelopefs", "envelopefs", LOG_PID));
+    } else {
+      spdlog::set_default_logger(spdlog::basic_logger_mt(
+          "envelopefs", "/tmp/envelopefs-" + std::to_string(::getuid()) + ".log"));
+    }
+  } catch (const spdlog::spdlog_ex& e) {
+    std::fprintf(stderr, "envelopefs: cannot set up logging: %s\n", e.what());
   }
+  spdlog::flush_on(spdlog::level::warn);
   auto heap = envelope::crypto::InitSecureHeap();
   if (!heap.ok()) return Fail(heap.status());
   auto volume = efs::Volume::Open(Absolute(cipherdir), kms_override);

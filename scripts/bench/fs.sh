@@ -24,7 +24,8 @@ seq_size=$([[ $quick == 1 ]] && echo 128m || echo 1g)
 rand_size=$([[ $quick == 1 ]] && echo 64m || echo 256m)
 rand_time=$([[ $quick == 1 ]] && echo 5 || echo 20)
 files=$([[ $quick == 1 ]] && echo 1000 || echo 5000)
-tarball=$(ls /usr/src/linux-source-6.1*.tar.xz | head -1)
+tarballs=(/usr/src/linux-source-6.1*.tar.xz)
+tarball=${tarballs[0]}
 
 work=$(mktemp -d /var/tmp/envelopefs-bench.XXXXXX)
 cleanup() {
@@ -43,7 +44,6 @@ else
   xz -dc "$tarball" > "$work/linux.tar"
 fi
 entries=$(tar -tf "$work/linux.tar" | wc -l)
-tree=$(tar -tf "$work/linux.tar" | head -1 | sed 's|^\./||; s|/.*||')
 
 setup_envelopefs() {
   mkdir -p "$work/envelopefs/mnt"
@@ -82,7 +82,7 @@ fio_iops() {
   fio --output-format=json "$@" | /usr/bin/python3 -c '
 import json, sys
 j = json.load(sys.stdin)["jobs"][0]
-print(f"{j[\"write\"][\"iops\"] + j[\"read\"][\"iops\"]:.0f}")'
+print("%.0f" % (j["write"]["iops"] + j["read"]["iops"]))'
 }
 
 declare -A R
@@ -102,8 +102,14 @@ for fs in envelopefs gocryptfs bindfs plain; do
   rm -f "$d"/rr* "$d"/rw*
   for sync in 0 1; do
     mkdir -p "$d/fsmark$sync"
-    R[$fs,fsmark$sync]=$(fs_mark -d "$d/fsmark$sync" -s 4096 -n "$files" -S "$sync" -L 1 2>&1 |
-      awk '/^ *[0-9]+ +[0-9]+ +4096/ {print $4}' | tail -1)
+    # fs_mark wants a directory path under 40 bytes: run it from inside.
+    if ! (cd "$d" && fs_mark -d "fsmark$sync" -s 4096 -n "$files" -S "$sync" -L 1) \
+        >"$work/fsmark.log" 2>&1; then
+      echo "fs_mark failed on $fs:" >&2
+      cat "$work/fsmark.log" >&2
+      exit 1
+    fi
+    R[$fs,fsmark$sync]=$(awk '/^ *[0-9]+ +[0-9]+ +4096/ {print $4}' "$work/fsmark.log" | tail -1)
     rm -rf "$d/fsmark$sync"
   done
   t0=$(secs); tar -C "$d" -xf "$work/linux.tar"; sync; t1=$(secs)

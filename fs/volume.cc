@@ -62,7 +62,8 @@ Volume::Volume(std::string cipherdir, VolumeConfig config, format::ChunkLayout l
       layout_(layout),
       names_(std::move(names)),
       xattr_siv_(std::move(xattr)),
-      kms_(std::move(kms)) {}
+      kms_(std::move(kms)),
+      dek_pool_([this] { return MakeFileKey(); }, kDekPoolCapacity, kDekPoolMaxAge) {}
 
 Status Volume::Init(const std::string& cipherdir, const InitOptions& options,
                     kms::KmsClient* kms) {
@@ -155,10 +156,17 @@ Status Volume::CreateDirId(int dirfd) const {
   return PwriteFull(fd.get(), id, 0);
 }
 
-StatusOr<std::unique_ptr<format::ContentFile>> Volume::CreateContent(int fd) {
+StatusOr<DekPool::Entry> Volume::MakeFileKey() {
   ENVELOPE_ASSIGN_OR_RETURN(format::FileId id, format::NewFileId());
   auto dk = kms_->GenerateDataKey(config_.key_id, config_.FileContext(HexEncode(id)));
   if (!dk.ok()) return dk.status().WithContext("creating a file key");
+  return DekPool::Entry{id, std::move(*dk), std::chrono::steady_clock::now()};
+}
+
+StatusOr<std::unique_ptr<format::ContentFile>> Volume::CreateContent(int fd) {
+  ENVELOPE_ASSIGN_OR_RETURN(DekPool::Entry entry, dek_pool_.Take());
+  const format::FileId& id = entry.file_id;
+  kms::DataKey* dk = &entry.key;
   ENVELOPE_ASSIGN_OR_RETURN(format::Commitment c, format::ComputeCommitment(dk->plaintext, id));
   ENVELOPE_ASSIGN_OR_RETURN(format::FileHeader header,
                             format::NewFileHeader(layout_, id, c, dk->ciphertext_blob));

@@ -15,6 +15,7 @@
 #include "core/format/content_file.h"
 #include "core/format/name_codec.h"
 #include "fs/dek_cache.h"
+#include "fs/dek_pool.h"
 #include "fs/volume_config.h"
 #include "kms/kms_client.h"
 
@@ -69,8 +70,17 @@ class Volume {
   const format::ChunkLayout layout_;
   const format::NameCodec names_;
   const crypto::AesSiv xattr_siv_;
+  StatusOr<DekPool::Entry> MakeFileKey();
+
+  // Up to 32 file keys made ahead, none older than 2 s: creates do not wait
+  // for the key service, and a disabled or rotated key governs new files
+  // within 2 s.
+  static constexpr size_t kDekPoolCapacity = 32;
+  static constexpr std::chrono::milliseconds kDekPoolMaxAge{2000};
+
   std::unique_ptr<kms::KmsClient> kms_;
   DekCache dek_cache_{4096, std::chrono::seconds(600)};
+  DekPool dek_pool_;  // after kms_: its thread uses the client
 };
 
 // The KMS client for an endpoint string ("" = default resolution), with

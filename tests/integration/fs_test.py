@@ -11,6 +11,7 @@ import stat
 import subprocess
 import tempfile
 import threading
+import time
 import unittest
 
 from fs_harness import Mount, run
@@ -295,6 +296,8 @@ class KeyServiceOutageTest(MountTestCase):
         fd = os.open(self.m.path("open"), os.O_RDWR | os.O_CREAT, 0o644)
         os.write(fd, b"open while the service dies")
         self.m.keyd.kill9()
+        # File keys made ahead for creates (fs/dek_pool.h) expire after 2 s.
+        time.sleep(2.5)
         os.pwrite(fd, b"still writable", 100)
         self.assertEqual(os.pread(fd, 14, 100), b"still writable")
         with self.assertRaises(OSError) as cm:

@@ -17,7 +17,7 @@ ctest --test-dir "$repo/build" --output-on-failure -j"$(nproc)" --timeout 900
 
 if [[ "${ENVELOPE_SKIP_SANITIZE:-0}" != 1 ]]; then
   echo "== sanitizer build (ASan + UBSan)"
-  BUILD_DIR="$repo/build-asan" BUILD_TYPE=RelWithDebInfo bash scripts/build.sh \
+  BUILD_DIR="$repo/build-asan" BUILD_TYPE=Debug bash scripts/build.sh \
     -DENVELOPE_SANITIZE=ON -DENVELOPE_BUILD_BENCHMARKS=OFF
   echo "== tests (sanitizers)"
   # The secure heap is a guarded mmap arena; ASan does not see inside it,

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
@@ -921,6 +922,15 @@ fuse_lowlevel_ops MakeOps() {
 }  // namespace
 
 Status MountAndServe(Volume* volume, const MountOptions& options) {
+  // Every inode the kernel remembers holds an O_PATH descriptor (as in
+  // passthrough_hp), so a large tree needs far more than the default 1024.
+  struct rlimit nofile;
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0) {
+      spdlog::warn("cannot raise the open file limit: {}", std::strerror(errno));
+    }
+  }
   int root_fd = ::open(volume->cipherdir().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root_fd < 0) return Errno("open cipherdir");
   // Backing modes are exactly what callers asked for (the kernel has already

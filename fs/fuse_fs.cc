@@ -97,9 +97,20 @@ class EnvelopeFs {
 
   // stat of the backing object, translated to what the mount shows.
   Status Stat(Inode* inode, struct stat* st) {
-    if (::fstatat(inode->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-      return Errno("fstatat");
+    int rc;
+    {
+      // An open file answers from its descriptor: right even after its
+      // name was unlinked or renamed elsewhere.
+      std::lock_guard lock(inode->mu);
+      if (inode->content_fd >= 0) {
+        rc = ::fstat(inode->content_fd, st);
+      } else {
+        Where w = inode->where();
+        rc = ::fstatat(w.dirfd, w.name.c_str(), st,
+                       AT_SYMLINK_NOFOLLOW | (w.name.empty() ? AT_EMPTY_PATH : 0));
+      }
     }
+    if (rc != 0) return Errno("fstatat");
     if (S_ISREG(st->st_mode)) {
       auto size = volume_->layout().PlaintextSize(static_cast<uint64_t>(st->st_size));
       // A file whose size no valid file has still stats (its reads fail).
@@ -113,7 +124,8 @@ class EnvelopeFs {
 
   StatusOr<std::string> ReadLink(Inode* inode) {
     char buf[PATH_MAX + 1];
-    ssize_t n = ::readlinkat(inode->fd, "", buf, sizeof(buf) - 1);
+    Where w = inode->where();
+    ssize_t n = ::readlinkat(w.dirfd, w.name.c_str(), buf, sizeof(buf) - 1);
     if (n < 0) return Errno("readlink");
     return volume_->names().DecodeSymlinkTarget(std::string_view(buf, static_cast<size_t>(n)),
                                                 DirId{});
@@ -121,15 +133,22 @@ class EnvelopeFs {
 
   // Looks up an entry by backing name and fills `e`.
   Status LookupBacking(Inode* parent, const std::string& backing, fuse_entry_param* e) {
-    int fd = ::openat(parent->fd, backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return Errno("lookup");
     struct stat st;
-    if (::fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-      Status s = Errno("fstatat");
-      ::close(fd);
-      return s;
+    if (::fstatat(parent->fd, backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      return Errno("lookup");
     }
-    Inode* inode = inodes_.Add(fd, st);
+    int dir_fd = -1;
+    if (S_ISDIR(st.st_mode)) {
+      dir_fd = ::openat(parent->fd, backing.c_str(), O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+      if (dir_fd < 0) return Errno("open directory");
+      struct stat again;
+      // The name may have been replaced between the two calls.
+      if (::fstat(dir_fd, &again) != 0 || again.st_ino != st.st_ino) {
+        ::close(dir_fd);
+        return Status::IoError("directory changed during lookup", EAGAIN);
+      }
+    }
+    Inode* inode = inodes_.Add(parent, backing, st, dir_fd);
     std::memset(e, 0, sizeof(*e));
     e->ino = inode == inodes_.root() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(inode);
     e->attr_timeout = timeout_;
@@ -154,11 +173,11 @@ class EnvelopeFs {
   // REQUIRES: inode->mu held.
   Status EnsureContent(Inode* inode) {
     if (inode->content) return Status::Ok();
-    std::string path = ProcPath(inode->fd);
-    int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    Where w = inode->where();
+    int fd = ::openat(w.dirfd, w.name.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     bool writable = true;
     if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM)) {
-      fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      fd = ::openat(w.dirfd, w.name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
       writable = false;
     }
     if (fd < 0) return Errno("open backing file");
@@ -249,15 +268,18 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
   EnvelopeFs* fs = Fs(req);
   Inode* inode = Node(req, ino);
-  const std::string path = ProcPath(inode->fd);
+  const Where w = inode->where();
+  const int empty_path = w.name.empty() ? AT_EMPTY_PATH : 0;
   if (to_set & FUSE_SET_ATTR_MODE) {
     if (S_ISLNK(inode->type)) return (void)fuse_reply_err(req, EOPNOTSUPP);
-    if (::chmod(path.c_str(), attr->st_mode & 07777) != 0) return (void)fuse_reply_err(req, errno);
+    int rc = w.name.empty() ? ::chmod(ProcPath(w.dirfd).c_str(), attr->st_mode & 07777)
+                            : ::fchmodat(w.dirfd, w.name.c_str(), attr->st_mode & 07777, 0);
+    if (rc != 0) return (void)fuse_reply_err(req, errno);
   }
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
     uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
     gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
-    if (::fchownat(inode->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+    if (::fchownat(w.dirfd, w.name.c_str(), uid, gid, empty_path | AT_SYMLINK_NOFOLLOW) != 0) {
       return (void)fuse_reply_err(req, errno);
     }
   }
@@ -284,7 +306,9 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
     } else if (to_set & FUSE_SET_ATTR_MTIME) {
       tv[1] = attr->st_mtim;
     }
-    if (::utimensat(inode->fd, "", tv, AT_EMPTY_PATH) != 0) return (void)fuse_reply_err(req, errno);
+    if (::utimensat(w.dirfd, w.name.c_str(), tv, w.name.empty() ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW) != 0) {
+      return (void)fuse_reply_err(req, errno);
+    }
   }
   OpGetattr(req, ino, nullptr);
 }
@@ -408,8 +432,8 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   if (!en.ok()) return ReplyError(req, en.status());
   Status s = fs->WriteLongNameFile(dir, *en);
   if (!s.ok()) return ReplyError(req, s);
-  if (::linkat(AT_FDCWD, ProcPath(inode->fd).c_str(), dir->fd, en->backing_name.c_str(),
-               AT_SYMLINK_FOLLOW) != 0) {
+  const Where w = inode->where();
+  if (::linkat(w.dirfd, w.name.c_str(), dir->fd, en->backing_name.c_str(), 0) != 0) {
     int err = errno;
     if (err != EEXIST) fs->RemoveLongNameFile(dir, *en);
     return (void)fuse_reply_err(req, err);
@@ -510,6 +534,14 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
     if (err != 0) return (void)fuse_reply_err(req, err);
   }
   if (!exchange && from->backing_name != to->backing_name) fs->RemoveLongNameFile(from_dir, *from);
+  // Non-directories are found by (directory, name): follow the move.
+  struct stat st;
+  if (::fstatat(to_dir->fd, to->backing_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    fs->inodes().Rebind(st.st_dev, st.st_ino, to_dir, to->backing_name);
+  }
+  if (exchange && ::fstatat(from_dir->fd, from->backing_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    fs->inodes().Rebind(st.st_dev, st.st_ino, from_dir, from->backing_name);
+  }
   fuse_reply_err(req, 0);
 }
 
@@ -806,6 +838,15 @@ void OpStatfs(fuse_req_t req, fuse_ino_t) {
   fuse_reply_statfs(req, &sv);
 }
 
+// A path to the backing object for the l*xattr calls (which do not follow a
+// final symlink): through /proc for the descriptor we hold.
+std::string XattrPath(Inode* inode) {
+  Where w = inode->where();
+  // For a directory, "/." makes the last component the directory itself
+  // rather than the /proc magic link (which l*xattr would act on).
+  return ProcPath(w.dirfd) + "/" + (w.name.empty() ? std::string(".") : w.name);
+}
+
 // Backing xattr name for a user.* name: user.<base64url(SIV(name))>.
 StatusOr<std::string> BackingXattrName(EnvelopeFs* fs, std::string_view name) {
   if (name.rfind(kUserXattrPrefix, 0) != 0) {
@@ -826,8 +867,8 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
   if (!backing.ok()) return ReplyError(req, backing.status());
   auto sealed = fs->volume()->SealXattrValue(name, ByteView(reinterpret_cast<const uint8_t*>(value), size));
   if (!sealed.ok()) return ReplyError(req, sealed.status());
-  if (::setxattr(ProcPath(inode->fd).c_str(), backing->c_str(), sealed->data(), sealed->size(),
-                 flags) != 0) {
+  if (::lsetxattr(XattrPath(inode).c_str(), backing->c_str(), sealed->data(), sealed->size(),
+                  flags) != 0) {
     return (void)fuse_reply_err(req, errno);
   }
   fuse_reply_err(req, 0);
@@ -841,7 +882,7 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     return (void)fuse_reply_err(req, ToErrno(backing.status()) == EOPNOTSUPP ? ENODATA : ToErrno(backing.status()));
   }
   std::vector<uint8_t> buf(64 * 1024 + 64);
-  ssize_t n = ::getxattr(ProcPath(inode->fd).c_str(), backing->c_str(), buf.data(), buf.size());
+  ssize_t n = ::lgetxattr(XattrPath(inode).c_str(), backing->c_str(), buf.data(), buf.size());
   if (n < 0) return (void)fuse_reply_err(req, errno);
   auto value = fs->volume()->OpenXattrValue(name, ByteView(buf.data(), static_cast<size_t>(n)));
   if (!value.ok()) return (void)fuse_reply_err(req, EIO);
@@ -854,7 +895,7 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   EnvelopeFs* fs = Fs(req);
   Inode* inode = Node(req, ino);
   std::vector<char> buf(64 * 1024);
-  ssize_t n = ::listxattr(ProcPath(inode->fd).c_str(), buf.data(), buf.size());
+  ssize_t n = ::llistxattr(XattrPath(inode).c_str(), buf.data(), buf.size());
   if (n < 0) return (void)fuse_reply_err(req, errno == ENOTSUP ? 0 : errno);
   std::string out;
   for (ssize_t i = 0; i < n;) {
@@ -875,7 +916,7 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   EnvelopeFs* fs = Fs(req);
   auto backing = BackingXattrName(fs, name);
   if (!backing.ok()) return ReplyError(req, backing.status());
-  if (::removexattr(ProcPath(Node(req, ino)->fd).c_str(), backing->c_str()) != 0) {
+  if (::lremovexattr(XattrPath(Node(req, ino)).c_str(), backing->c_str()) != 0) {
     return (void)fuse_reply_err(req, errno);
   }
   fuse_reply_err(req, 0);

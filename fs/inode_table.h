@@ -17,18 +17,36 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 
 #include "core/format/content_file.h"
 #include "core/format/name_codec.h"
 
 namespace envelope::fs {
 
+// Where a backing object is: a directory by its own O_PATH descriptor, any
+// other object by (its directory's descriptor, its backing name). Only
+// directories hold descriptors, so a tree of 80,000 files does not need
+// 80,000 open descriptors (RLIMIT_NOFILE can be as low as 20,000).
+struct Where {
+  int dirfd;
+  std::string name;  // empty for a directory: then dirfd is the object itself
+};
+
 struct Inode {
-  int fd = -1;  // O_PATH descriptor of the backing object; owned
+  int fd = -1;  // directories only: O_PATH descriptor; owned
   dev_t dev = 0;
   ino_t ino = 0;
   mode_t type = 0;  // S_IFMT bits
   std::atomic<uint64_t> nlookup{0};
+
+  // Non-directories: the directory and backing name last seen for it (a
+  // hard-linked file has others). The parent is pinned by one lookup count
+  // for as long as it is recorded here. Guarded by where_mu (a leaf lock).
+  mutable std::mutex where_mu;
+  Inode* parent = nullptr;
+  std::string name;
+  Where where() const;
 
   std::mutex mu;  // guards everything below
   // Directories: the id names are encrypted with, read on first use.
@@ -50,10 +68,14 @@ class InodeTable {
   Inode* root() { return &root_; }
   // The inode for a FUSE inode number.
   Inode* Get(uint64_t ino);
-  // Finds or adds the inode of the backing object `fd` refers to and counts
-  // one lookup. Takes ownership of `fd` (closed if the inode already exists).
-  // Returns nullptr with errno set if fstat fails.
-  Inode* Add(int fd, const struct stat& st);
+  // Finds or adds the inode of the backing object `name` in `parent` (whose
+  // stat is `st`) and counts one lookup. For a directory `dir_fd` is its
+  // O_PATH descriptor, owned from here on (closed if the inode exists);
+  // other objects pass -1 and are recorded by (parent, name).
+  Inode* Add(Inode* parent, const std::string& name, const struct stat& st, int dir_fd);
+  // Records that the non-directory (dev, ino), if known, is now `name` in
+  // `parent` (after a rename).
+  void Rebind(dev_t dev, ino_t ino, Inode* parent, const std::string& name);
   // Drops `n` lookups; deletes the inode when none remain.
   void Forget(Inode* inode, uint64_t n);
 

@@ -30,8 +30,8 @@ class Mount:
             "--dek-in", dek_in, *extra_init)
         self.mounted = False
 
-    def mount(self, *opts):
-        args = [ENVELOPEFS, "mount", self.cipherdir, self.mnt]
+    def mount(self, *opts, prefix=()):
+        args = list(prefix) + [ENVELOPEFS, "mount", self.cipherdir, self.mnt]
         for o in opts:
             args += ["-o", o]
         run(*args)

@@ -243,6 +243,21 @@ class PersistenceTest(MountTestCase):
             self.assertEqual(self.read(name), data, name)
         self.assertEqual(os.readlink(self.m.path("ln")), "x/y/f1")
 
+    def test_more_files_than_the_descriptor_limit(self):
+        # Only directories hold descriptors: 3,000 files and symlinks in a
+        # mount limited to 256 descriptors all stay reachable.
+        self.m.unmount()
+        self.m.mount(prefix=("prlimit", "--nofile=256:256"))
+        os.mkdir(self.m.path("many"))
+        for i in range(1500):
+            self.write(f"many/f{i}", str(i).encode())
+            os.symlink(f"f{i}", self.m.path(f"many/l{i}"))
+        names = os.listdir(self.m.path("many"))
+        self.assertEqual(len(names), 3000)
+        for i in range(0, 1500, 7):
+            self.assertEqual(self.read(f"many/l{i}"), str(i).encode())
+            self.assertEqual(os.stat(self.m.path(f"many/f{i}")).st_size, len(str(i)))
+
     def test_plaintext_marker_appears_in_no_backing_file(self):
         marker = os.urandom(32).hex().encode()  # 64 bytes
         self.assertEqual(len(marker), 64)

@@ -5,7 +5,8 @@
 #   scripts/bench/fs.sh            all workloads
 #   QUICK=1 scripts/bench/fs.sh    smaller sizes (a smoke run, not for the docs)
 #
-# Workloads: fio sequential write of 1 GiB (end_fsync) and cold read of it,
+# Workloads: fio sequential write of 1 GiB (end_fsync, no fallocate: see
+# docs/BENCHMARKS.md) and cold read of it,
 # fio 4 KiB random read and random write, fs_mark 4 KiB files without and
 # with fsync, and untar, ls -lR and rm -rf of the Linux 6.1 source tree
 # (Debian's linux-source-6.1). Prints a Markdown table with ratios of
@@ -90,7 +91,7 @@ for fs in envelopefs gocryptfs bindfs plain; do
   "setup_$fs"
   d="$work/$fs/mnt"
   R[$fs,seqwrite]=$(fio_bw --name=seq --directory="$d" --rw=write --bs=1m --size="$seq_size" \
-    --ioengine=psync --end_fsync=1)
+    --ioengine=psync --fallocate=none --end_fsync=1)
   remount
   R[$fs,seqread]=$(fio_bw --name=seq --directory="$d" --rw=read --bs=1m --size="$seq_size" \
     --ioengine=psync)

@@ -335,6 +335,22 @@ StatusOr<bool> BackingDirIsEmpty(int parent_fd, const std::string& name) {
 
 // ---- creating and removing names ------------------------------------------
 
+// The first steps of every operation that adds a name: encrypt it and, for a
+// long name, write its side file before the entry exists.
+StatusOr<format::EncodedName> PrepareNewName(EnvelopeFs* fs, Inode* dir, const char* name) {
+  ENVELOPE_ASSIGN_OR_RETURN(format::EncodedName en, fs->Encode(dir, name));
+  ENVELOPE_RETURN_IF_ERROR(fs->WriteLongNameFile(dir, en));
+  return en;
+}
+
+// After creating the entry failed with `err`: drop the side file, unless the
+// name was taken (then the side file is the existing entry's), and reply.
+void FailNewName(fuse_req_t req, EnvelopeFs* fs, Inode* dir, const format::EncodedName& en,
+                 int err) {
+  if (err != EEXIST) fs->RemoveLongNameFile(dir, en);
+  fuse_reply_err(req, err);
+}
+
 // After the backing object `backing` was created in `dir`: set owner, look
 // it up and reply.
 void ReplyNewEntry(fuse_req_t req, Inode* dir, const std::string& backing) {
@@ -349,19 +365,15 @@ void ReplyNewEntry(fuse_req_t req, Inode* dir, const std::string& backing) {
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   EnvelopeFs* fs = Fs(req);
   Inode* dir = Node(req, parent);
-  auto en = fs->Encode(dir, name);
+  auto en = PrepareNewName(fs, dir, name);
   if (!en.ok()) return ReplyError(req, en.status());
-  Status s = fs->WriteLongNameFile(dir, *en);
-  if (!s.ok()) return ReplyError(req, s);
   // Created private, given its id file, then set to the exact mode asked
   // for (mkdir(path, 0151) shows 0151).
   if (::mkdirat(dir->fd, en->backing_name.c_str(), 0700) != 0) {
-    int err = errno;
-    if (err != EEXIST) fs->RemoveLongNameFile(dir, *en);
-    return (void)fuse_reply_err(req, err);
+    return FailNewName(req, fs, dir, *en, errno);
   }
   UniqueFd d(::openat(dir->fd, en->backing_name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  s = d.valid() ? fs->volume()->CreateDirId(d.get()) : Errno("open new directory");
+  Status s = d.valid() ? fs->volume()->CreateDirId(d.get()) : Errno("open new directory");
   if (s.ok() && ::fchmod(d.get(), mode & 07777) != 0) s = Errno("fchmod");
   if (!s.ok()) {
     if (d.valid()) ::unlinkat(d.get(), std::string(format::kDirIdFileName).c_str(), 0);
@@ -375,10 +387,8 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
 void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
   EnvelopeFs* fs = Fs(req);
   Inode* dir = Node(req, parent);
-  auto en = fs->Encode(dir, name);
+  auto en = PrepareNewName(fs, dir, name);
   if (!en.ok()) return ReplyError(req, en.status());
-  Status s = fs->WriteLongNameFile(dir, *en);
-  if (!s.ok()) return ReplyError(req, s);
   if (S_ISREG(mode)) {
     // A regular file needs its header and DEK like any created file.
     int fd = ::openat(dir->fd, en->backing_name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
@@ -392,9 +402,7 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
       return ReplyError(req, content.status());
     }
   } else if (::mknodat(dir->fd, en->backing_name.c_str(), mode, rdev) != 0) {
-    int err = errno;
-    if (err != EEXIST) fs->RemoveLongNameFile(dir, *en);
-    return (void)fuse_reply_err(req, err);
+    return FailNewName(req, fs, dir, *en, errno);
   }
   ReplyNewEntry(req, dir, en->backing_name);
 }
@@ -402,18 +410,14 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
 void OpSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
   EnvelopeFs* fs = Fs(req);
   Inode* dir = Node(req, parent);
-  auto en = fs->Encode(dir, name);
-  if (!en.ok()) return ReplyError(req, en.status());
   // Targets are sealed without a directory binding, so a symlink keeps its
   // target across renames and hard links.
   auto sealed = fs->volume()->names().EncodeSymlinkTarget(target, DirId{});
   if (!sealed.ok()) return ReplyError(req, sealed.status());
-  Status s = fs->WriteLongNameFile(dir, *en);
-  if (!s.ok()) return ReplyError(req, s);
+  auto en = PrepareNewName(fs, dir, name);
+  if (!en.ok()) return ReplyError(req, en.status());
   if (::symlinkat(sealed->c_str(), dir->fd, en->backing_name.c_str()) != 0) {
-    int err = errno;
-    if (err != EEXIST) fs->RemoveLongNameFile(dir, *en);
-    return (void)fuse_reply_err(req, err);
+    return FailNewName(req, fs, dir, *en, errno);
   }
   ReplyNewEntry(req, dir, en->backing_name);
 }
@@ -428,18 +432,15 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   EnvelopeFs* fs = Fs(req);
   Inode* inode = Node(req, ino);
   Inode* dir = Node(req, newparent);
-  auto en = fs->Encode(dir, newname);
+  auto en = PrepareNewName(fs, dir, newname);
   if (!en.ok()) return ReplyError(req, en.status());
-  Status s = fs->WriteLongNameFile(dir, *en);
-  if (!s.ok()) return ReplyError(req, s);
   const Where w = inode->where();
   if (::linkat(w.dirfd, w.name.c_str(), dir->fd, en->backing_name.c_str(), 0) != 0) {
-    int err = errno;
-    if (err != EEXIST) fs->RemoveLongNameFile(dir, *en);
-    return (void)fuse_reply_err(req, err);
+    return FailNewName(req, fs, dir, *en, errno);
   }
+  // No ChownToCaller: a new link to an existing file keeps its owner.
   fuse_entry_param e;
-  s = fs->LookupBacking(dir, en->backing_name, &e);
+  Status s = fs->LookupBacking(dir, en->backing_name, &e);
   if (!s.ok()) return ReplyError(req, s);
   fuse_reply_entry(req, &e);
 }
@@ -675,16 +676,12 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
   EnvelopeFs* fs = Fs(req);
   Inode* dir = Node(req, parent);
-  auto en = fs->Encode(dir, name);
+  auto en = PrepareNewName(fs, dir, name);
   if (!en.ok()) return ReplyError(req, en.status());
-  Status s = fs->WriteLongNameFile(dir, *en);
-  if (!s.ok()) return ReplyError(req, s);
   int fd = ::openat(dir->fd, en->backing_name.c_str(),
                     O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (fi->flags & O_EXCL), mode & 07777);
   if (fd < 0) {
-    int err = errno;
-    if (err != EEXIST) fs->RemoveLongNameFile(dir, *en);
-    return (void)fuse_reply_err(req, err);
+    return FailNewName(req, fs, dir, *en, errno);
   }
   struct stat st;
   ::fstat(fd, &st);
@@ -701,7 +698,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   }
   fs->ChownToCaller(req, dir->fd, en->backing_name);
   fuse_entry_param e;
-  s = fs->LookupBacking(dir, en->backing_name, &e);
+  Status s = fs->LookupBacking(dir, en->backing_name, &e);
   if (!s.ok()) {
     ::close(fd);
     return ReplyError(req, s);

@@ -145,8 +145,10 @@ class PosixTest(MountTestCase):
         self.assertEqual(os.readlink(self.m.path("link")), "target")
         self.assertEqual(self.read("link"), b"T")
         self.assertEqual(os.lstat(self.m.path("link")).st_size, len("target"))
+        os.chown(self.m.path("target"), 4321, 4321)
         os.link(self.m.path("target"), self.m.path("hard"))
         self.assertEqual(os.stat(self.m.path("target")).st_nlink, 2)
+        self.assertEqual(os.stat(self.m.path("hard")).st_uid, 4321)  # a link keeps the owner
         self.assertEqual(os.stat(self.m.path("hard")).st_ino, os.stat(self.m.path("target")).st_ino)
         self.write("hard", b"changed through the link")
         self.assertEqual(self.read("target"), b"changed through the link")

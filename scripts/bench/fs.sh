@@ -88,6 +88,9 @@ print("%.0f" % (j["write"]["iops"] + j["read"]["iops"]))'
 
 declare -A R
 for fs in envelopefs gocryptfs bindfs plain; do
+  # Start every filesystem from a quiet disk: no dirty pages left by the
+  # previous one (or by unpacking linux.tar) flushing during its writes.
+  remount
   "setup_$fs"
   d="$work/$fs/mnt"
   R[$fs,seqwrite]=$(fio_bw --name=seq --directory="$d" --rw=write --bs=1m --size="$seq_size" \

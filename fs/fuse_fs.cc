@@ -166,6 +166,8 @@ class EnvelopeFs {
   void ChownToCaller(fuse_req_t req, int dirfd, const std::string& name) {
     if (!running_as_root_) return;
     const fuse_ctx* ctx = fuse_req_ctx(req);
+    // A new object is already ours; only a different caller needs a chown.
+    if (ctx->uid == ::geteuid() && ctx->gid == ::getegid()) return;
     ::fchownat(dirfd, name.c_str(), ctx->uid, ctx->gid, AT_SYMLINK_NOFOLLOW);
   }
 

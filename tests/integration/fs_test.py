@@ -371,6 +371,20 @@ class MountFormsTest(unittest.TestCase):
             if created:
                 os.unlink(link)
 
+    def test_files_belong_to_the_user_who_creates_them(self):
+        self.m.mount("allow_other")
+        os.chmod(self.m.tmp, 0o755)
+        os.mkdir(self.m.path("shared"), 0o777)
+        os.chmod(self.m.path("shared"), 0o777)
+        target = self.m.path("shared", "by-nobody")
+        subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                        "sh", "-c", f"echo hi > {target} && mkdir {target}.d"], check=True)
+        import pwd
+        nobody = pwd.getpwnam("nobody").pw_uid
+        self.assertEqual(os.stat(target).st_uid, nobody)
+        self.assertEqual(os.stat(target + ".d").st_uid, nobody)
+        self.assertEqual(open(target).read(), "hi\n")
+
     def test_read_only_mount(self):
         self.m.mount()
         with open(self.m.path("f"), "w") as f:

@@ -2,17 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/unit/test_hex.h"
+
 #include <set>
 #include <string>
 
 namespace envelope::crypto {
 namespace {
 
-Bytes Hex(std::string_view h) {
-  Bytes b;
-  EXPECT_TRUE(HexDecode(h, &b));
-  return b;
-}
+using testing::Hex;
 
 // McGrew & Viega, "The Galois/Counter Mode of Operation", test case 16
 // (AES-256, 96-bit IV, with AAD).

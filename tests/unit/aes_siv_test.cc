@@ -2,14 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/unit/test_hex.h"
+
 namespace envelope::crypto {
 namespace {
 
-Bytes Hex(std::string_view h) {
-  Bytes b;
-  EXPECT_TRUE(HexDecode(h, &b));
-  return b;
-}
+using testing::Hex;
 
 // RFC 5297, appendix A.1 (deterministic authenticated encryption).
 TEST(AesSivTest, Rfc5297A1) {

@@ -2,14 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/unit/test_hex.h"
+
 namespace envelope::crypto {
 namespace {
 
-Bytes Hex(std::string_view h) {
-  Bytes b;
-  EXPECT_TRUE(HexDecode(h, &b));
-  return b;
-}
+using testing::Hex;
 
 TEST(HashTest, Sha256Abc) {  // FIPS 180-2 example
   EXPECT_EQ(HexEncode(Sha256(AsBytes("abc"))),

@@ -159,8 +159,15 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
   const uint64_t data_end = data_offset + data.size();
   const uint64_t batch_chunks = std::max<uint64_t>(1, kBatchSizeInBytes / chunk);
 
-  ENVELOPE_RETURN_IF_ERROR(ReserveSpace(layout_.BackingSize(old_size),
-                                        layout_.BackingSize(new_size)));
+  // Growth that rewrites a partial final chunk in place must not fail
+  // half-way (that would tear the chunk holding data written before), so
+  // its space is reserved first. Any other growth only adds new chunks after
+  // the old ones, and a failed write is undone by cutting the file back
+  // below; skipping the fallocate there saves ~10% on small-file creation.
+  if (new_size > old_size && old_size % chunk != 0) {
+    ENVELOPE_RETURN_IF_ERROR(ReserveSpace(layout_.BackingSize(old_size),
+                                          layout_.BackingSize(new_size)));
+  }
 
   for (uint64_t b0 = first; b0 <= last; b0 += batch_chunks) {
     const uint64_t b1 = std::min(last, b0 + batch_chunks - 1);

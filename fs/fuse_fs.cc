@@ -706,6 +706,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     return ReplyError(req, s);
   }
   Inode* inode = fs->inodes().Get(e.ino);
+  const bool truncate = (fi->flags & O_TRUNC) && st.st_size != 0;
   {
     std::lock_guard lock(inode->mu);
     if (!inode->content) {
@@ -716,12 +717,15 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
       content->reset();
       ::close(fd);
     }
-    if ((fi->flags & O_TRUNC) && st.st_size != 0) s = inode->content->Truncate(0);
+    if (truncate) s = inode->content->Truncate(0);
     ++inode->open_count;
   }
   if (!s.ok()) return ReplyError(req, s);
-  Status st2 = fs->Stat(inode, &e.attr);
-  (void)st2;
+  // LookupBacking already filled e.attr; only a truncation changed it since.
+  if (truncate) {
+    s = fs->Stat(inode, &e.attr);
+    if (!s.ok()) return ReplyError(req, s);
+  }
   fi->keep_cache = 0;
   fuse_reply_create(req, &e, fi);
 }

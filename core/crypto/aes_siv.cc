@@ -11,13 +11,6 @@ namespace {
 struct CtxDeleter {
   void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
 };
-struct CipherDeleter {
-  void operator()(EVP_CIPHER* c) const { EVP_CIPHER_free(c); }
-};
-
-std::unique_ptr<EVP_CIPHER, CipherDeleter> FetchSiv() {
-  return std::unique_ptr<EVP_CIPHER, CipherDeleter>(EVP_CIPHER_fetch(nullptr, "AES-128-SIV", nullptr));
-}
 
 }  // namespace
 
@@ -25,23 +18,24 @@ StatusOr<AesSiv> AesSiv::New(ByteView key) {
   if (key.size() != kKeySizeInBytes) {
     return Status::InvalidArgument("AES-SIV needs a 32-byte key");
   }
-  if (!FetchSiv()) return Status::Unimplemented("this OpenSSL has no AES-128-SIV");
+  std::shared_ptr<EVP_CIPHER> cipher(EVP_CIPHER_fetch(nullptr, "AES-128-SIV", nullptr),
+                                     EVP_CIPHER_free);
+  if (!cipher) return Status::Unimplemented("this OpenSSL has no AES-128-SIV");
   ENVELOPE_ASSIGN_OR_RETURN(SecretBytes copy, SecretBytes::CopyOf(key));
-  return AesSiv(std::make_shared<const SecretBytes>(std::move(copy)));
+  return AesSiv(std::make_shared<const SecretBytes>(std::move(copy)), std::move(cipher));
 }
 
 StatusOr<Bytes> AesSiv::Seal(ByteView plaintext, ByteView ad) const {
   if (plaintext.empty() || plaintext.size() > INT_MAX || ad.size() > INT_MAX) {
     return Status::InvalidArgument("AES-SIV plaintext must be 1 byte to 2 GiB");
   }
-  auto cipher = FetchSiv();
   std::unique_ptr<EVP_CIPHER_CTX, CtxDeleter> ctx(EVP_CIPHER_CTX_new());
-  if (!cipher || !ctx) return Status::Internal("AES-SIV setup failed");
+  if (!ctx) return Status::Internal("AES-SIV setup failed");
   Bytes out(kTagSizeInBytes + plaintext.size());
   int len = 0;
   // SIV processes associated data and plaintext in one pass each; an
   // Update with a NULL output is one AD component.
-  bool ok = EVP_EncryptInit_ex2(ctx.get(), cipher.get(), key_->data(), nullptr, nullptr) == 1 &&
+  bool ok = EVP_EncryptInit_ex2(ctx.get(), cipher_.get(), key_->data(), nullptr, nullptr) == 1 &&
             EVP_EncryptUpdate(ctx.get(), nullptr, &len, ad.data(), static_cast<int>(ad.size())) == 1 &&
             EVP_EncryptUpdate(ctx.get(), out.data() + kTagSizeInBytes, &len, plaintext.data(),
                               static_cast<int>(plaintext.size())) == 1 &&
@@ -55,13 +49,12 @@ StatusOr<Bytes> AesSiv::Open(ByteView sealed, ByteView ad) const {
   if (sealed.size() <= kTagSizeInBytes || sealed.size() > INT_MAX || ad.size() > INT_MAX) {
     return Status::Corruption("AES-SIV input has the wrong size");
   }
-  auto cipher = FetchSiv();
   std::unique_ptr<EVP_CIPHER_CTX, CtxDeleter> ctx(EVP_CIPHER_CTX_new());
-  if (!cipher || !ctx) return Status::Internal("AES-SIV setup failed");
+  if (!ctx) return Status::Internal("AES-SIV setup failed");
   const size_t n = sealed.size() - kTagSizeInBytes;
   Bytes out(n);
   int len = 0;
-  bool ok = EVP_DecryptInit_ex2(ctx.get(), cipher.get(), key_->data(), nullptr, nullptr) == 1 &&
+  bool ok = EVP_DecryptInit_ex2(ctx.get(), cipher_.get(), key_->data(), nullptr, nullptr) == 1 &&
             EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_SET_TAG, kTagSizeInBytes,
                                 const_cast<uint8_t*>(sealed.data())) == 1 &&
             EVP_DecryptUpdate(ctx.get(), nullptr, &len, ad.data(), static_cast<int>(ad.size())) == 1 &&

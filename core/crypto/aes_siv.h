@@ -14,6 +14,8 @@
 #include "core/base/status.h"
 #include "core/crypto/secret_bytes.h"
 
+struct evp_cipher_st;  // OpenSSL's EVP_CIPHER, kept out of headers
+
 namespace envelope::crypto {
 
 class AesSiv {
@@ -32,8 +34,12 @@ class AesSiv {
   StatusOr<Bytes> Open(ByteView sealed, ByteView associated_data) const;
 
  private:
-  explicit AesSiv(std::shared_ptr<const SecretBytes> key) : key_(std::move(key)) {}
+  AesSiv(std::shared_ptr<const SecretBytes> key, std::shared_ptr<evp_cipher_st> cipher)
+      : key_(std::move(key)), cipher_(std::move(cipher)) {}
   std::shared_ptr<const SecretBytes> key_;
+  // Fetched once: EVP_CIPHER_fetch takes a lock and a lookup, and every
+  // file-name operation of a mount comes through here.
+  std::shared_ptr<evp_cipher_st> cipher_;
 };
 
 }  // namespace envelope::crypto

@@ -40,6 +40,7 @@ Status Errno(const char* what) { return Status::FromErrno(what); }
 // A directory handle: the decoded listing, made at opendir.
 struct DirEntry {
   std::string name;
+  std::string backing;  // the backing name, so readdirplus need not re-encrypt
   ino_t ino;
   mode_t type;
 };
@@ -568,8 +569,8 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   struct stat dot, dotdot;
   ino_t dot_ino = ::fstat(fd, &dot) == 0 ? dot.st_ino : 1;
   ino_t dotdot_ino = ::fstatat(fd, "..", &dotdot, 0) == 0 ? dotdot.st_ino : 1;
-  handle->entries.push_back({".", dot_ino, S_IFDIR});
-  handle->entries.push_back({"..", dotdot_ino, S_IFDIR});
+  handle->entries.push_back({".", "", dot_ino, S_IFDIR});
+  handle->entries.push_back({"..", "", dotdot_ino, S_IFDIR});
   const NameCodec& names = fs->volume()->names();
   while (dirent* de = ::readdir(d)) {
     std::string_view n = de->d_name;
@@ -602,7 +603,8 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         break;
       }
     }
-    handle->entries.push_back({std::move(decoded), de->d_ino, static_cast<mode_t>(DTTOIF(de->d_type))});
+    handle->entries.push_back(
+        {std::move(decoded), std::string(n), de->d_ino, static_cast<mode_t>(DTTOIF(de->d_type))});
   }
   ::closedir(d);
   fi->fh = reinterpret_cast<uint64_t>(handle.release());
@@ -625,8 +627,7 @@ void DoReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_f
       std::memset(&e, 0, sizeof(e));
       bool looked_up = false;
       if (de.name != "." && de.name != "..") {
-        auto en = fs->Encode(dir, de.name.c_str());
-        if (en.ok() && fs->LookupBacking(dir, en->backing_name, &e).ok()) looked_up = true;
+        if (fs->LookupBacking(dir, de.backing, &e).ok()) looked_up = true;
         if (!looked_up) continue;  // vanished since opendir
       } else {
         // No lookup for the dot entries: the kernel does not count them.

@@ -571,40 +571,18 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   ino_t dotdot_ino = ::fstatat(fd, "..", &dotdot, 0) == 0 ? dotdot.st_ino : 1;
   handle->entries.push_back({".", "", dot_ino, S_IFDIR});
   handle->entries.push_back({"..", "", dotdot_ino, S_IFDIR});
-  const NameCodec& names = fs->volume()->names();
   while (dirent* de = ::readdir(d)) {
     std::string_view n = de->d_name;
     if (n == "." || n == "..") continue;
-    std::string decoded;
-    switch (NameCodec::Classify(n)) {
-      case BackingNameKind::kInternal:
-      case BackingNameKind::kLongSideFile:
-        continue;
-      case BackingNameKind::kEncrypted: {
-        auto name = names.DecodeName(n, *id);
-        if (!name.ok()) {
-          spdlog::warn("skipping backing entry {} that does not decrypt", n);
-          continue;
-        }
-        decoded = std::move(*name);
-        break;
-      }
-      case BackingNameKind::kLong: {
-        std::string side = std::string(n) + std::string(format::kLongNameSuffix);
-        int sfd = ::openat(fd, side.c_str(), O_RDONLY | O_CLOEXEC);
-        if (sfd < 0) continue;
-        char buf[1024];
-        ssize_t len = ::pread(sfd, buf, sizeof(buf), 0);
-        ::close(sfd);
-        if (len <= 0) continue;
-        auto name = names.DecodeName(std::string_view(buf, static_cast<size_t>(len)), *id);
-        if (!name.ok()) continue;
-        decoded = std::move(*name);
-        break;
-      }
+    const BackingNameKind kind = NameCodec::Classify(n);
+    if (kind == BackingNameKind::kInternal || kind == BackingNameKind::kLongSideFile) continue;
+    auto decoded = fs->volume()->DecodeBackingName(fd, n, *id);
+    if (!decoded.ok()) {
+      spdlog::warn("skipping backing entry {}: {}", n, decoded.status().ToString());
+      continue;
     }
     handle->entries.push_back(
-        {std::move(decoded), std::string(n), de->d_ino, static_cast<mode_t>(DTTOIF(de->d_type))});
+        {std::move(*decoded), std::string(n), de->d_ino, static_cast<mode_t>(DTTOIF(de->d_type))});
   }
   ::closedir(d);
   fi->fh = reinterpret_cast<uint64_t>(handle.release());

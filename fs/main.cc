@@ -3,11 +3,17 @@
 //   envelopefs init CIPHERDIR --key KEYID [--kms ENDPOINT] [--dek-in header|xattr] [--chunk-size N]
 //   envelopefs info CIPHERDIR
 //   envelopefs mount CIPHERDIR MOUNTPOINT [-f] [-d] [-o OPTIONS]
+//   envelopefs rotate CIPHERDIR [--to-key KEYID] [--threads N] [--json]
+//   envelopefs fsck CIPHERDIR [--deep] [--threads N] [--json]
 //   envelopefs CIPHERDIR MOUNTPOINT -o OPTIONS   (as mount.fuse3 calls it: fstab,
 //                                                 mount -t fuse.envelopefs)
 //
 // Mount options of our own: kms=ENDPOINT, log=PATH. Everything else (allow_other, ro,
 // ...) goes to the kernel and libfuse.
+//
+// Exit status: 0 success; 1 failure (rotate: some file not re-wrapped;
+// fsck: damage found); 2 usage error, or fsck could not check (e.g. the key
+// service is unreachable).
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,8 +29,14 @@
 
 #include "core/base/coding.h"
 #include "core/crypto/secret_bytes.h"
+#include "fs/fsck.h"
 #include "fs/fuse_fs.h"
+#include "fs/progress.h"
+#include "fs/rotate.h"
 #include "fs/volume.h"
+#include "kms/blob_label.h"
+
+#include <nlohmann/json.hpp>
 
 namespace {
 
@@ -69,6 +81,133 @@ int Info(const std::string& cipherdir, const std::string& kms_override) {
   std::printf("created         %s\n", date);
   std::printf("config          authentic (MAC verified with the volume key)\n");
   return 0;
+}
+
+struct WalkFlags {
+  std::string to_key;
+  int threads = 8;
+  bool json = false;
+  bool deep = false;
+};
+
+// "KEYID:VERSION" counts as {"KEYID": {"VERSION": n}}.
+nlohmann::json VersionsJson(const std::map<std::string, uint64_t>& counts) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [kv, n] : counts) {
+    size_t colon = kv.rfind(':');
+    out[kv.substr(0, colon)][kv.substr(colon + 1)] = n;
+  }
+  return out;
+}
+
+std::string VersionsText(const std::map<std::string, uint64_t>& counts) {
+  std::string out;
+  for (const auto& [kv, n] : counts) {
+    size_t colon = kv.rfind(':');
+    out += (out.empty() ? "" : ", ") + kv.substr(0, colon) + " version " + kv.substr(colon + 1) +
+           ": " + std::to_string(n) + (n == 1 ? " file" : " files");
+  }
+  return out.empty() ? "none" : out;
+}
+
+int Rotate(const std::string& cipherdir, const std::string& kms_override, const WalkFlags& flags) {
+  auto heap = envelope::crypto::InitSecureHeap();
+  if (!heap.ok()) return Fail(heap.status());
+  auto volume = efs::Volume::Open(Absolute(cipherdir), kms_override);
+  if (!volume.ok()) return Fail(volume.status());
+  efs::RotateOptions options;
+  options.to_key = flags.to_key;
+  options.threads = flags.threads;
+  options.progress = !flags.json && efs::Progress::StderrIsTerminal();
+  auto summary = efs::RotateVolume(volume->get(), options);
+  if (!summary.ok()) return Fail(summary.status());
+  const efs::RotateSummary& r = *summary;
+  if (flags.json) {
+    nlohmann::json j = {{"cipherdir", (*volume)->cipherdir()},
+                        {"key_arn", r.key_arn},
+                        {"key_version", r.key_version},
+                        {"volume_key_rewrapped", r.volume_key_rewrapped},
+                        {"waited_for_mount", r.waited_for_mount},
+                        {"files", r.files},
+                        {"rewrapped", r.rewrapped},
+                        {"already_current", r.already_current},
+                        {"skipped_empty", r.skipped_empty},
+                        {"failed", r.failures.size()},
+                        {"failures", r.failures},
+                        {"bytes_written", r.bytes_written},
+                        {"seconds", r.seconds},
+                        {"from_versions", VersionsJson(r.from_versions)}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("rotated %s to %s version %u in %.2f s\n", (*volume)->cipherdir().c_str(),
+                r.key_arn.c_str(), r.key_version, r.seconds);
+    std::printf("  files %llu: %llu re-wrapped, %llu already current, %llu failed\n",
+                static_cast<unsigned long long>(r.files), static_cast<unsigned long long>(r.rewrapped),
+                static_cast<unsigned long long>(r.already_current),
+                static_cast<unsigned long long>(r.failures.size()));
+    std::printf("  written %llu bytes of DEK slots (no chunk touched); volume key %s\n",
+                static_cast<unsigned long long>(r.bytes_written),
+                r.volume_key_rewrapped ? "re-wrapped" : "already current");
+    std::printf("  moved from %s\n", VersionsText(r.from_versions).c_str());
+    for (const auto& f : r.failures) std::printf("  FAILED %s\n", f.c_str());
+  }
+  return r.failures.empty() ? 0 : 1;
+}
+
+int Fsck(const std::string& cipherdir, const std::string& kms_override, const WalkFlags& flags) {
+  auto heap = envelope::crypto::InitSecureHeap();
+  if (!heap.ok()) return Fail(heap.status());
+  auto volume = efs::Volume::Open(Absolute(cipherdir), kms_override);
+  if (!volume.ok()) {
+    Fail(volume.status());
+    return 2;
+  }
+  efs::FsckOptions options;
+  options.deep = flags.deep;
+  options.threads = flags.threads;
+  options.progress = !flags.json && efs::Progress::StderrIsTerminal();
+  auto report = efs::FsckVolume(volume->get(), options);
+  if (!report.ok()) {
+    Fail(report.status());
+    return 2;
+  }
+  const efs::FsckReport& r = *report;
+  if (flags.json) {
+    nlohmann::json j = {{"cipherdir", (*volume)->cipherdir()},
+                        {"clean", r.clean()},
+                        {"deep", flags.deep},
+                        {"directories", r.directories},
+                        {"files", r.files},
+                        {"symlinks", r.symlinks},
+                        {"others", r.others},
+                        {"bytes", r.bytes},
+                        {"chunks_verified", r.chunks_verified},
+                        {"torn_spare_slots", r.torn_spare_slots},
+                        {"key_versions", VersionsJson(r.key_versions)},
+                        {"damaged", r.damaged}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("checked %s%s: %llu directories, %llu files (%llu bytes), %llu symlinks, %llu others\n",
+                (*volume)->cipherdir().c_str(), flags.deep ? " (deep)" : "",
+                static_cast<unsigned long long>(r.directories), static_cast<unsigned long long>(r.files),
+                static_cast<unsigned long long>(r.bytes), static_cast<unsigned long long>(r.symlinks),
+                static_cast<unsigned long long>(r.others));
+    std::printf("  file keys under %s\n", VersionsText(r.key_versions).c_str());
+    if (flags.deep) {
+      std::printf("  %llu chunks authenticated\n", static_cast<unsigned long long>(r.chunks_verified));
+    }
+    if (r.torn_spare_slots > 0) {
+      std::printf("  %llu files with a torn spare DEK slot (an interrupted rotation; harmless)\n",
+                  static_cast<unsigned long long>(r.torn_spare_slots));
+    }
+    if (r.clean()) {
+      std::printf("  clean\n");
+    } else {
+      std::printf("  %zu damaged:\n", r.damaged.size());
+      for (const auto& d : r.damaged) std::printf("  DAMAGED %s\n", d.c_str());
+    }
+  }
+  return r.clean() ? 0 : 1;
 }
 
 int Mount(const std::string& cipherdir, efs::MountOptions options, std::string kms_override) {
@@ -124,7 +263,7 @@ int main(int argc, char** argv) {
   // mount.fuse3 runs "envelopefs SOURCE MOUNTPOINT -o OPTIONS".
   std::vector<std::string> args(argv + 1, argv + argc);
   const bool helper_form = args.size() >= 2 && args[0] != "init" && args[0] != "info" &&
-                           args[0] != "mount" && args[0].rfind("-", 0) != 0;
+                           args[0] != "mount" && args[0] != "rotate" && args[0] != "fsck" && args[0].rfind("-", 0) != 0;
 
   CLI::App app{"envelopefs: a transparent encrypting filesystem with envelope encryption"};
   app.require_subcommand(helper_form ? 0 : 1);
@@ -142,6 +281,22 @@ int main(int argc, char** argv) {
   auto* info_cmd = app.add_subcommand("info", "print a volume's configuration");
   info_cmd->add_option("cipherdir", cipherdir)->required();
   info_cmd->add_option("--kms", kms, "key service endpoint (overrides the volume's)");
+
+  WalkFlags walk;
+  auto* rotate_cmd = app.add_subcommand(
+      "rotate", "re-wrap every file key under the key's current version (or --to-key)");
+  rotate_cmd->add_option("cipherdir", cipherdir)->required();
+  rotate_cmd->add_option("--to-key", walk.to_key, "move the volume to this master key");
+  rotate_cmd->add_option("--threads", walk.threads, "parallel workers")->check(CLI::Range(1, 256));
+  rotate_cmd->add_flag("--json", walk.json, "print a JSON summary, no progress bar");
+  rotate_cmd->add_option("--kms", kms, "key service endpoint (overrides the volume's)");
+
+  auto* fsck_cmd = app.add_subcommand("fsck", "check a volume's headers, keys and names");
+  fsck_cmd->add_option("cipherdir", cipherdir)->required();
+  fsck_cmd->add_flag("--deep", walk.deep, "also authenticate every chunk");
+  fsck_cmd->add_option("--threads", walk.threads, "parallel workers")->check(CLI::Range(1, 256));
+  fsck_cmd->add_flag("--json", walk.json, "print a JSON report, no progress bar");
+  fsck_cmd->add_option("--kms", kms, "key service endpoint (overrides the volume's)");
 
   efs::MountOptions mount;
   auto* mount_cmd = app.add_subcommand("mount", "mount CIPHERDIR on MOUNTPOINT");
@@ -172,6 +327,8 @@ int main(int argc, char** argv) {
     return Init(cipherdir, init);
   }
   if (info_cmd->parsed()) return Info(cipherdir, kms);
+  if (rotate_cmd->parsed()) return Rotate(cipherdir, kms, walk);
+  if (fsck_cmd->parsed()) return Fsck(cipherdir, kms, walk);
   if (mount.debug) mount.foreground = true;
   return Mount(cipherdir, mount, kms);
 }

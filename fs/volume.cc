@@ -13,6 +13,7 @@
 #include "core/crypto/random.h"
 #include "core/format/chunk_cipher.h"
 #include "core/format/header_io.h"
+#include "kms/blob_label.h"
 #include "kms/endpoint.h"
 
 namespace envelope::fs {
@@ -36,6 +37,27 @@ std::string ConfigPath(const std::string& cipherdir) {
   return cipherdir + "/" + std::string(format::kVolumeConfigFileName);
 }
 
+// Writes the config text to a temporary file and fsyncs it; the caller
+// renames it into place.
+Status WriteConfigTemp(const std::string& tmp, std::string_view text) {
+  ::unlink(tmp.c_str());  // left over by an interrupted earlier attempt
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
+  if (!fd.valid()) return Status::FromErrno("create " + tmp);
+  ENVELOPE_RETURN_IF_ERROR(PwriteFull(fd.get(), AsBytes(text), 0));
+  if (::fsync(fd.get()) != 0) return Status::FromErrno("fsync " + tmp);
+  return Status::Ok();
+}
+
+StatusOr<std::string> ReadConfigText(const std::string& cipherdir) {
+  std::ifstream in(ConfigPath(cipherdir));
+  if (!in) {
+    return Status::NotFound(cipherdir + " has no envelopefs.conf (not an envelopefs volume?)");
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<kms::KmsClient>> ConnectKms(const std::string& endpoint) {
@@ -54,15 +76,17 @@ StatusOr<std::unique_ptr<kms::KmsClient>> ConnectKms(const std::string& endpoint
   return kms::KmsClient::New(std::move(options));
 }
 
-Volume::Volume(std::string cipherdir, VolumeConfig config, format::ChunkLayout layout,
-               format::NameCodec names, crypto::AesSiv xattr,
+Volume::Volume(std::string cipherdir, VolumeConfig config, crypto::SecretBytes volume_key,
+               format::ChunkLayout layout, format::NameCodec names, crypto::AesSiv xattr,
                std::unique_ptr<kms::KmsClient> kms)
     : cipherdir_(std::move(cipherdir)),
       config_(std::move(config)),
+      volume_key_(std::move(volume_key)),
       layout_(layout),
       names_(std::move(names)),
       xattr_siv_(std::move(xattr)),
       kms_(std::move(kms)),
+      key_id_for_new_files_(config_.key_id),
       dek_pool_([this] { return MakeFileKey(); }, kDekPoolCapacity, kDekPoolMaxAge) {}
 
 Status Volume::Init(const std::string& cipherdir, const InitOptions& options,
@@ -95,12 +119,7 @@ Status Volume::Init(const std::string& cipherdir, const InitOptions& options,
   format::DirId dir_id;
   ENVELOPE_RETURN_IF_ERROR(crypto::RandomBytes(dir_id));
   std::string tmp = ConfigPath(cipherdir) + ".tmp";
-  {
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
-    if (!fd.valid()) return Status::FromErrno("create " + tmp);
-    ENVELOPE_RETURN_IF_ERROR(PwriteFull(fd.get(), AsBytes(text), 0));
-    if (::fsync(fd.get()) != 0) return Status::FromErrno("fsync " + tmp);
-  }
+  ENVELOPE_RETURN_IF_ERROR(WriteConfigTemp(tmp, text));
   UniqueFd idf(::openat(root.get(), std::string(format::kDirIdFileName).c_str(),
                         O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
   if (!idf.valid()) return Status::FromErrno("create dir id");
@@ -115,14 +134,9 @@ Status Volume::Init(const std::string& cipherdir, const InitOptions& options,
 
 StatusOr<std::unique_ptr<Volume>> Volume::Open(const std::string& cipherdir,
                                                const std::string& endpoint_override) {
-  std::ifstream in(ConfigPath(cipherdir));
-  if (!in) {
-    return Status::NotFound(cipherdir + " has no envelopefs.conf (not an envelopefs volume?)");
-  }
-  std::stringstream text;
-  text << in.rdbuf();
+  ENVELOPE_ASSIGN_OR_RETURN(std::string text, ReadConfigText(cipherdir));
   std::string mac;
-  ENVELOPE_ASSIGN_OR_RETURN(VolumeConfig config, VolumeConfig::Parse(text.str(), &mac));
+  ENVELOPE_ASSIGN_OR_RETURN(VolumeConfig config, VolumeConfig::Parse(text, &mac));
   ENVELOPE_ASSIGN_OR_RETURN(format::ChunkLayout layout,
                             format::ChunkLayout::ForVolume(config.dek_in_xattr, config.chunk_size));
   const std::string endpoint = endpoint_override.empty() ? config.kms_endpoint : endpoint_override;
@@ -134,8 +148,52 @@ StatusOr<std::unique_ptr<Volume>> Volume::Open(const std::string& cipherdir,
   ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes xattr_key, DeriveXattrKey(*vk));
   ENVELOPE_ASSIGN_OR_RETURN(format::NameCodec names, format::NameCodec::New(name_key));
   ENVELOPE_ASSIGN_OR_RETURN(crypto::AesSiv xattr, crypto::AesSiv::New(xattr_key.view()));
-  return std::unique_ptr<Volume>(new Volume(cipherdir, std::move(config), layout,
+  return std::unique_ptr<Volume>(new Volume(cipherdir, std::move(config), std::move(*vk), layout,
                                             std::move(names), std::move(xattr), std::move(kms)));
+}
+
+std::string Volume::KeyIdForNewFiles() {
+  std::lock_guard lock(key_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (now - config_checked_ < std::chrono::seconds(1)) return key_id_for_new_files_;
+  config_checked_ = now;
+  struct stat st;
+  if (::stat(ConfigPath(cipherdir_).c_str(), &st) != 0) return key_id_for_new_files_;
+  const bool first = config_mtime_.tv_sec == 0 && config_mtime_.tv_nsec == 0;
+  const bool changed = st.st_mtim.tv_sec != config_mtime_.tv_sec ||
+                       st.st_mtim.tv_nsec != config_mtime_.tv_nsec;
+  config_mtime_ = st.st_mtim;
+  if (first || !changed) return key_id_for_new_files_;
+  // A rotation rewrote the config: follow its key, but only if the file is
+  // authentic and still this volume's.
+  auto text = ReadConfigText(cipherdir_);
+  std::string mac;
+  auto fresh = text.ok() ? VolumeConfig::Parse(*text, &mac) : StatusOr<VolumeConfig>(text.status());
+  if (fresh.ok() && fresh->volume_id == config_.volume_id &&
+      fresh->Verify(volume_key_, mac).ok()) {
+    key_id_for_new_files_ = fresh->key_id;
+  }
+  return key_id_for_new_files_;
+}
+
+Status Volume::RewrapVolumeKey(const std::string& to_key) {
+  const auto context = config_.VolumeKeyContext();
+  ENVELOPE_ASSIGN_OR_RETURN(Bytes rewrapped,
+                            kms_->ReEncrypt(config_.wrapped_volume_key, context, to_key, context));
+  VolumeConfig next = config_;
+  next.key_id = to_key;
+  next.wrapped_volume_key = std::move(rewrapped);
+  ENVELOPE_ASSIGN_OR_RETURN(std::string text, next.Encode(volume_key_));
+  const std::string path = ConfigPath(cipherdir_);
+  const std::string tmp = path + ".tmp";
+  ENVELOPE_RETURN_IF_ERROR(WriteConfigTemp(tmp, text));
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::FromErrno("rename config");
+  UniqueFd dir(::open(cipherdir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir.valid()) ::fsync(dir.get());
+  std::lock_guard lock(key_mu_);
+  config_ = std::move(next);
+  key_id_for_new_files_ = config_.key_id;
+  return Status::Ok();
 }
 
 StatusOr<format::DirId> Volume::ReadDirId(int dirfd) const {
@@ -156,9 +214,28 @@ Status Volume::CreateDirId(int dirfd) const {
   return PwriteFull(fd.get(), id, 0);
 }
 
+StatusOr<std::string> Volume::DecodeBackingName(int dirfd, std::string_view backing,
+                                                const format::DirId& dir_id) const {
+  switch (format::NameCodec::Classify(backing)) {
+    case format::BackingNameKind::kEncrypted:
+      return names_.DecodeName(backing, dir_id);
+    case format::BackingNameKind::kLong: {
+      std::string side = std::string(backing) + std::string(format::kLongNameSuffix);
+      UniqueFd fd(::openat(dirfd, side.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd.valid()) return Status::FromErrno("open long-name file " + side);
+      char buf[1024];
+      ssize_t len = ::pread(fd.get(), buf, sizeof(buf), 0);
+      if (len <= 0) return Status::Corruption("long-name file " + side + " is empty");
+      return names_.DecodeName(std::string_view(buf, static_cast<size_t>(len)), dir_id);
+    }
+    default:
+      return Status::InvalidArgument("not the backing name of an entry: " + std::string(backing));
+  }
+}
+
 StatusOr<DekPool::Entry> Volume::MakeFileKey() {
   ENVELOPE_ASSIGN_OR_RETURN(format::FileId id, format::NewFileId());
-  auto dk = kms_->GenerateDataKey(config_.key_id, config_.FileContext(HexEncode(id)));
+  auto dk = kms_->GenerateDataKey(KeyIdForNewFiles(), config_.FileContext(HexEncode(id)));
   if (!dk.ok()) return dk.status().WithContext("creating a file key");
   return DekPool::Entry{id, std::move(*dk), std::chrono::steady_clock::now()};
 }
@@ -184,7 +261,15 @@ StatusOr<std::unique_ptr<format::ContentFile>> Volume::OpenContent(int fd) {
   std::shared_ptr<const crypto::SecretBytes> dek = dek_cache_.Find(cache_key);
   if (!dek) {
     auto unwrapped = kms_->Decrypt(wrapped, config_.FileContext(HexEncode(header.file_id)));
-    if (!unwrapped.ok()) return unwrapped.status().WithContext("unwrapping the file key");
+    if (!unwrapped.ok()) {
+      // Name the key version: after a retirement, "which version" is the
+      // whole story of why this file can no longer be opened.
+      auto label = kms::ReadBlobLabel(wrapped);
+      return unwrapped.status().WithContext(
+          label.ok() ? "unwrapping the file key (key " + label->key_id + " version " +
+                           std::to_string(label->key_version) + ")"
+                     : std::string("unwrapping the file key"));
+    }
     dek = std::make_shared<const crypto::SecretBytes>(std::move(*unwrapped));
     dek_cache_.Insert(cache_key, dek);
   }

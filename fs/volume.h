@@ -7,7 +7,9 @@
 #ifndef ENVELOPE_FS_VOLUME_H_
 #define ENVELOPE_FS_VOLUME_H_
 
+#include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "core/crypto/aes_siv.h"
@@ -47,6 +49,11 @@ class Volume {
 
   // The id of the backing directory `dirfd` (its .envelopefs.dirid file).
   StatusOr<format::DirId> ReadDirId(int dirfd) const;
+  // The plaintext name of the entry `backing` of the backing directory
+  // `dirfd` whose id is `dir_id`: an encrypted name, or a long name through
+  // its side file. REQUIRES: Classify(backing) is kEncrypted or kLong.
+  StatusOr<std::string> DecodeBackingName(int dirfd, std::string_view backing,
+                                          const format::DirId& dir_id) const;
   // Writes a fresh dir id file into the new backing directory `dirfd`.
   Status CreateDirId(int dirfd) const;
 
@@ -57,16 +64,33 @@ class Volume {
   // key commitment.
   StatusOr<std::unique_ptr<format::ContentFile>> OpenContent(int fd);
 
+  // The master key new files are wrapped under. A rotation with --to-key
+  // rewrites the config on disk while the volume may be mounted; this
+  // re-reads it (at most once a second, and only if the file changed) and
+  // follows the new key once its MAC verifies under the volume key.
+  std::string KeyIdForNewFiles();
+
+  // Re-wraps the volume key with ReEncrypt under the current version of
+  // `to_key` and rewrites the config (new key id included) atomically:
+  // temporary file, fsync, rename, fsync of the cipherdir. The volume key
+  // itself, and so every name and xattr, stays the same.
+  // REQUIRES: no concurrent call of config() (a rotation calls this before
+  // it starts its workers; a mount never calls it).
+  Status RewrapVolumeKey(const std::string& to_key);
+
   // Extended attribute values are sealed with AES-SIV bound to the name.
   StatusOr<std::string> SealXattrValue(std::string_view name, ByteView value) const;
   StatusOr<Bytes> OpenXattrValue(std::string_view name, ByteView sealed) const;
 
  private:
-  Volume(std::string cipherdir, VolumeConfig config, format::ChunkLayout layout,
-         format::NameCodec names, crypto::AesSiv xattr, std::unique_ptr<kms::KmsClient> kms);
+  Volume(std::string cipherdir, VolumeConfig config, crypto::SecretBytes volume_key,
+         format::ChunkLayout layout, format::NameCodec names, crypto::AesSiv xattr,
+         std::unique_ptr<kms::KmsClient> kms);
 
   const std::string cipherdir_;
-  const VolumeConfig config_;
+  // The config as opened; the key id for new files may move on (key_mu_).
+  VolumeConfig config_;
+  const crypto::SecretBytes volume_key_;  // verifies a config rewritten by a rotation
   const format::ChunkLayout layout_;
   const format::NameCodec names_;
   const crypto::AesSiv xattr_siv_;
@@ -79,6 +103,12 @@ class Volume {
   static constexpr std::chrono::milliseconds kDekPoolMaxAge{2000};
 
   std::unique_ptr<kms::KmsClient> kms_;
+
+  std::mutex key_mu_;  // guards the three below
+  std::string key_id_for_new_files_;
+  std::chrono::steady_clock::time_point config_checked_{};
+  struct timespec config_mtime_ {};
+
   DekCache dek_cache_{4096, std::chrono::seconds(600)};
   DekPool dek_pool_;  // after kms_: its thread uses the client
 };

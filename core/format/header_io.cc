@@ -123,12 +123,13 @@ StatusOr<Bytes> ActiveWrappedDek(const FileHeader& header) {
   return header.slots[active].wrapped_dek;
 }
 
-Status RewriteWrappedDek(int fd, FileHeader* header,
-                         ByteView new_wrapped_dek) {
+Status RewriteWrappedDek(int fd, FileHeader* header, ByteView new_wrapped_dek,
+                         Durability durability) {
+  const bool sync = durability == Durability::kSyncEach;
   ENVELOPE_RETURN_IF_ERROR(ValidateWrappedDekSize(new_wrapped_dek.size()));
   if (header->dek_in_xattr()) {
     ENVELOPE_RETURN_IF_ERROR(WriteDekXattr(fd, new_wrapped_dek));
-    if (::fsync(fd) != 0) return Status::FromErrno("fsync");
+    if (sync && ::fsync(fd) != 0) return Status::FromErrno("fsync");
     header->slots[0].wrapped_dek.assign(new_wrapped_dek.begin(),
                                         new_wrapped_dek.end());
     header->slot_states[0] = SlotState::kValid;
@@ -141,10 +142,10 @@ Status RewriteWrappedDek(int fd, FileHeader* header,
   slot.wrapped_dek.assign(new_wrapped_dek.begin(), new_wrapped_dek.end());
   uint8_t encoded[kSlotSizeInBytes];
   EncodeSlot(slot, encoded);
-  // Only the inactive slot is written; the active one stays intact until
-  // this write is durable, so a crash at any byte leaves a usable slot.
+  // Only the inactive slot is written; the active one is never touched, so
+  // a crash at any byte leaves a usable slot.
   ENVELOPE_RETURN_IF_ERROR(PwriteFull(fd, encoded, SlotOffset(target)));
-  if (::fdatasync(fd) != 0) return Status::FromErrno("fdatasync");
+  if (sync && ::fdatasync(fd) != 0) return Status::FromErrno("fdatasync");
   header->slots[target] = std::move(slot);
   header->slot_states[target] = SlotState::kValid;
   return Status::Ok();

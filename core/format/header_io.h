@@ -35,15 +35,25 @@ StatusOr<FileHeader> ReadHeader(int fd, const ChunkLayout& layout);
 // The wrapped DEK in force: the active slot's blob.
 StatusOr<Bytes> ActiveWrappedDek(const FileHeader& header);
 
+// Whether RewriteWrappedDek makes its write durable before returning.
+enum class Durability {
+  kSyncEach,     // fdatasync (fsync in xattr mode) this file
+  kCallerSyncs,  // the caller syncs the whole filesystem once, later
+};
+
 // Replaces the wrapped DEK without touching any chunk, crash-safely:
-// header mode writes the inactive slot with generation + 1 and fdatasyncs,
-// so a crash at any byte leaves either the old slot active (the new one is
-// torn, fails its checksum and is ignored) or the new one complete; xattr
-// mode relies on setxattr replacing a value atomically, then fsyncs.
-// Updates *header to match what is on disk.
+// header mode writes the inactive slot with generation + 1, so a crash at
+// any byte leaves either the old slot active (the new one is torn, fails its
+// checksum and is ignored) or the new one complete; xattr mode relies on
+// setxattr replacing a value atomically. The active slot is never written,
+// so even without a sync a power cut leaves the file readable under the old
+// blob; kCallerSyncs therefore trades only how long the old blob stays in
+// force on disk, and is what a volume rotation uses (one syncfs at the end
+// instead of one flush per file). Updates *header to match what is on disk.
 // REQUIRES: the new blob wraps the same DEK (the caller got it from
 // ReEncrypt), so both old and new slot open the same file.
-Status RewriteWrappedDek(int fd, FileHeader* header, ByteView new_wrapped_dek);
+Status RewriteWrappedDek(int fd, FileHeader* header, ByteView new_wrapped_dek,
+                         Durability durability = Durability::kSyncEach);
 
 }  // namespace envelope::format
 

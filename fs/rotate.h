@@ -1,0 +1,56 @@
+// envelopefs rotate: re-wraps every file key of a volume, and the volume
+// key, under the current version of its master key (or of another key),
+// with ReEncrypt. Only DEK slots (or DEK xattrs) and the config are written,
+// never a chunk, so the cost follows the number of files, not their bytes
+// (docs/ROTATION.md).
+//
+// Resumable and idempotent without a journal: each file's blob says which
+// key version wraps it (kms/blob_label.h), so a file already under the
+// target is skipped, and a rerun after a crash does only what is left.
+// Crash-safe per file: format::RewriteWrappedDek writes only the inactive
+// slot. Durable at the end: one syncfs of the cipherdir (and one at the
+// start, for slots left unsynced by an interrupted earlier run).
+#ifndef ENVELOPE_FS_ROTATE_H_
+#define ENVELOPE_FS_ROTATE_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/base/status.h"
+#include "fs/volume.h"
+
+namespace envelope::fs {
+
+struct RotateOptions {
+  std::string to_key;  // empty: the volume's own key
+  int threads = 8;
+  bool progress = false;  // draw a progress bar on stderr
+};
+
+struct RotateSummary {
+  std::string key_arn;          // the target key
+  uint32_t key_version = 0;     // its current version when the run started
+  bool volume_key_rewrapped = false;
+  bool waited_for_mount = false;
+  uint64_t files = 0;            // regular files seen
+  uint64_t rewrapped = 0;        // re-wrapped by this run
+  uint64_t already_current = 0;  // skipped: already under the target
+  uint64_t skipped_empty = 0;    // empty backing files (a create in flight)
+  uint64_t bytes_written = 0;    // header slots / xattr values written
+  double seconds = 0;
+  // "KEYID:VERSION" -> number of files this run moved away from it.
+  std::map<std::string, uint64_t> from_versions;
+  // Files that could not be re-wrapped: "PATH: reason".
+  std::vector<std::string> failures;
+};
+
+// Fails (without a summary) only when the run cannot go on at all: the
+// target key cannot be described, the volume key cannot be re-wrapped, or
+// the key service stops answering. Per-file trouble lands in `failures`.
+StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& options);
+
+}  // namespace envelope::fs
+
+#endif  // ENVELOPE_FS_ROTATE_H_

@@ -1,0 +1,113 @@
+#include "fs/volume_walk.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "core/base/fd_io.h"
+#include "core/format/name_codec.h"
+
+namespace envelope::fs {
+
+namespace {
+
+std::string Join(const std::string& dir, const std::string& name) {
+  if (dir == ".") return name;
+  return dir + "/" + name;
+}
+
+std::string JoinPlain(const std::string& dir, const std::string& name) {
+  return dir == "/" ? "/" + name : dir + "/" + name;
+}
+
+// Lists one directory into `listing`, queueing its subdirectories.
+void ListDirectory(const Volume& volume, int root_fd, uint32_t index, VolumeListing* listing,
+                   std::vector<uint32_t>* pending) {
+  const std::string backing_path = listing->dirs[index].backing_path;
+  const std::string plain_path = listing->dirs[index].plain_path;
+  int fd = ::openat(root_fd, backing_path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    listing->problems.push_back(plain_path + ": cannot open the backing directory " + backing_path +
+                                ": " + std::strerror(errno));
+    return;
+  }
+  auto id = volume.ReadDirId(fd);
+  if (!id.ok()) {
+    listing->problems.push_back(plain_path + ": directory id unreadable (" +
+                                id.status().ToString() + "); its names cannot be decrypted");
+    ::close(fd);
+    return;
+  }
+  listing->dirs[index].id = *id;
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    ::close(fd);
+    return;
+  }
+  while (dirent* de = ::readdir(d)) {
+    std::string n = de->d_name;
+    if (n == "." || n == "..") continue;
+    const format::BackingNameKind kind = format::NameCodec::Classify(n);
+    if (kind == format::BackingNameKind::kInternal ||
+        kind == format::BackingNameKind::kLongSideFile) {
+      continue;
+    }
+    VolumeEntry e;
+    e.dir = index;
+    e.backing = n;
+    e.type = de->d_type;
+    if (e.type == DT_UNKNOWN) {
+      struct stat st;
+      if (::fstatat(::dirfd(d), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        e.type = IFTODT(st.st_mode);
+      }
+    }
+    auto name = volume.DecodeBackingName(::dirfd(d), n, *id);
+    if (name.ok()) {
+      e.name = std::move(*name);
+    } else {
+      listing->problems.push_back(plain_path + ": backing entry " + Join(backing_path, n) +
+                                  " has a name that does not decrypt (" +
+                                  name.status().ToString() + ")");
+    }
+    if (e.type == DT_DIR) {
+      VolumeDir sub;
+      sub.backing_path = Join(backing_path, n);
+      sub.plain_path = e.name.empty() ? JoinPlain(plain_path, "?" + n) : JoinPlain(plain_path, e.name);
+      listing->dirs.push_back(std::move(sub));
+      pending->push_back(static_cast<uint32_t>(listing->dirs.size() - 1));
+    }
+    listing->entries.push_back(std::move(e));
+  }
+  ::closedir(d);
+}
+
+}  // namespace
+
+std::string VolumeListing::BackingPath(const VolumeEntry& e) const {
+  return Join(dirs[e.dir].backing_path, e.backing);
+}
+
+std::string VolumeListing::DisplayPath(const VolumeEntry& e) const {
+  if (e.name.empty()) return BackingPath(e) + " (backing name; it does not decrypt)";
+  return JoinPlain(dirs[e.dir].plain_path, e.name);
+}
+
+StatusOr<VolumeListing> ListVolume(const Volume& volume) {
+  UniqueFd root(::open(volume.cipherdir().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) return Status::FromErrno("open " + volume.cipherdir());
+  VolumeListing listing;
+  listing.dirs.push_back(VolumeDir{".", "/", {}});
+  std::vector<uint32_t> pending = {0};
+  while (!pending.empty()) {
+    uint32_t index = pending.back();
+    pending.pop_back();
+    ListDirectory(volume, root.get(), index, &listing, &pending);
+  }
+  return listing;
+}
+
+}  // namespace envelope::fs

@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <mutex>
+#include <set>
 
 #include "core/base/fd_io.h"
 #include "core/format/header_io.h"
@@ -28,10 +29,8 @@ struct FileResult {
 
 // Checks one regular file. Unavailable means the key service is gone and
 // the whole check must stop.
-StatusOr<FileResult> CheckFile(Volume* volume, int fd, bool deep) {
+StatusOr<FileResult> CheckFile(Volume* volume, int fd, const struct stat& st, bool deep) {
   FileResult r;
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return Status::FromErrno("fstat");
   if (st.st_size == 0) {
     r.damage = "empty backing file: no header (an interrupted create)";
     return r;
@@ -107,17 +106,26 @@ StatusOr<FsckReport> FsckVolume(Volume* volume, const FsckOptions& options) {
       ++report.others;
     }
   }
-  report.files = files.size();
-
-  std::mutex mu;  // guards report and fatal
+  std::mutex mu;  // guards report, seen and fatal
+  std::set<std::pair<dev_t, ino_t>> seen;
   Status fatal;
   Progress progress(options.deep ? "fsck --deep" : "fsck", files.size(), options.progress);
   ParallelFor(files.size(), options.threads, [&](size_t i) {
     const VolumeEntry& e = *files[i];
     progress.Add();
     UniqueFd fd(::openat(root.get(), listing.BackingPath(e).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    StatusOr<FileResult> r = fd.valid() ? CheckFile(volume, fd.get(), options.deep)
-                                        : StatusOr<FileResult>(Status::FromErrno("open"));
+    struct stat st;
+    StatusOr<FileResult> r = FileResult{};
+    if (!fd.valid() || ::fstat(fd.get(), &st) != 0) {
+      r = Status::FromErrno("open");
+    } else {
+      {
+        // Hard links: one file, however many names.
+        std::lock_guard lock(mu);
+        if (!seen.insert({st.st_dev, st.st_ino}).second) return true;
+      }
+      r = CheckFile(volume, fd.get(), st, options.deep);
+    }
     std::lock_guard lock(mu);
     if (!r.ok()) {
       if (r.status().code() == StatusCode::kUnavailable) {
@@ -135,6 +143,7 @@ StatusOr<FsckReport> FsckVolume(Volume* volume, const FsckOptions& options) {
     return true;
   });
   if (!fatal.ok()) return fatal.WithContext("the key service stopped answering");
+  report.files = seen.size();
   return report;
 }
 

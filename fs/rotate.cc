@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "core/base/fd_io.h"
@@ -119,11 +120,11 @@ StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& option
     if (e.type == DT_REG) files.push_back(&e);
   }
   for (const std::string& p : listing.problems) summary.failures.push_back(p);
-  summary.files = files.size();
 
   UniqueFd root(::open(volume->cipherdir().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root.valid()) return Status::FromErrno("open " + volume->cipherdir());
-  std::mutex mu;  // guards summary and fatal
+  std::mutex mu;  // guards summary, seen and fatal
+  std::set<std::pair<dev_t, ino_t>> seen;
   Status fatal;
   Progress progress("rotate", files.size(), options.progress);
 
@@ -140,10 +141,15 @@ StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& option
       return true;  // ENOENT: removed since the walk
     }
     struct stat st;
-    if (::fstat(fd.get(), &st) == 0 && st.st_size == 0) {
+    if (::fstat(fd.get(), &st) != 0) return fail(std::string("fstat: ") + std::strerror(errno)), true;
+    {
       std::lock_guard lock(mu);
-      ++summary.skipped_empty;
-      return true;
+      // Hard links: one file, however many names.
+      if (!seen.insert({st.st_dev, st.st_ino}).second) return true;
+      if (st.st_size == 0) {
+        ++summary.skipped_empty;
+        return true;
+      }
     }
     auto header = format::ReadHeader(fd.get(), volume->layout());
     if (!header.ok()) return fail(header.status().ToString()), true;
@@ -178,6 +184,7 @@ StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& option
     return true;
   };
   ParallelFor(files.size(), options.threads, rotate_one);
+  summary.files = seen.size();
   if (!fatal.ok()) return fatal.WithContext("the key service stopped answering; run rotate again");
 
   SyncCipherdir(volume->cipherdir());

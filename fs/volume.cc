@@ -87,7 +87,11 @@ Volume::Volume(std::string cipherdir, VolumeConfig config, crypto::SecretBytes v
       xattr_siv_(std::move(xattr)),
       kms_(std::move(kms)),
       key_id_for_new_files_(config_.key_id),
-      dek_pool_([this] { return MakeFileKey(); }, kDekPoolCapacity, kDekPoolMaxAge) {}
+      dek_pool_([this] { return MakeFileKey(); }, kDekPoolCapacity, kDekPoolMaxAge) {
+  // The config as read by Open: a later change is a rotation's.
+  struct stat st;
+  if (::stat(ConfigPath(cipherdir_).c_str(), &st) == 0) config_mtime_ = st.st_mtim;
+}
 
 Status Volume::Init(const std::string& cipherdir, const InitOptions& options,
                     kms::KmsClient* kms) {
@@ -159,11 +163,10 @@ std::string Volume::KeyIdForNewFiles() {
   config_checked_ = now;
   struct stat st;
   if (::stat(ConfigPath(cipherdir_).c_str(), &st) != 0) return key_id_for_new_files_;
-  const bool first = config_mtime_.tv_sec == 0 && config_mtime_.tv_nsec == 0;
   const bool changed = st.st_mtim.tv_sec != config_mtime_.tv_sec ||
                        st.st_mtim.tv_nsec != config_mtime_.tv_nsec;
   config_mtime_ = st.st_mtim;
-  if (first || !changed) return key_id_for_new_files_;
+  if (!changed) return key_id_for_new_files_;
   // A rotation rewrote the config: follow its key, but only if the file is
   // authentic and still this volume's.
   auto text = ReadConfigText(cipherdir_);

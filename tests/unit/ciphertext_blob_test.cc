@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "kms/blob_label.h"
+
 namespace envelope::keyservice {
 namespace {
 
@@ -29,6 +31,21 @@ TEST(CiphertextBlobTest, RoundTripNamesKeyAndVersion) {
   auto back = OpenBlob(m, *blob, ctx);
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(std::string(back->view().begin(), back->view().end()), "data key bytes");
+}
+
+// The client's reading of the clear label (kms/blob_label.h) agrees with
+// the service's own, on a blob the service made.
+TEST(CiphertextBlobTest, ClientReadsTheSameLabel) {
+  auto blob = SealBlob(Material(2), Header(), {{"a", "b"}}, AsBytes("k"));
+  ASSERT_TRUE(blob.ok());
+  auto label = kms::ReadBlobLabel(*blob);
+  ASSERT_TRUE(label.ok());
+  EXPECT_EQ(label->key_id, "1b4e28ba-2fa1-41d2-883f-0016d3cca427");
+  EXPECT_EQ(label->key_version, 3u);
+  EXPECT_FALSE(kms::ReadBlobLabel(Bytes(60, 0)).ok());
+  Bytes v2 = *blob;
+  v2[2] = 2;
+  EXPECT_FALSE(kms::ReadBlobLabel(v2).ok());
 }
 
 TEST(CiphertextBlobTest, WrongContextFails) {

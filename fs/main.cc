@@ -127,7 +127,7 @@ int Rotate(const std::string& cipherdir, const std::string& kms_override, const 
                         {"key_arn", r.key_arn},
                         {"key_version", r.key_version},
                         {"volume_key_rewrapped", r.volume_key_rewrapped},
-                        {"waited_for_mount", r.waited_for_mount},
+                        {"mount_wait_seconds", r.mount_wait_seconds},
                         {"files", r.files},
                         {"rewrapped", r.rewrapped},
                         {"already_current", r.already_current},
@@ -141,6 +141,10 @@ int Rotate(const std::string& cipherdir, const std::string& kms_override, const 
   } else {
     std::printf("rotated %s to %s version %u in %.2f s\n", (*volume)->cipherdir().c_str(),
                 r.key_arn.c_str(), r.key_version, r.seconds);
+    if (r.mount_wait_seconds > 0) {
+      std::printf("  (after waiting %.1f s for the mount to stop using keys made under the old "
+                  "version)\n", r.mount_wait_seconds);
+    }
     std::printf("  files %llu: %llu re-wrapped, %llu already current, %llu failed\n",
                 static_cast<unsigned long long>(r.files), static_cast<unsigned long long>(r.rewrapped),
                 static_cast<unsigned long long>(r.already_current),

@@ -110,8 +110,8 @@ StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& option
     ready_at = std::max(ready_at, Now() + kMountMarginSeconds);
   }
   if (IsMounted(volume->cipherdir()) && Now() < ready_at) {
-    summary.waited_for_mount = true;
-    std::this_thread::sleep_for(std::chrono::duration<double>(ready_at - Now()));
+    summary.mount_wait_seconds = ready_at - Now();
+    std::this_thread::sleep_for(std::chrono::duration<double>(summary.mount_wait_seconds));
   }
 
   ENVELOPE_ASSIGN_OR_RETURN(VolumeListing listing, ListVolume(*volume));
@@ -188,7 +188,9 @@ StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& option
   if (!fatal.ok()) return fatal.WithContext("the key service stopped answering; run rotate again");
 
   SyncCipherdir(volume->cipherdir());
-  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  summary.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() -
+      summary.mount_wait_seconds;
   return summary;
 }
 

@@ -33,13 +33,15 @@ struct RotateSummary {
   std::string key_arn;          // the target key
   uint32_t key_version = 0;     // its current version when the run started
   bool volume_key_rewrapped = false;
-  bool waited_for_mount = false;
+  // Seconds spent waiting, before the walk, until a running mount could no
+  // longer create files under the old key version (0 offline).
+  double mount_wait_seconds = 0;
   uint64_t files = 0;            // regular files seen
   uint64_t rewrapped = 0;        // re-wrapped by this run
   uint64_t already_current = 0;  // skipped: already under the target
   uint64_t skipped_empty = 0;    // empty backing files (a create in flight)
   uint64_t bytes_written = 0;    // header slots / xattr values written
-  double seconds = 0;
+  double seconds = 0;  // the whole run, the mount wait excluded
   // "KEYID:VERSION" -> number of files this run moved away from it.
   std::map<std::string, uint64_t> from_versions;
   // Files that could not be re-wrapped: "PATH: reason".

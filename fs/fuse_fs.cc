@@ -107,6 +107,7 @@ class EnvelopeFs {
         rc = ::fstat(inode->content_fd, st);
       } else {
         Where w = inode->where();
+        if (!w.known()) return Status::NotFound("unlinked");
         rc = ::fstatat(w.dirfd, w.name.c_str(), st,
                        AT_SYMLINK_NOFOLLOW | (w.name.empty() ? AT_EMPTY_PATH : 0));
       }
@@ -126,10 +127,22 @@ class EnvelopeFs {
   StatusOr<std::string> ReadLink(Inode* inode) {
     char buf[PATH_MAX + 1];
     Where w = inode->where();
+    if (!w.known()) return Status::NotFound("unlinked");
     ssize_t n = ::readlinkat(w.dirfd, w.name.c_str(), buf, sizeof(buf) - 1);
     if (n < 0) return Errno("readlink");
     return volume_->names().DecodeSymlinkTarget(std::string_view(buf, static_cast<size_t>(n)),
                                                 DirId{});
+  }
+
+  // Where the object is now; for a file whose every name is gone but which
+  // is still open, its content descriptor (fchmod, fchown, futimens and
+  // linkat of an open, unlinked file).
+  Where Locate(Inode* inode) {
+    Where w = inode->where();
+    if (w.known()) return w;
+    std::lock_guard lock(inode->mu);
+    if (inode->content_fd >= 0) return Where{inode->content_fd, ""};
+    return w;
   }
 
   // Looks up an entry by backing name and fills `e`.
@@ -177,6 +190,7 @@ class EnvelopeFs {
   Status EnsureContent(Inode* inode) {
     if (inode->content) return Status::Ok();
     Where w = inode->where();
+    if (!w.known()) return Status::NotFound("unlinked");
     int fd = ::openat(w.dirfd, w.name.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     bool writable = true;
     if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM)) {
@@ -271,7 +285,8 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
   EnvelopeFs* fs = Fs(req);
   Inode* inode = Node(req, ino);
-  const Where w = inode->where();
+  const Where w = fs->Locate(inode);
+  if (!w.known()) return (void)fuse_reply_err(req, ENOENT);
   const int empty_path = w.name.empty() ? AT_EMPTY_PATH : 0;
   if (to_set & FUSE_SET_ATTR_MODE) {
     if (S_ISLNK(inode->type)) return (void)fuse_reply_err(req, EOPNOTSUPP);
@@ -437,8 +452,10 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   Inode* dir = Node(req, newparent);
   auto en = PrepareNewName(fs, dir, newname);
   if (!en.ok()) return ReplyError(req, en.status());
-  const Where w = inode->where();
-  if (::linkat(w.dirfd, w.name.c_str(), dir->fd, en->backing_name.c_str(), 0) != 0) {
+  const Where w = fs->Locate(inode);
+  if (!w.known()) return (void)fuse_reply_err(req, ENOENT);
+  if (::linkat(w.dirfd, w.name.c_str(), dir->fd, en->backing_name.c_str(),
+               w.name.empty() ? AT_EMPTY_PATH : 0) != 0) {
     return FailNewName(req, fs, dir, *en, errno);
   }
   // No ChownToCaller: a new link to an existing file keeps its owner.
@@ -486,8 +503,12 @@ void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Inode* dir = Node(req, parent);
   auto en = fs->Encode(dir, name);
   if (!en.ok()) return ReplyError(req, en.status());
+  struct stat st;
+  const bool known = ::fstatat(dir->fd, en->backing_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
   if (::unlinkat(dir->fd, en->backing_name.c_str(), 0) != 0) return (void)fuse_reply_err(req, errno);
   fs->RemoveLongNameFile(dir, *en);
+  // Other links of the file must not be reached through this name any more.
+  if (known) fs->inodes().Unbind(st.st_dev, st.st_ino, dir, en->backing_name);
   fuse_reply_err(req, 0);
 }
 
@@ -504,6 +525,10 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   // Side files belong to names, not objects: an exchange keeps both names,
   // a move needs the new name's side file before and drops the old one after.
   const bool exchange = flags & RENAME_EXCHANGE;
+  // The object a plain rename replaces loses that name.
+  struct stat victim;
+  const bool replaces = !exchange && ::fstatat(to_dir->fd, to->backing_name.c_str(), &victim,
+                                               AT_SYMLINK_NOFOLLOW) == 0;
   if (!exchange) {
     Status s = fs->WriteLongNameFile(to_dir, *to);
     if (!s.ok()) return ReplyError(req, s);
@@ -541,10 +566,15 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   // Non-directories are found by (directory, name): follow the move.
   struct stat st;
   if (::fstatat(to_dir->fd, to->backing_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-    fs->inodes().Rebind(st.st_dev, st.st_ino, to_dir, to->backing_name);
+    if (replaces && (victim.st_dev != st.st_dev || victim.st_ino != st.st_ino)) {
+      fs->inodes().Unbind(victim.st_dev, victim.st_ino, to_dir, to->backing_name);
+    }
+    fs->inodes().Rebind(st.st_dev, st.st_ino, from_dir, from->backing_name, to_dir,
+                        to->backing_name);
   }
   if (exchange && ::fstatat(from_dir->fd, from->backing_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-    fs->inodes().Rebind(st.st_dev, st.st_ino, from_dir, from->backing_name);
+    fs->inodes().Rebind(st.st_dev, st.st_ino, to_dir, to->backing_name, from_dir,
+                        from->backing_name);
   }
   fuse_reply_err(req, 0);
 }

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace envelope::fs {
 
 Inode::~Inode() {
@@ -33,8 +35,42 @@ Inode* InodeTable::Get(uint64_t ino) {
 Where Inode::where() const {
   if (fd >= 0) return Where{fd, ""};
   std::lock_guard lock(where_mu);
-  return Where{parent != nullptr ? parent->fd : -1, name};
+  // No name left: the file was unlinked (open handles use their own fd).
+  if (names.empty()) return Where{-1, ""};
+  return Where{names.front().first->fd, names.front().second};
 }
+
+namespace {
+
+// Puts (parent, name) first in inode->names; returns true if it is new
+// (the caller pins parent). REQUIRES: inode->where_mu held.
+bool RememberName(Inode* inode, Inode* parent, const std::string& name) {
+  auto& names = inode->names;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i].first == parent && names[i].second == name) {
+      std::rotate(names.begin(), names.begin() + static_cast<ptrdiff_t>(i),
+                  names.begin() + static_cast<ptrdiff_t>(i) + 1);
+      return false;
+    }
+  }
+  names.insert(names.begin(), {parent, name});
+  return true;
+}
+
+// Drops (parent, name) from inode->names; returns true if it was there (the
+// caller unpins parent). REQUIRES: inode->where_mu held.
+bool DropName(Inode* inode, Inode* parent, const std::string& name) {
+  auto& names = inode->names;
+  for (auto it = names.begin(); it != names.end(); ++it) {
+    if (it->first == parent && it->second == name) {
+      names.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
 
 Inode* InodeTable::Add(Inode* parent, const std::string& name, const struct stat& st, int dir_fd) {
   Inode* unpin = nullptr;  // a parent no longer recorded, released below
@@ -53,14 +89,8 @@ Inode* InodeTable::Add(Inode* parent, const std::string& name, const struct stat
       result = it->second;
       ++result->nlookup;
       if (result->fd < 0) {
-        // Remember the name just used: the one recorded may be gone.
         std::lock_guard where(result->where_mu);
-        if (result->parent != parent) {
-          ++parent->nlookup;
-          unpin = result->parent;
-          result->parent = parent;
-        }
-        result->name = name;
+        if (RememberName(result, parent, name)) ++parent->nlookup;
       }
     } else {
       result = new Inode;
@@ -71,8 +101,7 @@ Inode* InodeTable::Add(Inode* parent, const std::string& name, const struct stat
       result->nlookup = 1;
       if (dir_fd < 0) {
         ++parent->nlookup;
-        result->parent = parent;
-        result->name = name;
+        result->names.push_back({parent, name});
       }
       inodes_[key] = result;
     }
@@ -81,7 +110,8 @@ Inode* InodeTable::Add(Inode* parent, const std::string& name, const struct stat
   return result;
 }
 
-void InodeTable::Rebind(dev_t dev, ino_t ino, Inode* parent, const std::string& name) {
+void InodeTable::Rebind(dev_t dev, ino_t ino, Inode* old_parent, const std::string& old_name,
+                        Inode* parent, const std::string& name) {
   Inode* unpin = nullptr;
   {
     std::lock_guard lock(table_mu_);
@@ -89,29 +119,40 @@ void InodeTable::Rebind(dev_t dev, ino_t ino, Inode* parent, const std::string& 
     if (it == inodes_.end() || it->second->fd >= 0) return;
     Inode* inode = it->second;
     std::lock_guard where(inode->where_mu);
-    if (inode->parent != parent) {
-      ++parent->nlookup;
-      unpin = inode->parent;
-      inode->parent = parent;
+    if (RememberName(inode, parent, name)) ++parent->nlookup;
+    if (old_parent != nullptr && !(old_parent == parent && old_name == name) &&
+        DropName(inode, old_parent, old_name)) {
+      unpin = old_parent;
     }
-    inode->name = name;
   }
   if (unpin != nullptr) Forget(unpin, 1);
 }
 
+void InodeTable::Unbind(dev_t dev, ino_t ino, Inode* parent, const std::string& name) {
+  bool dropped = false;
+  {
+    std::lock_guard lock(table_mu_);
+    auto it = inodes_.find(std::make_pair(dev, ino));
+    if (it == inodes_.end() || it->second->fd >= 0) return;
+    std::lock_guard where(it->second->where_mu);
+    dropped = DropName(it->second, parent, name);
+  }
+  if (dropped) Forget(parent, 1);
+}
+
 void InodeTable::Forget(Inode* inode, uint64_t n) {
   if (inode == &root_) return;
-  Inode* unpin = nullptr;
+  std::vector<std::pair<Inode*, std::string>> unpin;
   {
     std::lock_guard lock(table_mu_);
     uint64_t before = inode->nlookup.fetch_sub(n);
     if (before > n) return;
     inodes_.erase(std::make_pair(inode->dev, inode->ino));
-    unpin = inode->parent;
+    unpin.swap(inode->names);
     delete inode;
   }
-  // A child pinned its directory; the directory may now go too.
-  if (unpin != nullptr) Forget(unpin, 1);
+  // A child pinned its directories; they may now go too.
+  for (auto& [parent, name] : unpin) Forget(parent, 1);
 }
 
 }  // namespace envelope::fs

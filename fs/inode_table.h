@@ -18,6 +18,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/format/content_file.h"
 #include "core/format/name_codec.h"
@@ -31,6 +33,9 @@ namespace envelope::fs {
 struct Where {
   int dirfd;
   std::string name;  // empty for a directory: then dirfd is the object itself
+  // False for a file whose every known name was unlinked: it has no path
+  // left (open handles reach it through their own descriptor).
+  bool known() const { return dirfd >= 0; }
 };
 
 struct Inode {
@@ -40,12 +45,15 @@ struct Inode {
   mode_t type = 0;  // S_IFMT bits
   std::atomic<uint64_t> nlookup{0};
 
-  // Non-directories: the directory and backing name last seen for it (a
-  // hard-linked file has others). The parent is pinned by one lookup count
-  // for as long as it is recorded here. Guarded by where_mu (a leaf lock).
+  // Non-directories: every (directory, backing name) the kernel knows it
+  // by, most recently used first. A hard-linked file has several; when one
+  // is unlinked or renamed away the others still reach it (after `link a b;
+  // unlink b`, a cached dentry of `a` must still stat). Each recorded
+  // directory is pinned by one lookup count. Guarded by where_mu (a leaf
+  // lock).
   mutable std::mutex where_mu;
-  Inode* parent = nullptr;
-  std::string name;
+  std::vector<std::pair<Inode*, std::string>> names;
+
   Where where() const;
 
   std::mutex mu;  // guards everything below
@@ -74,8 +82,13 @@ class InodeTable {
   // other objects pass -1 and are recorded by (parent, name).
   Inode* Add(Inode* parent, const std::string& name, const struct stat& st, int dir_fd);
   // Records that the non-directory (dev, ino), if known, is now `name` in
-  // `parent` (after a rename).
-  void Rebind(dev_t dev, ino_t ino, Inode* parent, const std::string& name);
+  // `parent` (after a rename, a link) and, if `old_parent` is not null, no
+  // longer `old_name` in `old_parent`.
+  void Rebind(dev_t dev, ino_t ino, Inode* old_parent, const std::string& old_name,
+              Inode* parent, const std::string& name);
+  // Records that `name` in `parent` no longer names (dev, ino) (after an
+  // unlink, or a rename over it).
+  void Unbind(dev_t dev, ino_t ino, Inode* parent, const std::string& name);
   // Drops `n` lookups; deletes the inode when none remain.
   void Forget(Inode* inode, uint64_t n);
 

@@ -155,6 +155,31 @@ class PosixTest(MountTestCase):
         os.mkfifo(self.m.path("fifo"), 0o600)
         self.assertTrue(stat.S_ISFIFO(os.stat(self.m.path("fifo")).st_mode))
 
+    def test_the_other_links_survive_an_unlink_or_rename_over(self):
+        # The kernel keeps dentries for a second: every step below uses the
+        # cached dentry of a name whose sibling link just went away.
+        self.write("a", b"linked")
+        os.link(self.m.path("a"), self.m.path("b"))
+        os.unlink(self.m.path("b"))  # the name the link recorded last
+        st = os.stat(self.m.path("a"))
+        self.assertEqual((st.st_nlink, st.st_size), (1, 6))
+        os.chmod(self.m.path("a"), 0o604)
+        self.assertEqual(stat.S_IMODE(os.stat(self.m.path("a")).st_mode), 0o604)
+        os.link(self.m.path("a"), self.m.path("c"))
+        self.write("d", b"replacement")
+        os.rename(self.m.path("d"), self.m.path("c"))  # c now names another file
+        st = os.stat(self.m.path("a"))
+        self.assertEqual((st.st_nlink, st.st_size), (1, 6))
+        self.assertEqual(self.read("a"), b"linked")
+        self.assertEqual(self.read("c"), b"replacement")
+        # An open file whose every name is gone keeps its attributes.
+        fd = os.open(self.m.path("a"), os.O_RDWR)
+        os.unlink(self.m.path("a"))
+        os.fchmod(fd, 0o600)
+        self.assertEqual(stat.S_IMODE(os.fstat(fd).st_mode), 0o600)
+        self.assertEqual(os.fstat(fd).st_nlink, 0)
+        os.close(fd)
+
     def test_chmod_chown_utimens(self):
         self.write("f", b"x")
         os.chmod(self.m.path("f"), 0o640)

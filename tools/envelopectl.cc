@@ -11,6 +11,11 @@
 //       key policy get KEY | put KEY FILE [--bypass-lockout-check]
 //       key retire KEY --below VERSION
 //       audit tail [-n N] | verify
+//       secrets --file PATH [--key KEY]
+//           set APP NAME [--raw]        (value from stdin or a no-echo prompt)
+//           get APP NAME [--raw] | list APP | rm APP NAME
+//           import APP FILE | export APP --plaintext | rotate APP
+//           exec APP [--pristine] [--secrets-fd N] -- CMD [ARG...]
 //
 // The endpoint is --endpoint, else $ENVELOPE_KMS_ENDPOINT, else the default
 // Unix socket (kms/endpoint.h); over TCP, requests are signed with
@@ -20,10 +25,13 @@
 //
 // Nothing secret is ever taken from the command line: argv is visible to
 // every user in /proc. Policies come from files; no command takes key
-// material or plaintext.
+// material or plaintext. Secret values (docs/SECRETS.md) come from standard
+// input, a prompt that does not echo, or a plaintext dotenv file.
 //
 // Exit status: 0 success, 1 failure (one line "envelopectl: <message>" on
-// stderr, or "audit log FAILED ..." for audit verify), 2 usage error.
+// stderr, or "audit log FAILED ..." for audit verify), 2 usage error;
+// `secrets exec` exits as CMD does, or 127 (not found) / 126 (not
+// executable) when CMD cannot be started.
 #include "tools/envelopectl.h"
 
 #include <fcntl.h>
@@ -216,7 +224,9 @@ int main(int argc, char** argv) {
   namespace ctl = envelope::envelopectl;
   constexpr int kUsageExitCode = 2;
   ctl::Context ctx;
-  CLI::App app{"envelopectl: manage the keys of the envelope-keyd key service"};
+  CLI::App app{
+      "envelopectl: keys, audit log and application secrets of the "
+      "envelope-keyd key service"};
   app.require_subcommand(1);
   // Global options may also follow the command: "key list --json".
   app.fallthrough();
@@ -227,6 +237,7 @@ int main(int argc, char** argv) {
   app.add_flag("--json", ctx.json_output, "print the service's JSON");
   ctl::AddKeyCommands(&app, &ctx);
   ctl::AddAuditCommands(&app, &ctx);
+  ctl::AddSecretsCommands(&app, &ctx);
 
   try {
     app.parse(argc, argv);

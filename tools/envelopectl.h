@@ -1,8 +1,8 @@
 // Internal to envelopectl: the state a command runs with, and the output
 // helpers its command files share. Commands are registered on the CLI11 app
-// by AddKeyCommands and AddAuditCommands; the leaf subcommand that the
-// command line selects stores its action in Context::action, which main()
-// runs after parsing.
+// by AddKeyCommands, AddAuditCommands and AddSecretsCommands; the leaf
+// subcommand that the command line selects stores its action in
+// Context::action, which main() runs after parsing.
 //
 // Thread safety: none needed; envelopectl is single-threaded.
 #ifndef ENVELOPE_TOOLS_ENVELOPECTL_H_
@@ -44,8 +44,15 @@ class Context {
   StatusOr<json> Kms(std::string_view operation, const json& request);
   StatusOr<json> Extension(std::string_view operation, const json& request);
 
- private:
+  // The client, for its typed helpers (Encrypt, Decrypt), which keep
+  // plaintext in the secure heap. Made on first use.
   StatusOr<kms::KmsClient*> Client();
+  // Closes the client and its pooled connections: `secrets exec` calls it
+  // before execve so that the program it starts inherits no connection to
+  // the key service.
+  void CloseClient() { client_.reset(); }
+
+ private:
 
   std::unique_ptr<kms::KmsClient> client_;
 };
@@ -55,6 +62,7 @@ void OnRun(CLI::App* command, Context* ctx, Action action);
 
 void AddKeyCommands(CLI::App* app, Context* ctx);
 void AddAuditCommands(CLI::App* app, Context* ctx);
+void AddSecretsCommands(CLI::App* app, Context* ctx);
 
 // --- Calls. ---
 

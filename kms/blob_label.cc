@@ -2,15 +2,8 @@
 
 namespace envelope::kms {
 
-namespace {
-// 'E' 'K' | version 0x01 | key id (16) | key version (u32 LE) | nonce (12)
-// | ciphertext | tag (16).
-constexpr size_t kLabelSizeInBytes = 2 + 1 + 16 + 4;
-constexpr size_t kMinBlobSizeInBytes = kLabelSizeInBytes + 12 + 16;
-}  // namespace
-
 StatusOr<BlobLabel> ReadBlobLabel(ByteView blob) {
-  if (blob.size() < kMinBlobSizeInBytes || blob[0] != 'E' || blob[1] != 'K') {
+  if (blob.size() < kBlobOverheadInBytes || blob[0] != 'E' || blob[1] != 'K') {
     return Status::InvalidArgument("not an envelope-keyd ciphertext blob");
   }
   if (blob[2] != 1) {

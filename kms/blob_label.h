@@ -14,6 +14,11 @@
 
 namespace envelope::kms {
 
+// 'E' 'K' | version 0x01 | key id (16) | key version (u32 LE), then a
+// 12-byte nonce, the ciphertext and a 16-byte tag.
+inline constexpr size_t kBlobLabelSizeInBytes = 2 + 1 + 16 + 4;
+inline constexpr size_t kBlobOverheadInBytes = kBlobLabelSizeInBytes + 12 + 16;
+
 struct BlobLabel {
   std::string key_id;  // the key's UUID, lower case
   uint32_t key_version = 0;

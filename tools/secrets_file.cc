@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "core/base/base64.h"
+#include "kms/blob_label.h"
 
 namespace envelope::secrets {
 
@@ -221,15 +222,13 @@ std::map<std::string, std::string> ValueContext(std::string_view app,
 
 std::optional<BlobInfo> ParseBlobHeader(ByteView blob) {
   // At least a record version byte inside.
-  if (blob.size() < kBlobOverheadInBytes + 1) return std::nullopt;
-  if (blob[0] != 'E' || blob[1] != 'K' || blob[2] != 0x01) return std::nullopt;
-  std::string hex = HexEncode(blob.subspan(kBlobKeyIdOffset, kBlobKeyIdSize));
-  // 8-4-4-4-12, as the service prints key ids.
-  for (size_t pos : {20, 16, 12, 8}) hex.insert(pos, 1, '-');
+  if (blob.size() < kms::kBlobOverheadInBytes + 1) return std::nullopt;
+  auto label = kms::ReadBlobLabel(blob);
+  if (!label.ok()) return std::nullopt;
   BlobInfo info;
-  info.key_id = std::move(hex);
-  info.key_version = DecodeFixed32(blob.data() + kBlobVersionOffset);
-  info.value_size = blob.size() - kBlobOverheadInBytes - 1;
+  info.key_id = std::move(label->key_id);
+  info.key_version = label->key_version;
+  info.value_size = blob.size() - kms::kBlobOverheadInBytes - 1;
   return info;
 }
 

@@ -71,19 +71,6 @@ inline constexpr size_t kMaxAppNameLength = 64;
 // KMS Decrypt refuses larger blobs (docs/KEYSERVICE.md).
 inline constexpr size_t kMaxBlobSizeInBytes = 6144;
 
-// The envelope-keyd ciphertext blob v1 header (docs/KEYSERVICE.md,
-// "Ciphertext blob"): 'E' 'K' 0x01, 16-byte key id, u32 LE key version;
-// then a 12-byte nonce, the ciphertext and a 16-byte tag. Repeated here
-// because tools may not depend on the key service; the integration tests
-// check it against blobs the real service makes.
-inline constexpr size_t kBlobKeyIdOffset = 3;
-inline constexpr size_t kBlobKeyIdSize = 16;
-inline constexpr size_t kBlobVersionOffset = kBlobKeyIdOffset + kBlobKeyIdSize;
-inline constexpr size_t kBlobHeaderSize = kBlobVersionOffset + 4;
-inline constexpr size_t kBlobOverheadInBytes = kBlobHeaderSize + 12 + 16;
-static_assert(kBlobHeaderSize == 23 && kBlobOverheadInBytes == 51,
-              "must match docs/KEYSERVICE.md");
-
 // --- Names. ---
 
 // [A-Za-z_][A-Za-z0-9_]*, at most kMaxNameLength: what a POSIX shell

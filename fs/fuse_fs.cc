@@ -134,6 +134,25 @@ class EnvelopeFs {
                                                 DirId{});
   }
 
+  // The plaintext path of an inode for a log line ("/docs/a.txt"), or its
+  // backing inode number if the path cannot be found.
+  std::string PathForLog(Inode* inode) {
+    const Where w = inode->where();
+    char buf[PATH_MAX];
+    ssize_t n = w.known() ? ::readlink(ProcPath(w.dirfd).c_str(), buf, sizeof(buf) - 1) : -1;
+    const std::string& root = volume_->cipherdir();
+    if (n > 0) {
+      std::string dir(buf, static_cast<size_t>(n));
+      if (dir == root || dir.rfind(root + "/", 0) == 0) {
+        std::string rel = dir.substr(root.size());
+        if (!w.name.empty()) rel += "/" + w.name;
+        auto path = volume_->PlaintextPath(rel);
+        if (path.ok()) return *path;
+      }
+    }
+    return "backing inode " + std::to_string(inode->ino);
+  }
+
   // Where the object is now; for a file whose every name is gone but which
   // is still open, its content descriptor (fchmod, fchown, futimens and
   // linkat of an open, unlinked file).
@@ -201,7 +220,7 @@ class EnvelopeFs {
     auto content = volume_->OpenContent(fd);
     if (!content.ok()) {
       ::close(fd);
-      spdlog::error("cannot open backing inode {}: {}", inode->ino, content.status().ToString());
+      spdlog::error("cannot open {}: {}", PathForLog(inode), content.status().ToString());
       return content.status();
     }
     inode->content_fd = fd;
@@ -781,7 +800,8 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
     if (inode->content) n = inode->content->Read(static_cast<uint64_t>(off), buf);
   }
   if (!n.ok()) {
-    spdlog::error("read of backing inode {} at {}: {}", inode->ino, off, n.status().ToString());
+    spdlog::error("read of {} at offset {}: {}", Fs(req)->PathForLog(inode), off,
+                  n.status().ToString());
     return ReplyError(req, n.status());
   }
   fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), *n);
@@ -799,7 +819,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
     }
   }
   if (!s.ok()) {
-    spdlog::error("write of backing inode {} at {}: {}", inode->ino, off, s.ToString());
+    spdlog::error("write of {} at offset {}: {}", Fs(req)->PathForLog(inode), off, s.ToString());
     return ReplyError(req, s);
   }
   fuse_reply_write(req, size);

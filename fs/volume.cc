@@ -217,6 +217,28 @@ Status Volume::CreateDirId(int dirfd) const {
   return PwriteFull(fd.get(), id, 0);
 }
 
+StatusOr<std::string> Volume::PlaintextPath(std::string_view backing_path) const {
+  UniqueFd dir(::open(cipherdir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid()) return Status::FromErrno("open " + cipherdir_);
+  std::string out;
+  size_t start = 0;
+  while (start < backing_path.size()) {
+    size_t end = backing_path.find('/', start);
+    if (end == std::string_view::npos) end = backing_path.size();
+    const std::string component(backing_path.substr(start, end - start));
+    start = end + 1;
+    if (component.empty() || component == ".") continue;
+    ENVELOPE_ASSIGN_OR_RETURN(format::DirId id, ReadDirId(dir.get()));
+    ENVELOPE_ASSIGN_OR_RETURN(std::string name, DecodeBackingName(dir.get(), component, id));
+    out += "/" + name;
+    if (start < backing_path.size()) {
+      dir = UniqueFd(::openat(dir.get(), component.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!dir.valid()) return Status::FromErrno("open " + component);
+    }
+  }
+  return out.empty() ? std::string("/") : out;
+}
+
 StatusOr<std::string> Volume::DecodeBackingName(int dirfd, std::string_view backing,
                                                 const format::DirId& dir_id) const {
   switch (format::NameCodec::Classify(backing)) {

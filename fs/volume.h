@@ -57,6 +57,11 @@ class Volume {
   // Writes a fresh dir id file into the new backing directory `dirfd`.
   Status CreateDirId(int dirfd) const;
 
+  // The plaintext path ("/docs/a.txt") of `backing_path`, a path relative
+  // to the cipherdir, decoding each component with its directory's id; for
+  // log lines about a file, so it costs a few reads.
+  StatusOr<std::string> PlaintextPath(std::string_view backing_path) const;
+
   // Turns the empty backing file `fd` into an empty envelopefs file with a
   // new DEK from the key service (GenerateDataKey).
   StatusOr<std::unique_ptr<format::ContentFile>> CreateContent(int fd);

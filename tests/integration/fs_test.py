@@ -301,8 +301,9 @@ class PersistenceTest(MountTestCase):
                 self.assertNotIn(marker, os.getxattr(path, xname))
 
     def test_flipped_backing_byte_reads_as_eio(self):
-        self.write("victim", b"v" * 20000)
-        self.write("bystander", b"b" * 20000)
+        os.mkdir(self.m.path("dir"))
+        self.write("dir/victim", b"v" * 20000)
+        self.write("dir/bystander", b"b" * 20000)
         self.m.unmount()
         backing = sorted(self.m.backing_files(), key=os.path.getsize)
         victims = [p for p in backing if os.path.getsize(p) > 20000]
@@ -313,10 +314,11 @@ class PersistenceTest(MountTestCase):
             b = f.read(1)
             f.seek(-1, 1)
             f.write(bytes([b[0] ^ 1]))
-        self.m.mount()
+        log = os.path.join(self.m.tmp, "mount.log")
+        self.m.mount(f"log={log}")
         results = {}
         for name in ("victim", "bystander"):
-            fd = os.open(self.m.path(name), os.O_RDONLY)
+            fd = os.open(self.m.path("dir", name), os.O_RDONLY)
             try:
                 chunk0 = os.pread(fd, 4096, 0)
                 try:
@@ -328,6 +330,12 @@ class PersistenceTest(MountTestCase):
             finally:
                 os.close(fd)
         self.assertEqual(sorted(results.values(), key=str), sorted([errno.EIO, "ok"], key=str))
+        # The log names the file by its plaintext path, and the chunk.
+        damaged = [n for n, r in results.items() if r != "ok"][0]
+        self.m.unmount()
+        with open(log) as f:
+            text = f.read()
+        self.assertRegex(text, rf"read of /dir/{damaged} at offset 4096: .*chunk 1\b")
 
 
 class KeyServiceOutageTest(MountTestCase):

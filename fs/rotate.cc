@@ -177,6 +177,12 @@ StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& option
     Status s = format::RewriteWrappedDek(fd.get(), &*header, *rewrapped,
                                          format::Durability::kCallerSyncs);
     if (!s.ok()) return fail(s.ToString()), true;
+    // The content did not change, so neither may its times: make, rsync and
+    // backups go by mtime. (ctime does change: the file's metadata did.)
+    const struct timespec times[2] = {st.st_atim, st.st_mtim};
+    if (::futimens(fd.get(), times) != 0) {
+      return fail(std::string("restoring the file times: ") + std::strerror(errno)), true;
+    }
     std::lock_guard lock(mu);
     ++summary.rewrapped;
     summary.bytes_written += header->dek_in_xattr() ? rewrapped->size() + 1 : format::kSlotSizeInBytes;

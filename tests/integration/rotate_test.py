@@ -150,6 +150,7 @@ class RotateTest(unittest.TestCase):
     def test_offline_rotation_rewraps_headers_only(self):
         key = self.v.m.key
         before = self.snapshot()
+        mtimes = {p: os.stat(p).st_mtime_ns for p in before}
         labels = self.v.labels()
         self.assertEqual({v for v in labels.values()}, {(key, 1)})
         self.assertEqual(self.v.ctl("key", "rotate", key), "2")
@@ -167,6 +168,9 @@ class RotateTest(unittest.TestCase):
         for p in before:
             self.assertEqual(before[p][0], after[p][0], f"header prefix of {p} changed")
             self.assertEqual(before[p][1], after[p][1], f"content of {p} changed")
+            # Same content, same mtime: rsync and make must see no change.
+            # (atime is not compared: this test's own reads move it.)
+            self.assertEqual(mtimes[p], os.stat(p).st_mtime_ns, p)
         # The volume key moved too.
         with open(os.path.join(self.v.m.cipherdir, "envelopefs.conf")) as f:
             conf = json.load(f)

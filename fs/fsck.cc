@@ -93,11 +93,7 @@ StatusOr<FsckReport> FsckVolume(Volume* volume, const FsckOptions& options) {
       files.push_back(&e);
     } else if (e.type == DT_LNK) {
       ++report.symlinks;
-      char buf[PATH_MAX + 1];
-      ssize_t n = ::readlinkat(root.get(), listing.BackingPath(e).c_str(), buf, sizeof(buf) - 1);
-      auto target = n < 0 ? StatusOr<std::string>(Status::FromErrno("readlink"))
-                          : volume->names().DecodeSymlinkTarget(
-                                std::string_view(buf, static_cast<size_t>(n)), format::DirId{});
+      auto target = volume->ReadSymlink(root.get(), listing.BackingPath(e));
       if (!target.ok()) {
         report.damaged.push_back(listing.DisplayPath(e) + ": symlink target: " +
                                  target.status().ToString());

@@ -125,13 +125,9 @@ class EnvelopeFs {
   }
 
   StatusOr<std::string> ReadLink(Inode* inode) {
-    char buf[PATH_MAX + 1];
     Where w = inode->where();
     if (!w.known()) return Status::NotFound("unlinked");
-    ssize_t n = ::readlinkat(w.dirfd, w.name.c_str(), buf, sizeof(buf) - 1);
-    if (n < 0) return Errno("readlink");
-    return volume_->names().DecodeSymlinkTarget(std::string_view(buf, static_cast<size_t>(n)),
-                                                DirId{});
+    return volume_->ReadSymlink(w.dirfd, w.name);
   }
 
   // The plaintext path of an inode for a log line ("/docs/a.txt"), or its
@@ -228,6 +224,17 @@ class EnvelopeFs {
     inode->content = std::move(*content);
     return Status::Ok();
   }
+  // truncate(2), ftruncate(2), O_TRUNC: POSIX marks mtime and ctime for
+  // update even when the size does not change (truncating an empty file),
+  // and the backing file may not have changed at all.
+  // REQUIRES: inode->mu held, inode->content set.
+  Status Truncate(Inode* inode, uint64_t size) {
+    ENVELOPE_RETURN_IF_ERROR(inode->content->Truncate(size));
+    const struct timespec now[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
+    if (::futimens(inode->content_fd, now) != 0) return Errno("futimens");
+    return Status::Ok();
+  }
+
   // REQUIRES: inode->mu held.
   void MaybeCloseContent(Inode* inode) {
     if (inode->open_count > 0 || !inode->content) return;
@@ -325,7 +332,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
     std::lock_guard lock(inode->mu);
     Status s = fs->EnsureContent(inode);
     if (s.ok() && !inode->content_writable) s = Status::IoError("read-only backing file", EACCES);
-    if (s.ok()) s = inode->content->Truncate(static_cast<uint64_t>(attr->st_size));
+    if (s.ok()) s = fs->Truncate(inode, static_cast<uint64_t>(attr->st_size));
     fs->MaybeCloseContent(inode);
     if (!s.ok()) return ReplyError(req, s);
   }
@@ -447,15 +454,13 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
 void OpSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
   EnvelopeFs* fs = Fs(req);
   Inode* dir = Node(req, parent);
-  // Targets are sealed without a directory binding, so a symlink keeps its
-  // target across renames and hard links.
-  auto sealed = fs->volume()->names().EncodeSymlinkTarget(target, DirId{});
-  if (!sealed.ok()) return ReplyError(req, sealed.status());
+  if (std::strlen(target) > format::kMaxSymlinkTargetInBytes) {
+    return (void)fuse_reply_err(req, ENAMETOOLONG);
+  }
   auto en = PrepareNewName(fs, dir, name);
   if (!en.ok()) return ReplyError(req, en.status());
-  if (::symlinkat(sealed->c_str(), dir->fd, en->backing_name.c_str()) != 0) {
-    return FailNewName(req, fs, dir, *en, errno);
-  }
+  Status s = fs->volume()->CreateSymlink(target, dir->fd, en->backing_name);
+  if (!s.ok()) return FailNewName(req, fs, dir, *en, ToErrno(s));
   ReplyNewEntry(req, dir, en->backing_name);
 }
 
@@ -517,6 +522,15 @@ void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   fuse_reply_err(req, 0);
 }
 
+// The raw backing target of a symlink about to lose its last link (its
+// long-target file goes with it), else "".
+std::string LastLinkTarget(int dirfd, const std::string& backing, const struct stat& st) {
+  if (!S_ISLNK(st.st_mode) || st.st_nlink != 1) return "";
+  char buf[format::kMaxInlineTargetInBytes + 1];
+  ssize_t n = ::readlinkat(dirfd, backing.c_str(), buf, sizeof(buf));
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+}
+
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   EnvelopeFs* fs = Fs(req);
   Inode* dir = Node(req, parent);
@@ -524,8 +538,10 @@ void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   if (!en.ok()) return ReplyError(req, en.status());
   struct stat st;
   const bool known = ::fstatat(dir->fd, en->backing_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  const std::string raw_target = known ? LastLinkTarget(dir->fd, en->backing_name, st) : "";
   if (::unlinkat(dir->fd, en->backing_name.c_str(), 0) != 0) return (void)fuse_reply_err(req, errno);
   fs->RemoveLongNameFile(dir, *en);
+  fs->volume()->DropSymlinkTarget(raw_target);
   // Other links of the file must not be reached through this name any more.
   if (known) fs->inodes().Unbind(st.st_dev, st.st_ino, dir, en->backing_name);
   fuse_reply_err(req, 0);
@@ -548,6 +564,8 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   struct stat victim;
   const bool replaces = !exchange && ::fstatat(to_dir->fd, to->backing_name.c_str(), &victim,
                                                AT_SYMLINK_NOFOLLOW) == 0;
+  const std::string victim_target =
+      replaces ? LastLinkTarget(to_dir->fd, to->backing_name, victim) : "";
   if (!exchange) {
     Status s = fs->WriteLongNameFile(to_dir, *to);
     if (!s.ok()) return ReplyError(req, s);
@@ -587,6 +605,7 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   if (::fstatat(to_dir->fd, to->backing_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
     if (replaces && (victim.st_dev != st.st_dev || victim.st_ino != st.st_ino)) {
       fs->inodes().Unbind(victim.st_dev, victim.st_ino, to_dir, to->backing_name);
+      fs->volume()->DropSymlinkTarget(victim_target);
     }
     fs->inodes().Rebind(st.st_dev, st.st_ino, from_dir, from->backing_name, to_dir,
                         to->backing_name);
@@ -745,7 +764,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
       content->reset();
       ::close(fd);
     }
-    if (truncate) s = inode->content->Truncate(0);
+    if (truncate) s = fs->Truncate(inode, 0);
     ++inode->open_count;
   }
   if (!s.ok()) return ReplyError(req, s);
@@ -768,7 +787,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (s.ok() && (fi->flags & O_ACCMODE) != O_RDONLY && !inode->content_writable) {
       s = Status::IoError("backing file is read-only", EACCES);
     }
-    if (s.ok() && (fi->flags & O_TRUNC)) s = inode->content->Truncate(0);
+    if (s.ok() && (fi->flags & O_TRUNC)) s = fs->Truncate(inode, 0);
     if (s.ok()) {
       ++inode->open_count;
     } else {

@@ -217,6 +217,80 @@ Status Volume::CreateDirId(int dirfd) const {
   return PwriteFull(fd.get(), id, 0);
 }
 
+namespace {
+
+// The id of a long-target reference ("envelopefs.target.<32 hex>"), or ""
+// if `raw` is an inline sealed target.
+std::string LongTargetId(std::string_view raw) {
+  if (raw.rfind(format::kLongTargetPrefix, 0) != 0) return "";
+  std::string id(raw.substr(format::kLongTargetPrefix.size()));
+  if (id.size() != 32 || id.find_first_not_of("0123456789abcdef") != std::string::npos) return "";
+  return id;
+}
+
+}  // namespace
+
+Status Volume::CreateSymlink(std::string_view target, int dirfd, const std::string& backing) const {
+  // Targets are sealed without a directory binding, so a symlink keeps its
+  // target across renames and hard links.
+  ENVELOPE_ASSIGN_OR_RETURN(std::string sealed, names_.EncodeSymlinkTarget(target, format::DirId{}));
+  if (sealed.size() <= format::kMaxInlineTargetInBytes) {
+    if (::symlinkat(sealed.c_str(), dirfd, backing.c_str()) != 0) {
+      return Status::FromErrno("symlink");
+    }
+    return Status::Ok();
+  }
+  uint8_t raw_id[16];
+  ENVELOPE_RETURN_IF_ERROR(crypto::RandomBytes(raw_id));
+  const std::string id = HexEncode(raw_id);
+  const std::string store = cipherdir_ + "/" + std::string(format::kLongTargetDirName);
+  if (::mkdir(store.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Status::FromErrno("create " + store);
+  }
+  const std::string file = store + "/" + id;
+  {
+    UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
+    if (!fd.valid()) return Status::FromErrno("create long symlink target");
+    Status s = PwriteFull(fd.get(), AsBytes(sealed), 0);
+    if (!s.ok()) {
+      ::unlink(file.c_str());
+      return s;
+    }
+  }
+  const std::string reference = std::string(format::kLongTargetPrefix) + id;
+  if (::symlinkat(reference.c_str(), dirfd, backing.c_str()) != 0) {
+    Status s = Status::FromErrno("symlink");
+    ::unlink(file.c_str());
+    return s;
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::string> Volume::ReadSymlink(int dirfd, const std::string& backing) const {
+  char buf[format::kMaxInlineTargetInBytes + 1];
+  ssize_t n = ::readlinkat(dirfd, backing.c_str(), buf, sizeof(buf));
+  if (n < 0) return Status::FromErrno("readlink");
+  std::string raw(buf, static_cast<size_t>(n));
+  const std::string id = LongTargetId(raw);
+  if (!id.empty()) {
+    const std::string file = cipherdir_ + "/" + std::string(format::kLongTargetDirName) + "/" + id;
+    UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return Status::FromErrno("open long symlink target " + id);
+    raw.resize(2 * format::kMaxSymlinkTargetInBytes);  // base64url of target + 16 bytes fits
+    ENVELOPE_ASSIGN_OR_RETURN(
+        size_t len,
+        PreadFull(fd.get(), MutableByteView(reinterpret_cast<uint8_t*>(raw.data()), raw.size()), 0));
+    raw.resize(len);
+  }
+  return names_.DecodeSymlinkTarget(raw, format::DirId{});
+}
+
+void Volume::DropSymlinkTarget(std::string_view raw_target) const {
+  const std::string id = LongTargetId(raw_target);
+  if (id.empty()) return;
+  ::unlink((cipherdir_ + "/" + std::string(format::kLongTargetDirName) + "/" + id).c_str());
+}
+
 StatusOr<std::string> Volume::PlaintextPath(std::string_view backing_path) const {
   UniqueFd dir(::open(cipherdir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir.valid()) return Status::FromErrno("open " + cipherdir_);

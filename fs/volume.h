@@ -57,6 +57,16 @@ class Volume {
   // Writes a fresh dir id file into the new backing directory `dirfd`.
   Status CreateDirId(int dirfd) const;
 
+  // Symlinks. Creates the backing symlink `backing` in `dirfd` for
+  // `target`: the sealed target itself, or, past kMaxInlineTargetInBytes,
+  // a reference into the long-target store (docs/FORMAT.md §8.3).
+  Status CreateSymlink(std::string_view target, int dirfd, const std::string& backing) const;
+  // The plaintext target of the backing symlink `backing` in `dirfd`.
+  StatusOr<std::string> ReadSymlink(int dirfd, const std::string& backing) const;
+  // Called after the last link of a backing symlink whose raw target was
+  // `raw_target` is gone: removes its long-target file, if it has one.
+  void DropSymlinkTarget(std::string_view raw_target) const;
+
   // The plaintext path ("/docs/a.txt") of `backing_path`, a path relative
   // to the cipherdir, decoding each component with its directory's id; for
   // log lines about a file, so it costs a few reads.

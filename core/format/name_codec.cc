@@ -104,7 +104,7 @@ StatusOr<std::string> NameCodec::EncodeSymlinkTarget(std::string_view target,
                                                      const DirId& dir) const {
   if (target.empty()) return Status::IoError("empty symlink target", ENOENT);
   if (target.size() > kMaxSymlinkTargetInBytes) {
-    return Status::IoError("symlink target longer than 3055 bytes", ENAMETOOLONG);
+    return Status::IoError("symlink target longer than 4095 bytes", ENAMETOOLONG);
   }
   return Seal(target, kTargetDomain, dir);
 }

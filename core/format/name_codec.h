@@ -38,9 +38,15 @@ inline constexpr std::string_view kVolumeConfigFileName = "envelopefs.conf";
 // base64url of 175 + 16 bytes is 255 characters.
 inline constexpr size_t kMaxShortNameInBytes = 175;
 inline constexpr size_t kMaxNameInBytes = 255;  // NAME_MAX
-// Longest symlink target we can store: the encoded target must fit the
-// backing filesystem's 4095-byte limit.
-inline constexpr size_t kMaxSymlinkTargetInBytes = 3055;
+// Longest symlink target: PATH_MAX - 1, as Linux allows.
+inline constexpr size_t kMaxSymlinkTargetInBytes = 4095;
+// Encoded targets up to this length are the backing symlink's own target
+// (a plaintext target of up to 3055 bytes). A longer one is kept in a file
+// of the volume's long-target store, and the backing symlink points to it
+// by a random id: kLongTargetPrefix + 32 hex digits (docs/FORMAT.md §8.3).
+inline constexpr size_t kMaxInlineTargetInBytes = 4095;
+inline constexpr std::string_view kLongTargetDirName = ".envelopefs.targets";
+inline constexpr std::string_view kLongTargetPrefix = "envelopefs.target.";
 
 struct EncodedName {
   std::string backing_name;  // what to create or open in the backing dir

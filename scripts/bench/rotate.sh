@@ -171,7 +171,8 @@ quick, ran = sys.argv[1] == "1", sys.argv[2:]
 def size(b):
     for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
         if b >= 1 << shift:
-            return f"{b / (1 << shift):g} {unit}"
+            v = b / (1 << shift)
+            return f"{v:.0f} {unit}" if v == int(v) else f"{v:.2f} {unit}"
     return f"{b} B"
 
 print("| tree | files | bytes | rotate s | rotate wall s | files/s | bytes written by rotate "

@@ -180,6 +180,41 @@ class PosixTest(MountTestCase):
         self.assertEqual(os.fstat(fd).st_nlink, 0)
         os.close(fd)
 
+    def test_symlink_targets_up_to_path_max(self):
+        store = os.path.join(self.m.cipherdir, ".envelopefs.targets")
+        for length in (3055, 3056, 4095):  # inline, then through the long-target store
+            target = ("dir/" * 1100)[:length - 1] + "x"
+            os.symlink(target, self.m.path(f"l{length}"))
+            self.assertEqual(os.readlink(self.m.path(f"l{length}")), target)
+            self.assertEqual(os.lstat(self.m.path(f"l{length}")).st_size, length)
+        with self.assertRaises(OSError) as cm:
+            os.symlink("t" * 4096, self.m.path("too-long"))
+        self.assertEqual(cm.exception.errno, errno.ENAMETOOLONG)
+        self.assertEqual(len(os.listdir(store)), 2)
+        # The stored target belongs to the object: it outlives one of two
+        # links and goes with the last one, or with a rename over it.
+        os.link(self.m.path("l4095"), self.m.path("l4095-link"))
+        os.unlink(self.m.path("l4095"))
+        self.assertEqual(len(os.readlink(self.m.path("l4095-link"))), 4095)
+        os.unlink(self.m.path("l4095-link"))
+        self.assertEqual(len(os.listdir(store)), 1)
+        self.write("plain", b"x")
+        os.rename(self.m.path("plain"), self.m.path("l3056"))
+        self.assertEqual(os.listdir(store), [])
+        self.assertNotIn(".envelopefs.targets", os.listdir(self.m.mnt))
+
+    def test_truncate_marks_times_even_without_a_size_change(self):
+        self.write("empty", b"")
+        self.write("five", b"12345")
+        old = {n: os.stat(self.m.path(n)) for n in ("empty", "five")}
+        time.sleep(0.05)
+        os.close(os.open(self.m.path("empty"), os.O_WRONLY | os.O_TRUNC))
+        os.truncate(self.m.path("five"), 5)
+        for n in ("empty", "five"):
+            st = os.stat(self.m.path(n))
+            self.assertGreater(st.st_mtime_ns, old[n].st_mtime_ns, n)
+            self.assertGreater(st.st_ctime_ns, old[n].st_ctime_ns, n)
+
     def test_chmod_chown_utimens(self):
         self.write("f", b"x")
         os.chmod(self.m.path("f"), 0o640)

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -113,6 +114,13 @@ class EnvelopeFs {
       }
     }
     if (rc != 0) return Errno("fstatat");
+    ShowStat(inode, st);
+    return Status::Ok();
+  }
+
+  // Turns a backing stat into what the mount shows: the plaintext size of a
+  // file, the plaintext target length of a symlink.
+  void ShowStat(Inode* inode, struct stat* st) {
     if (S_ISREG(st->st_mode)) {
       auto size = volume_->layout().PlaintextSize(static_cast<uint64_t>(st->st_size));
       // A file whose size no valid file has still stats (its reads fail).
@@ -121,7 +129,6 @@ class EnvelopeFs {
       auto target = ReadLink(inode);
       st->st_size = target.ok() ? static_cast<off_t>(target->size()) : 0;
     }
-    return Status::Ok();
   }
 
   StatusOr<std::string> ReadLink(Inode* inode) {
@@ -182,11 +189,9 @@ class EnvelopeFs {
     e->ino = inode == inodes_.root() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(inode);
     e->attr_timeout = timeout_;
     e->entry_timeout = timeout_;
-    Status s = Stat(inode, &e->attr);
-    if (!s.ok()) {
-      inodes_.Forget(inode, 1);
-      return s;
-    }
+    // The stat just made is the object's: no second system call.
+    e->attr = st;
+    ShowStat(inode, &e->attr);
     return Status::Ok();
   }
 
@@ -880,6 +885,16 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
   fuse_reply_err(req, 0);
 }
 
+// Only called without default_permissions, when the caller is the user the
+// daemon runs as: the backing object's own answer is the caller's.
+void OpAccess(fuse_req_t req, fuse_ino_t ino, int mask) {
+  const Where w = Fs(req)->Locate(Node(req, ino));
+  if (!w.known()) return (void)fuse_reply_err(req, ENOENT);
+  int rc = w.name.empty() ? ::faccessat(AT_FDCWD, ProcPath(w.dirfd).c_str(), mask, AT_EACCESS)
+                          : ::faccessat(w.dirfd, w.name.c_str(), mask, AT_EACCESS | AT_SYMLINK_NOFOLLOW);
+  fuse_reply_err(req, rc == 0 ? 0 : errno);
+}
+
 // ---- statfs, xattrs --------------------------------------------------------
 
 void OpStatfs(fuse_req_t req, fuse_ino_t) {
@@ -988,6 +1003,7 @@ fuse_lowlevel_ops MakeOps() {
   ops.unlink = OpUnlink;
   ops.rmdir = OpRmdir;
   ops.symlink = OpSymlink;
+  ops.access = OpAccess;
   ops.rename = OpRename;
   ops.link = OpLink;
   ops.open = OpOpen;
@@ -1031,8 +1047,22 @@ Status MountAndServe(Volume* volume, const MountOptions& options) {
   EnvelopeFs fs(volume, root_fd, options.attr_timeout_seconds);
 
   std::vector<std::string> arg_strings = {"envelopefs"};
-  std::string opts = "default_permissions,fsname=envelopefs:" + volume->cipherdir() +
-                     ",subtype=envelopefs";
+  // Who checks permissions. Without allow_other only the mounting user
+  // reaches the mount, and the daemon runs as that user, so the backing
+  // filesystem's own checks on our system calls are exactly the caller's
+  // (as in gocryptfs). With allow_other the daemon acts for other users
+  // too, so the kernel must check modes against the attributes we report:
+  // default_permissions. Leaving it out otherwise saves a GETATTR of the
+  // directory per unlink or create (the kernel drops a directory's
+  // attributes after each change and needs them again for the next check).
+  bool allow_other = false;
+  for (const auto& o : options.fuse_options) {
+    std::stringstream ss(o);
+    std::string opt;
+    while (std::getline(ss, opt, ',')) allow_other |= opt == "allow_other";
+  }
+  std::string opts = std::string(allow_other ? "default_permissions," : "") +
+                     "fsname=envelopefs:" + volume->cipherdir() + ",subtype=envelopefs";
   for (const auto& o : options.fuse_options) opts += "," + o;
   arg_strings.push_back("-o");
   arg_strings.push_back(opts);

@@ -203,6 +203,18 @@ class PosixTest(MountTestCase):
         self.assertEqual(os.listdir(store), [])
         self.assertNotIn(".envelopefs.targets", os.listdir(self.m.mnt))
 
+    def test_access_answers_for_the_caller(self):
+        # Without allow_other the backing filesystem checks for us (no
+        # default_permissions); access(2) must still tell the truth.
+        self.write("plain", b"x")
+        os.chmod(self.m.path("plain"), 0o644)
+        self.write("tool", b"#!/bin/sh\n")
+        os.chmod(self.m.path("tool"), 0o755)
+        self.assertFalse(os.access(self.m.path("plain"), os.X_OK))  # no x bit: not even root
+        self.assertTrue(os.access(self.m.path("tool"), os.X_OK))
+        self.assertTrue(os.access(self.m.path("plain"), os.R_OK | os.W_OK))
+        self.assertFalse(os.access(self.m.path("missing"), os.F_OK))
+
     def test_truncate_marks_times_even_without_a_size_change(self):
         self.write("empty", b"")
         self.write("five", b"12345")

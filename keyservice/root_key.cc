@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,6 +9,7 @@
 
 #include "core/base/fd_io.h"
 #include "core/crypto/scrypt.h"
+#include "core/crypto/secret_line.h"
 
 namespace envelope::keyservice {
 
@@ -44,45 +44,17 @@ StatusOr<crypto::SecretBytes> LoadOrCreateRootKeyFile(const std::string& path, b
 }
 
 StatusOr<crypto::SecretBytes> ReadPassphrase(int fd, const char* prompt) {
-  constexpr size_t kMax = 1024;
-  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes buf, crypto::SecretBytes::Zeroed(kMax));
-  int in = fd;
+  constexpr size_t kMaxPassphraseInBytes = 1023;
   UniqueFd tty;
-  struct termios saved;
-  bool restore = false;
   if (fd < 0) {
     tty = UniqueFd(::open("/dev/tty", O_RDWR | O_CLOEXEC));
     if (!tty.valid()) return Status::FromErrno("open /dev/tty for the passphrase");
-    in = tty.get();
-    if (::write(in, prompt, std::char_traits<char>::length(prompt)) < 0) {
-      return Status::FromErrno("write prompt");
-    }
-    if (::tcgetattr(in, &saved) == 0) {
-      struct termios quiet = saved;
-      quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-      restore = ::tcsetattr(in, TCSAFLUSH, &quiet) == 0;
-    }
   }
-  size_t len = 0;
-  Status status;
-  while (len < kMax) {
-    ssize_t n = ::read(in, buf.data() + len, 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      status = Status::FromErrno("read passphrase");
-      break;
-    }
-    if (n == 0 || buf.data()[len] == '\n') break;
-    ++len;
-  }
-  if (restore) {
-    ::tcsetattr(in, TCSAFLUSH, &saved);
-    (void)!::write(in, "\n", 1);
-  }
-  ENVELOPE_RETURN_IF_ERROR(status);
-  if (len == 0) return Status::InvalidArgument("empty passphrase");
-  if (len == kMax) return Status::InvalidArgument("passphrase longer than 1023 bytes");
-  return crypto::SecretBytes::CopyOf(ByteView(buf.data(), len));
+  const int in = fd < 0 ? tty.get() : fd;
+  auto pass = crypto::ReadSecretLine(in, kMaxPassphraseInBytes, tty.get(), fd < 0 ? prompt : "");
+  if (!pass.ok()) return pass.status().WithContext("reading the passphrase");
+  if (pass->size() == 0) return Status::InvalidArgument("empty passphrase");
+  return pass;
 }
 
 StatusOr<crypto::SecretBytes> RootKeyFromPassphrase(const crypto::SecretBytes& passphrase,

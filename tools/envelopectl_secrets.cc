@@ -12,11 +12,9 @@
 // and write a new file beside it that is renamed over the old one, so
 // readers (get, list, exec) need no lock and always see a whole file.
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -33,6 +31,7 @@
 
 #include "core/base/base64.h"
 #include "core/base/fd_io.h"
+#include "core/crypto/secret_line.h"
 #include "tools/dotenv.h"
 #include "tools/envelopectl.h"
 #include "tools/secrets_exec.h"
@@ -401,67 +400,18 @@ Status WriteAll(int fd, ByteView data) {
   return Status::Ok();
 }
 
-// The prompt turns echo off; a signal while it is off must not leave the
-// terminal that way.
-struct termios g_saved_termios;
-
-void RestoreTerminalAndReraise(int sig) {
-  ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &g_saved_termios);
-  ::signal(sig, SIG_DFL);
-  ::raise(sig);
-}
-
 // Reads one line from the terminal with echo off. The line (without its
 // newline) may be at most kMaxValueSizeInBytes.
 StatusOr<crypto::SecretBytes> PromptValue(const std::string& name) {
-  if (::tcgetattr(STDIN_FILENO, &g_saved_termios) != 0) {
-    return Status::FromErrno("cannot read the terminal settings");
-  }
-  struct termios quiet = g_saved_termios;
-  quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO | ECHONL);
-  const int kSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP};
-  struct sigaction restore {
-  }, previous[5];
-  restore.sa_handler = RestoreTerminalAndReraise;
-  sigemptyset(&restore.sa_mask);
-  for (int i = 0; i < 5; ++i) ::sigaction(kSignals[i], &restore, &previous[i]);
-  // Echo goes off before the prompt appears: whatever is typed after the
-  // prompt is never shown (TCSAFLUSH drops input typed before it).
-  ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
-  std::fprintf(stderr, "Value of %s (input is not shown): ", name.c_str());
-  std::fflush(stderr);
-
-  auto buffer = crypto::SecretBytes::Zeroed(secrets::kMaxValueSizeInBytes + 1);
-  size_t n = 0;
-  bool too_long = false;
-  Status status;
-  while (buffer.ok()) {
-    uint8_t c = 0;
-    ssize_t r = ::read(STDIN_FILENO, &c, 1);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      status = Status::FromErrno("cannot read the terminal");
-      break;
-    }
-    if (r == 0 || c == '\n') break;
-    if (n < secrets::kMaxValueSizeInBytes) {
-      buffer->data()[n++] = c;
-    } else {
-      too_long = true;
-    }
-    crypto::Cleanse({&c, 1});
-  }
-  ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &g_saved_termios);
-  for (int i = 0; i < 5; ++i) ::sigaction(kSignals[i], &previous[i], nullptr);
-  std::fprintf(stderr, "\n");
-  if (!buffer.ok()) return buffer.status();
-  ENVELOPE_RETURN_IF_ERROR(status);
-  if (too_long) {
+  auto value = crypto::ReadSecretLine(STDIN_FILENO, secrets::kMaxValueSizeInBytes, STDERR_FILENO,
+                                      "Value of " + name + " (input is not shown): ");
+  if (!value.ok() && value.status().code() == StatusCode::kInvalidArgument) {
     return Status::InvalidArgument(
         name + ": the value is longer than " +
         std::to_string(secrets::kMaxValueSizeInBytes) + " bytes");
   }
-  return crypto::SecretBytes::CopyOf(buffer->view().first(n));
+  if (!value.ok()) return value.status().WithContext("reading the terminal");
+  return value;
 }
 
 // Reads all of standard input (a pipe or a file) into the secure heap:

@@ -54,7 +54,7 @@ StatusOr<FileResult> CheckFile(Volume* volume, int fd, const struct stat& st, bo
     auto label = kms::ReadBlobLabel(header->slots[*active].wrapped_dek);
     if (label.ok()) r.key_version = label->key_id + ":" + std::to_string(label->key_version);
   }
-  auto content = volume->OpenContent(fd);
+  auto content = volume->OpenContent(fd, *header);
   if (!content.ok()) {
     if (content.status().code() == StatusCode::kUnavailable) return content.status();
     std::string why = content.status().ToString();

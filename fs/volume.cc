@@ -355,6 +355,11 @@ StatusOr<std::unique_ptr<format::ContentFile>> Volume::CreateContent(int fd) {
 
 StatusOr<std::unique_ptr<format::ContentFile>> Volume::OpenContent(int fd) {
   ENVELOPE_ASSIGN_OR_RETURN(format::FileHeader header, format::ReadHeader(fd, layout_));
+  return OpenContent(fd, header);
+}
+
+StatusOr<std::unique_ptr<format::ContentFile>> Volume::OpenContent(
+    int fd, const format::FileHeader& header) {
   ENVELOPE_ASSIGN_OR_RETURN(Bytes wrapped, format::ActiveWrappedDek(header));
   std::string cache_key(wrapped.begin(), wrapped.end());
   std::shared_ptr<const crypto::SecretBytes> dek = dek_cache_.Find(cache_key);

@@ -15,6 +15,7 @@
 #include "core/crypto/aes_siv.h"
 #include "core/format/chunk_layout.h"
 #include "core/format/content_file.h"
+#include "core/format/file_header.h"
 #include "core/format/name_codec.h"
 #include "fs/dek_cache.h"
 #include "fs/dek_pool.h"
@@ -78,6 +79,9 @@ class Volume {
   // Opens the existing backing file `fd`: header, DEK (cache or Decrypt),
   // key commitment.
   StatusOr<std::unique_ptr<format::ContentFile>> OpenContent(int fd);
+  // The same, for a caller that has already read the file's header.
+  StatusOr<std::unique_ptr<format::ContentFile>> OpenContent(int fd,
+                                                             const format::FileHeader& header);
 
   // The master key new files are wrapped under. A rotation with --to-key
   // rewrites the config on disk while the volume may be mounted; this

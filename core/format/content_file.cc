@@ -135,19 +135,6 @@ Status ContentFile::Truncate(uint64_t new_size) {
   return Status::Ok();
 }
 
-Status ContentFile::ReserveSpace(uint64_t old_backing, uint64_t new_backing) {
-  // Allocate the growth before writing it, without changing the size, so
-  // that ENOSPC comes back before any chunk is touched. Filesystems without
-  // fallocate just skip this.
-  if (new_backing <= old_backing) return Status::Ok();
-  if (::fallocate(fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(old_backing),
-                  static_cast<off_t>(new_backing - old_backing)) != 0) {
-    if (errno == EOPNOTSUPP || errno == ENOSYS) return Status::Ok();
-    return Status::FromErrno("fallocate");
-  }
-  return Status::Ok();
-}
-
 Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
                           uint64_t new_size, uint64_t data_offset,
                           ByteView data) {
@@ -160,14 +147,17 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
   const uint64_t batch_chunks = std::max<uint64_t>(1, kBatchSizeInBytes / chunk);
 
   // Growth that rewrites a partial final chunk in place must not fail
-  // half-way (that would tear the chunk holding data written before), so
-  // its space is reserved first. Any other growth only adds new chunks after
-  // the old ones, and a failed write is undone by cutting the file back
-  // below; skipping the fallocate there saves ~10% on small-file creation.
-  if (new_size > old_size && old_size % chunk != 0) {
-    ENVELOPE_RETURN_IF_ERROR(ReserveSpace(layout_.BackingSize(old_size),
-                                          layout_.BackingSize(new_size)));
-  }
+  // half-way for lack of space: that would tear the chunk holding data
+  // written before. So each write puts the bytes past the old end first;
+  // if that fails, nothing old was touched, and cutting the file back below
+  // restores it. Only then are the old bytes overwritten, and overwriting
+  // bytes that already have space does not fail with ENOSPC.
+  //
+  // Not fallocate: reserving only the growth allocates those blocks now and
+  // the rest of the file at writeback, in two places. Half of all small files
+  // of an untarred source tree ended up in 2-10 extents that way, and with
+  // `discard` every extent costs a discard at unlink (docs/BENCHMARKS.md).
+  const uint64_t old_backing = layout_.BackingSize(old_size);
 
   for (uint64_t b0 = first; b0 <= last; b0 += batch_chunks) {
     const uint64_t b1 = std::min(last, b0 + batch_chunks - 1);
@@ -205,7 +195,11 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
       ENVELOPE_RETURN_IF_ERROR(
           cipher_.Seal(i, i == new_final, ByteView(plain_buf_.data(), plain), out));
     }
-    Status s = PwriteFull(fd_, write_buf_, from);
+    const uint64_t split = std::clamp(old_backing, from, to);
+    Status s = PwriteFull(fd_, ByteView(write_buf_.data() + (split - from), to - split), split);
+    if (s.ok() && split > from) {
+      s = PwriteFull(fd_, ByteView(write_buf_.data(), split - from), from);
+    }
     if (!s.ok()) {
       // Undo any growth so the old final chunk is final again; whatever was
       // written in place is at worst a torn chunk that fails authentication.

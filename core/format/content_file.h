@@ -67,7 +67,6 @@ class ContentFile {
   // Re-seals the chunk that was final in a file of `old_size` bytes as an
   // interior chunk, after the file grew past it.
   Status ResealAsInterior(uint64_t old_size);
-  Status ReserveSpace(uint64_t old_backing, uint64_t new_backing);
 
   const int fd_;
   const ChunkLayout layout_;

@@ -22,30 +22,29 @@ StatusOr<DekPool::Entry> DekPool::Take() {
     if (!ready_.empty()) {
       Entry e = std::move(ready_.front());
       ready_.pop_front();
-      wake_.notify_one();
+      if (ready_.size() <= capacity_ / 2) wake_.notify_one();
       return e;
     }
   }
   wake_.notify_one();
-  return generator_();
+  ENVELOPE_ASSIGN_OR_RETURN(std::vector<Entry> made, generator_(1));
+  return std::move(made.front());
 }
 
 void DekPool::Refill() {
   std::unique_lock lock(mu_);
   for (;;) {
-    wake_.wait(lock, [this] { return stop_ || (want_refill_ && ready_.size() < capacity_); });
+    wake_.wait(lock, [this] { return stop_ || (want_refill_ && ready_.size() <= capacity_ / 2); });
     if (stop_) return;
+    const size_t count = capacity_ - ready_.size();
     lock.unlock();
-    StatusOr<Entry> e = generator_();
+    StatusOr<std::vector<Entry>> made = generator_(count);
     lock.lock();
-    if (!e.ok()) {
-      // The key service is unavailable or refuses: stop pre-making keys
-      // until the next Take, which will report the error itself.
-      want_refill_ = false;
-      continue;
-    }
-    ready_.push_back(std::move(*e));
-    if (ready_.size() >= capacity_) want_refill_ = false;
+    // Filled, or the key service is unavailable or refuses: stop pre-making
+    // keys until the next Take, which reports any error itself.
+    want_refill_ = false;
+    if (!made.ok()) continue;
+    for (Entry& e : *made) ready_.push_back(std::move(e));
   }
 }
 

@@ -5,9 +5,10 @@
 // chosen first because the wrapped DEK's encryption context names it. An
 // entry is handed out once and never reused. The pool refills in a
 // background thread only while files are being created (after each Take),
-// never while idle, and entries older than `max_age` are dropped, so a key
-// that is disabled, rotated or retired takes effect for new files within
-// `max_age`.
+// never while idle: once it is down to half, one batch tops it up (one
+// request to the key service for many keys). Entries older than `max_age`
+// are dropped, so a key that is disabled, rotated or retired takes effect
+// for new files within `max_age`.
 //
 // Thread safety: Take() is thread-safe. The background thread starts at the
 // first Take() (after the mount has daemonized: threads do not survive
@@ -21,6 +22,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "core/format/file_header.h"
 #include "kms/kms_client.h"
@@ -34,7 +36,8 @@ class DekPool {
     kms::DataKey key;
     std::chrono::steady_clock::time_point made;
   };
-  using Generator = std::function<StatusOr<Entry>()>;
+  // Makes `count` entries (at least one, at most `count`), or fails.
+  using Generator = std::function<StatusOr<std::vector<Entry>>(size_t count)>;
 
   DekPool(Generator generator, size_t capacity, std::chrono::milliseconds max_age)
       : generator_(std::move(generator)), capacity_(capacity), max_age_(max_age) {}

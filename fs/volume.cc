@@ -8,6 +8,9 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
+
+#include <spdlog/spdlog.h>
 
 #include "core/base/fd_io.h"
 #include "core/crypto/random.h"
@@ -87,7 +90,8 @@ Volume::Volume(std::string cipherdir, VolumeConfig config, crypto::SecretBytes v
       xattr_siv_(std::move(xattr)),
       kms_(std::move(kms)),
       key_id_for_new_files_(config_.key_id),
-      dek_pool_([this] { return MakeFileKey(); }, kDekPoolCapacity, kDekPoolMaxAge) {
+      dek_pool_([this](size_t count) { return MakeFileKeys(count); }, kDekPoolCapacity,
+                kDekPoolMaxAge) {
   // The config as read by Open: a later change is a rotation's.
   struct stat st;
   if (::stat(ConfigPath(cipherdir_).c_str(), &st) == 0) config_mtime_ = st.st_mtim;
@@ -332,11 +336,44 @@ StatusOr<std::string> Volume::DecodeBackingName(int dirfd, std::string_view back
   }
 }
 
-StatusOr<DekPool::Entry> Volume::MakeFileKey() {
-  ENVELOPE_ASSIGN_OR_RETURN(format::FileId id, format::NewFileId());
-  auto dk = kms_->GenerateDataKey(KeyIdForNewFiles(), config_.FileContext(HexEncode(id)));
-  if (!dk.ok()) return dk.status().WithContext("creating a file key");
-  return DekPool::Entry{id, std::move(*dk), std::chrono::steady_clock::now()};
+StatusOr<std::vector<DekPool::Entry>> Volume::MakeFileKeys(size_t count) {
+  const std::string key_id = KeyIdForNewFiles();
+  std::vector<format::FileId> ids;
+  std::vector<kms::EncryptionContextMap> contexts;
+  for (size_t i = 0; i < count; ++i) {
+    ENVELOPE_ASSIGN_OR_RETURN(format::FileId id, format::NewFileId());
+    contexts.push_back(config_.FileContext(HexEncode(id)));
+    ids.push_back(id);
+  }
+  std::vector<kms::DataKey> keys;
+  if (count > 1 && kms_has_batches_.load(std::memory_order_relaxed)) {
+    auto batch = kms_->GenerateDataKeys(key_id, contexts);
+    if (batch.ok()) {
+      keys = std::move(*batch);
+    } else if (kms::KmsErrorType(batch.status()) == "UnknownOperationException") {
+      kms_has_batches_ = false;
+      spdlog::info("the key service has no GenerateDataKeys: making file keys one at a time");
+    } else {
+      return batch.status().WithContext("creating file keys");
+    }
+  }
+  if (keys.empty()) {
+    // One at a time: a single key, or a key service without the extension.
+    for (size_t i = 0; i < count; ++i) {
+      auto dk = kms_->GenerateDataKey(key_id, contexts[i]);
+      if (!dk.ok()) {
+        if (!keys.empty()) break;  // keep the ones made
+        return dk.status().WithContext("creating a file key");
+      }
+      keys.push_back(std::move(*dk));
+    }
+  }
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<DekPool::Entry> entries;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    entries.push_back(DekPool::Entry{ids[i], std::move(keys[i]), now});
+  }
+  return entries;
 }
 
 StatusOr<std::unique_ptr<format::ContentFile>> Volume::CreateContent(int fd) {

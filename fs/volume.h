@@ -7,6 +7,7 @@
 #ifndef ENVELOPE_FS_VOLUME_H_
 #define ENVELOPE_FS_VOLUME_H_
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -113,7 +114,9 @@ class Volume {
   const format::ChunkLayout layout_;
   const format::NameCodec names_;
   const crypto::AesSiv xattr_siv_;
-  StatusOr<DekPool::Entry> MakeFileKey();
+  // `count` new file ids and their keys: one GenerateDataKeys request, or
+  // GenerateDataKey for each where the key service lacks that extension.
+  StatusOr<std::vector<DekPool::Entry>> MakeFileKeys(size_t count);
 
   // Up to 32 file keys made ahead, none older than 2 s: creates do not wait
   // for the key service, and a disabled or rotated key governs new files
@@ -122,6 +125,7 @@ class Volume {
   static constexpr std::chrono::milliseconds kDekPoolMaxAge{2000};
 
   std::unique_ptr<kms::KmsClient> kms_;
+  std::atomic<bool> kms_has_batches_{true};  // until it answers UnknownOperation
 
   std::mutex key_mu_;  // guards the three below
   std::string key_id_for_new_files_;

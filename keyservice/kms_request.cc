@@ -71,14 +71,39 @@ std::optional<FieldError> KmsRequest::Blob(const char* name, bool required, Byte
   return std::nullopt;
 }
 
-std::optional<FieldError> KmsRequest::Context(const char* name, EncryptionContext* out) const {
-  out->clear();
-  if (!Has(name)) return std::nullopt;
-  const auto& v = in_[name];
+namespace {
+
+std::optional<FieldError> ParseContext(const nlohmann::json& v, const char* name,
+                                       EncryptionContext* out) {
   if (!v.is_object()) return WrongType(name, "an object of strings");
   for (const auto& [k, val] : v.items()) {
     if (!val.is_string()) return WrongType(name, "an object of strings");
     (*out)[k] = val.get<std::string>();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<FieldError> KmsRequest::Context(const char* name, EncryptionContext* out) const {
+  out->clear();
+  if (!Has(name)) return std::nullopt;
+  return ParseContext(in_[name], name, out);
+}
+
+std::optional<FieldError> KmsRequest::ContextList(const char* name, size_t max,
+                                                  std::vector<EncryptionContext>* out) const {
+  out->clear();
+  if (!Has(name)) return Missing(name);
+  const auto& v = in_[name];
+  if (!v.is_array()) return WrongType(name, "an array of objects of strings");
+  if (v.empty() || v.size() > max) {
+    return Invalid(name, "Member must have length between 1 and " + std::to_string(max));
+  }
+  for (const auto& item : v) {
+    EncryptionContext context;
+    if (auto e = ParseContext(item, name, &context)) return e;
+    out->push_back(std::move(context));
   }
   return std::nullopt;
 }

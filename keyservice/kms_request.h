@@ -32,6 +32,9 @@ class KmsRequest {
   std::optional<FieldError> Bool(const char* name, bool* out) const;  // optional, default false
   std::optional<FieldError> Blob(const char* name, bool required, Bytes* out) const;
   std::optional<FieldError> Context(const char* name, EncryptionContext* out) const;
+  // [{...}, {...}]: 1 to `max` encryption contexts.
+  std::optional<FieldError> ContextList(const char* name, size_t max,
+                                        std::vector<EncryptionContext>* out) const;
   std::optional<FieldError> StringList(const char* name, bool required,
                                        std::vector<std::string>* out) const;
   // [{"TagKey": k, "TagValue": v}, ...]

@@ -109,6 +109,7 @@ KmsService::Outcome KmsService::Dispatch(Call& c) {
     if (op == "ListResourceTags") return ListResourceTags(c);
   } else {
     if (c.op == "RetireKeyVersions") return RetireKeyVersions(c);
+    if (c.op == "GenerateDataKeys") return GenerateDataKeys(c);
     if (c.op == "VerifyAudit") return VerifyAudit(c);
     if (c.op == "TailAudit") return TailAudit(c);
   }

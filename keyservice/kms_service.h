@@ -28,6 +28,9 @@
 
 namespace envelope::keyservice {
 
+// EnvelopeKeyService.GenerateDataKeys: encryption contexts per request.
+inline constexpr size_t kMaxDataKeysPerRequest = 256;
+
 struct KmsResponse {
   int http_status = 200;
   std::string body;
@@ -106,6 +109,7 @@ class KmsService {
   Outcome Decrypt(Call& c);
   Outcome ReEncrypt(Call& c);
   Outcome GenerateDataKey(Call& c, bool with_plaintext);
+  Outcome GenerateDataKeys(Call& c);
   Outcome GenerateRandom(Call& c);
 
   struct OpenedBlob {

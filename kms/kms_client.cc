@@ -35,7 +35,7 @@ constexpr std::array<std::string_view, 15> kNonIdempotentOperations = {
 
 // The rest of what the service implements. An operation in neither list
 // is treated as non-idempotent: retrying something unknown is not safe.
-constexpr std::array<std::string_view, 15> kIdempotentOperations = {
+constexpr std::array<std::string_view, 16> kIdempotentOperations = {
     "TrentService.DescribeKey",
     "TrentService.ListKeys",
     "TrentService.ListAliases",
@@ -49,6 +49,7 @@ constexpr std::array<std::string_view, 15> kIdempotentOperations = {
     "TrentService.ListKeyRotations",
     "TrentService.GetKeyPolicy",
     "TrentService.ListResourceTags",
+    "EnvelopeKeyService.GenerateDataKeys",
     "EnvelopeKeyService.VerifyAudit",
     "EnvelopeKeyService.TailAudit",
 };
@@ -60,6 +61,7 @@ bool RequestCarriesPlaintext(std::string_view target) {
 bool ResponseCarriesPlaintext(std::string_view target) {
   return target == "TrentService.Decrypt" ||
          target == "TrentService.GenerateDataKey" ||
+         target == "EnvelopeKeyService.GenerateDataKeys" ||
          target == "TrentService.GenerateRandom";
 }
 
@@ -84,6 +86,21 @@ class ScopedCleanseMember {
 
  private:
   json* object_;
+  std::string_view name_;
+};
+
+// The same for that member of every object in an array.
+class ScopedCleanseEach {
+ public:
+  ScopedCleanseEach(json* array, std::string_view name) : array_(array), name_(name) {}
+  ScopedCleanseEach(const ScopedCleanseEach&) = delete;
+  ScopedCleanseEach& operator=(const ScopedCleanseEach&) = delete;
+  ~ScopedCleanseEach() {
+    for (json& item : *array_) ScopedCleanseMember wipe(&item, name_);
+  }
+
+ private:
+  json* array_;
   std::string_view name_;
 };
 
@@ -462,6 +479,47 @@ StatusOr<DataKey> KmsClient::GenerateDataKey(
       GetBlob(response, "CiphertextBlob", endpoint_name_));
   GetString(response, "KeyId", &key.key_arn);
   return key;
+}
+
+StatusOr<std::vector<DataKey>> KmsClient::GenerateDataKeys(
+    const std::string& key_id, const std::vector<EncryptionContextMap>& contexts,
+    size_t number_of_bytes) {
+  if (contexts.empty() || contexts.size() > kMaxDataKeysPerRequest) {
+    return Status::InvalidArgument("GenerateDataKeys takes 1 to " +
+                                   std::to_string(kMaxDataKeysPerRequest) + " contexts");
+  }
+  json list = json::array();
+  for (const auto& context : contexts) list.push_back(ContextJson(context));
+  json request = {{"KeyId", key_id},
+                  {"NumberOfBytes", number_of_bytes},
+                  {"EncryptionContexts", std::move(list)}};
+  ENVELOPE_ASSIGN_OR_RETURN(
+      json response,
+      Call(std::string(kExtensionServicePrefix) + "GenerateDataKeys", request));
+  auto items = response.find("DataKeys");
+  if (items == response.end() || !items->is_array()) {
+    return Malformed(endpoint_name_, "no DataKeys array");
+  }
+  ScopedCleanseEach wipe(&*items, kPlaintextField);
+  if (items->size() != contexts.size()) {
+    return Malformed(endpoint_name_, "DataKeys does not have one key per context");
+  }
+  std::string key_arn;
+  GetString(response, "KeyId", &key_arn);
+  std::vector<DataKey> keys;
+  keys.reserve(contexts.size());
+  for (const json& item : *items) {
+    DataKey key;
+    ENVELOPE_ASSIGN_OR_RETURN(key.plaintext, GetSecret(item, endpoint_name_));
+    if (key.plaintext.size() != number_of_bytes) {
+      return Malformed(endpoint_name_, "a data key has the wrong size");
+    }
+    ENVELOPE_ASSIGN_OR_RETURN(key.ciphertext_blob,
+                              GetBlob(item, "CiphertextBlob", endpoint_name_));
+    key.key_arn = key_arn;
+    keys.push_back(std::move(key));
+  }
+  return keys;
 }
 
 StatusOr<crypto::SecretBytes> KmsClient::Decrypt(

@@ -69,6 +69,8 @@ namespace envelope::kms {
 
 inline constexpr char kTrentServicePrefix[] = "TrentService.";
 inline constexpr char kExtensionServicePrefix[] = "EnvelopeKeyService.";
+// envelope-keyd's limit on GenerateDataKeys (docs/KEYSERVICE.md).
+inline constexpr size_t kMaxDataKeysPerRequest = 256;
 inline constexpr char kKmsSigningService[] = "kms";
 
 using EncryptionContextMap = std::map<std::string, std::string>;
@@ -114,6 +116,13 @@ class KmsClient {
   StatusOr<DataKey> GenerateDataKey(const std::string& key_id,
                                     const EncryptionContextMap& context,
                                     size_t number_of_bytes = 32);
+  // EnvelopeKeyService.GenerateDataKeys: one data key per context, in the
+  // order given, all under one version of the key; at most
+  // kMaxDataKeysPerRequest contexts. A key service without the extension
+  // (AWS KMS itself) answers UnknownOperationException.
+  StatusOr<std::vector<DataKey>> GenerateDataKeys(
+      const std::string& key_id, const std::vector<EncryptionContextMap>& contexts,
+      size_t number_of_bytes = 32);
   // Decrypt; `key_id`, if non-empty, must name the key that encrypted
   // `blob` (IncorrectKeyException otherwise).
   StatusOr<crypto::SecretBytes> Decrypt(ByteView blob,

@@ -3,10 +3,13 @@ real FUSE mount, ordinary system calls."""
 import ctypes
 import errno
 import fcntl
+import http.server
+import json
 import mmap
 import os
 import random
 import shutil
+import socketserver
 import stat
 import subprocess
 import tempfile
@@ -15,6 +18,7 @@ import time
 import unittest
 
 from fs_harness import Mount, run
+from harness import UnixHTTPConnection
 
 libc = ctypes.CDLL(None, use_errno=True)
 RENAME_NOREPLACE = 1
@@ -408,6 +412,86 @@ class KeyServiceOutageTest(MountTestCase):
         self.write("new", b"after the restart")
         self.assertEqual(self.read("new"), b"after the restart")
         os.close(fd)
+
+
+class FileKeyPoolTest(MountTestCase):
+    def test_keys_for_new_files_come_in_batches(self):
+        for i in range(80):
+            self.write(f"f{i}", b"file %d" % i)
+        self.m.unmount()
+        self.m.mount()
+        for i in range(80):
+            self.assertEqual(self.read(f"f{i}"), b"file %d" % i)
+        with open(os.path.join(self.m.keyd.data_dir, "audit.log")) as f:
+            records = [json.loads(line) for line in f]
+        singles = [r for r in records if r["operation"] == "GenerateDataKey"]
+        batches = [r for r in records if r["operation"] == "EnvelopeKeyService.GenerateDataKeys"]
+        # One key made on demand for the first file, the rest in batches.
+        self.assertLessEqual(len(singles), 3)
+        self.assertGreaterEqual(len(batches), 2)
+        self.assertGreaterEqual(len(singles) + sum(len(b["encryption_contexts"]) for b in batches),
+                                80)
+
+
+class KmsWithoutBatchesTest(unittest.TestCase):
+    """Against a key service without the GenerateDataKeys extension (AWS KMS
+    itself), new files get their keys one GenerateDataKey at a time. AWS is
+    out of reach here, so a proxy in front of the real envelope-keyd answers
+    that one operation as AWS would and passes everything else on."""
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the client expects
+        upstream = None
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            target = self.headers["X-Amz-Target"]
+            if target.startswith("EnvelopeKeyService.GenerateDataKeys"):
+                status, out = 400, json.dumps({"__type": "UnknownOperationException"}).encode()
+            else:
+                c = UnixHTTPConnection(self.upstream)
+                c.request("POST", "/", body=body, headers={
+                    "Content-Type": self.headers["Content-Type"], "X-Amz-Target": target})
+                r = c.getresponse()
+                status, out = r.status, r.read()
+                c.close()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/x-amz-json-1.1")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args):
+            pass
+
+    def setUp(self):
+        self.m = Mount()
+        handler = type("Handler", (self.Proxy,), {"upstream": self.m.keyd.socket})
+        self.proxy_socket = os.path.join(self.m.tmp, "proxy.sock")
+        self.proxy = socketserver.ThreadingUnixStreamServer(self.proxy_socket, handler)
+        self.proxy.daemon_threads = True
+        threading.Thread(target=self.proxy.serve_forever, daemon=True).start()
+        self.m.mount("kms=unix:" + self.proxy_socket)
+
+    def tearDown(self):
+        self.m.unmount()
+        self.proxy.shutdown()
+        self.proxy.server_close()
+        self.m.cleanup()
+
+    def test_files_get_keys_one_generate_data_key_at_a_time(self):
+        for i in range(80):  # enough for the pool to refill several times
+            with open(self.m.path(f"f{i}"), "wb") as f:
+                f.write(b"file %d" % i)
+        self.m.unmount()
+        self.m.mount("kms=unix:" + self.proxy_socket)
+        for i in range(80):
+            with open(self.m.path(f"f{i}"), "rb") as f:
+                self.assertEqual(f.read(), b"file %d" % i)
+        with open(os.path.join(self.m.keyd.data_dir, "audit.log")) as f:
+            ops = [json.loads(line)["operation"] for line in f]
+        self.assertGreaterEqual(ops.count("GenerateDataKey"), 80)
+        self.assertNotIn("EnvelopeKeyService.GenerateDataKeys", ops)
 
 
 class XattrModeTest(PosixTest):

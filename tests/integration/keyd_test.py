@@ -264,6 +264,87 @@ class UnixSocketTest(KeydTestCase):
         self.assertKmsError("AccessDeniedException", self.keyd.call, "DescribeKey", {"KeyId": key_id})
 
 
+class GenerateDataKeysTest(KeydTestCase):
+    """The EnvelopeKeyService.GenerateDataKeys extension: GenerateDataKey for
+    many encryption contexts in one request."""
+
+    def batch(self, body):
+        return self.keyd.call("GenerateDataKeys", body, prefix="EnvelopeKeyService")
+
+    def test_one_key_per_context_each_bound_to_its_context(self):
+        key_id = self.create_key()
+        contexts = [{"volume": "v", "file": f"{i:032x}"} for i in range(5)]
+        out = self.batch({"KeyId": key_id, "NumberOfBytes": 32, "EncryptionContexts": contexts})
+        self.assertTrue(out["KeyId"].endswith(":key/" + key_id), out["KeyId"])
+        keys = out["DataKeys"]
+        self.assertEqual(len(keys), len(contexts))
+        self.assertEqual(len({k["Plaintext"] for k in keys}), len(keys))  # all different
+        for i, (key, context) in enumerate(zip(keys, contexts)):
+            self.assertEqual(len(base64.b64decode(key["Plaintext"])), 32)
+            got = self.keyd.call("Decrypt", {"CiphertextBlob": key["CiphertextBlob"],
+                                             "EncryptionContext": context})
+            self.assertEqual(got["Plaintext"], key["Plaintext"])
+            other = contexts[(i + 1) % len(contexts)]
+            self.assertKmsError("InvalidCiphertextException", self.keyd.call, "Decrypt",
+                                {"CiphertextBlob": key["CiphertextBlob"],
+                                 "EncryptionContext": other})
+        # KeySpec works as for GenerateDataKey, and so does an alias.
+        self.keyd.call("CreateAlias", {"AliasName": "alias/batch", "TargetKeyId": key_id})
+        out = self.batch({"KeyId": "alias/batch", "KeySpec": "AES_128",
+                          "EncryptionContexts": [{}]})
+        self.assertEqual(len(base64.b64decode(out["DataKeys"][0]["Plaintext"])), 16)
+
+    def test_bad_batches_get_aws_errors(self):
+        key_id = self.create_key()
+        good = {"KeyId": key_id, "NumberOfBytes": 32, "EncryptionContexts": [{"a": "b"}]}
+        for change, want in [
+                ({"EncryptionContexts": None}, "ValidationException"),
+                ({"EncryptionContexts": []}, "ValidationException"),
+                ({"EncryptionContexts": [{}] * 257}, "ValidationException"),
+                ({"EncryptionContexts": {"a": "b"}}, "SerializationException"),
+                ({"EncryptionContexts": ["a"]}, "SerializationException"),
+                ({"EncryptionContexts": [{"a": 1}]}, "SerializationException"),
+                ({"NumberOfBytes": None}, "ValidationException"),
+                ({"NumberOfBytes": 0}, "ValidationException"),
+                ({"KeySpec": "AES_256"}, "ValidationException"),  # both
+                ({"KeyId": "alias/missing"}, "NotFoundException")]:
+            body = dict(good, **change)
+            body = {k: v for k, v in body.items() if v is not None}
+            self.assertKmsError(want, self.batch, body)
+        self.assertEqual(len(self.batch(dict(good, EncryptionContexts=[{}] * 256))["DataKeys"]),
+                         256)
+        self.keyd.call("DisableKey", {"KeyId": key_id})
+        self.assertKmsError("DisabledException", self.batch, good)
+
+    def test_the_policy_governs_it_as_kms_generate_data_key(self):
+        key_id = self.create_key()
+        policy = json.loads(self.keyd.call("GetKeyPolicy", {"KeyId": key_id})["Policy"])
+        policy["Statement"].append({"Effect": "Deny", "Principal": {"Local": f"uid:{os.getuid()}"},
+                                    "Action": "kms:GenerateDataKey", "Resource": "*"})
+        self.keyd.call("PutKeyPolicy", {"KeyId": key_id, "Policy": json.dumps(policy)})
+        self.assertKmsError("AccessDeniedException", self.keyd.call, "GenerateDataKey",
+                            {"KeyId": key_id, "KeySpec": "AES_256"})
+        self.assertKmsError("AccessDeniedException", self.batch,
+                            {"KeyId": key_id, "KeySpec": "AES_256",
+                             "EncryptionContexts": [{}]})
+
+    def test_one_audit_record_names_every_context_and_no_secret(self):
+        key_id = self.create_key()
+        contexts = [{"file": str(i)} for i in range(3)]
+        out = self.batch({"KeyId": key_id, "KeySpec": "AES_256", "EncryptionContexts": contexts})
+        with open(os.path.join(self.keyd.data_dir, "audit.log")) as f:
+            raw = f.read()
+        lines = [json.loads(l) for l in raw.splitlines()]
+        self.assertEqual([l["operation"] for l in lines],
+                         ["CreateKey", "EnvelopeKeyService.GenerateDataKeys"])
+        self.assertEqual(lines[1]["encryption_contexts"], contexts)
+        self.assertEqual(lines[1]["key_id"], key_id)
+        self.assertEqual(lines[1]["key_version"], 1)
+        for key in out["DataKeys"]:
+            self.assertNotIn(key["Plaintext"], raw)
+            self.assertNotIn(key["CiphertextBlob"], raw)
+
+
 class EnvelopectlTest(KeydTestCase):
     """The project's own client end to end: envelopectl over KmsClient."""
 

@@ -142,7 +142,8 @@ TEST(RetryClassificationTest, Idempotency) {
         "TrentService.Decrypt", "TrentService.ReEncrypt",
         "TrentService.GenerateDataKey", "TrentService.GenerateRandom",
         "TrentService.ListKeyRotations", "TrentService.GetKeyPolicy",
-        "TrentService.GetKeyRotationStatus", "EnvelopeKeyService.VerifyAudit",
+        "TrentService.GetKeyRotationStatus", "EnvelopeKeyService.GenerateDataKeys",
+        "EnvelopeKeyService.VerifyAudit",
         "EnvelopeKeyService.TailAudit"}) {
     EXPECT_TRUE(IsIdempotentOperation(op)) << op;
   }

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -56,7 +57,9 @@ struct Inode {
 
   Where where() const;
 
-  std::mutex mu;  // guards everything below
+  // Guards everything below. Shared only by reads of `content`
+  // (ContentFile::Read may run in parallel); exclusive for everything else.
+  std::shared_mutex mu;
   // Directories: the id names are encrypted with, read on first use.
   std::optional<format::DirId> dir_id;
   // Regular files: the content state shared by every open handle.

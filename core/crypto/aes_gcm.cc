@@ -28,6 +28,16 @@ StatusOr<Aes256Gcm> Aes256Gcm::New(ByteView key) {
   return Aes256Gcm(ctx);
 }
 
+StatusOr<Aes256Gcm> Aes256Gcm::Clone() const {
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  if (ctx == nullptr) return Status::ResourceExhausted("EVP_CIPHER_CTX_new");
+  if (EVP_CIPHER_CTX_copy(ctx, ctx_) != 1) {
+    EVP_CIPHER_CTX_free(ctx);
+    return Status::Internal("AES-256-GCM context copy failed");
+  }
+  return Aes256Gcm(ctx);
+}
+
 Aes256Gcm::Aes256Gcm(Aes256Gcm&& other) noexcept
     : ctx_(std::exchange(other.ctx_, nullptr)) {}
 

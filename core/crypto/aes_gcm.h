@@ -33,6 +33,10 @@ class Aes256Gcm {
   // Fails with InvalidArgument unless key.size() == kKeySizeInBytes.
   static StatusOr<Aes256Gcm> New(ByteView key);
 
+  // Another context with the same expanded key (the key bytes are not
+  // needed), for another thread: one context is not safe to share.
+  StatusOr<Aes256Gcm> Clone() const;
+
   Aes256Gcm(Aes256Gcm&&) noexcept;
   Aes256Gcm& operator=(Aes256Gcm&&) noexcept;
   ~Aes256Gcm();  // wipes the expanded key

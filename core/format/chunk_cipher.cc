@@ -57,6 +57,11 @@ Status ChunkCipher::Seal(uint64_t index, bool last, ByteView plaintext,
   return aead_.Seal(plaintext, aad, out);
 }
 
+StatusOr<ChunkCipher> ChunkCipher::Clone() const {
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm aead, aead_.Clone());
+  return ChunkCipher(std::move(aead), file_id_);
+}
+
 Status ChunkCipher::Open(uint64_t index, bool last, ByteView sealed,
                          MutableByteView out) {
   uint8_t aad[kChunkAadSizeInBytes];

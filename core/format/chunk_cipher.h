@@ -35,6 +35,9 @@ class ChunkCipher {
 
   const FileId& file_id() const { return file_id_; }
 
+  // Another ChunkCipher for the same file, for use in another thread.
+  StatusOr<ChunkCipher> Clone() const;
+
   // REQUIRES: out.size() == plaintext.size() + kChunkOverheadInBytes
   Status Seal(uint64_t index, bool last, ByteView plaintext,
               MutableByteView out);

@@ -25,15 +25,15 @@ StatusOr<uint64_t> ContentFile::Size() const {
   return layout_.PlaintextSize(static_cast<uint64_t>(st.st_size));
 }
 
-Status ContentFile::OpenChunk(uint64_t index, bool is_final, ByteView sealed,
-                              MutableByteView out) {
-  Status s = cipher_.Open(index, is_final, sealed, out);
+Status ContentFile::OpenChunk(ChunkCipher& cipher, uint64_t index, bool is_final,
+                              ByteView sealed, MutableByteView out) {
+  Status s = cipher.Open(index, is_final, sealed, out);
   if (s.ok() || is_final) return s.WithContext(ChunkContext(index));
   // An extending write seals the new chunks before it re-seals the old final
   // chunk as interior; a crash between the two leaves an interior chunk
   // sealed as last. Accepting it keeps fsynced data readable and admits
   // nothing new: such a chunk is an earlier version of this very chunk.
-  if (cipher_.Open(index, /*last=*/true, sealed, out).ok()) return Status::Ok();
+  if (cipher.Open(index, /*last=*/true, sealed, out).ok()) return Status::Ok();
   return s.WithContext(ChunkContext(index));
 }
 
@@ -46,8 +46,37 @@ Status ContentFile::ReadChunk(uint64_t index, uint32_t plain_size,
   if (n != sealed_size) {
     return Status::Corruption(ChunkContext(index) + ": backing file too short");
   }
-  return OpenChunk(index, is_final, sealed_buf_,
+  return OpenChunk(cipher_, index, is_final, sealed_buf_,
                    MutableByteView(out, plain_size));
+}
+
+namespace {
+
+// Read()'s staging, one set per thread, so that reads of one file can run
+// in parallel (the kernel sends a readahead request while the previous one
+// is being served).
+thread_local Bytes read_sealed_buf;
+thread_local Bytes read_plain_buf;
+
+// Idle cipher contexts kept per file for reads; more concurrent readers
+// than this clone a context each time.
+constexpr size_t kMaxIdleReaders = 4;
+
+}  // namespace
+
+StatusOr<ChunkCipher> ContentFile::AcquireReader() {
+  std::lock_guard lock(readers_mu_);
+  if (!idle_readers_.empty()) {
+    ChunkCipher reader = std::move(idle_readers_.back());
+    idle_readers_.pop_back();
+    return reader;
+  }
+  return cipher_.Clone();
+}
+
+void ContentFile::ReleaseReader(ChunkCipher reader) {
+  std::lock_guard lock(readers_mu_);
+  if (idle_readers_.size() < kMaxIdleReaders) idle_readers_.push_back(std::move(reader));
 }
 
 StatusOr<size_t> ContentFile::Read(uint64_t offset, MutableByteView out) {
@@ -60,21 +89,30 @@ StatusOr<size_t> ContentFile::Read(uint64_t offset, MutableByteView out) {
   const uint64_t first = offset / chunk;
   const uint64_t last = (end - 1) / chunk;
   const uint64_t batch_chunks = std::max<uint64_t>(1, kBatchSizeInBytes / chunk);
+  ENVELOPE_ASSIGN_OR_RETURN(ChunkCipher reader, AcquireReader());
+  Bytes& sealed_buf = read_sealed_buf;
+  Bytes& plain_buf = read_plain_buf;
 
-  for (uint64_t b0 = first; b0 <= last; b0 += batch_chunks) {
+  Status s;
+  for (uint64_t b0 = first; s.ok() && b0 <= last; b0 += batch_chunks) {
     const uint64_t b1 = std::min(last, b0 + batch_chunks - 1);
     const uint64_t from = layout_.ChunkOffset(b0);
     const uint64_t to = layout_.ChunkOffset(b1) +
                         layout_.ChunkPlaintextSize(b1, size) +
                         kChunkOverheadInBytes;
-    sealed_buf_.resize(to - from);
-    ENVELOPE_ASSIGN_OR_RETURN(size_t n, PreadFull(fd_, sealed_buf_, from));
-    if (n != sealed_buf_.size()) {
-      return Status::Corruption("backing file shorter than its size implies");
+    sealed_buf.resize(to - from);
+    StatusOr<size_t> n = PreadFull(fd_, sealed_buf, from);
+    if (!n.ok()) {
+      s = n.status();
+      break;
     }
-    for (uint64_t i = b0; i <= b1; ++i) {
+    if (*n != sealed_buf.size()) {
+      s = Status::Corruption("backing file shorter than its size implies");
+      break;
+    }
+    for (uint64_t i = b0; s.ok() && i <= b1; ++i) {
       const uint32_t plain = layout_.ChunkPlaintextSize(i, size);
-      ByteView sealed(sealed_buf_.data() + (layout_.ChunkOffset(i) - from),
+      ByteView sealed(sealed_buf.data() + (layout_.ChunkOffset(i) - from),
                       plain + kChunkOverheadInBytes);
       const uint64_t chunk_start = i * chunk;
       const uint64_t lo = std::max(offset, chunk_start);
@@ -82,16 +120,16 @@ StatusOr<size_t> ContentFile::Read(uint64_t offset, MutableByteView out) {
       uint8_t* dst = out.data() + (lo - offset);
       if (lo == chunk_start && hi == chunk_start + plain) {
         // Whole chunk wanted: decrypt straight into the caller's buffer.
-        ENVELOPE_RETURN_IF_ERROR(OpenChunk(i, i == final_index, sealed,
-                                           MutableByteView(dst, plain)));
+        s = OpenChunk(reader, i, i == final_index, sealed, MutableByteView(dst, plain));
       } else {
-        plain_buf_.resize(plain);
-        ENVELOPE_RETURN_IF_ERROR(
-            OpenChunk(i, i == final_index, sealed, plain_buf_));
-        std::memcpy(dst, plain_buf_.data() + (lo - chunk_start), hi - lo);
+        plain_buf.resize(plain);
+        s = OpenChunk(reader, i, i == final_index, sealed, plain_buf);
+        if (s.ok()) std::memcpy(dst, plain_buf.data() + (lo - chunk_start), hi - lo);
       }
     }
   }
+  ReleaseReader(std::move(reader));
+  if (!s.ok()) return s;
   return static_cast<size_t>(len);
 }
 

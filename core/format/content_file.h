@@ -7,12 +7,16 @@
 //   is not owned and must stay open while this object is used.
 // - The backing file already holds a valid header (WriteNewFile) and nobody
 //   else writes it while this object is in use.
-// Thread safety: not synchronised. The caller serialises all calls on one
-// ContentFile (the FUSE layer holds a per-inode lock).
+// Thread safety: Read() may run in several threads at once (each call takes
+// a cipher context of its own and per-thread buffers). Every other call
+// needs the object to itself, with no Read() running: the FUSE layer holds
+// a per-inode lock, shared for reads and exclusive for the rest.
 #ifndef ENVELOPE_CORE_FORMAT_CONTENT_FILE_H_
 #define ENVELOPE_CORE_FORMAT_CONTENT_FILE_H_
 
 #include <cstdint>
+#include <mutex>
+#include <vector>
 
 #include "core/base/coding.h"
 #include "core/base/status.h"
@@ -55,8 +59,8 @@ class ContentFile {
                    uint8_t* out);
   // Opens a sealed chunk. An interior chunk also opens when sealed as last:
   // that is what an interrupted extending write leaves (docs/FORMAT.md).
-  Status OpenChunk(uint64_t index, bool is_final, ByteView sealed,
-                   MutableByteView out);
+  Status OpenChunk(ChunkCipher& cipher, uint64_t index, bool is_final,
+                   ByteView sealed, MutableByteView out);
   // Makes plaintext [start, end) equal to `data` where it lies inside
   // [data_offset, data_offset + data.size()) and zeros elsewhere, then sets
   // the size to new_size.
@@ -68,9 +72,15 @@ class ContentFile {
   // interior chunk, after the file grew past it.
   Status ResealAsInterior(uint64_t old_size);
 
+  // A cipher context for one Read(): an idle one, or a clone of cipher_.
+  StatusOr<ChunkCipher> AcquireReader();
+  void ReleaseReader(ChunkCipher reader);
+
   const int fd_;
   const ChunkLayout layout_;
-  ChunkCipher cipher_;
+  ChunkCipher cipher_;  // writers' (and clones' source)
+  std::mutex readers_mu_;
+  std::vector<ChunkCipher> idle_readers_;  // guarded by readers_mu_
   Bytes sealed_buf_;  // reused across calls: ciphertext staging
   Bytes plain_buf_;   // reused across calls: one chunk's plaintext
   Bytes write_buf_;   // reused across calls: sealed chunks of one batch

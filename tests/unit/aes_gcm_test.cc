@@ -53,6 +53,27 @@ TEST(Aes256GcmTest, RoundTripAndFreshNonces) {
   EXPECT_EQ(nonces.size(), 100u);
 }
 
+TEST(Aes256GcmTest, CloneHasTheSameKeyAndItsOwnState) {
+  Bytes key(32, 7);
+  auto aead = Aes256Gcm::New(key);
+  ASSERT_TRUE(aead.ok());
+  auto clone = aead->Clone();
+  ASSERT_TRUE(clone.ok());
+  Bytes pt = {'h', 'i'};
+  Bytes sealed(pt.size() + Aes256Gcm::kOverheadInBytes);
+  ASSERT_TRUE(aead->Seal(pt, AsBytes("ad"), sealed).ok());
+  Bytes back(pt.size());
+  ASSERT_TRUE(clone->Open(sealed, AsBytes("ad"), back).ok());
+  EXPECT_EQ(back, pt);
+  ASSERT_TRUE(clone->Seal(pt, AsBytes("ad"), sealed).ok());
+  ASSERT_TRUE(aead->Open(sealed, AsBytes("ad"), back).ok());
+  EXPECT_EQ(back, pt);
+  // A different key does not open it.
+  auto other = Aes256Gcm::New(Bytes(32, 8));
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->Open(sealed, AsBytes("ad"), back).ok());
+}
+
 TEST(Aes256GcmTest, EmptyPlaintext) {
   auto aead = Aes256Gcm::New(Bytes(32, 1));
   ASSERT_TRUE(aead.ok());

@@ -2,6 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <random>
+#include <thread>
+#include <vector>
+
 #include "tests/unit/test_files.h"
 
 namespace envelope::format {
@@ -113,6 +119,34 @@ TEST_P(ContentFileTest, LargeWriteSpansBatches) {
   EXPECT_EQ(back, data);
   ASSERT_TRUE(f->content->Truncate(3 * ContentFile::kBatchSizeInBytes).ok());
   EXPECT_TRUE(f->content->VerifyAll().ok());
+}
+
+TEST_P(ContentFileTest, ConcurrentReadsSeeTheContent) {
+  // The FUSE layer lets reads of one file run in parallel: each takes its
+  // own cipher context and buffers. Threads read random ranges at once.
+  auto f = vol_.Create("f");
+  ASSERT_TRUE(f.ok());
+  Bytes data = Pattern(ContentFile::kBatchSizeInBytes * 3 + 999, 9);
+  ASSERT_TRUE(f->content->Write(0, data).ok());
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(t);
+      for (int i = 0; i < 200; ++i) {
+        const uint64_t offset = rng() % data.size();
+        Bytes out(1 + rng() % (2 * ContentFile::kBatchSizeInBytes));
+        auto n = f->content->Read(offset, out);
+        const uint64_t want = std::min<uint64_t>(out.size(), data.size() - offset);
+        if (!n.ok() || *n != want ||
+            !std::equal(out.begin(), out.begin() + want, data.begin() + offset)) {
+          ++wrong;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 TEST_P(ContentFileTest, TooLargeIsEfbig) {

@@ -128,6 +128,15 @@ class EnvelopeFs {
     } else if (S_ISLNK(st->st_mode)) {
       auto target = ReadLink(inode);
       st->st_size = target.ok() ? static_cast<off_t>(target->size()) : 0;
+    } else if (inode == inodes_.root() && st->st_nlink > 2) {
+      // The store of long symlink targets is a subdirectory of the root
+      // that readdir does not show; its ".." must not count either.
+      struct stat store;
+      if (::fstatat(inode->fd, std::string(format::kLongTargetDirName).c_str(), &store,
+                    AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISDIR(store.st_mode)) {
+        --st->st_nlink;
+      }
     }
   }
 

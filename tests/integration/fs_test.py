@@ -195,6 +195,10 @@ class PosixTest(MountTestCase):
             os.symlink("t" * 4096, self.m.path("too-long"))
         self.assertEqual(cm.exception.errno, errno.ENAMETOOLONG)
         self.assertEqual(len(os.listdir(store)), 2)
+        # The store is no subdirectory the user sees, in st_nlink either.
+        self.assertEqual(os.stat(self.m.mnt).st_nlink, 2)
+        os.mkdir(self.m.path("sub"))
+        self.assertEqual(os.stat(self.m.mnt).st_nlink, 3)
         # The stored target belongs to the object: it outlives one of two
         # links and goes with the last one, or with a rename over it.
         os.link(self.m.path("l4095"), self.m.path("l4095-link"))

@@ -9,7 +9,8 @@
 # docs/BENCHMARKS.md) and cold read of it,
 # fio 4 KiB random read and random write, fs_mark 4 KiB files without and
 # with fsync, and untar, ls -lR and rm -rf of the Linux 6.1 source tree
-# (Debian's linux-source-6.1). Prints a Markdown table with ratios of
+# (Debian's linux-source-6.1): each workload on every filesystem in turn,
+# fs_mark three times (the median counts). Prints a Markdown table with ratios of
 # envelopefs to each peer (higher is better for envelopefs).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -87,56 +88,107 @@ print("%.0f" % (j["write"]["iops"] + j["read"]["iops"]))'
 }
 
 declare -A R
-for fs in envelopefs gocryptfs bindfs plain; do
-  # Start every filesystem from a quiet disk: no dirty pages left by the
-  # previous one (or by unpacking linux.tar) flushing during its writes.
+filesystems=(envelopefs gocryptfs bindfs plain)
+remount
+for fs in "${filesystems[@]}"; do "setup_$fs"; done
+
+# Workload by workload, each on every filesystem in turn, the one going
+# first rotating from step to step: the disk's speed drifts over a run (its
+# sync latency varies by a factor of two within minutes here), and
+# measuring one filesystem's whole series before the next one's put that
+# drift on whichever filesystem ran at a bad moment. Before every
+# measurement the script syncs and drops the page cache (remount), so no
+# workload flushes what the previous one left dirty.
+step=0
+next_turn() {  # sets turn: the filesystems, starting at a different one each step
+  local k=$((step % ${#filesystems[@]}))
+  step=$((step + 1))
+  turn=("${filesystems[@]:k}" "${filesystems[@]:0:k}")
+}
+mnt() { echo "$work/$1/mnt"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
+next_turn
+for fs in "${turn[@]}"; do
   remount
-  "setup_$fs"
-  d="$work/$fs/mnt"
-  R[$fs,seqwrite]=$(fio_bw --name=seq --directory="$d" --rw=write --bs=1m --size="$seq_size" \
-    --ioengine=psync --fallocate=none --end_fsync=1)
+  R[$fs,seqwrite]=$(fio_bw --name=seq --directory="$(mnt "$fs")" --rw=write --bs=1m \
+    --size="$seq_size" --ioengine=psync --fallocate=none --end_fsync=1)
+done
+next_turn
+for fs in "${turn[@]}"; do
   remount
-  R[$fs,seqread]=$(fio_bw --name=seq --directory="$d" --rw=read --bs=1m --size="$seq_size" \
-    --ioengine=psync)
-  rm -f "$d"/seq*
-  # Between workloads too: a faster filesystem must not hand the next
-  # workload more dirty pages to flush than a slower one does.
+  R[$fs,seqread]=$(fio_bw --name=seq --directory="$(mnt "$fs")" --rw=read --bs=1m \
+    --size="$seq_size" --ioengine=psync)
+done
+for fs in "${filesystems[@]}"; do rm -f "$(mnt "$fs")"/seq*; done
+next_turn
+for fs in "${turn[@]}"; do
   remount
-  R[$fs,randread]=$(fio_iops --name=rr --directory="$d" --rw=randread --bs=4k --size="$rand_size" \
-    --ioengine=psync --time_based --runtime="$rand_time")
+  R[$fs,randread]=$(fio_iops --name=rr --directory="$(mnt "$fs")" --rw=randread --bs=4k \
+    --size="$rand_size" --ioengine=psync --time_based --runtime="$rand_time")
+done
+next_turn
+for fs in "${turn[@]}"; do
   remount
-  R[$fs,randwrite]=$(fio_iops --name=rw --directory="$d" --rw=randwrite --bs=4k --size="$rand_size" \
-    --ioengine=psync --time_based --runtime="$rand_time")
-  rm -f "$d"/rr* "$d"/rw*
-  # No mass deletion before a workload that creates files: on ext4
-  # without a journal (this machine's disk) the inode allocator checks
-  # every recently deleted inode of a block group (recently_deleted()) on
-  # each create for about 30 s afterwards, which taxes whichever
-  # filesystem's directories land in those groups. So the tree is untarred
-  # first, fs_mark's files stay until after the timed rm -rf, and that
-  # rm -rf comes last.
+  R[$fs,randwrite]=$(fio_iops --name=rw --directory="$(mnt "$fs")" --rw=randwrite --bs=4k \
+    --size="$rand_size" --ioengine=psync --time_based --runtime="$rand_time")
+done
+for fs in "${filesystems[@]}"; do rm -f "$(mnt "$fs")"/rr* "$(mnt "$fs")"/rw*; done
+# No mass deletion before a workload that creates files: on ext4 without a
+# journal (this machine's disk) the inode allocator checks every recently
+# deleted inode of a block group (recently_deleted()) on each create for
+# about 30 s afterwards, which taxes whichever filesystem's directories land
+# in those groups. So the tree is untarred first, fs_mark's files stay
+# until after the timed rm -rf, and that rm -rf comes last.
+next_turn
+for fs in "${turn[@]}"; do
   remount
-  t0=$(secs); tar -C "$d" -xf "$work/linux.tar"; sync; t1=$(secs)
+  t0=$(secs); tar -C "$(mnt "$fs")" -xf "$work/linux.tar"; sync; t1=$(secs)
   R[$fs,untar]=$(/usr/bin/python3 -c "print(f'{$t1 - $t0:.1f}')")
+done
+next_turn
+for fs in "${turn[@]}"; do
   remount
-  t0=$(secs); ls -lR "$d" >/dev/null; t1=$(secs)
+  t0=$(secs); ls -lR "$(mnt "$fs")" >/dev/null; t1=$(secs)
   R[$fs,lslr]=$(/usr/bin/python3 -c "print(f'{$t1 - $t0:.1f}')")
-  for sync in 0 1; do
-    remount
-    mkdir -p "$d/fsmark$sync"
-    # fs_mark wants a directory path under 40 bytes: run it from inside.
-    if ! (cd "$d" && fs_mark -d "fsmark$sync" -s 4096 -n "$files" -S "$sync" -L 1) \
-        >"$work/fsmark.log" 2>&1; then
-      echo "fs_mark failed on $fs:" >&2
-      cat "$work/fsmark.log" >&2
-      exit 1
-    fi
-    R[$fs,fsmark$sync]=$(awk '/^ *[0-9]+ +[0-9]+ +4096/ {print $4}' "$work/fsmark.log" | tail -1)
+done
+# fs_mark runs take seconds, so a slow moment of the disk weighs on one of
+# them: three rounds each, in turn, and the median.
+declare -A FSMARK
+for sync in 0 1; do
+  for round in 1 2 3; do
+    next_turn
+for fs in "${turn[@]}"; do
+      remount
+      d=$(mnt "$fs")
+      mkdir -p "$d/fsmark$sync.$round"
+      # fs_mark wants a directory path under 40 bytes: run it from inside.
+      if ! (cd "$d" && fs_mark -d "fsmark$sync.$round" -s 4096 -n "$files" -S "$sync" -L 1) \
+          >"$work/fsmark.log" 2>&1; then
+        echo "fs_mark failed on $fs:" >&2
+        cat "$work/fsmark.log" >&2
+        exit 1
+      fi
+      FSMARK[$fs]+=" $(awk '/^ *[0-9]+ +[0-9]+ +4096/ {print $4}' "$work/fsmark.log" | tail -1)"
+    done
   done
+  for fs in "${filesystems[@]}"; do
+    # shellcheck disable=SC2086  # the list of three results
+    R[$fs,fsmark$sync]=$(median ${FSMARK[$fs]})
+    echo "fs_mark -S $sync, $fs:${FSMARK[$fs]} files/s (median ${R[$fs,fsmark$sync]})" >&2
+    FSMARK[$fs]=""
+  done
+done
+next_turn
+for fs in "${turn[@]}"; do
   remount
+  d=$(mnt "$fs")
   tree=$(find "$d" -mindepth 1 -maxdepth 1 ! -name 'fsmark*')
   t0=$(secs); rm -rf $tree; sync; t1=$(secs)
   R[$fs,rmrf]=$(/usr/bin/python3 -c "print(f'{$t1 - $t0:.1f}')")
+done
+for fs in "${filesystems[@]}"; do
+  d=$(mnt "$fs")
   rm -rf "${d:?}"/fsmark*
   [[ $fs != plain ]] && fusermount3 -u "$d"
 done
@@ -149,8 +201,8 @@ rows = [("seqwrite", "fio sequential write $seq_size, 1 MiB, end_fsync (MiB/s)",
         ("seqread", "fio cold sequential read $seq_size (MiB/s)", True),
         ("randread", "fio 4 KiB random read (IOPS)", True),
         ("randwrite", "fio 4 KiB random write (IOPS)", True),
-        ("fsmark0", "fs_mark 4 KiB files, no fsync (files/s)", True),
-        ("fsmark1", "fs_mark 4 KiB files, fsync (files/s)", True),
+        ("fsmark0", "fs_mark 4 KiB files, no fsync, median of 3 (files/s)", True),
+        ("fsmark1", "fs_mark 4 KiB files, fsync, median of 3 (files/s)", True),
         ("untar", f"untar Linux 6.1, {sys.argv[1]} entries (s)", False),
         ("lslr", "ls -lR, cold (s)", False),
         ("rmrf", "rm -rf (s)", False)]

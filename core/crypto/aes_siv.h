@@ -3,8 +3,10 @@
 // to the same backing name, so that lookups need no directory scan.
 //
 // Output layout: SIV tag (16) || ciphertext (same length as plaintext).
-// Thread safety: stateless apart from the key; every call builds its own
-// OpenSSL context, so one object may be shared between threads.
+// Thread safety: one object may be shared between threads. Every call works
+// in its own OpenSSL context, copied (under a mutex) from a context keyed
+// once at New(): keying an SIV context fetches CMAC and two ciphers and
+// derives the CMAC subkeys, which cost more than sealing a name.
 #ifndef ENVELOPE_CORE_CRYPTO_AES_SIV_H_
 #define ENVELOPE_CORE_CRYPTO_AES_SIV_H_
 
@@ -13,8 +15,6 @@
 #include "core/base/coding.h"
 #include "core/base/status.h"
 #include "core/crypto/secret_bytes.h"
-
-struct evp_cipher_st;  // OpenSSL's EVP_CIPHER, kept out of headers
 
 namespace envelope::crypto {
 
@@ -34,12 +34,9 @@ class AesSiv {
   StatusOr<Bytes> Open(ByteView sealed, ByteView associated_data) const;
 
  private:
-  AesSiv(std::shared_ptr<const SecretBytes> key, std::shared_ptr<evp_cipher_st> cipher)
-      : key_(std::move(key)), cipher_(std::move(cipher)) {}
-  std::shared_ptr<const SecretBytes> key_;
-  // Fetched once: EVP_CIPHER_fetch takes a lock and a lookup, and every
-  // file-name operation of a mount comes through here.
-  std::shared_ptr<evp_cipher_st> cipher_;
+  struct Keyed;  // the keyed contexts to copy from (aes_siv.cc)
+  explicit AesSiv(std::shared_ptr<Keyed> keyed) : keyed_(std::move(keyed)) {}
+  std::shared_ptr<Keyed> keyed_;
 };
 
 }  // namespace envelope::crypto

@@ -82,10 +82,13 @@ StatusOr<SecretBytes> HkdfSha256(ByteView ikm, ByteView salt,
   auto out = SecretBytes::Zeroed(length);
   if (!out.ok()) return out;
 
-  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+  // Fetched once for the process (a fetch takes a lock and a lookup, and
+  // every file create derives keys here). Never freed: it lives as long as
+  // libcrypto. (A context duplicated per call would also save the digest
+  // lookup, but OpenSSL 3.0's HKDF cannot be duplicated.)
+  static EVP_KDF* const kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
   if (kdf == nullptr) return Status::Internal("OpenSSL has no HKDF");
   EVP_KDF_CTX* ctx = EVP_KDF_CTX_new(kdf);
-  EVP_KDF_free(kdf);
   if (ctx == nullptr) return Status::Internal("EVP_KDF_CTX_new failed");
 
   std::string digest = "SHA256";

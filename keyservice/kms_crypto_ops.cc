@@ -28,6 +28,24 @@ std::string EncodeSecret(const crypto::SecretBytes& s) { return Base64Encode(s.v
 
 }  // namespace
 
+std::variant<KmsService::SealingKey, KmsService::Error> KmsService::KeyForSealing(
+    Call& c, const std::string& key_ref, std::string_view action) const {
+  std::optional<Error> err;
+  auto key = Resolve(c, key_ref, true, &err);
+  CHECK_ERROR(err);
+  CHECK_ERROR(Authorize(c, *key, action));
+  CHECK_ERROR(RequireUsable(*key));
+  SealingKey sealing{key, key->record.current_version, {}};
+  ParseKeyId(key->record.key_id, &sealing.id);
+  c.key_version = sealing.version;
+  return sealing;
+}
+
+StatusOr<Bytes> KmsService::SealingKey::Seal(const EncryptionContext& context,
+                                             ByteView plaintext) const {
+  return SealBlob(*key->materials.at(version), {id, version}, context, plaintext);
+}
+
 KmsService::Outcome KmsService::Encrypt(Call& c) {
   std::string key_ref;
   Bytes plaintext;
@@ -46,19 +64,13 @@ KmsService::Outcome KmsService::Encrypt(Call& c) {
                  "1 validation error detected: Value at 'plaintext' failed to satisfy "
                  "constraint: Member must have length between 1 and 4096"};
   }
-  std::optional<Error> err;
-  auto key = Resolve(c, key_ref, true, &err);
-  CHECK_ERROR(err);
-  CHECK_ERROR(Authorize(c, *key, "kms:Encrypt"));
-  CHECK_ERROR(RequireUsable(*key));
-  const uint32_t version = key->record.current_version;
-  c.key_version = version;
-  KeyIdBytes id;
-  ParseKeyId(key->record.key_id, &id);
-  auto blob = SealBlob(*key->materials.at(version), {id, version}, c.context, plaintext);
+  auto sealing = KeyForSealing(c, key_ref, "kms:Encrypt");
+  if (auto* e = std::get_if<Error>(&sealing)) return *e;
+  const SealingKey& key = std::get<SealingKey>(sealing);
+  auto blob = key.Seal(c.context, plaintext);
   if (!blob.ok()) return Error{"KMSInternalException", blob.status().message(), 500};
   return json{{"CiphertextBlob", Base64Encode(*blob)},
-              {"KeyId", KeyArn(key->record.key_id)},
+              {"KeyId", KeyArn(key.key->record.key_id)},
               {"EncryptionAlgorithm", "SYMMETRIC_DEFAULT"}};
 }
 
@@ -156,17 +168,10 @@ KmsService::Outcome KmsService::ReEncrypt(Call& c) {
   c.extra["source_key_version"] = c.key_version;
   c.extra["source_encryption_context"] = source_context;
 
-  std::optional<Error> err;
-  auto dest = Resolve(c, dest_ref, true, &err);
-  CHECK_ERROR(err);
-  CHECK_ERROR(Authorize(c, *dest, "kms:ReEncryptTo"));
-  CHECK_ERROR(RequireUsable(*dest));
-  const uint32_t version = dest->record.current_version;
-  c.key_version = version;
-  KeyIdBytes id;
-  ParseKeyId(dest->record.key_id, &id);
-  auto sealed = SealBlob(*dest->materials.at(version), {id, version}, c.context,
-                         plaintext.view());
+  auto sealing = KeyForSealing(c, dest_ref, "kms:ReEncryptTo");
+  if (auto* e = std::get_if<Error>(&sealing)) return *e;
+  const std::shared_ptr<const KeyEntry>& dest = std::get<SealingKey>(sealing).key;
+  auto sealed = std::get<SealingKey>(sealing).Seal(c.context, plaintext.view());
   if (!sealed.ok()) return Error{"KMSInternalException", sealed.status().message(), 500};
   return json{{"CiphertextBlob", Base64Encode(*sealed)},
               {"SourceKeyId", KeyArn(source->record.key_id)},
@@ -212,21 +217,16 @@ KmsService::Outcome KmsService::GenerateDataKey(Call& c, bool with_plaintext) {
   FIELD(DataKeySize(c.req, &bytes));
   FIELD(c.req.Context("EncryptionContext", &c.context));
   c.has_context = true;
-  std::optional<Error> err;
-  auto key = Resolve(c, key_ref, true, &err);
-  CHECK_ERROR(err);
-  CHECK_ERROR(Authorize(c, *key, with_plaintext ? "kms:GenerateDataKey"
-                                                : "kms:GenerateDataKeyWithoutPlaintext"));
-  CHECK_ERROR(RequireUsable(*key));
-  const uint32_t version = key->record.current_version;
-  c.key_version = version;
+  auto sealing = KeyForSealing(c, key_ref, with_plaintext ? "kms:GenerateDataKey"
+                                                          : "kms:GenerateDataKeyWithoutPlaintext");
+  if (auto* e = std::get_if<Error>(&sealing)) return *e;
+  const SealingKey& key = std::get<SealingKey>(sealing);
   auto dek = crypto::SecretBytes::Random(static_cast<size_t>(bytes));
   if (!dek.ok()) return Error{"KMSInternalException", dek.status().message(), 500};
-  KeyIdBytes id;
-  ParseKeyId(key->record.key_id, &id);
-  auto blob = SealBlob(*key->materials.at(version), {id, version}, c.context, dek->view());
+  auto blob = key.Seal(c.context, dek->view());
   if (!blob.ok()) return Error{"KMSInternalException", blob.status().message(), 500};
-  json out = {{"CiphertextBlob", Base64Encode(*blob)}, {"KeyId", KeyArn(key->record.key_id)}};
+  json out = {{"CiphertextBlob", Base64Encode(*blob)},
+              {"KeyId", KeyArn(key.key->record.key_id)}};
   if (with_plaintext) {
     out["Plaintext"] = EncodeSecret(*dek);
     c.sensitive_response = true;
@@ -247,25 +247,19 @@ KmsService::Outcome KmsService::GenerateDataKeys(Call& c) {
   FIELD(DataKeySize(c.req, &bytes));
   FIELD(c.req.ContextList("EncryptionContexts", kMaxDataKeysPerRequest, &contexts));
   c.extra["encryption_contexts"] = contexts;
-  std::optional<Error> err;
-  auto key = Resolve(c, key_ref, true, &err);
-  CHECK_ERROR(err);
-  CHECK_ERROR(Authorize(c, *key, "kms:GenerateDataKey"));
-  CHECK_ERROR(RequireUsable(*key));
-  const uint32_t version = key->record.current_version;
-  c.key_version = version;
-  KeyIdBytes id;
-  ParseKeyId(key->record.key_id, &id);
+  auto sealing = KeyForSealing(c, key_ref, "kms:GenerateDataKey");
+  if (auto* e = std::get_if<Error>(&sealing)) return *e;
+  const SealingKey& key = std::get<SealingKey>(sealing);
   json keys = json::array();
   c.sensitive_response = true;
   for (const EncryptionContext& context : contexts) {
     auto dek = crypto::SecretBytes::Random(static_cast<size_t>(bytes));
     if (!dek.ok()) return Error{"KMSInternalException", dek.status().message(), 500};
-    auto blob = SealBlob(*key->materials.at(version), {id, version}, context, dek->view());
+    auto blob = key.Seal(context, dek->view());
     if (!blob.ok()) return Error{"KMSInternalException", blob.status().message(), 500};
     keys.push_back({{"CiphertextBlob", Base64Encode(*blob)}, {"Plaintext", EncodeSecret(*dek)}});
   }
-  return json{{"KeyId", KeyArn(key->record.key_id)}, {"DataKeys", std::move(keys)}};
+  return json{{"KeyId", KeyArn(key.key->record.key_id)}, {"DataKeys", std::move(keys)}};
 }
 
 KmsService::Outcome KmsService::GenerateRandom(Call& c) {

@@ -112,6 +112,18 @@ class KmsService {
   Outcome GenerateDataKeys(Call& c);
   Outcome GenerateRandom(Call& c);
 
+  // The key that seals new blobs for a request: resolved (aliases allowed),
+  // authorised for the action, usable, at its newest version (recorded in
+  // the call for the audit).
+  struct SealingKey {
+    std::shared_ptr<const KeyEntry> key;
+    uint32_t version = 0;
+    KeyIdBytes id{};
+    StatusOr<Bytes> Seal(const EncryptionContext& context, ByteView plaintext) const;
+  };
+  std::variant<SealingKey, Error> KeyForSealing(Call& c, const std::string& key_ref,
+                                                std::string_view action) const;
+
   struct OpenedBlob {
     std::shared_ptr<const KeyEntry> key;
     crypto::SecretBytes plaintext;

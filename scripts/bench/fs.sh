@@ -10,7 +10,7 @@
 # fio 4 KiB random read and random write, fs_mark 4 KiB files without and
 # with fsync, and untar, ls -lR and rm -rf of the Linux 6.1 source tree
 # (Debian's linux-source-6.1): each workload on every filesystem in turn,
-# fs_mark three times (the median counts). Prints a Markdown table with ratios of
+# sequential I/O and fs_mark three times (the median counts). Prints a Markdown table with ratios of
 # envelopefs to each peer (higher is better for envelopefs).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -108,18 +108,35 @@ next_turn() {  # sets turn: the filesystems, starting at a different one each st
 mnt() { echo "$work/$1/mnt"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 
-next_turn
-for fs in "${turn[@]}"; do
-  remount
-  R[$fs,seqwrite]=$(fio_bw --name=seq --directory="$(mnt "$fs")" --rw=write --bs=1m \
-    --size="$seq_size" --ioengine=psync --fallocate=none --end_fsync=1)
+# Short measurements (a few seconds each) are taken three times, in turn,
+# and the median kept: a slow moment of the disk then weighs on one sample.
+declare -A SAMPLES
+keep_median() {  # KEY LABEL: R[fs,KEY] = median of SAMPLES[fs,KEY]
+  for fs in "${filesystems[@]}"; do
+    # shellcheck disable=SC2086  # the list of samples
+    R[$fs,$1]=$(median ${SAMPLES[$fs,$1]})
+    echo "$2, $fs:${SAMPLES[$fs,$1]} (median ${R[$fs,$1]})" >&2
+  done
+}
+for round in 1 2 3; do
+  next_turn
+  for fs in "${turn[@]}"; do
+    rm -f "$(mnt "$fs")"/seq*
+    remount
+    SAMPLES[$fs,seqwrite]+=" $(fio_bw --name=seq --directory="$(mnt "$fs")" --rw=write \
+      --bs=1m --size="$seq_size" --ioengine=psync --fallocate=none --end_fsync=1)"
+  done
 done
-next_turn
-for fs in "${turn[@]}"; do
-  remount
-  R[$fs,seqread]=$(fio_bw --name=seq --directory="$(mnt "$fs")" --rw=read --bs=1m \
-    --size="$seq_size" --ioengine=psync)
+keep_median seqwrite "fio sequential write, MiB/s"
+for round in 1 2 3; do
+  next_turn
+  for fs in "${turn[@]}"; do
+    remount
+    SAMPLES[$fs,seqread]+=" $(fio_bw --name=seq --directory="$(mnt "$fs")" --rw=read \
+      --bs=1m --size="$seq_size" --ioengine=psync)"
+  done
 done
+keep_median seqread "fio cold sequential read, MiB/s"
 for fs in "${filesystems[@]}"; do rm -f "$(mnt "$fs")"/seq*; done
 next_turn
 for fs in "${turn[@]}"; do
@@ -152,13 +169,10 @@ for fs in "${turn[@]}"; do
   t0=$(secs); ls -lR "$(mnt "$fs")" >/dev/null; t1=$(secs)
   R[$fs,lslr]=$(/usr/bin/python3 -c "print(f'{$t1 - $t0:.1f}')")
 done
-# fs_mark runs take seconds, so a slow moment of the disk weighs on one of
-# them: three rounds each, in turn, and the median.
-declare -A FSMARK
 for sync in 0 1; do
   for round in 1 2 3; do
     next_turn
-for fs in "${turn[@]}"; do
+    for fs in "${turn[@]}"; do
       remount
       d=$(mnt "$fs")
       mkdir -p "$d/fsmark$sync.$round"
@@ -169,15 +183,10 @@ for fs in "${turn[@]}"; do
         cat "$work/fsmark.log" >&2
         exit 1
       fi
-      FSMARK[$fs]+=" $(awk '/^ *[0-9]+ +[0-9]+ +4096/ {print $4}' "$work/fsmark.log" | tail -1)"
+      SAMPLES[$fs,fsmark$sync]+=" $(awk '/^ *[0-9]+ +[0-9]+ +4096/ {print $4}' "$work/fsmark.log" | tail -1)"
     done
   done
-  for fs in "${filesystems[@]}"; do
-    # shellcheck disable=SC2086  # the list of three results
-    R[$fs,fsmark$sync]=$(median ${FSMARK[$fs]})
-    echo "fs_mark -S $sync, $fs:${FSMARK[$fs]} files/s (median ${R[$fs,fsmark$sync]})" >&2
-    FSMARK[$fs]=""
-  done
+  keep_median "fsmark$sync" "fs_mark -S $sync, files/s"
 done
 next_turn
 for fs in "${turn[@]}"; do
@@ -197,8 +206,8 @@ done
 import sys
 R = {}
 $(for k in "${!R[@]}"; do echo "R['$k'] = float('${R[$k]:-0}')"; done)
-rows = [("seqwrite", "fio sequential write $seq_size, 1 MiB, end_fsync (MiB/s)", True),
-        ("seqread", "fio cold sequential read $seq_size (MiB/s)", True),
+rows = [("seqwrite", "fio sequential write $seq_size, 1 MiB, end_fsync, median of 3 (MiB/s)", True),
+        ("seqread", "fio cold sequential read $seq_size, median of 3 (MiB/s)", True),
         ("randread", "fio 4 KiB random read (IOPS)", True),
         ("randwrite", "fio 4 KiB random write (IOPS)", True),
         ("fsmark0", "fs_mark 4 KiB files, no fsync, median of 3 (files/s)", True),

@@ -430,11 +430,13 @@ class FileKeyPoolTest(MountTestCase):
             records = [json.loads(line) for line in f]
         singles = [r for r in records if r["operation"] == "GenerateDataKey"]
         batches = [r for r in records if r["operation"] == "EnvelopeKeyService.GenerateDataKeys"]
-        # One key made on demand for the first file, the rest in batches.
-        self.assertLessEqual(len(singles), 3)
-        self.assertGreaterEqual(len(batches), 2)
-        self.assertGreaterEqual(len(singles) + sum(len(b["encryption_contexts"]) for b in batches),
-                                80)
+        batched = sum(len(b["encryption_contexts"]) for b in batches)
+        # A key made on demand for the first file (and for any create that
+        # finds the pool empty on a loaded machine), most of them in batches.
+        detail = f"{len(singles)} single keys, batches of {[len(b['encryption_contexts']) for b in batches]}"
+        self.assertGreaterEqual(len(batches), 1, detail)
+        self.assertGreater(batched, len(singles), detail)
+        self.assertGreaterEqual(len(singles) + batched, 80, detail)
 
 
 class KmsWithoutBatchesTest(unittest.TestCase):

@@ -182,18 +182,25 @@ class EnvelopeFs {
     if (::fstatat(parent->fd, backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       return Errno("lookup");
     }
-    int dir_fd = -1;
-    if (S_ISDIR(st.st_mode)) {
-      dir_fd = ::openat(parent->fd, backing.c_str(), O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
-      if (dir_fd < 0) return Errno("open directory");
-      struct stat again;
-      // The name may have been replaced between the two calls.
-      if (::fstat(dir_fd, &again) != 0 || again.st_ino != st.st_ino) {
-        ::close(dir_fd);
-        return Status::IoError("directory changed during lookup", EAGAIN);
+    // A directory the kernel already knows keeps its descriptor; only a new
+    // one is opened (fs_mark's mkdir of an existing directory, `cd`, path
+    // walks after the entry timeout all look directories up again).
+    Inode* inode = S_ISDIR(st.st_mode) ? inodes_.AddIfKnown(parent, backing, st) : nullptr;
+    if (inode == nullptr) {
+      int dir_fd = -1;
+      if (S_ISDIR(st.st_mode)) {
+        dir_fd = ::openat(parent->fd, backing.c_str(),
+                          O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+        if (dir_fd < 0) return Errno("open directory");
+        struct stat again;
+        // The name may have been replaced between the two calls.
+        if (::fstat(dir_fd, &again) != 0 || again.st_ino != st.st_ino) {
+          ::close(dir_fd);
+          return Status::IoError("directory changed during lookup", EAGAIN);
+        }
       }
+      inode = inodes_.Add(parent, backing, st, dir_fd);
     }
-    Inode* inode = inodes_.Add(parent, backing, st, dir_fd);
     std::memset(e, 0, sizeof(*e));
     e->ino = inode == inodes_.root() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(inode);
     e->attr_timeout = timeout_;

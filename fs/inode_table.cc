@@ -73,6 +73,15 @@ bool DropName(Inode* inode, Inode* parent, const std::string& name) {
 }  // namespace
 
 Inode* InodeTable::Add(Inode* parent, const std::string& name, const struct stat& st, int dir_fd) {
+  return AddOrFind(parent, name, st, dir_fd, /*create=*/true);
+}
+
+Inode* InodeTable::AddIfKnown(Inode* parent, const std::string& name, const struct stat& st) {
+  return AddOrFind(parent, name, st, -1, /*create=*/false);
+}
+
+Inode* InodeTable::AddOrFind(Inode* parent, const std::string& name, const struct stat& st,
+                             int dir_fd, bool create) {
   Inode* unpin = nullptr;  // a parent no longer recorded, released below
   Inode* result = nullptr;
   {
@@ -92,6 +101,8 @@ Inode* InodeTable::Add(Inode* parent, const std::string& name, const struct stat
         std::lock_guard where(result->where_mu);
         if (RememberName(result, parent, name)) ++parent->nlookup;
       }
+    } else if (!create) {
+      return nullptr;
     } else {
       result = new Inode;
       result->fd = dir_fd;

@@ -84,6 +84,9 @@ class InodeTable {
   // O_PATH descriptor, owned from here on (closed if the inode exists);
   // other objects pass -1 and are recorded by (parent, name).
   Inode* Add(Inode* parent, const std::string& name, const struct stat& st, int dir_fd);
+  // The same if the inode is already known, else nullptr and nothing done:
+  // a directory looked up again needs no new descriptor.
+  Inode* AddIfKnown(Inode* parent, const std::string& name, const struct stat& st);
   // Records that the non-directory (dev, ino), if known, is now `name` in
   // `parent` (after a rename, a link) and, if `old_parent` is not null, no
   // longer `old_name` in `old_parent`.
@@ -96,6 +99,8 @@ class InodeTable {
   void Forget(Inode* inode, uint64_t n);
 
  private:
+  Inode* AddOrFind(Inode* parent, const std::string& name, const struct stat& st, int dir_fd,
+                   bool create);
   Inode root_;
   std::mutex table_mu_;  // guards inodes_
   std::map<std::pair<dev_t, ino_t>, Inode*> inodes_;

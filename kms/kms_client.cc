@@ -208,6 +208,21 @@ StatusOr<crypto::SecretBytes> GetSecret(const json& response,
   return secret;
 }
 
+// The Plaintext and CiphertextBlob of one data key in `object` (a
+// GenerateDataKey response, or one item of GenerateDataKeys's DataKeys); the
+// Plaintext member is wiped by the caller either way.
+StatusOr<DataKey> GetDataKey(const json& object, size_t number_of_bytes,
+                             std::string_view endpoint_name) {
+  DataKey key;
+  ENVELOPE_ASSIGN_OR_RETURN(key.plaintext, GetSecret(object, endpoint_name));
+  if (key.plaintext.size() != number_of_bytes) {
+    return Malformed(endpoint_name, "the data key has the wrong size");
+  }
+  ENVELOPE_ASSIGN_OR_RETURN(key.ciphertext_blob,
+                            GetBlob(object, "CiphertextBlob", endpoint_name));
+  return key;
+}
+
 StatusCode CodeForType(std::string_view type, int http_status) {
   if (type == "NotFoundException") return StatusCode::kNotFound;
   if (type == "AccessDeniedException") return StatusCode::kPermissionDenied;
@@ -469,14 +484,7 @@ StatusOr<DataKey> KmsClient::GenerateDataKey(
   ENVELOPE_ASSIGN_OR_RETURN(json response,
                             Call("TrentService.GenerateDataKey", request));
   ScopedCleanseMember wipe(&response, kPlaintextField);
-  DataKey key;
-  ENVELOPE_ASSIGN_OR_RETURN(key.plaintext, GetSecret(response, endpoint_name_));
-  if (key.plaintext.size() != number_of_bytes) {
-    return Malformed(endpoint_name_, "the data key has the wrong size");
-  }
-  ENVELOPE_ASSIGN_OR_RETURN(
-      key.ciphertext_blob,
-      GetBlob(response, "CiphertextBlob", endpoint_name_));
+  ENVELOPE_ASSIGN_OR_RETURN(DataKey key, GetDataKey(response, number_of_bytes, endpoint_name_));
   GetString(response, "KeyId", &key.key_arn);
   return key;
 }
@@ -509,13 +517,7 @@ StatusOr<std::vector<DataKey>> KmsClient::GenerateDataKeys(
   std::vector<DataKey> keys;
   keys.reserve(contexts.size());
   for (const json& item : *items) {
-    DataKey key;
-    ENVELOPE_ASSIGN_OR_RETURN(key.plaintext, GetSecret(item, endpoint_name_));
-    if (key.plaintext.size() != number_of_bytes) {
-      return Malformed(endpoint_name_, "a data key has the wrong size");
-    }
-    ENVELOPE_ASSIGN_OR_RETURN(key.ciphertext_blob,
-                              GetBlob(item, "CiphertextBlob", endpoint_name_));
+    ENVELOPE_ASSIGN_OR_RETURN(DataKey key, GetDataKey(item, number_of_bytes, endpoint_name_));
     key.key_arn = key_arn;
     keys.push_back(std::move(key));
   }

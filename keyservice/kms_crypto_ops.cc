@@ -26,6 +26,32 @@ std::optional<FieldError> CheckAlgorithm(const KmsRequest& req, const char* fiel
 // Base64 of secret bytes, for a response body.
 std::string EncodeSecret(const crypto::SecretBytes& s) { return Base64Encode(s.view()); }
 
+// The size of a data key: exactly one of KeySpec and NumberOfBytes.
+std::optional<FieldError> DataKeySize(const KmsRequest& req, int64_t* bytes) {
+  std::string key_spec;
+  if (auto e = req.String("KeySpec", false, &key_spec)) return e;
+  if (auto e = req.Int("NumberOfBytes", false, bytes)) return e;
+  const bool has_spec = req.Has("KeySpec"), has_bytes = req.Has("NumberOfBytes");
+  if (has_spec == has_bytes) {
+    return FieldError{"ValidationException", "specify exactly one of KeySpec and NumberOfBytes"};
+  }
+  if (has_spec) {
+    if (key_spec == "AES_256") {
+      *bytes = 32;
+    } else if (key_spec == "AES_128") {
+      *bytes = 16;
+    } else {
+      return FieldError{"ValidationException",
+                        "1 validation error detected: Value '" + key_spec +
+                            "' at 'keySpec' failed to satisfy constraint: Member must satisfy "
+                            "enum value set: [AES_256, AES_128]"};
+    }
+  } else if (*bytes < 1 || *bytes > 1024) {
+    return KmsRequest::Invalid("NumberOfBytes", "Member must have value between 1 and 1024");
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::variant<KmsService::SealingKey, KmsService::Error> KmsService::KeyForSealing(
@@ -179,36 +205,6 @@ KmsService::Outcome KmsService::ReEncrypt(Call& c) {
               {"SourceEncryptionAlgorithm", "SYMMETRIC_DEFAULT"},
               {"DestinationEncryptionAlgorithm", "SYMMETRIC_DEFAULT"}};
 }
-
-namespace {
-
-// The size of a data key: exactly one of KeySpec and NumberOfBytes.
-std::optional<FieldError> DataKeySize(const KmsRequest& req, int64_t* bytes) {
-  std::string key_spec;
-  if (auto e = req.String("KeySpec", false, &key_spec)) return e;
-  if (auto e = req.Int("NumberOfBytes", false, bytes)) return e;
-  const bool has_spec = req.Has("KeySpec"), has_bytes = req.Has("NumberOfBytes");
-  if (has_spec == has_bytes) {
-    return FieldError{"ValidationException", "specify exactly one of KeySpec and NumberOfBytes"};
-  }
-  if (has_spec) {
-    if (key_spec == "AES_256") {
-      *bytes = 32;
-    } else if (key_spec == "AES_128") {
-      *bytes = 16;
-    } else {
-      return FieldError{"ValidationException",
-                        "1 validation error detected: Value '" + key_spec +
-                            "' at 'keySpec' failed to satisfy constraint: Member must satisfy "
-                            "enum value set: [AES_256, AES_128]"};
-    }
-  } else if (*bytes < 1 || *bytes > 1024) {
-    return KmsRequest::Invalid("NumberOfBytes", "Member must have value between 1 and 1024");
-  }
-  return std::nullopt;
-}
-
-}  // namespace
 
 KmsService::Outcome KmsService::GenerateDataKey(Call& c, bool with_plaintext) {
   std::string key_ref;

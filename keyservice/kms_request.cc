@@ -17,6 +17,16 @@ FieldError WrongType(const char* name, const char* want) {
   return FieldError{"SerializationException",
                     std::string("field ") + name + " must be " + want};
 }
+
+std::optional<FieldError> ParseContext(const nlohmann::json& v, const char* name,
+                                       EncryptionContext* out) {
+  if (!v.is_object()) return WrongType(name, "an object of strings");
+  for (const auto& [k, val] : v.items()) {
+    if (!val.is_string()) return WrongType(name, "an object of strings");
+    (*out)[k] = val.get<std::string>();
+  }
+  return std::nullopt;
+}
 }  // namespace
 
 FieldError KmsRequest::Invalid(const std::string& field, const std::string& constraint) {
@@ -70,20 +80,6 @@ std::optional<FieldError> KmsRequest::Blob(const char* name, bool required, Byte
   }
   return std::nullopt;
 }
-
-namespace {
-
-std::optional<FieldError> ParseContext(const nlohmann::json& v, const char* name,
-                                       EncryptionContext* out) {
-  if (!v.is_object()) return WrongType(name, "an object of strings");
-  for (const auto& [k, val] : v.items()) {
-    if (!val.is_string()) return WrongType(name, "an object of strings");
-    (*out)[k] = val.get<std::string>();
-  }
-  return std::nullopt;
-}
-
-}  // namespace
 
 std::optional<FieldError> KmsRequest::Context(const char* name, EncryptionContext* out) const {
   out->clear();

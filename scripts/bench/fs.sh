@@ -138,19 +138,15 @@ for round in 1 2 3; do
 done
 keep_median seqread "fio cold sequential read, MiB/s"
 for fs in "${filesystems[@]}"; do rm -f "$(mnt "$fs")"/seq*; done
-next_turn
-for fs in "${turn[@]}"; do
-  remount
-  R[$fs,randread]=$(fio_iops --name=rr --directory="$(mnt "$fs")" --rw=randread --bs=4k \
-    --size="$rand_size" --ioengine=psync --time_based --runtime="$rand_time")
+for rw in randread randwrite; do
+  next_turn
+  for fs in "${turn[@]}"; do
+    remount
+    R[$fs,$rw]=$(fio_iops --name="$rw" --directory="$(mnt "$fs")" --rw="$rw" --bs=4k \
+      --size="$rand_size" --ioengine=psync --time_based --runtime="$rand_time")
+  done
 done
-next_turn
-for fs in "${turn[@]}"; do
-  remount
-  R[$fs,randwrite]=$(fio_iops --name=rw --directory="$(mnt "$fs")" --rw=randwrite --bs=4k \
-    --size="$rand_size" --ioengine=psync --time_based --runtime="$rand_time")
-done
-for fs in "${filesystems[@]}"; do rm -f "$(mnt "$fs")"/rr* "$(mnt "$fs")"/rw*; done
+for fs in "${filesystems[@]}"; do rm -f "$(mnt "$fs")"/rand*; done
 # No mass deletion before a workload that creates files: on ext4 without a
 # journal (this machine's disk) the inode allocator checks every recently
 # deleted inode of a block group (recently_deleted()) on each create for

@@ -14,6 +14,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
@@ -53,6 +54,35 @@ void SetTimeouts(Socket& sock, int seconds) {
   struct timeval tv {seconds, 0};
   ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+// After an error answer to a request whose body was not read (too large,
+// malformed): stop writing, then read and drop what the client is still
+// sending, for a bounded time and amount. Closing with unread input makes
+// the kernel reset the connection (or, on a Unix socket, fail the client's
+// next write with EPIPE), and a client still writing its body then fails
+// before it ever reads the answer (RFC 9112, section 9.6).
+void DrainBeforeClose(int fd) {
+  constexpr auto kMaxWait = std::chrono::seconds(2);
+  constexpr size_t kMaxDrainInBytes = size_t{16} << 20;
+  ::shutdown(fd, SHUT_WR);
+  const auto deadline = std::chrono::steady_clock::now() + kMaxWait;
+  char buf[16384];
+  size_t drained = 0;
+  while (drained < kMaxDrainInBytes) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    if (left <= 0) return;
+    pollfd p{fd, POLLIN, 0};
+    int rc = ::poll(&p, 1, static_cast<int>(left));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc <= 0) return;
+    ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) return;  // end of the client's input, or an error
+    drained += static_cast<size_t>(n);
+  }
 }
 
 }  // namespace
@@ -194,6 +224,7 @@ void HttpServer::Serve(int fd, bool tcp) {
         r.keep_alive(false);
         r.prepare_payload();
         http::write(sock, r, ec);
+        if (!ec) DrainBeforeClose(fd);
         return;
       }
       auto req = parser.release();

@@ -11,6 +11,7 @@
 
 #include "core/base/fd_io.h"
 #include "core/format/header_io.h"
+#include "fs/backing_tree.h"
 #include "fs/progress.h"
 #include "fs/volume_walk.h"
 #include "kms/blob_label.h"
@@ -84,8 +85,7 @@ StatusOr<FsckReport> FsckVolume(Volume* volume, const FsckOptions& options) {
   FsckReport report;
   report.damaged = listing.problems;
   report.directories = listing.dirs.size();
-  UniqueFd root(::open(volume->cipherdir().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!root.valid()) return Status::FromErrno("open " + volume->cipherdir());
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd root, backing::OpenRoot(volume->cipherdir()));
 
   std::vector<const VolumeEntry*> files;
   for (const VolumeEntry& e : listing.entries) {
@@ -93,7 +93,9 @@ StatusOr<FsckReport> FsckVolume(Volume* volume, const FsckOptions& options) {
       files.push_back(&e);
     } else if (e.type == DT_LNK) {
       ++report.symlinks;
-      auto target = volume->ReadSymlink(root.get(), listing.BackingPath(e));
+      auto dir = backing::OpenDirBeneath(root.get(), listing.dirs[e.dir].backing_path);
+      auto target = dir.ok() ? volume->ReadSymlink(dir->get(), e.backing)
+                             : StatusOr<std::string>(dir.status());
       if (!target.ok()) {
         report.damaged.push_back(listing.DisplayPath(e) + ": symlink target: " +
                                  target.status().ToString());
@@ -109,18 +111,21 @@ StatusOr<FsckReport> FsckVolume(Volume* volume, const FsckOptions& options) {
   ParallelFor(files.size(), options.threads, [&](size_t i) {
     const VolumeEntry& e = *files[i];
     progress.Add();
-    UniqueFd fd(::openat(root.get(), listing.BackingPath(e).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    // No component followed (as in rotate).
+    auto fd = backing::OpenFileBeneath(root.get(), listing.BackingPath(e), O_RDONLY);
     struct stat st;
     StatusOr<FileResult> r = FileResult{};
-    if (!fd.valid() || ::fstat(fd.get(), &st) != 0) {
-      r = Status::FromErrno("open");
+    if (!fd.ok()) {
+      r = fd.status();
+    } else if (::fstat(fd->get(), &st) != 0) {
+      r = Status::FromErrno("fstat");
     } else {
       {
         // Hard links: one file, however many names.
         std::lock_guard lock(mu);
         if (!seen.insert({st.st_dev, st.st_ino}).second) return true;
       }
-      r = CheckFile(volume, fd.get(), st, options.deep);
+      r = CheckFile(volume, fd->get(), st, options.deep);
     }
     std::lock_guard lock(mu);
     if (!r.ok()) {

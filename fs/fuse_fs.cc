@@ -22,6 +22,7 @@
 
 #include "core/base/fd_io.h"
 #include "core/format/header_io.h"
+#include "fs/backing_tree.h"
 #include "fs/inode_table.h"
 
 namespace envelope::fs {
@@ -33,8 +34,6 @@ using format::DirId;
 using format::NameCodec;
 
 constexpr std::string_view kUserXattrPrefix = "user.";
-
-std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 Status Errno(const char* what) { return Status::FromErrno(what); }
 
@@ -49,6 +48,15 @@ struct DirHandle {
   std::vector<DirEntry> entries;
 };
 
+// Who a new object belongs to: -1 where it is to stay as created.
+struct NewOwner {
+  uid_t uid = static_cast<uid_t>(-1);
+  gid_t gid = static_cast<gid_t>(-1);
+  bool any() const { return uid != static_cast<uid_t>(-1) || gid != static_cast<gid_t>(-1); }
+};
+
+// Every system call on a backing path goes through fs/backing_tree.h; this
+// file makes none itself.
 class EnvelopeFs {
  public:
   EnvelopeFs(Volume* volume, int root_fd, double timeout)
@@ -62,8 +70,7 @@ class EnvelopeFs {
   StatusOr<DirId> DirIdOf(Inode* dir) {
     std::lock_guard lock(dir->mu);
     if (!dir->dir_id) {
-      UniqueFd fd(::openat(dir->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      if (!fd.valid()) return Errno("open directory");
+      ENVELOPE_ASSIGN_OR_RETURN(UniqueFd fd, backing::OpenDir(dir->fd, ""));
       ENVELOPE_ASSIGN_OR_RETURN(DirId id, volume_->ReadDirId(fd.get()));
       dir->dir_id = id;
     }
@@ -76,44 +83,22 @@ class EnvelopeFs {
     return volume_->names().EncodeName(name, id);
   }
 
-  // Writes the side file of a long name (before the entry itself exists).
-  Status WriteLongNameFile(Inode* dir, const format::EncodedName& en) {
-    if (en.long_name_content.empty()) return Status::Ok();
-    std::string side = en.backing_name + std::string(format::kLongNameSuffix);
-    UniqueFd fd(::openat(dir->fd, side.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0400));
-    if (!fd.valid()) {
-      // O_PATH parent fds do not allow openat for writing on every kernel;
-      // go through /proc.
-      std::string path = ProcPath(dir->fd) + "/" + side;
-      fd = UniqueFd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0400));
-      if (!fd.valid()) return Errno("create long-name file");
-    }
-    ENVELOPE_RETURN_IF_ERROR(PwriteFull(fd.get(), AsBytes(en.long_name_content), 0));
-    return Status::Ok();
-  }
-  void RemoveLongNameFile(Inode* dir, const format::EncodedName& en) {
-    if (en.long_name_content.empty()) return;
-    std::string side = en.backing_name + std::string(format::kLongNameSuffix);
-    ::unlinkat(dir->fd, side.c_str(), 0);
-  }
-
   // stat of the backing object, translated to what the mount shows.
   Status Stat(Inode* inode, struct stat* st) {
-    int rc;
+    Status s;
     {
       // An open file answers from its descriptor: right even after its
       // name was unlinked or renamed elsewhere.
       std::lock_guard lock(inode->mu);
       if (inode->content_fd >= 0) {
-        rc = ::fstat(inode->content_fd, st);
+        s = backing::Stat(inode->content_fd, "", st);
       } else {
         Where w = inode->where();
         if (!w.known()) return Status::NotFound("unlinked");
-        rc = ::fstatat(w.dirfd, w.name.c_str(), st,
-                       AT_SYMLINK_NOFOLLOW | (w.name.empty() ? AT_EMPTY_PATH : 0));
+        s = backing::Stat(w.dirfd, w.name, st);
       }
     }
-    if (rc != 0) return Errno("fstatat");
+    ENVELOPE_RETURN_IF_ERROR(s);
     ShowStat(inode, st);
     return Status::Ok();
   }
@@ -132,8 +117,7 @@ class EnvelopeFs {
       // The store of long symlink targets is a subdirectory of the root
       // that readdir does not show; its ".." must not count either.
       struct stat store;
-      if (::fstatat(inode->fd, std::string(format::kLongTargetDirName).c_str(), &store,
-                    AT_SYMLINK_NOFOLLOW) == 0 &&
+      if (backing::Stat(inode->fd, std::string(format::kLongTargetDirName), &store).ok() &&
           S_ISDIR(store.st_mode)) {
         --st->st_nlink;
       }
@@ -150,17 +134,13 @@ class EnvelopeFs {
   // backing inode number if the path cannot be found.
   std::string PathForLog(Inode* inode) {
     const Where w = inode->where();
-    char buf[PATH_MAX];
-    ssize_t n = w.known() ? ::readlink(ProcPath(w.dirfd).c_str(), buf, sizeof(buf) - 1) : -1;
+    auto dir = w.known() ? backing::DescriptorPath(w.dirfd) : StatusOr<std::string>("");
     const std::string& root = volume_->cipherdir();
-    if (n > 0) {
-      std::string dir(buf, static_cast<size_t>(n));
-      if (dir == root || dir.rfind(root + "/", 0) == 0) {
-        std::string rel = dir.substr(root.size());
-        if (!w.name.empty()) rel += "/" + w.name;
-        auto path = volume_->PlaintextPath(rel);
-        if (path.ok()) return *path;
-      }
+    if (dir.ok() && (*dir == root || dir->rfind(root + "/", 0) == 0)) {
+      std::string rel = dir->substr(root.size());
+      if (!w.name.empty()) rel += "/" + w.name;
+      auto path = volume_->PlaintextPath(rel);
+      if (path.ok()) return *path;
     }
     return "backing inode " + std::to_string(inode->ino);
   }
@@ -177,29 +157,25 @@ class EnvelopeFs {
   }
 
   // Looks up an entry by backing name and fills `e`.
-  Status LookupBacking(Inode* parent, const std::string& backing, fuse_entry_param* e) {
+  Status LookupBacking(Inode* parent, const std::string& name, fuse_entry_param* e) {
     struct stat st;
-    if (::fstatat(parent->fd, backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      return Errno("lookup");
-    }
+    ENVELOPE_RETURN_IF_ERROR(backing::Stat(parent->fd, name, &st));
     // A directory the kernel already knows keeps its descriptor; only a new
     // one is opened (fs_mark's mkdir of an existing directory, `cd`, path
     // walks after the entry timeout all look directories up again).
-    Inode* inode = S_ISDIR(st.st_mode) ? inodes_.AddIfKnown(parent, backing, st) : nullptr;
+    Inode* inode = S_ISDIR(st.st_mode) ? inodes_.AddIfKnown(parent, name, st) : nullptr;
     if (inode == nullptr) {
-      int dir_fd = -1;
+      UniqueFd dir_fd;
       if (S_ISDIR(st.st_mode)) {
-        dir_fd = ::openat(parent->fd, backing.c_str(),
-                          O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
-        if (dir_fd < 0) return Errno("open directory");
+        ENVELOPE_ASSIGN_OR_RETURN(dir_fd, backing::OpenSubdirPath(parent->fd, name));
         struct stat again;
         // The name may have been replaced between the two calls.
-        if (::fstat(dir_fd, &again) != 0 || again.st_ino != st.st_ino) {
-          ::close(dir_fd);
+        if (!backing::Stat(dir_fd.get(), "", &again).ok() || again.st_ino != st.st_ino ||
+            again.st_dev != st.st_dev) {
           return Status::IoError("directory changed during lookup", EAGAIN);
         }
       }
-      inode = inodes_.Add(parent, backing, st, dir_fd);
+      inode = inodes_.Add(parent, name, st, dir_fd.release());
     }
     std::memset(e, 0, sizeof(*e));
     e->ino = inode == inodes_.root() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(inode);
@@ -211,14 +187,42 @@ class EnvelopeFs {
     return Status::Ok();
   }
 
-  // Sets the owner of a new backing object to the caller when we are root
-  // (a non-root daemon can only create files it owns).
-  void ChownToCaller(fuse_req_t req, int dirfd, const std::string& name) {
-    if (!running_as_root_) return;
+  // The owner a new object in `dir` gets when we are root (a non-root
+  // daemon can only create objects it owns): the caller, and the group of
+  // a setgid directory (as ext4 does), else the caller's group.
+  NewOwner OwnerForNew(fuse_req_t req, Inode* dir) {
+    NewOwner o;
+    if (!running_as_root_) return o;
     const fuse_ctx* ctx = fuse_req_ctx(req);
-    // A new object is already ours; only a different caller needs a chown.
-    if (ctx->uid == ::geteuid() && ctx->gid == ::getegid()) return;
-    ::fchownat(dirfd, name.c_str(), ctx->uid, ctx->gid, AT_SYMLINK_NOFOLLOW);
+    struct stat parent;
+    const bool setgid = backing::Stat(dir->fd, "", &parent).ok() && (parent.st_mode & S_ISGID);
+    // The backing object already has the setgid directory's group (the
+    // backing filesystem gave it), and a new object is already ours.
+    if (ctx->uid != ::geteuid()) o.uid = ctx->uid;
+    if (!setgid && ctx->gid != ::getegid()) o.gid = ctx->gid;
+    return o;
+  }
+
+  // Gives the new object `name` in `dir` (type `type`, S_IFMT bits) to
+  // `owner`: through `fd` when the caller holds one, else through an
+  // O_PATH descriptor of the object just made (ours, one link, that type).
+  void GiveToOwner(const NewOwner& owner, Inode* dir, const std::string& name, int fd, mode_t type) {
+    if (!owner.any()) return;
+    UniqueFd obj;
+    if (fd < 0) {
+      struct stat st;
+      if (!backing::Stat(dir->fd, name, &st).ok() || (st.st_mode & S_IFMT) != type ||
+          st.st_uid != ::geteuid() || st.st_nlink != 1) {
+        spdlog::warn("new backing object {} was replaced before its chown", name);
+        return;
+      }
+      auto opened = backing::OpenObject(dir->fd, name, st.st_dev, st.st_ino);
+      if (!opened.ok()) return;
+      obj = std::move(*opened);
+      fd = obj.get();
+    }
+    Status s = backing::Chown(fd, owner.uid, owner.gid);
+    if (!s.ok()) spdlog::warn("chown of new backing object {}: {}", name, s.ToString());
   }
 
   // Opens the content of a regular file for I/O, once per inode.
@@ -227,20 +231,28 @@ class EnvelopeFs {
     if (inode->content) return Status::Ok();
     Where w = inode->where();
     if (!w.known()) return Status::NotFound("unlinked");
-    int fd = ::openat(w.dirfd, w.name.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    auto fd = backing::OpenRegular(w.dirfd, w.name, O_RDWR);
     bool writable = true;
-    if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM)) {
-      fd = ::openat(w.dirfd, w.name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (!fd.ok()) {
+      const int err = ToErrno(fd.status());
+      if (err != EACCES && err != EROFS && err != EPERM) return fd.status();
+      fd = backing::OpenRegular(w.dirfd, w.name, O_RDONLY);
       writable = false;
+      if (!fd.ok()) return fd.status();
     }
-    if (fd < 0) return Errno("open backing file");
-    auto content = volume_->OpenContent(fd);
+    // The name must still be this inode's: a backing name swapped since
+    // the lookup opens nothing.
+    struct stat st;
+    ENVELOPE_RETURN_IF_ERROR(backing::Stat(fd->get(), "", &st));
+    if (st.st_dev != inode->dev || st.st_ino != inode->ino) {
+      return Status::IoError("the backing name was replaced", ESTALE);
+    }
+    auto content = volume_->OpenContent(fd->get());
     if (!content.ok()) {
-      ::close(fd);
       spdlog::error("cannot open {}: {}", PathForLog(inode), content.status().ToString());
       return content.status();
     }
-    inode->content_fd = fd;
+    inode->content_fd = fd->release();
     inode->content_writable = writable;
     inode->content = std::move(*content);
     return Status::Ok();
@@ -334,19 +346,30 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   Inode* inode = Node(req, ino);
   const Where w = fs->Locate(inode);
   if (!w.known()) return (void)fuse_reply_err(req, ENOENT);
-  const int empty_path = w.name.empty() ? AT_EMPTY_PATH : 0;
+  // Everything below acts on this descriptor: the object the kernel means,
+  // never what its backing name may lead to by now (a symlink swapped in
+  // would otherwise carry a chmod to its target).
+  auto obj = backing::OpenObject(w.dirfd, w.name, inode->dev, inode->ino);
+  if (!obj.ok()) return ReplyError(req, obj.status());
   if (to_set & FUSE_SET_ATTR_MODE) {
     if (S_ISLNK(inode->type)) return (void)fuse_reply_err(req, EOPNOTSUPP);
-    int rc = w.name.empty() ? ::chmod(ProcPath(w.dirfd).c_str(), attr->st_mode & 07777)
-                            : ::fchmodat(w.dirfd, w.name.c_str(), attr->st_mode & 07777, 0);
-    if (rc != 0) return (void)fuse_reply_err(req, errno);
+    Status s = backing::Chmod(obj->get(), attr->st_mode & 07777);
+    if (!s.ok()) return ReplyError(req, s);
   }
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
     uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
     gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
-    if (::fchownat(w.dirfd, w.name.c_str(), uid, gid, empty_path | AT_SYMLINK_NOFOLLOW) != 0) {
-      return (void)fuse_reply_err(req, errno);
+    if (S_ISLNK(inode->type) && !w.name.empty()) {
+      // A long target's file follows its symlink's owner (DropSymlinkTarget
+      // goes by it).
+      struct stat before;
+      auto raw = backing::ReadLink(w.dirfd, w.name, format::kMaxInlineTargetInBytes);
+      if (raw.ok() && backing::Stat(obj->get(), "", &before).ok()) {
+        (void)fs->volume()->ChownSymlinkTarget(*raw, before.st_uid, uid, gid);
+      }
     }
+    Status s = backing::Chown(obj->get(), uid, gid);
+    if (!s.ok()) return ReplyError(req, s);
   }
   if (to_set & FUSE_SET_ATTR_SIZE) {
     if (!S_ISREG(inode->type)) return (void)fuse_reply_err(req, EINVAL);
@@ -371,31 +394,10 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
     } else if (to_set & FUSE_SET_ATTR_MTIME) {
       tv[1] = attr->st_mtim;
     }
-    if (::utimensat(w.dirfd, w.name.c_str(), tv, w.name.empty() ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW) != 0) {
-      return (void)fuse_reply_err(req, errno);
-    }
+    Status s = backing::SetTimes(obj->get(), tv);
+    if (!s.ok()) return ReplyError(req, s);
   }
   OpGetattr(req, ino, nullptr);
-}
-
-// A backing directory is empty when only our id file is left in it.
-StatusOr<bool> BackingDirIsEmpty(int parent_fd, const std::string& name) {
-  int fd = ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return Errno("open directory");
-  DIR* d = ::fdopendir(fd);
-  if (d == nullptr) {
-    ::close(fd);
-    return Errno("fdopendir");
-  }
-  bool empty = true;
-  while (dirent* de = ::readdir(d)) {
-    std::string_view n = de->d_name;
-    if (n == "." || n == ".." || n == format::kDirIdFileName) continue;
-    empty = false;
-    break;
-  }
-  ::closedir(d);
-  return empty;
 }
 
 // ---- creating and removing names ------------------------------------------
@@ -404,7 +406,7 @@ StatusOr<bool> BackingDirIsEmpty(int parent_fd, const std::string& name) {
 // long name, write its side file before the entry exists.
 StatusOr<format::EncodedName> PrepareNewName(EnvelopeFs* fs, Inode* dir, const char* name) {
   ENVELOPE_ASSIGN_OR_RETURN(format::EncodedName en, fs->Encode(dir, name));
-  ENVELOPE_RETURN_IF_ERROR(fs->WriteLongNameFile(dir, en));
+  ENVELOPE_RETURN_IF_ERROR(fs->volume()->WriteLongNameFile(dir->fd, en));
   return en;
 }
 
@@ -412,17 +414,15 @@ StatusOr<format::EncodedName> PrepareNewName(EnvelopeFs* fs, Inode* dir, const c
 // name was taken (then the side file is the existing entry's), and reply.
 void FailNewName(fuse_req_t req, EnvelopeFs* fs, Inode* dir, const format::EncodedName& en,
                  int err) {
-  if (err != EEXIST) fs->RemoveLongNameFile(dir, en);
+  if (err != EEXIST) fs->volume()->RemoveLongNameFile(dir->fd, en);
   fuse_reply_err(req, err);
 }
 
-// After the backing object `backing` was created in `dir`: set owner, look
-// it up and reply.
+// After the backing object `backing` was created in `dir` (and given to
+// its owner): look it up and reply.
 void ReplyNewEntry(fuse_req_t req, Inode* dir, const std::string& backing) {
-  EnvelopeFs* fs = Fs(req);
-  fs->ChownToCaller(req, dir->fd, backing);
   fuse_entry_param e;
-  Status s = fs->LookupBacking(dir, backing, &e);
+  Status s = Fs(req)->LookupBacking(dir, backing, &e);
   if (!s.ok()) return ReplyError(req, s);
   fuse_reply_entry(req, &e);
 }
@@ -432,20 +432,27 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   Inode* dir = Node(req, parent);
   auto en = PrepareNewName(fs, dir, name);
   if (!en.ok()) return ReplyError(req, en.status());
-  // Created private, given its id file, then set to the exact mode asked
-  // for (mkdir(path, 0151) shows 0151).
-  if (::mkdirat(dir->fd, en->backing_name.c_str(), 0700) != 0) {
-    return FailNewName(req, fs, dir, *en, errno);
+  const NewOwner owner = fs->OwnerForNew(req, dir);
+  // Created private and checked to be the directory just made, given its
+  // id file, then set to the exact mode asked for (mkdir(path, 0151) shows
+  // 0151) plus the setgid bit a setgid parent passes on.
+  auto made = backing::MakeDirectory(dir->fd, en->backing_name);
+  if (!made.ok()) return FailNewName(req, fs, dir, *en, ToErrno(made.status()));
+  backing::DirIdAside created;
+  created.dir = std::move(*made);
+  struct stat st;
+  Status s = fs->volume()->CreateDirId(created.dir.get());
+  if (s.ok()) s = backing::Stat(created.dir.get(), "", &st);
+  if (s.ok() && ::fchmod(created.dir.get(), (mode & 07777) | (st.st_mode & S_ISGID)) != 0) {
+    s = Errno("fchmod");
   }
-  UniqueFd d(::openat(dir->fd, en->backing_name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  Status s = d.valid() ? fs->volume()->CreateDirId(d.get()) : Errno("open new directory");
-  if (s.ok() && ::fchmod(d.get(), mode & 07777) != 0) s = Errno("fchmod");
   if (!s.ok()) {
-    if (d.valid()) ::unlinkat(d.get(), std::string(format::kDirIdFileName).c_str(), 0);
-    ::unlinkat(dir->fd, en->backing_name.c_str(), AT_REMOVEDIR);
-    fs->RemoveLongNameFile(dir, *en);
+    (void)backing::Unlink(created.dir.get(), std::string(format::kDirIdFileName));
+    (void)backing::RemoveDirectory(dir->fd, en->backing_name, created);
+    fs->volume()->RemoveLongNameFile(dir->fd, *en);
     return ReplyError(req, s);
   }
+  fs->GiveToOwner(owner, dir, en->backing_name, created.dir.get(), S_IFDIR);
   ReplyNewEntry(req, dir, en->backing_name);
 }
 
@@ -454,20 +461,22 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
   Inode* dir = Node(req, parent);
   auto en = PrepareNewName(fs, dir, name);
   if (!en.ok()) return ReplyError(req, en.status());
+  const NewOwner owner = fs->OwnerForNew(req, dir);
   if (S_ISREG(mode)) {
     // A regular file needs its header and DEK like any created file.
-    int fd = ::openat(dir->fd, en->backing_name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
-                      mode & 07777);
-    if (fd < 0) return (void)fuse_reply_err(req, errno);
-    auto content = fs->volume()->CreateContent(fd);
-    ::close(fd);
+    auto fd = backing::CreateRegular(dir->fd, en->backing_name, mode & 07777, /*exclusive=*/true);
+    if (!fd.ok()) return FailNewName(req, fs, dir, *en, ToErrno(fd.status()));
+    auto content = fs->volume()->CreateContent(fd->get());
     if (!content.ok()) {
-      ::unlinkat(dir->fd, en->backing_name.c_str(), 0);
-      fs->RemoveLongNameFile(dir, *en);
+      (void)backing::Unlink(dir->fd, en->backing_name);
+      fs->volume()->RemoveLongNameFile(dir->fd, *en);
       return ReplyError(req, content.status());
     }
-  } else if (::mknodat(dir->fd, en->backing_name.c_str(), mode, rdev) != 0) {
-    return FailNewName(req, fs, dir, *en, errno);
+    fs->GiveToOwner(owner, dir, en->backing_name, fd->get(), S_IFREG);
+  } else {
+    Status s = backing::MakeNode(dir->fd, en->backing_name, mode, rdev);
+    if (!s.ok()) return FailNewName(req, fs, dir, *en, ToErrno(s));
+    fs->GiveToOwner(owner, dir, en->backing_name, -1, mode & S_IFMT);
   }
   ReplyNewEntry(req, dir, en->backing_name);
 }
@@ -480,8 +489,10 @@ void OpSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char
   }
   auto en = PrepareNewName(fs, dir, name);
   if (!en.ok()) return ReplyError(req, en.status());
-  Status s = fs->volume()->CreateSymlink(target, dir->fd, en->backing_name);
+  const NewOwner owner = fs->OwnerForNew(req, dir);
+  Status s = fs->volume()->CreateSymlink(target, dir->fd, en->backing_name, owner.uid, owner.gid);
   if (!s.ok()) return FailNewName(req, fs, dir, *en, ToErrno(s));
+  fs->GiveToOwner(owner, dir, en->backing_name, -1, S_IFLNK);
   ReplyNewEntry(req, dir, en->backing_name);
 }
 
@@ -499,15 +510,18 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   if (!en.ok()) return ReplyError(req, en.status());
   const Where w = fs->Locate(inode);
   if (!w.known()) return (void)fuse_reply_err(req, ENOENT);
-  if (::linkat(w.dirfd, w.name.c_str(), dir->fd, en->backing_name.c_str(),
-               w.name.empty() ? AT_EMPTY_PATH : 0) != 0) {
-    return FailNewName(req, fs, dir, *en, errno);
+  Status s = backing::Link(w.dirfd, w.name, dir->fd, en->backing_name);
+  if (!s.ok()) return FailNewName(req, fs, dir, *en, ToErrno(s));
+  // The new name must be this inode's: a source name swapped since the
+  // lookup must not give anyone a link to some other file.
+  struct stat st;
+  s = backing::Stat(dir->fd, en->backing_name, &st);
+  if (s.ok() && (st.st_dev != inode->dev || st.st_ino != inode->ino)) {
+    (void)backing::Unlink(dir->fd, en->backing_name);
+    return FailNewName(req, fs, dir, *en, ESTALE);
   }
-  // No ChownToCaller: a new link to an existing file keeps its owner.
-  fuse_entry_param e;
-  Status s = fs->LookupBacking(dir, en->backing_name, &e);
-  if (!s.ok()) return ReplyError(req, s);
-  fuse_reply_entry(req, &e);
+  // No chown: a new link to an existing file keeps its owner.
+  ReplyNewEntry(req, dir, en->backing_name);
 }
 
 void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -515,31 +529,17 @@ void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Inode* dir = Node(req, parent);
   auto en = fs->Encode(dir, name);
   if (!en.ok()) return ReplyError(req, en.status());
-  auto empty = BackingDirIsEmpty(dir->fd, en->backing_name);
-  if (!empty.ok()) return ReplyError(req, empty.status());
-  if (!*empty) return (void)fuse_reply_err(req, ENOTEMPTY);
-  std::string id_path = en->backing_name + "/" + std::string(format::kDirIdFileName);
-  // Keep the id readable in case rmdir fails (e.g. the directory is busy):
-  // move it aside, remove the directory, put it back on failure.
-  UniqueFd sub(::openat(dir->fd, en->backing_name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  Bytes id(format::kDirIdSizeInBytes);
-  if (sub.valid()) {
-    UniqueFd idf(::openat(sub.get(), std::string(format::kDirIdFileName).c_str(), O_RDONLY | O_CLOEXEC));
-    if (idf.valid()) (void)PreadFull(idf.get(), id, 0);
+  // The id file goes first, through a descriptor of the directory itself;
+  // it comes back if the rmdir fails (e.g. the directory is busy).
+  auto aside = backing::SetDirIdAside(dir->fd, en->backing_name, format::kDirIdFileName,
+                                      format::kDirIdSizeInBytes);
+  if (!aside.ok()) return ReplyError(req, aside.status());
+  Status s = backing::RemoveDirectory(dir->fd, en->backing_name, *aside);
+  if (!s.ok()) {
+    backing::RestoreDirId(*aside, format::kDirIdFileName);
+    return ReplyError(req, s);
   }
-  if (::unlinkat(dir->fd, id_path.c_str(), 0) != 0 && errno != ENOENT) {
-    return (void)fuse_reply_err(req, errno);
-  }
-  if (::unlinkat(dir->fd, en->backing_name.c_str(), AT_REMOVEDIR) != 0) {
-    int err = errno;
-    if (sub.valid()) {
-      UniqueFd idf(::openat(sub.get(), std::string(format::kDirIdFileName).c_str(),
-                            O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
-      if (idf.valid()) (void)PwriteFull(idf.get(), id, 0);
-    }
-    return (void)fuse_reply_err(req, err);
-  }
-  fs->RemoveLongNameFile(dir, *en);
+  fs->volume()->RemoveLongNameFile(dir->fd, *en);
   fuse_reply_err(req, 0);
 }
 
@@ -547,9 +547,8 @@ void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
 // long-target file goes with it), else "".
 std::string LastLinkTarget(int dirfd, const std::string& backing, const struct stat& st) {
   if (!S_ISLNK(st.st_mode) || st.st_nlink != 1) return "";
-  char buf[format::kMaxInlineTargetInBytes + 1];
-  ssize_t n = ::readlinkat(dirfd, backing.c_str(), buf, sizeof(buf));
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+  auto raw = backing::ReadLink(dirfd, backing, format::kMaxInlineTargetInBytes);
+  return raw.ok() ? *raw : "";
 }
 
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -558,13 +557,16 @@ void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto en = fs->Encode(dir, name);
   if (!en.ok()) return ReplyError(req, en.status());
   struct stat st;
-  const bool known = ::fstatat(dir->fd, en->backing_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  const bool known = backing::Stat(dir->fd, en->backing_name, &st).ok();
   const std::string raw_target = known ? LastLinkTarget(dir->fd, en->backing_name, st) : "";
-  if (::unlinkat(dir->fd, en->backing_name.c_str(), 0) != 0) return (void)fuse_reply_err(req, errno);
-  fs->RemoveLongNameFile(dir, *en);
-  fs->volume()->DropSymlinkTarget(raw_target);
-  // Other links of the file must not be reached through this name any more.
-  if (known) fs->inodes().Unbind(st.st_dev, st.st_ino, dir, en->backing_name);
+  Status s = backing::Unlink(dir->fd, en->backing_name);
+  if (!s.ok()) return ReplyError(req, s);
+  fs->volume()->RemoveLongNameFile(dir->fd, *en);
+  if (known) {
+    fs->volume()->DropSymlinkTarget(raw_target, st.st_uid);
+    // Other links of the file must not be reached through this name any more.
+    fs->inodes().Unbind(st.st_dev, st.st_ino, dir, en->backing_name);
+  }
   fuse_reply_err(req, 0);
 }
 
@@ -583,55 +585,44 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   const bool exchange = flags & RENAME_EXCHANGE;
   // The object a plain rename replaces loses that name.
   struct stat victim;
-  const bool replaces = !exchange && ::fstatat(to_dir->fd, to->backing_name.c_str(), &victim,
-                                               AT_SYMLINK_NOFOLLOW) == 0;
+  const bool replaces = !exchange && backing::Stat(to_dir->fd, to->backing_name, &victim).ok();
   const std::string victim_target =
       replaces ? LastLinkTarget(to_dir->fd, to->backing_name, victim) : "";
   if (!exchange) {
-    Status s = fs->WriteLongNameFile(to_dir, *to);
+    Status s = fs->volume()->WriteLongNameFile(to_dir->fd, *to);
     if (!s.ok()) return ReplyError(req, s);
   }
-  if (::renameat2(from_dir->fd, from->backing_name.c_str(), to_dir->fd, to->backing_name.c_str(),
-                  flags) != 0) {
-    int err = errno;
+  Status s = backing::Rename(from_dir->fd, from->backing_name, to_dir->fd, to->backing_name, flags);
+  if (!s.ok()) {
+    int err = ToErrno(s);
     // Replacing a directory that is empty to the user: the backing one
-    // still holds its id file, which must go first (and comes back if the
-    // rename fails after all).
+    // still holds its id file, which must go first (through a descriptor
+    // of that directory) and comes back if the rename fails after all.
     if ((err == ENOTEMPTY || err == EEXIST) && !exchange && !(flags & RENAME_NOREPLACE)) {
-      auto empty = BackingDirIsEmpty(to_dir->fd, to->backing_name);
-      if (empty.ok() && *empty) {
-        std::string id_path = to->backing_name + "/" + std::string(format::kDirIdFileName);
-        Bytes id(format::kDirIdSizeInBytes);
-        {
-          UniqueFd idf(::openat(to_dir->fd, id_path.c_str(), O_RDONLY | O_CLOEXEC));
-          if (idf.valid()) (void)PreadFull(idf.get(), id, 0);
-        }
-        ::unlinkat(to_dir->fd, id_path.c_str(), 0);
-        if (::renameat2(from_dir->fd, from->backing_name.c_str(), to_dir->fd,
-                        to->backing_name.c_str(), flags) == 0) {
-          err = 0;
-        } else {
-          err = errno;
-          UniqueFd idf(::openat(to_dir->fd, id_path.c_str(),
-                                O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
-          if (idf.valid()) (void)PwriteFull(idf.get(), id, 0);
-        }
+      auto aside = backing::SetDirIdAside(to_dir->fd, to->backing_name, format::kDirIdFileName,
+                                          format::kDirIdSizeInBytes);
+      if (aside.ok()) {
+        s = backing::Rename(from_dir->fd, from->backing_name, to_dir->fd, to->backing_name, flags);
+        err = ToErrno(s);
+        if (!s.ok()) backing::RestoreDirId(*aside, format::kDirIdFileName);
       }
     }
-    if (err != 0) return (void)fuse_reply_err(req, err);
+    if (!s.ok()) return (void)fuse_reply_err(req, err);
   }
-  if (!exchange && from->backing_name != to->backing_name) fs->RemoveLongNameFile(from_dir, *from);
+  if (!exchange && from->backing_name != to->backing_name) {
+    fs->volume()->RemoveLongNameFile(from_dir->fd, *from);
+  }
   // Non-directories are found by (directory, name): follow the move.
   struct stat st;
-  if (::fstatat(to_dir->fd, to->backing_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+  if (backing::Stat(to_dir->fd, to->backing_name, &st).ok()) {
     if (replaces && (victim.st_dev != st.st_dev || victim.st_ino != st.st_ino)) {
       fs->inodes().Unbind(victim.st_dev, victim.st_ino, to_dir, to->backing_name);
-      fs->volume()->DropSymlinkTarget(victim_target);
+      fs->volume()->DropSymlinkTarget(victim_target, victim.st_uid);
     }
     fs->inodes().Rebind(st.st_dev, st.st_ino, from_dir, from->backing_name, to_dir,
                         to->backing_name);
   }
-  if (exchange && ::fstatat(from_dir->fd, from->backing_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+  if (exchange && backing::Stat(from_dir->fd, from->backing_name, &st).ok()) {
     fs->inodes().Rebind(st.st_dev, st.st_ino, to_dir, to->backing_name, from_dir,
                         from->backing_name);
   }
@@ -645,8 +636,9 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Inode* dir = Node(req, ino);
   auto id = fs->DirIdOf(dir);
   if (!id.ok()) return ReplyError(req, id.status());
-  int fd = ::openat(dir->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return (void)fuse_reply_err(req, errno);
+  auto opened = backing::OpenDir(dir->fd, "");
+  if (!opened.ok()) return ReplyError(req, opened.status());
+  const int fd = opened->release();
   DIR* d = ::fdopendir(fd);
   if (d == nullptr) {
     ::close(fd);
@@ -656,8 +648,8 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // glibc skips entries whose inode number is 0, so "." and ".." carry the
   // backing directories' numbers.
   struct stat dot, dotdot;
-  ino_t dot_ino = ::fstat(fd, &dot) == 0 ? dot.st_ino : 1;
-  ino_t dotdot_ino = ::fstatat(fd, "..", &dotdot, 0) == 0 ? dotdot.st_ino : 1;
+  ino_t dot_ino = backing::Stat(fd, "", &dot).ok() ? dot.st_ino : 1;
+  ino_t dotdot_ino = backing::StatParent(fd, &dotdot).ok() ? dotdot.st_ino : 1;
   handle->entries.push_back({".", "", dot_ino, S_IFDIR});
   handle->entries.push_back({"..", "", dotdot_ino, S_IFDIR});
   while (dirent* de = ::readdir(d)) {
@@ -734,9 +726,9 @@ void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void OpFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
-  UniqueFd fd(::openat(Node(req, ino)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid()) return (void)fuse_reply_err(req, errno);
-  int rc = datasync ? ::fdatasync(fd.get()) : ::fsync(fd.get());
+  auto fd = backing::OpenDir(Node(req, ino)->fd, "");
+  if (!fd.ok()) return ReplyError(req, fd.status());
+  int rc = datasync ? ::fdatasync(fd->get()) : ::fsync(fd->get());
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
 
@@ -748,28 +740,40 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   Inode* dir = Node(req, parent);
   auto en = PrepareNewName(fs, dir, name);
   if (!en.ok()) return ReplyError(req, en.status());
-  int fd = ::openat(dir->fd, en->backing_name.c_str(),
-                    O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (fi->flags & O_EXCL), mode & 07777);
-  if (fd < 0) {
-    return FailNewName(req, fs, dir, *en, errno);
+  const NewOwner owner = fs->OwnerForNew(req, dir);
+  // Exclusive first, so that we know whether this call made the file: only
+  // then does it change owner, or go again if its key cannot be made.
+  bool created = true;
+  auto opened = backing::CreateRegular(dir->fd, en->backing_name, mode & 07777, /*exclusive=*/true);
+  if (!opened.ok() && ToErrno(opened.status()) == EEXIST && !(fi->flags & O_EXCL)) {
+    created = false;
+    opened = backing::OpenRegular(dir->fd, en->backing_name, O_RDWR);
   }
+  if (!opened.ok()) return FailNewName(req, fs, dir, *en, created ? ToErrno(opened.status()) : EEXIST);
+  const int fd = opened->release();
   struct stat st;
-  ::fstat(fd, &st);
+  if (!backing::Stat(fd, "", &st).ok()) st.st_size = 1;  // never treated as new
   StatusOr<std::unique_ptr<format::ContentFile>> content =
       st.st_size == 0 ? fs->volume()->CreateContent(fd) : fs->volume()->OpenContent(fd);
   if (!content.ok()) {
     ::close(fd);
-    if (st.st_size == 0) {
-      ::unlinkat(dir->fd, en->backing_name.c_str(), 0);
-      fs->RemoveLongNameFile(dir, *en);
+    if (created) {
+      (void)backing::Unlink(dir->fd, en->backing_name);
+      fs->volume()->RemoveLongNameFile(dir->fd, *en);
     }
     spdlog::error("create failed: {}", content.status().ToString());
     return ReplyError(req, content.status());
   }
-  fs->ChownToCaller(req, dir->fd, en->backing_name);
+  if (created) fs->GiveToOwner(owner, dir, en->backing_name, fd, S_IFREG);
   fuse_entry_param e;
   Status s = fs->LookupBacking(dir, en->backing_name, &e);
+  if (s.ok() && (e.attr.st_dev != st.st_dev || e.attr.st_ino != st.st_ino)) {
+    // The name was swapped since the create: this descriptor is not its.
+    fs->inodes().Forget(fs->inodes().Get(e.ino), 1);
+    s = Status::IoError("the backing name was replaced", ESTALE);
+  }
   if (!s.ok()) {
+    content->reset();
     ::close(fd);
     return ReplyError(req, s);
   }
@@ -907,9 +911,8 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
 void OpAccess(fuse_req_t req, fuse_ino_t ino, int mask) {
   const Where w = Fs(req)->Locate(Node(req, ino));
   if (!w.known()) return (void)fuse_reply_err(req, ENOENT);
-  int rc = w.name.empty() ? ::faccessat(AT_FDCWD, ProcPath(w.dirfd).c_str(), mask, AT_EACCESS)
-                          : ::faccessat(w.dirfd, w.name.c_str(), mask, AT_EACCESS | AT_SYMLINK_NOFOLLOW);
-  fuse_reply_err(req, rc == 0 ? 0 : errno);
+  Status s = backing::Access(w.dirfd, w.name, mask);
+  fuse_reply_err(req, s.ok() ? 0 : ToErrno(s));
 }
 
 // ---- statfs, xattrs --------------------------------------------------------
@@ -919,15 +922,6 @@ void OpStatfs(fuse_req_t req, fuse_ino_t) {
   if (::fstatvfs(Fs(req)->inodes().root()->fd, &sv) != 0) return (void)fuse_reply_err(req, errno);
   sv.f_namemax = format::kMaxNameInBytes;
   fuse_reply_statfs(req, &sv);
-}
-
-// A path to the backing object for the l*xattr calls (which do not follow a
-// final symlink): through /proc for the descriptor we hold.
-std::string XattrPath(Inode* inode) {
-  Where w = inode->where();
-  // For a directory, "/." makes the last component the directory itself
-  // rather than the /proc magic link (which l*xattr would act on).
-  return ProcPath(w.dirfd) + "/" + (w.name.empty() ? std::string(".") : w.name);
 }
 
 // Backing xattr name for a user.* name: user.<base64url(SIV(name))>.
@@ -950,11 +944,10 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
   if (!backing.ok()) return ReplyError(req, backing.status());
   auto sealed = fs->volume()->SealXattrValue(name, ByteView(reinterpret_cast<const uint8_t*>(value), size));
   if (!sealed.ok()) return ReplyError(req, sealed.status());
-  if (::lsetxattr(XattrPath(inode).c_str(), backing->c_str(), sealed->data(), sealed->size(),
-                  flags) != 0) {
-    return (void)fuse_reply_err(req, errno);
-  }
-  fuse_reply_err(req, 0);
+  const Where w = inode->where();
+  if (!w.known()) return (void)fuse_reply_err(req, ENOENT);
+  Status s = backing::SetXattr(w.dirfd, w.name, *backing, AsBytes(*sealed), flags);
+  fuse_reply_err(req, s.ok() ? 0 : ToErrno(s));
 }
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
@@ -965,9 +958,11 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     return (void)fuse_reply_err(req, ToErrno(backing.status()) == EOPNOTSUPP ? ENODATA : ToErrno(backing.status()));
   }
   std::vector<uint8_t> buf(64 * 1024 + 64);
-  ssize_t n = ::lgetxattr(XattrPath(inode).c_str(), backing->c_str(), buf.data(), buf.size());
-  if (n < 0) return (void)fuse_reply_err(req, errno);
-  auto value = fs->volume()->OpenXattrValue(name, ByteView(buf.data(), static_cast<size_t>(n)));
+  const Where w = inode->where();
+  if (!w.known()) return (void)fuse_reply_err(req, ENOENT);
+  auto n = backing::GetXattr(w.dirfd, w.name, *backing, buf);
+  if (!n.ok()) return ReplyError(req, n.status());
+  auto value = fs->volume()->OpenXattrValue(name, ByteView(buf.data(), *n));
   if (!value.ok()) return (void)fuse_reply_err(req, EIO);
   if (size == 0) return (void)fuse_reply_xattr(req, value->size());
   if (size < value->size()) return (void)fuse_reply_err(req, ERANGE);
@@ -978,12 +973,17 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   EnvelopeFs* fs = Fs(req);
   Inode* inode = Node(req, ino);
   std::vector<char> buf(64 * 1024);
-  ssize_t n = ::llistxattr(XattrPath(inode).c_str(), buf.data(), buf.size());
-  if (n < 0) return (void)fuse_reply_err(req, errno == ENOTSUP ? 0 : errno);
+  const Where w = inode->where();
+  if (!w.known()) return (void)fuse_reply_err(req, ENOENT);
+  auto n = backing::ListXattr(w.dirfd, w.name, buf.data(), buf.size());
+  if (!n.ok()) {
+    const int err = ToErrno(n.status());
+    return (void)fuse_reply_err(req, err == ENOTSUP ? 0 : err);
+  }
   std::string out;
-  for (ssize_t i = 0; i < n;) {
+  for (size_t i = 0; i < *n;) {
     std::string_view bname(buf.data() + i);
-    i += static_cast<ssize_t>(bname.size()) + 1;
+    i += bname.size() + 1;
     if (bname.rfind(kUserXattrPrefix, 0) != 0) continue;
     auto name = fs->volume()->names().DecodeName(bname.substr(kUserXattrPrefix.size()), DirId{});
     if (!name.ok()) continue;  // ours (the DEK xattr) or foreign
@@ -999,10 +999,10 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   EnvelopeFs* fs = Fs(req);
   auto backing = BackingXattrName(fs, name);
   if (!backing.ok()) return ReplyError(req, backing.status());
-  if (::lremovexattr(XattrPath(Node(req, ino)).c_str(), backing->c_str()) != 0) {
-    return (void)fuse_reply_err(req, errno);
-  }
-  fuse_reply_err(req, 0);
+  const Where w = Node(req, ino)->where();
+  if (!w.known()) return (void)fuse_reply_err(req, ENOENT);
+  Status s = backing::RemoveXattr(w.dirfd, w.name, *backing);
+  fuse_reply_err(req, s.ok() ? 0 : ToErrno(s));
 }
 
 fuse_lowlevel_ops MakeOps() {
@@ -1059,8 +1059,8 @@ Status MountAndServe(Volume* volume, const MountOptions& options) {
       spdlog::warn("cannot raise the open file limit: {}", std::strerror(errno));
     }
   }
-  int root_fd = ::open(volume->cipherdir().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (root_fd < 0) return Errno("open cipherdir");
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd root, backing::OpenRoot(volume->cipherdir()));
+  const int root_fd = root.release();  // the inode table's from here on
   // Backing modes are exactly what callers asked for (the kernel has already
   // applied their umask), so ours must not interfere.
   ::umask(0);

@@ -54,10 +54,33 @@ std::string Absolute(const std::string& p) {
   return p;
 }
 
+// The cipherdir is private to whoever mounts it (and root): other users who
+// could enter it could plant symlinks and FIFOs among the backing objects
+// they own. A directory someone else owns is refused: its owner could
+// reopen it at any time.
+Status MakeCipherdirPrivate(const std::string& cipherdir, bool must_exist) {
+  struct stat st;
+  if (::stat(cipherdir.c_str(), &st) != 0) {
+    if (errno == ENOENT && !must_exist) return Status::Ok();
+    return Status::FromErrno("stat " + cipherdir);
+  }
+  if (!S_ISDIR(st.st_mode)) return Status::InvalidArgument(cipherdir + " is not a directory");
+  if (st.st_uid != ::geteuid()) {
+    return Status::PermissionDenied(cipherdir + " belongs to uid " + std::to_string(st.st_uid) +
+                                    ", not to the user creating the volume");
+  }
+  if (::chmod(cipherdir.c_str(), 0700) != 0) return Status::FromErrno("chmod " + cipherdir);
+  return Status::Ok();
+}
+
 int Init(const std::string& cipherdir, const efs::InitOptions& options) {
+  Status s = MakeCipherdirPrivate(cipherdir, /*must_exist=*/false);
+  if (!s.ok()) return Fail(s);
   auto kms = efs::ConnectKms(options.kms_endpoint);
   if (!kms.ok()) return Fail(kms.status());
-  Status s = efs::Volume::Init(cipherdir, options, kms->get());
+  s = efs::Volume::Init(cipherdir, options, kms->get());
+  if (!s.ok()) return Fail(s);
+  s = MakeCipherdirPrivate(cipherdir, /*must_exist=*/true);
   if (!s.ok()) return Fail(s);
   std::printf("created envelopefs volume in %s (master key %s)\n", cipherdir.c_str(),
               options.key_id.c_str());

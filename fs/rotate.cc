@@ -12,6 +12,7 @@
 
 #include "core/base/fd_io.h"
 #include "core/format/header_io.h"
+#include "fs/backing_tree.h"
 #include "fs/progress.h"
 #include "fs/volume_walk.h"
 #include "kms/blob_label.h"
@@ -136,8 +137,7 @@ StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& option
   }
   for (const std::string& p : listing.problems) summary.failures.push_back(p);
 
-  UniqueFd root(::open(volume->cipherdir().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!root.valid()) return Status::FromErrno("open " + volume->cipherdir());
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd root, backing::OpenRoot(volume->cipherdir()));
   std::mutex mu;  // guards summary, seen and fatal
   std::set<std::pair<dev_t, ino_t>> seen;
   Status fatal;
@@ -150,11 +150,14 @@ StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& option
       summary.failures.push_back(listing.DisplayPath(e) + ": " + why);
     };
     progress.Add();
-    UniqueFd fd(::openat(root.get(), listing.BackingPath(e).c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd.valid()) {
-      if (errno != ENOENT) fail(std::string("open: ") + std::strerror(errno));
+    // No component followed: a directory swapped for a symlink since the
+    // walk is a failure to report, not a way out of the cipherdir.
+    auto opened = backing::OpenFileBeneath(root.get(), listing.BackingPath(e), O_RDWR);
+    if (!opened.ok()) {
+      if (ToErrno(opened.status()) != ENOENT) fail(opened.status().ToString());
       return true;  // ENOENT: removed since the walk
     }
+    UniqueFd fd = std::move(*opened);
     struct stat st;
     if (::fstat(fd.get(), &st) != 0) return fail(std::string("fstat: ") + std::strerror(errno)), true;
     {

@@ -16,6 +16,7 @@
 #include "core/crypto/random.h"
 #include "core/format/chunk_cipher.h"
 #include "core/format/header_io.h"
+#include "fs/backing_tree.h"
 #include "kms/blob_label.h"
 #include "kms/endpoint.h"
 
@@ -128,11 +129,9 @@ Status Volume::Init(const std::string& cipherdir, const InitOptions& options,
   ENVELOPE_RETURN_IF_ERROR(crypto::RandomBytes(dir_id));
   std::string tmp = ConfigPath(cipherdir) + ".tmp";
   ENVELOPE_RETURN_IF_ERROR(WriteConfigTemp(tmp, text));
-  UniqueFd idf(::openat(root.get(), std::string(format::kDirIdFileName).c_str(),
-                        O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
-  if (!idf.valid()) return Status::FromErrno("create dir id");
-  ENVELOPE_RETURN_IF_ERROR(PwriteFull(idf.get(), dir_id, 0));
-  if (::fsync(idf.get()) != 0) return Status::FromErrno("fsync dir id");
+  ENVELOPE_RETURN_IF_ERROR(backing::CreateSmallFile(root.get(), std::string(format::kDirIdFileName),
+                                                    dir_id, 0400, static_cast<uid_t>(-1),
+                                                    static_cast<gid_t>(-1), /*sync=*/true));
   if (::rename(tmp.c_str(), ConfigPath(cipherdir).c_str()) != 0) {
     return Status::FromErrno("rename config");
   }
@@ -204,21 +203,19 @@ Status Volume::RewrapVolumeKey(const std::string& to_key) {
 }
 
 StatusOr<format::DirId> Volume::ReadDirId(int dirfd) const {
-  UniqueFd fd(::openat(dirfd, std::string(format::kDirIdFileName).c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return Status::FromErrno("open directory id");
+  auto bytes = backing::ReadSmallFile(dirfd, std::string(format::kDirIdFileName),
+                                      format::kDirIdSizeInBytes);
+  if (!bytes.ok()) return bytes.status().WithContext("reading the directory id");
   format::DirId id;
-  ENVELOPE_ASSIGN_OR_RETURN(size_t n, PreadFull(fd.get(), id, 0));
-  if (n != id.size()) return Status::Corruption("directory id file is truncated");
+  if (bytes->size() != id.size()) return Status::Corruption("directory id file is truncated");
+  std::copy(bytes->begin(), bytes->end(), id.begin());
   return id;
 }
 
 Status Volume::CreateDirId(int dirfd) const {
   format::DirId id;
   ENVELOPE_RETURN_IF_ERROR(crypto::RandomBytes(id));
-  UniqueFd fd(::openat(dirfd, std::string(format::kDirIdFileName).c_str(),
-                       O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
-  if (!fd.valid()) return Status::FromErrno("create directory id");
-  return PwriteFull(fd.get(), id, 0);
+  return backing::CreateSmallFile(dirfd, std::string(format::kDirIdFileName), id, 0400);
 }
 
 namespace {
@@ -232,72 +229,81 @@ std::string LongTargetId(std::string_view raw) {
   return id;
 }
 
+// An encoded target is base64url of at most 4095 + 16 bytes.
+constexpr size_t kMaxLongTargetFileInBytes = 2 * format::kMaxSymlinkTargetInBytes;
+
 }  // namespace
 
-Status Volume::CreateSymlink(std::string_view target, int dirfd, const std::string& backing) const {
+StatusOr<UniqueFd> Volume::OpenTargetStore(bool create) const {
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd root, backing::OpenRoot(cipherdir_));
+  return backing::OpenPrivateDir(root.get(), std::string(format::kLongTargetDirName), create);
+}
+
+Status Volume::CreateSymlink(std::string_view target, int dirfd, const std::string& backing,
+                             uid_t owner, gid_t group) const {
   // Targets are sealed without a directory binding, so a symlink keeps its
   // target across renames and hard links.
   ENVELOPE_ASSIGN_OR_RETURN(std::string sealed, names_.EncodeSymlinkTarget(target, format::DirId{}));
   if (sealed.size() <= format::kMaxInlineTargetInBytes) {
-    if (::symlinkat(sealed.c_str(), dirfd, backing.c_str()) != 0) {
-      return Status::FromErrno("symlink");
-    }
-    return Status::Ok();
+    return backing::MakeSymlink(sealed, dirfd, backing);
   }
   uint8_t raw_id[16];
   ENVELOPE_RETURN_IF_ERROR(crypto::RandomBytes(raw_id));
   const std::string id = HexEncode(raw_id);
-  const std::string store = cipherdir_ + "/" + std::string(format::kLongTargetDirName);
-  if (::mkdir(store.c_str(), 0700) != 0 && errno != EEXIST) {
-    return Status::FromErrno("create " + store);
-  }
-  const std::string file = store + "/" + id;
-  {
-    UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
-    if (!fd.valid()) return Status::FromErrno("create long symlink target");
-    Status s = PwriteFull(fd.get(), AsBytes(sealed), 0);
-    if (!s.ok()) {
-      ::unlink(file.c_str());
-      return s;
-    }
-  }
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd store, OpenTargetStore(/*create=*/true));
+  // The file is the symlink owner's: DropSymlinkTarget removes it only for
+  // a symlink of the same owner.
+  ENVELOPE_RETURN_IF_ERROR(backing::CreateSmallFile(store.get(), id, AsBytes(sealed), 0400, owner,
+                                                    group));
   const std::string reference = std::string(format::kLongTargetPrefix) + id;
-  if (::symlinkat(reference.c_str(), dirfd, backing.c_str()) != 0) {
-    Status s = Status::FromErrno("symlink");
-    ::unlink(file.c_str());
-    return s;
-  }
-  return Status::Ok();
+  Status s = backing::MakeSymlink(reference, dirfd, backing);
+  if (!s.ok()) (void)backing::Unlink(store.get(), id);
+  return s;
 }
 
 StatusOr<std::string> Volume::ReadSymlink(int dirfd, const std::string& backing) const {
-  char buf[format::kMaxInlineTargetInBytes + 1];
-  ssize_t n = ::readlinkat(dirfd, backing.c_str(), buf, sizeof(buf));
-  if (n < 0) return Status::FromErrno("readlink");
-  std::string raw(buf, static_cast<size_t>(n));
+  ENVELOPE_ASSIGN_OR_RETURN(std::string raw,
+                            backing::ReadLink(dirfd, backing, format::kMaxInlineTargetInBytes));
   const std::string id = LongTargetId(raw);
   if (!id.empty()) {
-    const std::string file = cipherdir_ + "/" + std::string(format::kLongTargetDirName) + "/" + id;
-    UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) return Status::FromErrno("open long symlink target " + id);
-    raw.resize(2 * format::kMaxSymlinkTargetInBytes);  // base64url of target + 16 bytes fits
-    ENVELOPE_ASSIGN_OR_RETURN(
-        size_t len,
-        PreadFull(fd.get(), MutableByteView(reinterpret_cast<uint8_t*>(raw.data()), raw.size()), 0));
-    raw.resize(len);
+    ENVELOPE_ASSIGN_OR_RETURN(UniqueFd store, OpenTargetStore(/*create=*/false));
+    auto bytes = backing::ReadSmallFile(store.get(), id, kMaxLongTargetFileInBytes);
+    if (!bytes.ok()) return bytes.status().WithContext("long symlink target " + id);
+    raw.assign(bytes->begin(), bytes->end());
   }
   return names_.DecodeSymlinkTarget(raw, format::DirId{});
 }
 
-void Volume::DropSymlinkTarget(std::string_view raw_target) const {
+void Volume::DropSymlinkTarget(std::string_view raw_target, uid_t link_owner) const {
   const std::string id = LongTargetId(raw_target);
   if (id.empty()) return;
-  ::unlink((cipherdir_ + "/" + std::string(format::kLongTargetDirName) + "/" + id).c_str());
+  auto store = OpenTargetStore(/*create=*/false);
+  if (!store.ok()) return;
+  // Only the symlink's own target goes: a symlink planted in a backing
+  // directory can name any id, but not make another user's file its owner's.
+  struct stat st;
+  if (!backing::Stat(store->get(), id, &st).ok() || !S_ISREG(st.st_mode) ||
+      st.st_uid != link_owner) {
+    return;
+  }
+  (void)backing::Unlink(store->get(), id);
+}
+
+Status Volume::ChownSymlinkTarget(std::string_view raw_target, uid_t old_owner, uid_t owner,
+                                  gid_t group) const {
+  const std::string id = LongTargetId(raw_target);
+  if (id.empty()) return Status::Ok();
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd store, OpenTargetStore(/*create=*/false));
+  struct stat st;
+  ENVELOPE_RETURN_IF_ERROR(backing::Stat(store.get(), id, &st));
+  if (!S_ISREG(st.st_mode) || st.st_uid != old_owner) return Status::Ok();  // not this link's
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd file, backing::OpenObject(store.get(), id, st.st_dev, st.st_ino));
+  return backing::Chown(file.get(), owner, group);
 }
 
 StatusOr<std::string> Volume::PlaintextPath(std::string_view backing_path) const {
-  UniqueFd dir(::open(cipherdir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir.valid()) return Status::FromErrno("open " + cipherdir_);
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd root, backing::OpenRoot(cipherdir_));
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd dir, backing::OpenDir(root.get(), ""));
   std::string out;
   size_t start = 0;
   while (start < backing_path.size()) {
@@ -310,8 +316,7 @@ StatusOr<std::string> Volume::PlaintextPath(std::string_view backing_path) const
     ENVELOPE_ASSIGN_OR_RETURN(std::string name, DecodeBackingName(dir.get(), component, id));
     out += "/" + name;
     if (start < backing_path.size()) {
-      dir = UniqueFd(::openat(dir.get(), component.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      if (!dir.valid()) return Status::FromErrno("open " + component);
+      ENVELOPE_ASSIGN_OR_RETURN(dir, backing::OpenDir(dir.get(), component));
     }
   }
   return out.empty() ? std::string("/") : out;
@@ -323,17 +328,29 @@ StatusOr<std::string> Volume::DecodeBackingName(int dirfd, std::string_view back
     case format::BackingNameKind::kEncrypted:
       return names_.DecodeName(backing, dir_id);
     case format::BackingNameKind::kLong: {
-      std::string side = std::string(backing) + std::string(format::kLongNameSuffix);
-      UniqueFd fd(::openat(dirfd, side.c_str(), O_RDONLY | O_CLOEXEC));
-      if (!fd.valid()) return Status::FromErrno("open long-name file " + side);
-      char buf[1024];
-      ssize_t len = ::pread(fd.get(), buf, sizeof(buf), 0);
-      if (len <= 0) return Status::Corruption("long-name file " + side + " is empty");
-      return names_.DecodeName(std::string_view(buf, static_cast<size_t>(len)), dir_id);
+      const std::string side = std::string(backing) + std::string(format::kLongNameSuffix);
+      auto bytes = backing::ReadSmallFile(dirfd, side, kMaxLongNameFileInBytes);
+      if (!bytes.ok()) return bytes.status().WithContext("long-name file " + side);
+      if (bytes->empty()) return Status::Corruption("long-name file " + side + " is empty");
+      return names_.DecodeName(
+          std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size()), dir_id);
     }
     default:
       return Status::InvalidArgument("not the backing name of an entry: " + std::string(backing));
   }
+}
+
+Status Volume::WriteLongNameFile(int dirfd, const format::EncodedName& en) const {
+  if (en.long_name_content.empty()) return Status::Ok();
+  // Replaced, not opened: the name is predictable, so something may have
+  // been planted there.
+  return backing::ReplaceSmallFile(dirfd, en.backing_name + std::string(format::kLongNameSuffix),
+                                   AsBytes(en.long_name_content), 0400);
+}
+
+void Volume::RemoveLongNameFile(int dirfd, const format::EncodedName& en) const {
+  if (en.long_name_content.empty()) return;
+  (void)backing::Unlink(dirfd, en.backing_name + std::string(format::kLongNameSuffix));
 }
 
 StatusOr<std::vector<DekPool::Entry>> Volume::MakeFileKeys(size_t count) {

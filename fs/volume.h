@@ -7,12 +7,15 @@
 #ifndef ENVELOPE_FS_VOLUME_H_
 #define ENVELOPE_FS_VOLUME_H_
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
 
+#include "core/base/fd_io.h"
 #include "core/crypto/aes_siv.h"
 #include "core/format/chunk_layout.h"
 #include "core/format/content_file.h"
@@ -49,6 +52,9 @@ class Volume {
   const format::NameCodec& names() const { return names_; }
   kms::KmsClient* kms() const { return kms_.get(); }
 
+  // Every system call below goes through fs/backing_tree.h: nothing a user
+  // planted in the cipherdir (a symlink, a FIFO) is followed or waited on.
+
   // The id of the backing directory `dirfd` (its .envelopefs.dirid file).
   StatusOr<format::DirId> ReadDirId(int dirfd) const;
   // The plaintext name of the entry `backing` of the backing directory
@@ -58,16 +64,29 @@ class Volume {
                                           const format::DirId& dir_id) const;
   // Writes a fresh dir id file into the new backing directory `dirfd`.
   Status CreateDirId(int dirfd) const;
+  // The side file of a long name, written before the entry exists (it may
+  // replace the side file of an entry about to be renamed over), and
+  // removed after the entry is gone. No-ops for a short name.
+  Status WriteLongNameFile(int dirfd, const format::EncodedName& en) const;
+  void RemoveLongNameFile(int dirfd, const format::EncodedName& en) const;
 
   // Symlinks. Creates the backing symlink `backing` in `dirfd` for
   // `target`: the sealed target itself, or, past kMaxInlineTargetInBytes,
-  // a reference into the long-target store (docs/FORMAT.md §8.3).
-  Status CreateSymlink(std::string_view target, int dirfd, const std::string& backing) const;
+  // a reference into the long-target store (docs/FORMAT.md §8.3), whose
+  // file is given to `owner`:`group` (-1: left as created).
+  Status CreateSymlink(std::string_view target, int dirfd, const std::string& backing,
+                       uid_t owner = static_cast<uid_t>(-1),
+                       gid_t group = static_cast<gid_t>(-1)) const;
   // The plaintext target of the backing symlink `backing` in `dirfd`.
   StatusOr<std::string> ReadSymlink(int dirfd, const std::string& backing) const;
-  // Called after the last link of a backing symlink whose raw target was
-  // `raw_target` is gone: removes its long-target file, if it has one.
-  void DropSymlinkTarget(std::string_view raw_target) const;
+  // Called after the last link of a backing symlink owned by `link_owner`,
+  // whose raw target was `raw_target`, is gone: removes its long-target
+  // file, if it has one and that file has the same owner.
+  void DropSymlinkTarget(std::string_view raw_target, uid_t link_owner) const;
+  // A symlink owned by `old_owner` changed owner: its long-target file, if
+  // any, follows.
+  Status ChownSymlinkTarget(std::string_view raw_target, uid_t old_owner, uid_t owner,
+                            gid_t group) const;
 
   // The plaintext path ("/docs/a.txt") of `backing_path`, a path relative
   // to the cipherdir, decoding each component with its directory's id; for
@@ -106,6 +125,12 @@ class Volume {
   Volume(std::string cipherdir, VolumeConfig config, crypto::SecretBytes volume_key,
          format::ChunkLayout layout, format::NameCodec names, crypto::AesSiv xattr,
          std::unique_ptr<kms::KmsClient> kms);
+
+  // The store of long symlink targets (.envelopefs.targets), checked to be
+  // writable by us alone.
+  StatusOr<UniqueFd> OpenTargetStore(bool create) const;
+  // A long name's side file holds a backing name of at most ~362 bytes.
+  static constexpr size_t kMaxLongNameFileInBytes = 1024;
 
   const std::string cipherdir_;
   // The config as opened; the key id for new files may move on (key_mu_).

@@ -1,14 +1,13 @@
 #include "fs/volume_walk.h"
 
 #include <dirent.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstring>
 
 #include "core/base/fd_io.h"
 #include "core/format/name_codec.h"
+#include "fs/backing_tree.h"
 
 namespace envelope::fs {
 
@@ -28,25 +27,25 @@ void ListDirectory(const Volume& volume, int root_fd, uint32_t index, VolumeList
                    std::vector<uint32_t>* pending) {
   const std::string backing_path = listing->dirs[index].backing_path;
   const std::string plain_path = listing->dirs[index].plain_path;
-  int fd = ::openat(root_fd, backing_path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
+  // Every component without following a symlink, and never above the
+  // cipherdir: a directory swapped for a symlink since it was listed is
+  // reported, not entered.
+  auto dir = backing::OpenDirBeneath(root_fd, backing_path);
+  if (!dir.ok()) {
     listing->problems.push_back(plain_path + ": cannot open the backing directory " + backing_path +
-                                ": " + std::strerror(errno));
+                                ": " + dir.status().ToString());
     return;
   }
-  auto id = volume.ReadDirId(fd);
+  auto id = volume.ReadDirId(dir->get());
   if (!id.ok()) {
     listing->problems.push_back(plain_path + ": directory id unreadable (" +
                                 id.status().ToString() + "); its names cannot be decrypted");
-    ::close(fd);
     return;
   }
   listing->dirs[index].id = *id;
-  DIR* d = ::fdopendir(fd);
-  if (d == nullptr) {
-    ::close(fd);
-    return;
-  }
+  DIR* d = ::fdopendir(dir->get());
+  if (d == nullptr) return;
+  dir->release();
   while (dirent* de = ::readdir(d)) {
     std::string n = de->d_name;
     if (n == "." || n == "..") continue;
@@ -61,7 +60,7 @@ void ListDirectory(const Volume& volume, int root_fd, uint32_t index, VolumeList
     e.type = de->d_type;
     if (e.type == DT_UNKNOWN) {
       struct stat st;
-      if (::fstatat(::dirfd(d), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      if (backing::Stat(::dirfd(d), n, &st).ok()) {
         e.type = IFTODT(st.st_mode);
       }
     }
@@ -97,8 +96,7 @@ std::string VolumeListing::DisplayPath(const VolumeEntry& e) const {
 }
 
 StatusOr<VolumeListing> ListVolume(const Volume& volume) {
-  UniqueFd root(::open(volume.cipherdir().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!root.valid()) return Status::FromErrno("open " + volume.cipherdir());
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd root, backing::OpenRoot(volume.cipherdir()));
   VolumeListing listing;
   listing.dirs.push_back(VolumeDir{".", "/", {}});
   std::vector<uint32_t> pending = {0};

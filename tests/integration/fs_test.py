@@ -544,6 +544,8 @@ class MountFormsTest(unittest.TestCase):
     def test_files_belong_to_the_user_who_creates_them(self):
         self.m.mount("allow_other")
         os.chmod(self.m.tmp, 0o755)
+        # init makes the cipherdir, and so the mount's root, private.
+        os.chmod(self.m.mnt, 0o755)
         os.mkdir(self.m.path("shared"), 0o777)
         os.chmod(self.m.path("shared"), 0o777)
         target = self.m.path("shared", "by-nobody")

@@ -5,19 +5,22 @@ Every attack runs for real, as nobody via setpriv, against a real mount over
 the real key service. The test's temporary directories are opened up so that
 nobody can reach the cipherdir: exactly the situation `envelopefs init`'s
 0700 cipherdir prevents, and which the mount must survive anyway."""
+import json
 import os
 import pwd
 import grp
 import shutil
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import unittest
 
-from fs_harness import ENVELOPEFS, Mount, run
+from fs_harness import ENVELOPECTL, ENVELOPEFS, Mount, run
 
 NOBODY = pwd.getpwnam("nobody").pw_uid
 NOGROUP = grp.getgrnam("nogroup").gr_gid
@@ -252,6 +255,159 @@ class FifoAttackTest(AttackTestCase):
         self.assertIsNotNone(rc, "readlink hung on a FIFO planted as a long symlink target")
         self.assertNotEqual(rc, 0)
 
+
+
+class StallingProxy:
+    """A byte pipe in front of the key service's socket that holds back the
+    `nth` request naming `operation` until release() is called: a latch that
+    stops rotate or fsck between its walk and a file's open, with no timing
+    assumption."""
+
+    def __init__(self, upstream, path, operation, nth):
+        self.upstream = upstream
+        self.operation = operation.encode()
+        self.nth = nth
+        self.count = 0
+        self.lock = threading.Lock()
+        self.stalled = threading.Event()
+        self.released = threading.Event()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def release(self):
+        self.released.set()
+
+    def close(self):
+        self.released.set()
+        self.listener.close()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            up.connect(self.upstream)
+            threading.Thread(target=self._pipe, args=(client, up, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(up, client, False), daemon=True).start()
+
+    def _pipe(self, src, dst, requests):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if requests and self.operation in data:
+                    with self.lock:
+                        self.count += data.count(self.operation)
+                        hold = self.count == self.nth
+                    if hold:
+                        self.stalled.set()
+                        self.released.wait(120)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+class WalkAttackTest(AttackTestCase):
+    """rotate and fsck open files by their path under the cipherdir after
+    walking it. nobody swaps one of their directories for a symlink to a
+    directory outside in between: nothing outside may be opened."""
+
+    def setUp(self):
+        super().setUp()
+        # Root's file first in the walk (the root directory is listed
+        # first), nobody's file in a subdirectory they own.
+        with open(self.m.path("a"), "w") as f:
+            f.write("root's file")
+        sub = self.m.path("home", "sub")
+        self.as_nobody(f"""
+            import os
+            os.mkdir({sub!r})
+            with open(os.path.join({sub!r}, "f"), "w") as f:
+                f.write("nobody's file")
+        """)
+        self.sub_backing = backing_path_of(self.m.cipherdir, sub)
+        f_backing = backing_path_of(self.m.cipherdir, os.path.join(sub, "f"))
+        # Outside: a root-only copy of that file under the same backing
+        # name, a valid envelopefs file that rotate could rewrite.
+        self.elsewhere = os.path.join(self.outside, "elsewhere")
+        os.mkdir(self.elsewhere)
+        self.copy = os.path.join(self.elsewhere, os.path.basename(f_backing))
+        shutil.copyfile(f_backing, self.copy)
+        os.chmod(self.copy, 0o600)
+        with open(self.copy, "rb") as f:
+            self.copy_bytes = f.read()
+        self.m.unmount()
+        self.proxy = None
+
+    def tearDown(self):
+        if self.proxy:
+            self.proxy.close()
+        super().tearDown()
+
+    def run_with_swap(self, argv, operation):
+        """Runs argv against the stalling proxy; while the second `operation`
+        request (the first is the volume key's) is held, swaps nobody's
+        directory for a symlink to `elsewhere`."""
+        sock = os.path.join(self.m.tmp, "proxy.sock")
+        self.proxy = StallingProxy(self.m.keyd.socket, sock, operation, nth=2)
+        p = subprocess.Popen(argv + ["--kms", "unix:" + sock, "--threads", "1", "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        # nobody's swap, started beforehand so that the request is held
+        # for milliseconds, far from the client's timeout.
+        swap = subprocess.Popen(
+            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable,
+             "-c", textwrap.dedent(f"""
+                import os, sys
+                sys.stdin.readline()
+                os.rename({self.sub_backing!r}, {self.sub_backing!r} + ".kept")
+                os.symlink({self.elsewhere!r}, {self.sub_backing!r})
+                print("swapped", flush=True)
+             """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.procs.append(swap)
+        deadline = time.monotonic() + 120
+        while not self.proxy.stalled.wait(0.05):
+            if p.poll() is not None or time.monotonic() > deadline:
+                out, err = p.communicate()
+                self.fail(f"{argv[1]} never reached its second {operation}: {out} {err}")
+        swap.stdin.write("go\n")
+        swap.stdin.flush()
+        self.assertEqual(swap.stdout.readline().strip(), "swapped")
+        self.proxy.release()
+        out, err = p.communicate(timeout=120)
+        return p.returncode, out, err
+
+    def test_rotate_does_not_follow_a_symlinked_directory(self):
+        to_key = run(ENVELOPECTL, "--endpoint", self.m.endpoint, "key", "create").stdout.strip()
+        rc, out, err = self.run_with_swap(
+            [ENVELOPEFS, "rotate", self.m.cipherdir, "--to-key", to_key], "TrentService.ReEncrypt")
+        with open(self.copy, "rb") as f:
+            self.assertEqual(f.read(), self.copy_bytes, "rotate rewrote a file outside the volume")
+        self.assertEqual(rc, 1, out + err)
+        summary = json.loads(out)
+        self.assertEqual(summary["rewrapped"], 1)  # root's file only
+        self.assertEqual(len(summary["failures"]), 1, summary)
+        self.assertIn("symlink", summary["failures"][0])
+
+    def test_fsck_does_not_follow_a_symlinked_directory(self):
+        rc, out, err = self.run_with_swap([ENVELOPEFS, "fsck", self.m.cipherdir],
+                                          "TrentService.Decrypt")
+        report = json.loads(out)
+        # The file outside would have checked clean: it is a valid copy.
+        self.assertFalse(report["clean"], report)
+        self.assertEqual(rc, 1, out + err)
+        self.assertTrue(any("symlink" in d for d in report["damaged"]), report)
 
 class SetgidTest(AttackTestCase):
     def test_setgid_directories_pass_on_their_group(self):

@@ -194,6 +194,7 @@ class EnvelopeFs {
     NewOwner o;
     if (!running_as_root_) return o;
     const fuse_ctx* ctx = fuse_req_ctx(req);
+    if (ctx->uid == ::geteuid() && ctx->gid == ::getegid()) return o;
     struct stat parent;
     const bool setgid = backing::Stat(dir->fd, "", &parent).ok() && (parent.st_mode & S_ISGID);
     // The backing object already has the setgid directory's group (the

@@ -4,11 +4,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
-#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -21,7 +19,6 @@
 #include <spdlog/spdlog.h>
 
 #include "core/base/fd_io.h"
-#include "core/format/header_io.h"
 #include "fs/backing_tree.h"
 #include "fs/inode_table.h"
 
@@ -34,8 +31,6 @@ using format::DirId;
 using format::NameCodec;
 
 constexpr std::string_view kUserXattrPrefix = "user.";
-
-Status Errno(const char* what) { return Status::FromErrno(what); }
 
 // A directory handle: the decoded listing, made at opendir.
 struct DirEntry {
@@ -65,7 +60,6 @@ class EnvelopeFs {
   Volume* volume() { return volume_; }
   InodeTable& inodes() { return inodes_; }
   double timeout() const { return timeout_; }
-  bool running_as_root() const { return running_as_root_; }
 
   StatusOr<DirId> DirIdOf(Inode* dir) {
     std::lock_guard lock(dir->mu);
@@ -265,7 +259,7 @@ class EnvelopeFs {
   Status Truncate(Inode* inode, uint64_t size) {
     ENVELOPE_RETURN_IF_ERROR(inode->content->Truncate(size));
     const struct timespec now[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
-    if (::futimens(inode->content_fd, now) != 0) return Errno("futimens");
+    if (::futimens(inode->content_fd, now) != 0) return Status::FromErrno("futimens");
     return Status::Ok();
   }
 
@@ -445,7 +439,7 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   Status s = fs->volume()->CreateDirId(created.dir.get());
   if (s.ok()) s = backing::Stat(created.dir.get(), "", &st);
   if (s.ok() && ::fchmod(created.dir.get(), (mode & 07777) | (st.st_mode & S_ISGID)) != 0) {
-    s = Errno("fchmod");
+    s = Status::FromErrno("fchmod");
   }
   if (!s.ok()) {
     (void)backing::Unlink(created.dir.get(), std::string(format::kDirIdFileName));
@@ -750,7 +744,11 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     created = false;
     opened = backing::OpenRegular(dir->fd, en->backing_name, O_RDWR);
   }
-  if (!opened.ok()) return FailNewName(req, fs, dir, *en, created ? ToErrno(opened.status()) : EEXIST);
+  if (!opened.ok()) {
+    // An existing entry keeps its side file.
+    if (!created) return ReplyError(req, opened.status());
+    return FailNewName(req, fs, dir, *en, ToErrno(opened.status()));
+  }
   const int fd = opened->release();
   struct stat st;
   if (!backing::Stat(fd, "", &st).ok()) st.st_size = 1;  // never treated as new

@@ -5,6 +5,7 @@
 
 #include "core/base/base64.h"
 #include "core/crypto/random.h"
+#include "keyservice/audit_anchor.h"
 #include "keyservice/kms_call.h"
 
 namespace envelope::keyservice {
@@ -15,6 +16,7 @@ using json = nlohmann::json;
 namespace {
 
 constexpr int64_t kSecondsPerDay = 86400;
+constexpr size_t kMaterialSizeInBytes = 32;  // one AES-256 key per version
 
 std::string NewKeyId() {
   KeyIdBytes id;
@@ -85,15 +87,65 @@ json PageFields(json out, bool truncated, const std::string& next_marker) {
     }                                                                                  \
   } while (0)
 
+bool NewMaterialFits(const crypto::SecureHeapUsage& usage, size_t more_bytes,
+                     unsigned reserve_percent) {
+  if (usage.size_in_bytes == 0) return true;
+  const size_t reserve = usage.size_in_bytes / 100 * std::min(reserve_percent, 100u);
+  return usage.used_in_bytes + more_bytes + reserve <= usage.size_in_bytes;
+}
+
 Status KmsService::AddVersion(KeyRecord* record, KeyStore::Change* change,
                               const char* rotation_type) {
-  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes material, crypto::SecretBytes::Random(32));
+  if (!NewMaterialFits(crypto::GetSecureHeapUsage(), kMaterialSizeInBytes,
+                       options_.secure_heap_reserve_percent)) {
+    return Status::ResourceExhausted(
+        "the secure heap has no room for more key material: the rest is reserved for "
+        "operations on existing keys (retire key versions, delete keys, or start "
+        "envelope-keyd with a larger --secure-heap-mib)");
+  }
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes material,
+                            crypto::SecretBytes::Random(kMaterialSizeInBytes));
   const uint32_t version = record->current_version + 1;
   record->versions.push_back({version, Now(), rotation_type});
   record->current_version = version;
   change->put_materials.emplace_back(record->key_id, version,
                                      std::make_shared<const crypto::SecretBytes>(std::move(material)));
   return Status::Ok();
+}
+
+KmsService::Error KmsService::NewMaterialError(const Status& s) {
+  if (s.code() == StatusCode::kResourceExhausted) {
+    return Error{"LimitExceededException", s.message()};
+  }
+  return Error{"KMSInternalException", s.message(), 500};
+}
+
+std::optional<KmsService::Error> KmsService::CheckQuota(const std::string& owner,
+                                                        size_t new_keys,
+                                                        size_t new_versions) const {
+  if (owner.empty()) return std::nullopt;  // keys from before creators were recorded
+  size_t keys = 0, versions = 0;
+  for (const auto& k : store_->AllKeys()) {
+    if (k->record.creator != owner) continue;
+    ++keys;
+    versions += k->record.retained_versions();
+  }
+  const size_t max_keys = options_.max_keys_per_principal;
+  const size_t max_versions = options_.max_key_versions_per_principal;
+  if (new_keys > 0 && max_keys > 0 && keys + new_keys > max_keys) {
+    return Error{"LimitExceededException",
+                 owner + " already has " + std::to_string(keys) + " keys, its quota is " +
+                     std::to_string(max_keys) + " (delete keys, or raise "
+                     "--max-keys-per-principal)"};
+  }
+  if (max_versions > 0 && versions + new_versions > max_versions) {
+    return Error{"LimitExceededException",
+                 "the keys of " + owner + " already retain " + std::to_string(versions) +
+                     " key versions, its quota is " + std::to_string(max_versions) +
+                     " (retire versions, delete keys, or raise "
+                     "--max-key-versions-per-principal)"};
+  }
+  return std::nullopt;
 }
 
 KmsService::Outcome KmsService::CreateKey(Call& c) {
@@ -127,6 +179,7 @@ KmsService::Outcome KmsService::CreateKey(Call& c) {
     return Error{"UnsupportedOperationException", "multi-Region keys are not supported"};
   }
   r.key_id = NewKeyId();
+  r.creator = c.who.OwnerId();
   const bool custom_policy = c.req.Has("Policy");
   r.policy = custom_policy ? policy_text : KeyPolicy::DefaultFor(c.who);
   auto policy = KeyPolicy::Parse(r.policy);
@@ -141,8 +194,9 @@ KmsService::Outcome KmsService::CreateKey(Call& c) {
   c.key_id = r.key_id;
   KeyStore::Change change;
   auto lock = store_->LockForWrite();
+  CHECK_ERROR(CheckQuota(r.creator, 1, 1));
   Status s = AddVersion(&r, &change, "INITIAL");
-  if (!s.ok()) return Error{"KMSInternalException", s.message(), 500};
+  if (!s.ok()) return NewMaterialError(s);
   c.key_version = r.current_version;
   change.put_records.push_back(r);
   CHECK_ERROR(CommitWithAudit(c, change));
@@ -190,11 +244,13 @@ KmsService::Outcome KmsService::CreateAlias(Call& c) {
   if (key->record.key_state == kStatePendingDeletion) {
     return Error{"KMSInvalidStateException", KeyArn(key->record.key_id) + " is pending deletion."};
   }
-  if (store_->FindAlias(name)) {
+  const std::string owner = c.who.OwnerId();
+  if (owner.empty()) return Error{"AccessDeniedException", "this caller cannot own aliases"};
+  if (store_->FindAlias(owner, name)) {
     return Error{"AlreadyExistsException", "An alias with the name " + name + " already exists"};
   }
   KeyStore::Change change;
-  change.put_aliases.push_back({name, key->record.key_id, Now()});
+  change.put_aliases.push_back({name, key->record.key_id, Now(), owner});
   CHECK_ERROR(CommitWithAudit(c, change));
   return json::object();
 }
@@ -205,7 +261,7 @@ KmsService::Outcome KmsService::UpdateAlias(Call& c) {
   FIELD(c.req.String("TargetKeyId", true, &target));
   c.extra["alias"] = name;
   auto lock = store_->LockForWrite();
-  auto alias = store_->FindAlias(name);
+  auto alias = store_->FindAlias(c.who.OwnerId(), name);
   if (!alias) return Error{"NotFoundException", "Alias " + name + " is not found."};
   std::optional<Error> err;
   auto old_key = Resolve(c, alias->key_id, false, &err);
@@ -216,7 +272,7 @@ KmsService::Outcome KmsService::UpdateAlias(Call& c) {
   CHECK_ERROR(Authorize(c, *new_key, "kms:UpdateAlias"));
   c.extra["previous_key_id"] = old_key->record.key_id;
   KeyStore::Change change;
-  change.put_aliases.push_back({name, new_key->record.key_id, alias->creation_date});
+  change.put_aliases.push_back({name, new_key->record.key_id, alias->creation_date, alias->owner});
   CHECK_ERROR(CommitWithAudit(c, change));
   return json::object();
 }
@@ -226,14 +282,21 @@ KmsService::Outcome KmsService::DeleteAlias(Call& c) {
   FIELD(c.req.String("AliasName", true, &name));
   c.extra["alias"] = name;
   auto lock = store_->LockForWrite();
-  auto alias = store_->FindAlias(name);
+  auto alias = store_->FindAlias(c.who.OwnerId(), name);
+  if (!alias) {
+    // An ownerless alias from before namespaces: its key's administrators
+    // may delete it (it resolves for nobody, but should not linger).
+    for (const AliasEntry& a : store_->AllAliases()) {
+      if (a.owner.empty() && a.name == name) alias = a;
+    }
+  }
   if (!alias) return Error{"NotFoundException", "Alias " + name + " is not found."};
   std::optional<Error> err;
   auto key = Resolve(c, alias->key_id, false, &err);
   CHECK_ERROR(err);
   CHECK_ERROR(Authorize(c, *key, "kms:DeleteAlias"));
   KeyStore::Change change;
-  change.delete_aliases.push_back(name);
+  change.delete_aliases.push_back(*alias);
   CHECK_ERROR(CommitWithAudit(c, change));
   return json::object();
 }
@@ -241,7 +304,10 @@ KmsService::Outcome KmsService::DeleteAlias(Call& c) {
 KmsService::Outcome KmsService::ListAliases(Call& c) {
   std::string ref;
   FIELD(c.req.String("KeyId", false, &ref));
+  // The caller's own namespace, as AWS lists one account's aliases.
   auto aliases = store_->AllAliases();
+  const std::string owner = c.who.OwnerId();
+  std::erase_if(aliases, [&](const AliasEntry& a) { return owner.empty() || a.owner != owner; });
   if (c.req.Has("KeyId")) {
     std::optional<Error> err;
     auto key = Resolve(c, ref, false, &err);
@@ -399,8 +465,10 @@ KmsService::Outcome KmsService::RotateKeyOnDemand(Call& c) {
       [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
           [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
     CHECK_ERROR(RequireUsable(current));
+    // Counted against the key's creator, whose key it is, whoever rotates.
+    CHECK_ERROR(CheckQuota(r.creator, 0, 1));
     Status s = AddVersion(&r, &change, "ON_DEMAND");
-    if (!s.ok()) return Error{"KMSInternalException", s.message(), 500};
+    if (!s.ok()) return NewMaterialError(s);
     c.key_version = r.current_version;
     return std::nullopt;
   });
@@ -570,8 +638,19 @@ KmsService::Outcome KmsService::VerifyAudit(Call& c) {
   if (c.who.kind != Principal::Kind::kUnix || (c.who.uid != 0 && c.who.uid != options_.admin_uid)) {
     return Error{"AccessDeniedException", "only root may verify the audit log"};
   }
-  AuditVerifyResult r = audit_->Verify(audit_->head());
-  return json{{"Ok", r.ok}, {"Lines", r.lines}, {"BadLine", r.bad_line}, {"Reason", r.reason}};
+  // Against the head this process wrote and the anchor saved in the store:
+  // lines cut off the end while the daemon was stopped are missed by the
+  // first but not by the second.
+  std::vector<AuditHead> checkpoints{audit_->head()};
+  auto anchor = LoadAuditAnchor(store_);
+  if (!anchor.ok()) {
+    return json{{"Ok", false}, {"Lines", 0}, {"BadLine", 0},
+                {"Reason", "the saved audit anchor cannot be read: " + anchor.status().message()}};
+  }
+  if (*anchor) checkpoints.push_back(**anchor);
+  AuditVerifyResult r = audit_->Verify(checkpoints);
+  return json{{"Ok", r.ok}, {"Lines", r.lines}, {"BadLine", r.bad_line}, {"Reason", r.reason},
+              {"Notes", r.notes}};
 }
 
 KmsService::Outcome KmsService::TailAudit(Call& c) {
@@ -610,7 +689,13 @@ void KmsService::RunScheduledWork() {
       c.op = "RotateKey";
       c.extra["rotation_type"] = "AUTOMATIC";
       KeyRecord r = current->record;
-      if (!AddVersion(&r, &change, "AUTOMATIC").ok()) continue;
+      Status added = AddVersion(&r, &change, "AUTOMATIC");
+      if (!added.ok()) {
+        // Not due again until it succeeds: say why in the audit trail.
+        Error err = NewMaterialError(added);
+        (void)AppendAudit(c, &err);
+        continue;
+      }
       // One rotation per due date, even after a long downtime.
       r.next_rotation_date = now + int64_t{r.rotation_period_days} * kSecondsPerDay;
       c.key_version = r.current_version;

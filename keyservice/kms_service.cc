@@ -206,6 +206,9 @@ json KmsService::KeyMetadata(const KeyRecord& r) const {
             // Extension fields (AWS clients ignore unknown members).
             {"CurrentKeyVersion", r.current_version},
             {"MinKeyVersion", r.min_version}};
+  // Extension: whose key it is (owner id of its creator), so that a client
+  // can warn when a name resolves to a key another principal owns.
+  if (!r.creator.empty()) m["Creator"] = r.creator;
   if (r.key_state == kStatePendingDeletion) {
     m["DeletionDate"] = r.deletion_date;
     m["PendingDeletionWindowInDays"] = r.pending_window_days;

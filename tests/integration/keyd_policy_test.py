@@ -108,9 +108,12 @@ class AliasNamespaceTest(PolicyTestCase):
                          check=False)
             self.assertNotEqual(r.returncode, 0)
             self.assertNotIn("hunter2", r.stdout)
-            # nobody's alias/home still means nobody's key, for nobody.
-            self.assertTrue(self.as_nobody("DescribeKey", {"KeyId": "alias/home"})
-                            ["KeyMetadata"]["KeyId"] == evil)
+            # nobody's alias/home still means nobody's key, for nobody, and
+            # DescribeKey says whose each key is.
+            meta = self.as_nobody("DescribeKey", {"KeyId": "alias/home"})["KeyMetadata"]
+            self.assertEqual((meta["KeyId"], meta["Creator"]), (evil, "uid:65534"))
+            meta = self.keyd.call("DescribeKey", {"KeyId": "alias/home"})["KeyMetadata"]
+            self.assertEqual((meta["KeyId"], meta["Creator"]), (mine, "uid:0"))
         finally:
             shutil.rmtree(d, ignore_errors=True)
 

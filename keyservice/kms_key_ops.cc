@@ -5,7 +5,6 @@
 
 #include "core/base/base64.h"
 #include "core/crypto/random.h"
-#include "keyservice/audit_anchor.h"
 #include "keyservice/kms_call.h"
 
 namespace envelope::keyservice {
@@ -16,7 +15,6 @@ using json = nlohmann::json;
 namespace {
 
 constexpr int64_t kSecondsPerDay = 86400;
-constexpr size_t kMaterialSizeInBytes = 32;  // one AES-256 key per version
 
 std::string NewKeyId() {
   KeyIdBytes id;
@@ -86,67 +84,6 @@ json PageFields(json out, bool truncated, const std::string& next_marker) {
       return Error{page_error_->first, page_error_->second};                           \
     }                                                                                  \
   } while (0)
-
-bool NewMaterialFits(const crypto::SecureHeapUsage& usage, size_t more_bytes,
-                     unsigned reserve_percent) {
-  if (usage.size_in_bytes == 0) return true;
-  const size_t reserve = usage.size_in_bytes / 100 * std::min(reserve_percent, 100u);
-  return usage.used_in_bytes + more_bytes + reserve <= usage.size_in_bytes;
-}
-
-Status KmsService::AddVersion(KeyRecord* record, KeyStore::Change* change,
-                              const char* rotation_type) {
-  if (!NewMaterialFits(crypto::GetSecureHeapUsage(), kMaterialSizeInBytes,
-                       options_.secure_heap_reserve_percent)) {
-    return Status::ResourceExhausted(
-        "the secure heap has no room for more key material: the rest is reserved for "
-        "operations on existing keys (retire key versions, delete keys, or start "
-        "envelope-keyd with a larger --secure-heap-mib)");
-  }
-  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes material,
-                            crypto::SecretBytes::Random(kMaterialSizeInBytes));
-  const uint32_t version = record->current_version + 1;
-  record->versions.push_back({version, Now(), rotation_type});
-  record->current_version = version;
-  change->put_materials.emplace_back(record->key_id, version,
-                                     std::make_shared<const crypto::SecretBytes>(std::move(material)));
-  return Status::Ok();
-}
-
-KmsService::Error KmsService::NewMaterialError(const Status& s) {
-  if (s.code() == StatusCode::kResourceExhausted) {
-    return Error{"LimitExceededException", s.message()};
-  }
-  return Error{"KMSInternalException", s.message(), 500};
-}
-
-std::optional<KmsService::Error> KmsService::CheckQuota(const std::string& owner,
-                                                        size_t new_keys,
-                                                        size_t new_versions) const {
-  if (owner.empty()) return std::nullopt;  // keys from before creators were recorded
-  size_t keys = 0, versions = 0;
-  for (const auto& k : store_->AllKeys()) {
-    if (k->record.creator != owner) continue;
-    ++keys;
-    versions += k->record.retained_versions();
-  }
-  const size_t max_keys = options_.max_keys_per_principal;
-  const size_t max_versions = options_.max_key_versions_per_principal;
-  if (new_keys > 0 && max_keys > 0 && keys + new_keys > max_keys) {
-    return Error{"LimitExceededException",
-                 owner + " already has " + std::to_string(keys) + " keys, its quota is " +
-                     std::to_string(max_keys) + " (delete keys, or raise "
-                     "--max-keys-per-principal)"};
-  }
-  if (max_versions > 0 && versions + new_versions > max_versions) {
-    return Error{"LimitExceededException",
-                 "the keys of " + owner + " already retain " + std::to_string(versions) +
-                     " key versions, its quota is " + std::to_string(max_versions) +
-                     " (retire versions, delete keys, or raise "
-                     "--max-key-versions-per-principal)"};
-  }
-  return std::nullopt;
-}
 
 KmsService::Outcome KmsService::CreateKey(Call& c) {
   std::string policy_text, description, usage, spec, cmk_spec, origin;
@@ -632,37 +569,6 @@ KmsService::Outcome KmsService::RetireKeyVersions(Call& c) {
   return json{{"KeyId", KeyArn(r.key_id)},
               {"MinKeyVersion", r.min_version},
               {"RetiredVersions", retired}};
-}
-
-KmsService::Outcome KmsService::VerifyAudit(Call& c) {
-  if (c.who.kind != Principal::Kind::kUnix || (c.who.uid != 0 && c.who.uid != options_.admin_uid)) {
-    return Error{"AccessDeniedException", "only root may verify the audit log"};
-  }
-  // Against the head this process wrote and the anchor saved in the store:
-  // lines cut off the end while the daemon was stopped are missed by the
-  // first but not by the second.
-  std::vector<AuditHead> checkpoints{audit_->head()};
-  auto anchor = LoadAuditAnchor(store_);
-  if (!anchor.ok()) {
-    return json{{"Ok", false}, {"Lines", 0}, {"BadLine", 0},
-                {"Reason", "the saved audit anchor cannot be read: " + anchor.status().message()}};
-  }
-  if (*anchor) checkpoints.push_back(**anchor);
-  AuditVerifyResult r = audit_->Verify(checkpoints);
-  return json{{"Ok", r.ok}, {"Lines", r.lines}, {"BadLine", r.bad_line}, {"Reason", r.reason},
-              {"Notes", r.notes}};
-}
-
-KmsService::Outcome KmsService::TailAudit(Call& c) {
-  if (c.who.kind != Principal::Kind::kUnix || (c.who.uid != 0 && c.who.uid != options_.admin_uid)) {
-    return Error{"AccessDeniedException", "only root may read the audit log"};
-  }
-  int64_t lines = 20;
-  FIELD(c.req.Int("Lines", false, &lines));
-  if (lines < 1 || lines > 10000) {
-    return Error{"ValidationException", "Lines must be between 1 and 10000"};
-  }
-  return json{{"Records", audit_->Tail(static_cast<size_t>(lines))}};
 }
 
 void KmsService::RunScheduledWork() {

@@ -117,6 +117,8 @@ class KmsService {
   Outcome UntagResource(Call& c);
   Outcome ListResourceTags(Call& c);
   Outcome RetireKeyVersions(Call& c);
+
+  // The audit extensions (kms_audit_ops.cc).
   Outcome VerifyAudit(Call& c);
   Outcome TailAudit(Call& c);
 
@@ -167,6 +169,8 @@ class KmsService {
   // transaction; maps failures to KMSInternalException.
   std::optional<Error> CommitWithAudit(Call& c, const KeyStore::Change& change);
   Status AppendAudit(Call& c, const Error* error);
+
+  // New key material and its limits (kms_limits.cc).
   // Makes the material of a new version. ResourceExhausted if it would eat
   // into the secure heap's reserve (the one place that check is made).
   Status AddVersion(KeyRecord* record, KeyStore::Change* change, const char* rotation_type);

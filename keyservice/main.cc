@@ -130,6 +130,11 @@ int Run(const Flags& f, ReadyPipe* ready) {
   if (!root.ok()) return Fail(ready, root.status().ToString());
   Status s = (*store)->Unlock(*root);
   if (!s.ok()) return Fail(ready, s.ToString());
+  for (const ks::AliasEntry& a : (*store)->AllAliases()) {
+    if (a.owner.empty()) {
+      spdlog::warn("{} predates per-user aliases and resolves for nobody: recreate it", a.name);
+    }
+  }
 
   std::string recovered;
   auto audit = ks::AuditLog::Open(f.data_dir + "/audit.log", *root, &recovered);

@@ -53,6 +53,64 @@ bool SplitLine(std::string_view line, std::string* body, std::string* mac) {
   return true;
 }
 
+// Checks the lines of `in` from its current position: the first must have
+// seq `first_seq` and chain to `prev`. Fills r->lines with the last good
+// seq; on a problem sets r->ok = false, r->bad_line to the seq where it is
+// and stops. Every checkpoint whose seq is passed must carry its MAC.
+void VerifyLines(std::istream& in, const crypto::SecretBytes& key, uint64_t first_seq,
+                 std::string prev, const std::vector<AuditHead>& checkpoints,
+                 AuditVerifyResult* r) {
+  std::string line;
+  uint64_t expected_seq = first_seq;
+  r->lines = first_seq - 1;
+  auto fail = [&](const std::string& why) {
+    r->ok = false;
+    r->bad_line = expected_seq;
+    r->reason = why;
+  };
+  while (std::getline(in, line)) {
+    std::string body, mac;
+    if (!SplitLine(line, &body, &mac)) return fail("line is not a sealed audit record");
+    auto doc = nlohmann::json::parse(body, nullptr, false);
+    if (doc.is_discarded() || !doc.is_object()) return fail("line is not JSON");
+    if (!doc.contains("seq") || !doc["seq"].is_number_unsigned() ||
+        doc["seq"].get<uint64_t>() != expected_seq) {
+      return fail("sequence number is not " + std::to_string(expected_seq) +
+                  " (a line was deleted, inserted or reordered)");
+    }
+    if (!doc.contains("prev") || doc["prev"] != prev) {
+      return fail("does not chain to the line before it");
+    }
+    if (!crypto::ConstantTimeEquals(AsBytes(ComputeMac(key, prev, body)), AsBytes(mac))) {
+      return fail("MAC mismatch (the line was edited)");
+    }
+    for (const AuditHead& c : checkpoints) {
+      if (c.seq == expected_seq && c.mac_hex != mac) {
+        return fail("line differs from the one the service wrote and anchored");
+      }
+    }
+    if (doc.value("operation", "") == kAuditTruncationAccepted) {
+      r->notes.push_back("line " + std::to_string(expected_seq) + ": records " +
+                         std::to_string(doc.value("log_seq", uint64_t{0}) + 1) + " to " +
+                         std::to_string(doc.value("anchored_seq", uint64_t{0})) +
+                         " were lost and the loss was accepted at start-up "
+                         "(--audit-accept-truncation)");
+    }
+    prev = mac;
+    r->lines = expected_seq;
+    ++expected_seq;
+  }
+  for (const AuditHead& c : checkpoints) {
+    if (c.seq > r->lines) {
+      r->ok = false;
+      r->bad_line = r->lines + 1;
+      r->reason = "log ends at line " + std::to_string(r->lines) + " but line " +
+                  std::to_string(c.seq) + " was written (lines deleted at the end)";
+      return;
+    }
+  }
+}
+
 }  // namespace
 
 StatusOr<crypto::SecretBytes> AuditLog::DeriveMacKey(const crypto::SecretBytes& root_key) {
@@ -108,7 +166,7 @@ StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path,
     if (doc.is_discarded() || !doc.contains("seq") || !doc["seq"].is_number_unsigned()) {
       return Status::Corruption("the last audit line has no sequence number");
     }
-    log->head_ = AuditHead{doc["seq"].get<uint64_t>(), mac};
+    log->head_ = AuditHead{doc["seq"].get<uint64_t>(), mac, log->size_};
   }
   return log;
 }
@@ -135,13 +193,69 @@ Status AuditLog::Append(nlohmann::ordered_json record) {
     return s;
   }
   size_ += text.size();
-  head_ = AuditHead{head_.seq + 1, mac};
+  head_ = AuditHead{head_.seq + 1, mac, size_};
   return Status::Ok();
 }
 
 AuditHead AuditLog::head() const {
   std::lock_guard lock(mu_);
   return head_;
+}
+
+StatusOr<AuditHead> AuditLog::Sync() {
+  std::lock_guard lock(mu_);
+  if (::fdatasync(fd_) != 0) return Status::FromErrno("fdatasync audit log");
+  return head_;
+}
+
+AuditVerifyResult AuditLog::ContinuesFrom(const AuditHead& anchor) const {
+  std::lock_guard lock(mu_);
+  AuditVerifyResult r;
+  r.lines = head_.seq;
+  if (anchor.seq == 0) return r;
+  if (head_.seq < anchor.seq) {
+    r.ok = false;
+    r.bad_line = head_.seq + 1;
+    r.reason = "the log ends at record " + std::to_string(head_.seq) + " but record " +
+               std::to_string(anchor.seq) + " was written and anchored (" +
+               std::to_string(anchor.seq - head_.seq) + " records were cut from its end)";
+    return r;
+  }
+  if (anchor.end_offset == 0) return VerifyFile(path_, mac_key_, {anchor});  // older anchor
+  std::ifstream in(path_, std::ios::binary);
+  if (!in) {
+    r.ok = false;
+    r.reason = "cannot open " + path_;
+    return r;
+  }
+  // The anchored line is the one that ends at anchor.end_offset.
+  const uint64_t window = std::min<uint64_t>(anchor.end_offset, kTailReadInBytes);
+  std::string tail(window, '\0');
+  auto got = PreadFull(fd_, MutableByteView(reinterpret_cast<uint8_t*>(tail.data()), tail.size()),
+                       anchor.end_offset - window);
+  std::string body, mac;
+  bool found = false;
+  if (anchor.end_offset <= size_ && got.ok() && *got == window && !tail.empty() &&
+      tail.back() == '\n') {
+    size_t start = tail.size() >= 2 ? tail.rfind('\n', tail.size() - 2) : std::string::npos;
+    start = start == std::string::npos ? 0 : start + 1;
+    if (SplitLine(std::string_view(tail).substr(start, tail.size() - 1 - start), &body, &mac)) {
+      auto doc = nlohmann::json::parse(body, nullptr, false);
+      found = !doc.is_discarded() && doc.is_object() && doc.contains("seq") &&
+              doc["seq"].is_number_unsigned() && doc["seq"].get<uint64_t>() == anchor.seq &&
+              mac == anchor.mac_hex;
+    }
+  }
+  if (!found) {
+    r.ok = false;
+    r.bad_line = anchor.seq;
+    r.reason = "record " + std::to_string(anchor.seq) +
+               " is not the one the service wrote and anchored (the log was cut or rewritten)";
+    return r;
+  }
+  in.seekg(static_cast<std::streamoff>(anchor.end_offset));
+  VerifyLines(in, mac_key_, anchor.seq + 1, anchor.mac_hex, {head_}, &r);
+  return r;
 }
 
 std::vector<std::string> AuditLog::Tail(size_t n) const {
@@ -164,13 +278,13 @@ std::vector<std::string> AuditLog::Tail(size_t n) const {
   return std::vector<std::string>(lines.rbegin(), lines.rend());
 }
 
-AuditVerifyResult AuditLog::Verify(const AuditHead& expected_head) const {
+AuditVerifyResult AuditLog::Verify(const std::vector<AuditHead>& checkpoints) const {
   std::lock_guard lock(mu_);  // no appends while we read
-  return VerifyFile(path_, mac_key_, expected_head);
+  return VerifyFile(path_, mac_key_, checkpoints);
 }
 
 AuditVerifyResult AuditLog::VerifyFile(const std::string& path, const crypto::SecretBytes& key,
-                                       const AuditHead& expected_head) {
+                                       const std::vector<AuditHead>& checkpoints) {
   AuditVerifyResult r;
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -178,51 +292,7 @@ AuditVerifyResult AuditLog::VerifyFile(const std::string& path, const crypto::Se
     r.reason = "cannot open " + path;
     return r;
   }
-  std::string line, prev = kZeroMac;
-  uint64_t expected_seq = 1;
-  auto fail = [&](const std::string& why) {
-    r.ok = false;
-    r.bad_line = r.lines;
-    r.reason = why;
-    return r;
-  };
-  while (std::getline(in, line)) {
-    ++r.lines;
-    std::string body, mac;
-    if (!SplitLine(line, &body, &mac)) return fail("line is not a sealed audit record");
-    auto doc = nlohmann::json::parse(body, nullptr, false);
-    if (doc.is_discarded() || !doc.is_object()) return fail("line is not JSON");
-    if (!doc.contains("seq") || !doc["seq"].is_number_unsigned() ||
-        doc["seq"].get<uint64_t>() != expected_seq) {
-      return fail("sequence number is not " + std::to_string(expected_seq) +
-                  " (a line was deleted, inserted or reordered)");
-    }
-    if (!doc.contains("prev") || doc["prev"] != prev) {
-      return fail("does not chain to the line before it");
-    }
-    if (!crypto::ConstantTimeEquals(AsBytes(ComputeMac(key, prev, body)), AsBytes(mac))) {
-      return fail("MAC mismatch (the line was edited)");
-    }
-    prev = mac;
-    ++expected_seq;
-  }
-  if (expected_head.seq > 0) {
-    if (r.lines < expected_head.seq) {
-      r.ok = false;
-      r.bad_line = r.lines + 1;
-      r.reason = "log ends at line " + std::to_string(r.lines) + " but line " +
-                 std::to_string(expected_head.seq) + " was written (lines deleted at the end)";
-      return r;
-    }
-    // The anchored line must still be there with the anchored MAC; later
-    // lines may have been written since the anchor was saved.
-    if (r.lines == expected_head.seq && prev != expected_head.mac_hex) {
-      r.ok = false;
-      r.bad_line = r.lines;
-      r.reason = "last line differs from the one the service wrote";
-      return r;
-    }
-  }
+  VerifyLines(in, key, 1, kZeroMac, checkpoints, &r);
   return r;
 }
 

@@ -9,10 +9,10 @@
 //
 // The MAC key is derived from the root key, so someone who can write the
 // file but not read the root key cannot forge a consistent chain. The last
-// (seq, mac) is also kept in memory and anchored in the store, so deleting
-// lines at the end is detected too.
+// (seq, mac, end offset) is also kept in memory and anchored in the store
+// (audit_anchor.h), so deleting lines at the end is detected too.
 //
-// Thread safety: Append and Verify are thread-safe (one internal mutex).
+// Thread safety: every method is thread-safe (one internal mutex).
 #ifndef ENVELOPE_KEYSERVICE_AUDIT_LOG_H_
 #define ENVELOPE_KEYSERVICE_AUDIT_LOG_H_
 
@@ -32,6 +32,9 @@ namespace envelope::keyservice {
 struct AuditHead {
   uint64_t seq = 0;  // of the last line; 0 for an empty log
   std::string mac_hex;  // of the last line; 64 zeros for an empty log
+  // The file's size just after that line; 0 if not known (an anchor saved
+  // before offsets were recorded).
+  uint64_t end_offset = 0;
 };
 
 struct AuditVerifyResult {
@@ -39,7 +42,14 @@ struct AuditVerifyResult {
   uint64_t lines = 0;
   uint64_t bad_line = 0;  // 1-based line number of the first problem, 0 if ok
   std::string reason;
+  // Facts an auditor should see even when the chain is intact, e.g. a loss
+  // of records the operator accepted at start-up (AuditTruncationAccepted).
+  std::vector<std::string> notes;
 };
+
+// The operation of the record that notes an accepted loss of records
+// (envelope-keyd --audit-accept-truncation).
+inline constexpr char kAuditTruncationAccepted[] = "AuditTruncationAccepted";
 
 class AuditLog {
  public:
@@ -58,19 +68,38 @@ class AuditLog {
   // line cannot be written in full; a partial write is cut off again.
   Status Append(nlohmann::ordered_json record);
 
+  // The last line written (with the file size after it).
   AuditHead head() const;
+
+  // Forces every line written so far to the disk (fdatasync) and returns
+  // the head that is now durable: the only head worth anchoring, since an
+  // anchor ahead of the durable log would make a power loss look like
+  // tampering.
+  StatusOr<AuditHead> Sync();
+
+  // Whether the log continues from `anchor` (a head saved earlier): the
+  // anchored line is still there with its MAC, and every line after it
+  // chains to it. Reads only the lines after the anchor (the whole file for
+  // an anchor without an offset).
+  AuditVerifyResult ContinuesFrom(const AuditHead& anchor) const;
 
   // The last `n` lines, oldest first.
   std::vector<std::string> Tail(size_t n) const;
 
-  // Verifies the file against the chain and against `expected_head` (the
-  // head this process or the store last saw; seq 0 skips that check).
-  AuditVerifyResult Verify(const AuditHead& expected_head) const;
+  // Verifies the whole file against the chain and against each of
+  // `checkpoints` (heads this process or the store saw: the line with that
+  // seq must be there with that MAC; seq 0 is skipped).
+  AuditVerifyResult Verify(const std::vector<AuditHead>& checkpoints) const;
 
   // Verification over an arbitrary file with a given key (for tests).
   static AuditVerifyResult VerifyFile(const std::string& path,
                                       const crypto::SecretBytes& mac_key,
-                                      const AuditHead& expected_head);
+                                      const std::vector<AuditHead>& checkpoints);
+  static AuditVerifyResult VerifyFile(const std::string& path,
+                                      const crypto::SecretBytes& mac_key,
+                                      const AuditHead& expected_head) {
+    return VerifyFile(path, mac_key, std::vector<AuditHead>{expected_head});
+  }
   // The MAC key for a root key.
   static StatusOr<crypto::SecretBytes> DeriveMacKey(const crypto::SecretBytes& root_key);
 

@@ -26,6 +26,10 @@ struct KeyVersionInfo {
 struct KeyRecord {
   std::string key_id;  // lower-case UUID
   std::string description;
+  // Principal::OwnerId() of the caller that created the key: whose quota
+  // its versions count against. Empty for keys made before it was recorded
+  // (they count against nobody's quota).
+  std::string creator;
   std::string key_state = kStateEnabled;
   int64_t creation_date = 0;
   int64_t deletion_date = 0;  // set while PendingDeletion
@@ -40,6 +44,11 @@ struct KeyRecord {
   std::vector<KeyVersionInfo> versions;  // every version ever made, ascending
   uint32_t current_version = 0;          // newest; the one that encrypts
   uint32_t min_version = 1;  // versions below were retired: material destroyed
+
+  // Versions whose material is retained (min_version..current_version).
+  uint32_t retained_versions() const {
+    return current_version >= min_version ? current_version - min_version + 1 : 0;
+  }
 
   std::string ToJson() const;
   static StatusOr<KeyRecord> FromJson(std::string_view text);

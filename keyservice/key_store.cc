@@ -74,6 +74,10 @@ Bytes MaterialAad(const Bytes& material_key) {
 
 }  // namespace
 
+std::string AliasStoreKey(const std::string& owner, const std::string& name) {
+  return owner.empty() ? name : owner + "|" + name;
+}
+
 struct KeyStore::Lmdb {
   MDB_env* env = nullptr;
   MDB_dbi keys = 0, materials = 0, aliases = 0, meta = 0;
@@ -218,12 +222,18 @@ Status KeyStore::LoadAll() {
   if (rc != 0) return LmdbError("mdb_cursor_open", rc);
   for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-    std::string name(static_cast<char*>(k.mv_data), k.mv_size);
+    std::string store_key(static_cast<char*>(k.mv_data), k.mv_size);
     std::string value(static_cast<char*>(v.mv_data), v.mv_size);
+    auto bar = store_key.rfind('|');
+    AliasEntry a;
+    a.owner = bar == std::string::npos ? "" : store_key.substr(0, bar);
+    a.name = bar == std::string::npos ? store_key : store_key.substr(bar + 1);
     auto space = value.find(' ');
-    AliasEntry a{name, value.substr(0, space), 0};
-    if (space != std::string::npos) a.creation_date = std::stoll(value.substr(space + 1));
-    aliases[name] = a;
+    a.key_id = value.substr(0, space);
+    if (space != std::string::npos) {
+      a.creation_date = std::strtoll(value.c_str() + space + 1, nullptr, 10);
+    }
+    aliases[store_key] = a;
   }
   mdb_cursor_close(cur);
 
@@ -239,9 +249,11 @@ std::shared_ptr<const KeyEntry> KeyStore::FindKey(const std::string& key_id) con
   return it == keys_.end() ? nullptr : it->second;
 }
 
-std::optional<AliasEntry> KeyStore::FindAlias(const std::string& name) const {
+std::optional<AliasEntry> KeyStore::FindAlias(const std::string& owner,
+                                              const std::string& name) const {
+  if (owner.empty()) return std::nullopt;  // legacy aliases resolve for nobody
   std::shared_lock lock(state_mu_);
-  auto it = aliases_.find(name);
+  auto it = aliases_.find(AliasStoreKey(owner, name));
   if (it == aliases_.end()) return std::nullopt;
   return it->second;
 }
@@ -307,7 +319,10 @@ Status KeyStore::Commit(const Change& change, const std::function<Status()>& bef
     if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError("mdb_del material", rc);
     stage(key_id)->materials.erase(version);
   }
-  std::vector<std::string> deleted_aliases = change.delete_aliases;
+  std::vector<std::string> deleted_aliases;
+  for (const AliasEntry& a : change.delete_aliases) {
+    deleted_aliases.push_back(AliasStoreKey(a.owner, a.name));
+  }
   for (const std::string& key_id : change.delete_keys) {
     auto current = FindKey(key_id);
     MDB_val k = Val(key_id);
@@ -322,12 +337,13 @@ Status KeyStore::Commit(const Change& change, const std::function<Status()>& bef
       }
     }
     for (const AliasEntry& a : AllAliases()) {
-      if (a.key_id == key_id) deleted_aliases.push_back(a.name);
+      if (a.key_id == key_id) deleted_aliases.push_back(AliasStoreKey(a.owner, a.name));
     }
   }
   for (const AliasEntry& a : change.put_aliases) {
     std::string value = a.key_id + " " + std::to_string(a.creation_date);
-    MDB_val k = Val(a.name), v = Val(value);
+    std::string store_key = AliasStoreKey(a.owner, a.name);
+    MDB_val k = Val(store_key), v = Val(value);
     if ((rc = mdb_put(txn.get(), lmdb_->aliases, &k, &v, 0)) != 0) return LmdbError("mdb_put alias", rc);
   }
   for (const std::string& name : deleted_aliases) {
@@ -344,7 +360,7 @@ Status KeyStore::Commit(const Change& change, const std::function<Status()>& bef
   std::unique_lock lock(state_mu_);
   for (auto& [key_id, entry] : staged) keys_[key_id] = std::move(entry);
   for (const std::string& key_id : change.delete_keys) keys_.erase(key_id);
-  for (const AliasEntry& a : change.put_aliases) aliases_[a.name] = a;
+  for (const AliasEntry& a : change.put_aliases) aliases_[AliasStoreKey(a.owner, a.name)] = a;
   for (const std::string& name : deleted_aliases) aliases_.erase(name);
   return Status::Ok();
 }

@@ -38,11 +38,22 @@ struct KeyEntry {
   std::map<uint32_t, std::shared_ptr<const crypto::SecretBytes>> materials;
 };
 
+// Aliases are per principal (docs/KEYSERVICE.md, "Aliases"): `alias/home`
+// of uid 1000 and `alias/home` of uid 65534 are different aliases, and a
+// caller's `alias/NAME` resolves only in its own namespace.
 struct AliasEntry {
   std::string name;  // "alias/..."
   std::string key_id;
   int64_t creation_date = 0;
+  // Principal::OwnerId() of the namespace. Empty for an alias made before
+  // namespaces existed: listed, deletable by the key's administrators, but
+  // resolved for nobody.
+  std::string owner;
 };
+
+// The LMDB (and in-memory) key of an alias: "OWNER|alias/NAME" ('|' cannot
+// occur in an alias name), or the bare name for an ownerless legacy alias.
+std::string AliasStoreKey(const std::string& owner, const std::string& name);
 
 class KeyStore {
  public:
@@ -57,7 +68,7 @@ class KeyStore {
     // Keys deleted for good, with all their material and aliases.
     std::vector<std::string> delete_keys;
     std::vector<AliasEntry> put_aliases;
-    std::vector<std::string> delete_aliases;
+    std::vector<AliasEntry> delete_aliases;  // by owner and name
   };
 
   ~KeyStore();
@@ -79,9 +90,9 @@ class KeyStore {
   Status Unlock(const crypto::SecretBytes& root_key);
 
   std::shared_ptr<const KeyEntry> FindKey(const std::string& key_id) const;
-  std::optional<AliasEntry> FindAlias(const std::string& name) const;
+  std::optional<AliasEntry> FindAlias(const std::string& owner, const std::string& name) const;
   std::vector<std::shared_ptr<const KeyEntry>> AllKeys() const;  // by key id
-  std::vector<AliasEntry> AllAliases() const;                     // by name
+  std::vector<AliasEntry> AllAliases() const;  // every namespace, by owner then name
 
   std::unique_lock<std::mutex> LockForWrite() {
     return std::unique_lock<std::mutex>(writer_mu_);

@@ -128,6 +128,19 @@ std::variant<KmsService::OpenedBlob, KmsService::Error> KmsService::OpenCipherte
     }
   }
   CHECK_ERROR(Authorize(c, *key, action));
+  if (action == "kms:ReEncryptFrom") {
+    // ReEncrypt hands the plaintext to a key of the caller's choosing, where
+    // Decrypt then reveals it: an explicit Deny of kms:Decrypt therefore
+    // also stops ReEncrypt from this key (AWS does not do this;
+    // docs/KEYSERVICE.md, "Key policies").
+    const std::string arn = KeyArn(key_id);
+    if (key->policy.Evaluate(c.who, "kms:Decrypt", arn) == KeyPolicy::Decision::kExplicitDeny) {
+      return Error{"AccessDeniedException",
+                   "User: " + c.who.PrimaryName() + " is not authorized to perform: "
+                   "kms:ReEncryptFrom on resource: " + arn +
+                   " because a key policy statement explicitly denies it kms:Decrypt"};
+    }
+  }
   CHECK_ERROR(RequireUsable(*key));
   if (version < key->record.min_version) {
     return Error{"KMSInvalidStateException",

@@ -85,17 +85,6 @@ json PageFields(json out, bool truncated, const std::string& next_marker) {
     }                                                                                  \
   } while (0)
 
-Status KmsService::AddVersion(KeyRecord* record, KeyStore::Change* change,
-                              const char* rotation_type) {
-  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes material, crypto::SecretBytes::Random(32));
-  const uint32_t version = record->current_version + 1;
-  record->versions.push_back({version, Now(), rotation_type});
-  record->current_version = version;
-  change->put_materials.emplace_back(record->key_id, version,
-                                     std::make_shared<const crypto::SecretBytes>(std::move(material)));
-  return Status::Ok();
-}
-
 KmsService::Outcome KmsService::CreateKey(Call& c) {
   std::string policy_text, description, usage, spec, cmk_spec, origin;
   bool bypass = false, multi_region = false;
@@ -127,6 +116,7 @@ KmsService::Outcome KmsService::CreateKey(Call& c) {
     return Error{"UnsupportedOperationException", "multi-Region keys are not supported"};
   }
   r.key_id = NewKeyId();
+  r.creator = c.who.OwnerId();
   const bool custom_policy = c.req.Has("Policy");
   r.policy = custom_policy ? policy_text : KeyPolicy::DefaultFor(c.who);
   auto policy = KeyPolicy::Parse(r.policy);
@@ -141,8 +131,9 @@ KmsService::Outcome KmsService::CreateKey(Call& c) {
   c.key_id = r.key_id;
   KeyStore::Change change;
   auto lock = store_->LockForWrite();
+  CHECK_ERROR(CheckQuota(r.creator, 1, 1));
   Status s = AddVersion(&r, &change, "INITIAL");
-  if (!s.ok()) return Error{"KMSInternalException", s.message(), 500};
+  if (!s.ok()) return NewMaterialError(s);
   c.key_version = r.current_version;
   change.put_records.push_back(r);
   CHECK_ERROR(CommitWithAudit(c, change));
@@ -190,11 +181,13 @@ KmsService::Outcome KmsService::CreateAlias(Call& c) {
   if (key->record.key_state == kStatePendingDeletion) {
     return Error{"KMSInvalidStateException", KeyArn(key->record.key_id) + " is pending deletion."};
   }
-  if (store_->FindAlias(name)) {
+  const std::string owner = c.who.OwnerId();
+  if (owner.empty()) return Error{"AccessDeniedException", "this caller cannot own aliases"};
+  if (store_->FindAlias(owner, name)) {
     return Error{"AlreadyExistsException", "An alias with the name " + name + " already exists"};
   }
   KeyStore::Change change;
-  change.put_aliases.push_back({name, key->record.key_id, Now()});
+  change.put_aliases.push_back({name, key->record.key_id, Now(), owner});
   CHECK_ERROR(CommitWithAudit(c, change));
   return json::object();
 }
@@ -205,7 +198,7 @@ KmsService::Outcome KmsService::UpdateAlias(Call& c) {
   FIELD(c.req.String("TargetKeyId", true, &target));
   c.extra["alias"] = name;
   auto lock = store_->LockForWrite();
-  auto alias = store_->FindAlias(name);
+  auto alias = store_->FindAlias(c.who.OwnerId(), name);
   if (!alias) return Error{"NotFoundException", "Alias " + name + " is not found."};
   std::optional<Error> err;
   auto old_key = Resolve(c, alias->key_id, false, &err);
@@ -216,7 +209,7 @@ KmsService::Outcome KmsService::UpdateAlias(Call& c) {
   CHECK_ERROR(Authorize(c, *new_key, "kms:UpdateAlias"));
   c.extra["previous_key_id"] = old_key->record.key_id;
   KeyStore::Change change;
-  change.put_aliases.push_back({name, new_key->record.key_id, alias->creation_date});
+  change.put_aliases.push_back({name, new_key->record.key_id, alias->creation_date, alias->owner});
   CHECK_ERROR(CommitWithAudit(c, change));
   return json::object();
 }
@@ -226,14 +219,21 @@ KmsService::Outcome KmsService::DeleteAlias(Call& c) {
   FIELD(c.req.String("AliasName", true, &name));
   c.extra["alias"] = name;
   auto lock = store_->LockForWrite();
-  auto alias = store_->FindAlias(name);
+  auto alias = store_->FindAlias(c.who.OwnerId(), name);
+  if (!alias) {
+    // An ownerless alias from before namespaces: its key's administrators
+    // may delete it (it resolves for nobody, but should not linger).
+    for (const AliasEntry& a : store_->AllAliases()) {
+      if (a.owner.empty() && a.name == name) alias = a;
+    }
+  }
   if (!alias) return Error{"NotFoundException", "Alias " + name + " is not found."};
   std::optional<Error> err;
   auto key = Resolve(c, alias->key_id, false, &err);
   CHECK_ERROR(err);
   CHECK_ERROR(Authorize(c, *key, "kms:DeleteAlias"));
   KeyStore::Change change;
-  change.delete_aliases.push_back(name);
+  change.delete_aliases.push_back(*alias);
   CHECK_ERROR(CommitWithAudit(c, change));
   return json::object();
 }
@@ -241,7 +241,10 @@ KmsService::Outcome KmsService::DeleteAlias(Call& c) {
 KmsService::Outcome KmsService::ListAliases(Call& c) {
   std::string ref;
   FIELD(c.req.String("KeyId", false, &ref));
+  // The caller's own namespace, as AWS lists one account's aliases.
   auto aliases = store_->AllAliases();
+  const std::string owner = c.who.OwnerId();
+  std::erase_if(aliases, [&](const AliasEntry& a) { return owner.empty() || a.owner != owner; });
   if (c.req.Has("KeyId")) {
     std::optional<Error> err;
     auto key = Resolve(c, ref, false, &err);
@@ -399,8 +402,10 @@ KmsService::Outcome KmsService::RotateKeyOnDemand(Call& c) {
       [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
           [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
     CHECK_ERROR(RequireUsable(current));
+    // Counted against the key's creator, whose key it is, whoever rotates.
+    CHECK_ERROR(CheckQuota(r.creator, 0, 1));
     Status s = AddVersion(&r, &change, "ON_DEMAND");
-    if (!s.ok()) return Error{"KMSInternalException", s.message(), 500};
+    if (!s.ok()) return NewMaterialError(s);
     c.key_version = r.current_version;
     return std::nullopt;
   });
@@ -566,26 +571,6 @@ KmsService::Outcome KmsService::RetireKeyVersions(Call& c) {
               {"RetiredVersions", retired}};
 }
 
-KmsService::Outcome KmsService::VerifyAudit(Call& c) {
-  if (c.who.kind != Principal::Kind::kUnix || (c.who.uid != 0 && c.who.uid != options_.admin_uid)) {
-    return Error{"AccessDeniedException", "only root may verify the audit log"};
-  }
-  AuditVerifyResult r = audit_->Verify(audit_->head());
-  return json{{"Ok", r.ok}, {"Lines", r.lines}, {"BadLine", r.bad_line}, {"Reason", r.reason}};
-}
-
-KmsService::Outcome KmsService::TailAudit(Call& c) {
-  if (c.who.kind != Principal::Kind::kUnix || (c.who.uid != 0 && c.who.uid != options_.admin_uid)) {
-    return Error{"AccessDeniedException", "only root may read the audit log"};
-  }
-  int64_t lines = 20;
-  FIELD(c.req.Int("Lines", false, &lines));
-  if (lines < 1 || lines > 10000) {
-    return Error{"ValidationException", "Lines must be between 1 and 10000"};
-  }
-  return json{{"Records", audit_->Tail(static_cast<size_t>(lines))}};
-}
-
 void KmsService::RunScheduledWork() {
   Principal service;
   service.kind = Principal::Kind::kService;
@@ -610,7 +595,13 @@ void KmsService::RunScheduledWork() {
       c.op = "RotateKey";
       c.extra["rotation_type"] = "AUTOMATIC";
       KeyRecord r = current->record;
-      if (!AddVersion(&r, &change, "AUTOMATIC").ok()) continue;
+      Status added = AddVersion(&r, &change, "AUTOMATIC");
+      if (!added.ok()) {
+        // Not due again until it succeeds: say why in the audit trail.
+        Error err = NewMaterialError(added);
+        (void)AppendAudit(c, &err);
+        continue;
+      }
       // One rotation per due date, even after a long downtime.
       r.next_rotation_date = now + int64_t{r.rotation_period_days} * kSecondsPerDay;
       c.key_version = r.current_version;

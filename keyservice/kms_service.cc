@@ -141,9 +141,14 @@ std::shared_ptr<const KeyEntry> KmsService::Resolve(Call& c, const std::string& 
       *error = Error{"NotFoundException", "this operation needs a key id or key ARN, not " + ref};
       return nullptr;
     }
-    auto alias = store_->FindAlias(rest);
+    // Only in the caller's own namespace: an alias another principal made
+    // never captures this caller's `alias/NAME` (docs/KEYSERVICE.md,
+    // "Aliases"). Another principal's key is named by key id or ARN.
+    auto alias = store_->FindAlias(c.who.OwnerId(), rest);
     if (!alias) {
-      *error = Error{"NotFoundException", "Alias " + arn_prefix + rest + " is not found."};
+      *error = Error{"NotFoundException", "Alias " + arn_prefix + rest +
+                                              " is not found (aliases are per principal; "
+                                              "name another principal's key by key id or ARN)."};
       return nullptr;
     }
     rest = alias->key_id;
@@ -201,6 +206,9 @@ json KmsService::KeyMetadata(const KeyRecord& r) const {
             // Extension fields (AWS clients ignore unknown members).
             {"CurrentKeyVersion", r.current_version},
             {"MinKeyVersion", r.min_version}};
+  // Extension: whose key it is (owner id of its creator), so that a client
+  // can warn when a name resolves to a key another principal owns.
+  if (!r.creator.empty()) m["Creator"] = r.creator;
   if (r.key_state == kStatePendingDeletion) {
     m["DeletionDate"] = r.deletion_date;
     m["PendingDeletionWindowInDays"] = r.pending_window_days;

@@ -47,7 +47,23 @@ struct KmsServiceOptions {
   std::chrono::seconds clock_offset{0};
   // uid allowed to run the audit operations besides root (the daemon's own).
   uid_t admin_uid = 0;
+  // Quotas per owner (Principal::OwnerId()), answered with
+  // LimitExceededException: keys it created, and retained versions of
+  // those keys. 0 means no limit.
+  size_t max_keys_per_principal = 1000;
+  size_t max_key_versions_per_principal = 10000;
+  // The share of the secure heap (percent) that new key material may not
+  // take: it stays free for the operations that serve existing keys (data
+  // keys, decrypted plaintexts), so that no one creating keys can make
+  // everyone's GenerateDataKey fail.
+  unsigned secure_heap_reserve_percent = 25;
 };
+
+// Whether `more_bytes` of new key material fit in the secure heap described
+// by `usage` without eating into the reserve (`reserve_percent` of it).
+// A heap that is not set up (size 0) is not limited here.
+bool NewMaterialFits(const crypto::SecureHeapUsage& usage, size_t more_bytes,
+                     unsigned reserve_percent);
 
 class KmsService {
  public:
@@ -101,6 +117,8 @@ class KmsService {
   Outcome UntagResource(Call& c);
   Outcome ListResourceTags(Call& c);
   Outcome RetireKeyVersions(Call& c);
+
+  // The audit extensions (kms_audit_ops.cc).
   Outcome VerifyAudit(Call& c);
   Outcome TailAudit(Call& c);
 
@@ -151,7 +169,17 @@ class KmsService {
   // transaction; maps failures to KMSInternalException.
   std::optional<Error> CommitWithAudit(Call& c, const KeyStore::Change& change);
   Status AppendAudit(Call& c, const Error* error);
+
+  // New key material and its limits (kms_limits.cc).
+  // Makes the material of a new version. ResourceExhausted if it would eat
+  // into the secure heap's reserve (the one place that check is made).
   Status AddVersion(KeyRecord* record, KeyStore::Change* change, const char* rotation_type);
+  // REQUIRES: the writer lock. LimitExceededException if `owner` may not
+  // have `new_keys` more keys and `new_versions` more retained versions.
+  std::optional<Error> CheckQuota(const std::string& owner, size_t new_keys,
+                                  size_t new_versions) const;
+  // The answer to a failed AddVersion.
+  static Error NewMaterialError(const Status& s);
 
   KeyStore* const store_;
   AuditLog* const audit_;

@@ -25,6 +25,7 @@
 #include "core/base/fd_io.h"
 #include "core/crypto/random.h"
 #include "keyservice/access_keys.h"
+#include "keyservice/audit_anchor.h"
 #include "keyservice/audit_log.h"
 #include "keyservice/http_server.h"
 #include "keyservice/key_store.h"
@@ -54,6 +55,10 @@ struct Flags {
   int64_t clock_offset_seconds = 0;
   int scheduler_interval_seconds = 60;
   int secure_heap_mib = 4;
+  size_t max_keys_per_principal = 1000;
+  size_t max_key_versions_per_principal = 10000;
+  unsigned secure_heap_reserve_percent = 25;
+  bool audit_accept_truncation = false;
 };
 
 // Tells the parent of a backgrounded daemon how start-up went.
@@ -103,11 +108,6 @@ StatusOr<crypto::SecretBytes> LoadRootKey(const Flags& f, ks::KeyStore* store) {
   return key;
 }
 
-Status SaveAuditAnchor(ks::KeyStore* store, const ks::AuditLog& log) {
-  ks::AuditHead head = log.head();
-  return store->PutMeta("audit-head", std::to_string(head.seq) + " " + head.mac_hex);
-}
-
 int Run(const Flags& f, ReadyPipe* ready) {
   auto heap = crypto::InitSecureHeap(size_t(f.secure_heap_mib) << 20);
   if (!heap.ok()) return Fail(ready, heap.status().ToString());
@@ -130,6 +130,11 @@ int Run(const Flags& f, ReadyPipe* ready) {
   if (!root.ok()) return Fail(ready, root.status().ToString());
   Status s = (*store)->Unlock(*root);
   if (!s.ok()) return Fail(ready, s.ToString());
+  for (const ks::AliasEntry& a : (*store)->AllAliases()) {
+    if (a.owner.empty()) {
+      spdlog::warn("{} predates per-user aliases and resolves for nobody: recreate it", a.name);
+    }
+  }
 
   std::string recovered;
   auto audit = ks::AuditLog::Open(f.data_dir + "/audit.log", *root, &recovered);
@@ -137,15 +142,10 @@ int Run(const Flags& f, ReadyPipe* ready) {
   if (!recovered.empty()) spdlog::warn("{}", recovered);
   *root = crypto::SecretBytes();  // the root key is not needed any more
 
-  auto anchor = (*store)->GetMeta("audit-head");
-  if (anchor.ok() && anchor->has_value()) {
-    uint64_t anchored_seq = std::stoull(**anchor);
-    if (anchored_seq > (*audit)->head().seq) {
-      spdlog::error("the audit log ends at record {} but record {} was written: lines were "
-                    "deleted at its end",
-                    (*audit)->head().seq, anchored_seq);
-    }
-  }
+  std::string accepted;
+  s = ks::CheckAuditAnchorAtStart(store->get(), audit->get(), f.audit_accept_truncation, &accepted);
+  if (!s.ok()) return Fail(ready, s.ToString());
+  if (!accepted.empty()) spdlog::critical("{}", accepted);
 
   std::unique_ptr<ks::AccessKeys> access_keys;
   std::string tcp_host;
@@ -166,6 +166,9 @@ int Run(const Flags& f, ReadyPipe* ready) {
   options.account = f.account;
   options.clock_offset = std::chrono::seconds(f.clock_offset_seconds);
   options.admin_uid = ::getuid();
+  options.max_keys_per_principal = f.max_keys_per_principal;
+  options.max_key_versions_per_principal = f.max_key_versions_per_principal;
+  options.secure_heap_reserve_percent = f.secure_heap_reserve_percent;
   ks::KmsService service(store->get(), audit->get(), options);
   service.RunScheduledWork();  // catch up on rotations and deletions that fell due
 
@@ -193,12 +196,13 @@ int Run(const Flags& f, ReadyPipe* ready) {
     int sig = sigtimedwait(&set, nullptr, &timeout);
     if (sig == SIGTERM || sig == SIGINT) break;
     service.RunScheduledWork();
-    Status anchor_status = SaveAuditAnchor(store->get(), **audit);
-    if (!anchor_status.ok()) spdlog::warn("saving the audit anchor: {}", anchor_status.ToString());
+    Status anchor_status = ks::SaveAuditAnchor(store->get(), audit->get());
+    if (!anchor_status.ok()) spdlog::error("saving the audit anchor: {}", anchor_status.ToString());
   }
   spdlog::info("shutting down");
   server.Stop();
-  (void)SaveAuditAnchor(store->get(), **audit);
+  Status anchor_status = ks::SaveAuditAnchor(store->get(), audit->get());
+  if (!anchor_status.ok()) spdlog::error("saving the audit anchor: {}", anchor_status.ToString());
   return 0;
 }
 
@@ -223,6 +227,10 @@ int main(int argc, char** argv) {
   app.add_option("--clock-offset-seconds", f.clock_offset_seconds, "testing aid: shift the clock used for rotation and deletion schedules");
   app.add_option("--scheduler-interval-seconds", f.scheduler_interval_seconds, "how often to run due rotations and deletions")->check(CLI::Range(1, 3600));
   app.add_option("--secure-heap-mib", f.secure_heap_mib, "size of the locked memory arena for keys")->check(CLI::IsMember({1, 2, 4, 8, 16, 32, 64}));
+  app.add_option("--max-keys-per-principal", f.max_keys_per_principal, "keys one user or access key may create (0: no limit)");
+  app.add_option("--max-key-versions-per-principal", f.max_key_versions_per_principal, "retained key versions of one user's or access key's keys (0: no limit)");
+  app.add_option("--secure-heap-reserve-percent", f.secure_heap_reserve_percent, "share of the secure heap new key material may not take (kept for data-key operations)")->check(CLI::Range(1, 99));
+  app.add_flag("--audit-accept-truncation", f.audit_accept_truncation, "start although the audit log does not continue from its saved anchor; records the loss in the log");
   CLI11_PARSE(app, argc, argv);
   f.data_dir = std::filesystem::absolute(f.data_dir).string();
 

@@ -34,6 +34,12 @@ std::string Principal::PrimaryName() const {
   return "uid:" + std::to_string(uid);
 }
 
+std::string Principal::OwnerId() const {
+  if (kind == Kind::kUnix) return "uid:" + std::to_string(uid);
+  if (kind == Kind::kAccessKey) return "key:" + access_key_name;
+  return "";
+}
+
 namespace {
 
 // Supplementary groups of the peer process as the kernel sees them

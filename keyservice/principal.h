@@ -39,6 +39,12 @@ struct Principal {
   // The one name used when a key policy must name this caller (CreateKey's
   // default policy): "user:NAME", else "uid:N", or "key:NAME".
   std::string PrimaryName() const;
+  // The stable identity that owns things: the keys this principal creates
+  // (for quotas) and its alias namespace. "uid:N" for a Unix caller (a uid,
+  // not a name, so renaming a user changes nothing), "key:NAME" for an
+  // access key, "" for the service itself and anonymous callers (who own
+  // nothing and resolve no alias).
+  std::string OwnerId() const;
   // Root, by uid: the local superuser always administers every key.
   bool is_root() const { return kind == Kind::kUnix && uid == 0; }
 };

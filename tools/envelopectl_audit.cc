@@ -41,13 +41,25 @@ void AddAuditCommands(CLI::App* app, Context* ctx) {
     const bool ok = BoolField(r, "Ok");
     if (c.json_output) {
       PrintJson(r);
-    } else if (ok) {
-      std::printf("audit log OK: %s records\n",
-                  Printable(Field(r, "Lines")).c_str());
     } else {
-      std::printf("audit log FAILED at line %s: %s\n",
-                  Printable(Field(r, "BadLine")).c_str(),
-                  Printable(Field(r, "Reason")).c_str());
+      if (ok) {
+        std::printf("audit log OK: %s records\n",
+                    Printable(Field(r, "Lines")).c_str());
+      } else {
+        std::printf("audit log FAILED at line %s: %s\n",
+                    Printable(Field(r, "BadLine")).c_str(),
+                    Printable(Field(r, "Reason")).c_str());
+      }
+      // Facts an auditor must see even when the chain is intact, such as
+      // a loss of records the operator accepted at start-up.
+      auto notes = r.find("Notes");
+      if (notes != r.end() && notes->is_array()) {
+        for (const json& note : *notes) {
+          if (note.is_string()) {
+            std::printf("note: %s\n", Printable(note.get<std::string>()).c_str());
+          }
+        }
+      }
     }
     c.exit_code = ok ? 0 : 1;
     return Status::Ok();

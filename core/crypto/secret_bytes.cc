@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <utility>
@@ -16,12 +17,14 @@ constexpr size_t kSecureHeapMinAllocationInBytes = 16;
 
 std::once_flag g_heap_once;
 int g_heap_result = 0;  // CRYPTO_secure_malloc_init's return, set once
+std::atomic<size_t> g_heap_size{0};  // set once, with g_heap_result
 }  // namespace
 
 StatusOr<SecureHeapState> InitSecureHeap(size_t size_in_bytes) {
   std::call_once(g_heap_once, [size_in_bytes] {
     g_heap_result = CRYPTO_secure_malloc_init(size_in_bytes,
                                               kSecureHeapMinAllocationInBytes);
+    if (g_heap_result != 0) g_heap_size = size_in_bytes;
   });
   switch (g_heap_result) {
     case 1: return SecureHeapState::kLocked;
@@ -30,6 +33,14 @@ StatusOr<SecureHeapState> InitSecureHeap(size_t size_in_bytes) {
       return Status::ResourceExhausted(
           "cannot set up OpenSSL's secure heap for key material");
   }
+}
+
+SecureHeapUsage GetSecureHeapUsage() {
+  SecureHeapUsage usage;
+  usage.size_in_bytes = g_heap_size.load();
+  if (usage.size_in_bytes == 0) return usage;
+  usage.used_in_bytes = CRYPTO_secure_used();
+  return usage;
 }
 
 SecretBytes::~SecretBytes() { Release(); }

@@ -36,6 +36,16 @@ enum class SecureHeapState {
 StatusOr<SecureHeapState> InitSecureHeap(
     size_t size_in_bytes = kDefaultSecureHeapSizeInBytes);
 
+// How full the secure heap is. `used_in_bytes` counts OpenSSL's allocation
+// units (a request is rounded up to a power of two of at least 16 bytes), so
+// it is what the next allocation competes with. Both are 0 before
+// InitSecureHeap.
+struct SecureHeapUsage {
+  size_t size_in_bytes = 0;
+  size_t used_in_bytes = 0;
+};
+SecureHeapUsage GetSecureHeapUsage();
+
 class SecretBytes {
  public:
   // An empty value holding no storage.

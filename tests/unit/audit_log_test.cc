@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -120,6 +121,65 @@ TEST_F(AuditLogTest, ReopenResumesTheChainAndCutsATornLine) {
   auto tail = (*log)->Tail(2);
   ASSERT_EQ(tail.size(), 2u);
   EXPECT_NE(tail[1].find("\"seq\":11"), std::string::npos);
+}
+
+// The attack: stop the daemon, cut the last lines, start it again. The
+// reopened log's own head is its (new) last line, so only the anchor saved
+// before the cut can tell.
+TEST_F(AuditLogTest, ContinuesFromFindsATailCutAfterTheAnchor) {
+  AuditHead anchor = head_;
+  EXPECT_EQ(anchor.end_offset, std::filesystem::file_size(path_));
+  {
+    auto log = AuditLog::Open(path_, root_, nullptr);
+    ASSERT_TRUE(log.ok());
+    auto r = (*log)->ContinuesFrom(anchor);
+    EXPECT_TRUE(r.ok) << r.reason;
+    ASSERT_TRUE((*log)->Append({{"operation", "Encrypt"}}).ok());
+    r = (*log)->ContinuesFrom(anchor);  // later lines chained to it: fine
+    EXPECT_TRUE(r.ok) << r.reason;
+    EXPECT_EQ(r.lines, 11u);
+  }
+  auto lines = ReadLines(path_);
+  lines.resize(7);
+  WriteLines(path_, lines);
+  auto log = AuditLog::Open(path_, root_, nullptr);
+  ASSERT_TRUE(log.ok());
+  auto r = (*log)->ContinuesFrom(anchor);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.reason.find("3 records were cut"), std::string::npos) << r.reason;
+  // Verify against the anchor finds it as well.
+  r = AuditLog::VerifyFile(path_, mac_key_, std::vector<AuditHead>{(*log)->head(), anchor});
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.bad_line, 8u);
+}
+
+// Cut the tail and let the daemon write as many new lines: the seq numbers
+// reach the anchor again, but the anchored line's MAC is not there.
+TEST_F(AuditLogTest, ContinuesFromFindsARewrittenTail) {
+  AuditHead anchor = head_;
+  auto lines = ReadLines(path_);
+  lines.resize(5);
+  WriteLines(path_, lines);
+  auto log = AuditLog::Open(path_, root_, nullptr);
+  ASSERT_TRUE(log.ok());
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE((*log)->Append({{"operation", "Encrypt"}}).ok());
+  EXPECT_GE((*log)->head().seq, anchor.seq);
+  auto r = (*log)->ContinuesFrom(anchor);
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.bad_line, 10u);
+  r = AuditLog::VerifyFile(path_, mac_key_, std::vector<AuditHead>{anchor});
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.bad_line, 10u);
+}
+
+TEST_F(AuditLogTest, SyncReturnsTheHead) {
+  auto log = AuditLog::Open(path_, root_, nullptr);
+  ASSERT_TRUE(log.ok());
+  auto head = (*log)->Sync();
+  ASSERT_TRUE(head.ok()) << head.status().ToString();
+  EXPECT_EQ(head->seq, head_.seq);
+  EXPECT_EQ(head->mac_hex, head_.mac_hex);
+  EXPECT_EQ(head->end_offset, head_.end_offset);
 }
 
 TEST_F(AuditLogTest, UnwritableLogFailsTheAppend) {

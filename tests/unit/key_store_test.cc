@@ -46,7 +46,7 @@ TEST_F(KeyStoreTest, CommitSurvivesReopen) {
     c.put_records.push_back(Record(2));
     c.put_materials.emplace_back(kKeyId, 1, Material(1));
     c.put_materials.emplace_back(kKeyId, 2, Material(2));
-    c.put_aliases.push_back({"alias/app", kKeyId, 5});
+    c.put_aliases.push_back({"alias/app", kKeyId, 5, "uid:1000"});
     auto lock = store->LockForWrite();
     ASSERT_TRUE(store->Commit(c, nullptr).ok());
   }
@@ -56,8 +56,9 @@ TEST_F(KeyStoreTest, CommitSurvivesReopen) {
   EXPECT_EQ(e->record.current_version, 2u);
   ASSERT_EQ(e->materials.size(), 2u);
   EXPECT_EQ(e->materials.at(2)->view()[0], 2);
-  ASSERT_TRUE(store->FindAlias("alias/app"));
-  EXPECT_EQ(store->FindAlias("alias/app")->key_id, kKeyId);
+  ASSERT_TRUE(store->FindAlias("uid:1000", "alias/app"));
+  EXPECT_EQ(store->FindAlias("uid:1000", "alias/app")->key_id, kKeyId);
+  EXPECT_FALSE(store->FindAlias("uid:0", "alias/app"));
 }
 
 TEST_F(KeyStoreTest, MaterialIsNotStoredInTheClear) {
@@ -128,14 +129,73 @@ TEST_F(KeyStoreTest, DeleteKeyRemovesItsAliases) {
   KeyStore::Change c;
   c.put_records.push_back(Record(1));
   c.put_materials.emplace_back(kKeyId, 1, Material(1));
-  c.put_aliases.push_back({"alias/a", kKeyId, 1});
+  c.put_aliases.push_back({"alias/a", kKeyId, 1, "uid:1000"});
+  c.put_aliases.push_back({"alias/a", kKeyId, 1, "key:ci-bot"});
   auto lock = store->LockForWrite();
   ASSERT_TRUE(store->Commit(c, nullptr).ok());
   KeyStore::Change d;
   d.delete_keys.push_back(kKeyId);
   ASSERT_TRUE(store->Commit(d, nullptr).ok());
   EXPECT_FALSE(store->FindKey(kKeyId));
-  EXPECT_FALSE(store->FindAlias("alias/a"));
+  EXPECT_FALSE(store->FindAlias("uid:1000", "alias/a"));
+  EXPECT_FALSE(store->FindAlias("key:ci-bot", "alias/a"));
+  EXPECT_TRUE(store->AllAliases().empty());
+}
+
+// The same alias name in two principals' namespaces: two aliases, each
+// found only by its owner, also after reopening; the key record keeps its
+// creator.
+TEST_F(KeyStoreTest, AliasesArePerPrincipal) {
+  constexpr char kOther[] = "9a0e8c1d-5b7f-4e2a-9c3d-1f2e3d4c5b6a";
+  {
+    auto store = OpenStore();
+    KeyStore::Change c;
+    KeyRecord mine = Record(1);
+    mine.creator = "uid:0";
+    KeyRecord theirs = Record(1);
+    theirs.key_id = kOther;
+    theirs.creator = "uid:65534";
+    c.put_records = {mine, theirs};
+    c.put_materials.emplace_back(kKeyId, 1, Material(1));
+    c.put_materials.emplace_back(kOther, 1, Material(2));
+    c.put_aliases.push_back({"alias/home", kKeyId, 1, "uid:0"});
+    c.put_aliases.push_back({"alias/home", kOther, 1, "uid:65534"});
+    auto lock = store->LockForWrite();
+    ASSERT_TRUE(store->Commit(c, nullptr).ok());
+  }
+  auto store = OpenStore();
+  EXPECT_EQ(store->FindAlias("uid:0", "alias/home")->key_id, kKeyId);
+  EXPECT_EQ(store->FindAlias("uid:65534", "alias/home")->key_id, kOther);
+  EXPECT_FALSE(store->FindAlias("uid:1000", "alias/home"));
+  EXPECT_EQ(store->AllAliases().size(), 2u);
+  EXPECT_EQ(store->FindKey(kOther)->record.creator, "uid:65534");
+  auto lock = store->LockForWrite();
+  KeyStore::Change d;
+  d.delete_aliases.push_back({"alias/home", "", 0, "uid:65534"});
+  ASSERT_TRUE(store->Commit(d, nullptr).ok());
+  EXPECT_TRUE(store->FindAlias("uid:0", "alias/home"));
+  EXPECT_FALSE(store->FindAlias("uid:65534", "alias/home"));
+}
+
+// An alias stored before namespaces existed has no owner: it is kept and
+// listed, but resolves for nobody (not even root), so an alias someone
+// planted under the old global namespace captures no one.
+TEST_F(KeyStoreTest, OwnerlessLegacyAliasResolvesForNobody) {
+  {
+    auto store = OpenStore();
+    KeyStore::Change c;
+    c.put_records.push_back(Record(1));
+    c.put_materials.emplace_back(kKeyId, 1, Material(1));
+    c.put_aliases.push_back({"alias/home", kKeyId, 1, ""});
+    auto lock = store->LockForWrite();
+    ASSERT_TRUE(store->Commit(c, nullptr).ok());
+  }
+  auto store = OpenStore();
+  EXPECT_FALSE(store->FindAlias("uid:0", "alias/home"));
+  EXPECT_FALSE(store->FindAlias("", "alias/home"));
+  ASSERT_EQ(store->AllAliases().size(), 1u);
+  EXPECT_EQ(store->AllAliases()[0].owner, "");
+  EXPECT_EQ(store->AllAliases()[0].name, "alias/home");
 }
 
 }  // namespace

@@ -17,6 +17,7 @@ std::string KeyRecord::ToJson() const {
   json doc = {{"record_version", 1},
               {"key_id", key_id},
               {"description", description},
+              {"creator", creator},
               {"key_state", key_state},
               {"creation_date", creation_date},
               {"deletion_date", deletion_date},
@@ -45,6 +46,7 @@ StatusOr<KeyRecord> KeyRecord::FromJson(std::string_view text) {
     KeyRecord r;
     r.key_id = doc.at("key_id").get<std::string>();
     r.description = doc.at("description").get<std::string>();
+    r.creator = doc.value("creator", "");  // absent in records made before it existed
     r.key_state = doc.at("key_state").get<std::string>();
     r.creation_date = doc.at("creation_date").get<int64_t>();
     r.deletion_date = doc.at("deletion_date").get<int64_t>();

@@ -26,6 +26,11 @@ struct KeyVersionInfo {
 struct KeyRecord {
   std::string key_id;  // lower-case UUID
   std::string description;
+  // Who made the key (Principal::PrimaryName, e.g. "user:alice"); "" for a
+  // key stored before this field existed. Shown by DescribeKey as the
+  // extension field "Creator" so that a client can warn when an alias or a
+  // file leads it to a key another principal controls.
+  std::string creator;
   std::string key_state = kStateEnabled;
   int64_t creation_date = 0;
   int64_t deletion_date = 0;  // set while PendingDeletion

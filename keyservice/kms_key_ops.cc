@@ -137,6 +137,7 @@ KmsService::Outcome KmsService::CreateKey(Call& c) {
   }
   std::sort(r.tags.begin(), r.tags.end());
   r.description = description;
+  r.creator = c.who.PrimaryName();
   r.creation_date = Now();
   c.key_id = r.key_id;
   KeyStore::Change change;

@@ -201,6 +201,7 @@ json KmsService::KeyMetadata(const KeyRecord& r) const {
             // Extension fields (AWS clients ignore unknown members).
             {"CurrentKeyVersion", r.current_version},
             {"MinKeyVersion", r.min_version}};
+  if (!r.creator.empty()) m["Creator"] = r.creator;  // extension: who made the key
   if (r.key_state == kStatePendingDeletion) {
     m["DeletionDate"] = r.deletion_date;
     m["PendingDeletionWindowInDays"] = r.pending_window_days;

@@ -30,7 +30,8 @@ struct TrustedKey {
 // DescribeKey, to the key it names now. If the key service says another
 // principal made it (kms::ForeignKeyCreator), a warning is added to
 // `*warnings`: an alias is one global name, and a key's creator can read
-// everything under it.
+// everything under it. If the caller may not DescribeKey, a key ARN or key
+// id is taken as naming its key (no warning can be given); an alias fails.
 StatusOr<TrustedKey> ResolveKey(kms::KmsClient* kms, const std::string& key,
                                 std::vector<std::string>* warnings);
 

@@ -224,6 +224,42 @@ class PinTest(VolumeCase):
         self.assertIn("not under a trusted key", r.stderr)
 
 
+class DescribeDeniedTest(unittest.TestCase):
+    """A user whose key policy allows Decrypt and GenerateDataKey but not
+    DescribeKey can still pin the key by its ARN (not by an alias)."""
+
+    def test_arn_pin_needs_no_describe_key(self):
+        keyd = Keyd().start()
+        self.addCleanup(keyd.cleanup)
+        endpoint = "unix:" + keyd.socket
+        tmp = tempfile.mkdtemp(prefix="trust-describe-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        os.chmod(tmp, 0o755)
+        key = keyd.call("CreateKey", {})["KeyMetadata"]
+        policy = json.loads(keyd.call("GetKeyPolicy", {"KeyId": key["KeyId"]})["Policy"])
+        policy["Statement"].append({"Effect": "Allow", "Principal": {"Local": "user:nobody"},
+                                    "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                                    "Resource": "*"})
+        keyd.call("PutKeyPolicy", {"KeyId": key["KeyId"], "Policy": json.dumps(policy)})
+        keyd.call("CreateAlias", {"AliasName": "alias/nodescribe", "TargetKeyId": key["KeyId"]})
+        cipher = os.path.join(tmp, "cipher")
+        os.mkdir(cipher)
+        os.chown(cipher, 65534, 65534)
+        r = subprocess.run(AS_NOBODY + [ENVELOPEFS, "init", cipher, "--key", key["Arn"],
+                                        "--kms", endpoint], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        info = subprocess.run(AS_NOBODY + [ENVELOPEFS, "info", cipher, "--kms", endpoint,
+                                           "--key", key["Arn"]], capture_output=True, text=True,
+                              timeout=60)
+        self.assertEqual(info.returncode, 0, info.stderr)
+        self.assertIn(key["Arn"], info.stdout)
+        info = subprocess.run(AS_NOBODY + [ENVELOPEFS, "info", cipher, "--kms", endpoint,
+                                           "--key", "alias/nodescribe"], capture_output=True,
+                              text=True, timeout=60)
+        self.assertNotEqual(info.returncode, 0)
+        self.assertIn("AccessDeniedException", info.stderr)
+
+
 class RotateToKeyTest(VolumeCase):
     """`rotate --to-key` and pins: the new key is trusted because the user
     named it; a mount pinned to the old key must be given the new one."""

@@ -173,7 +173,11 @@ StatusOr<std::unique_ptr<Volume>> Volume::Open(const std::string& cipherdir,
   if (!config.kms_endpoint.empty()) {
     auto recorded = kms::ParseEndpoint(config.kms_endpoint);
     if (!recorded.ok() || !(*recorded == kms->endpoint())) {
-      warnings.push_back("the volume records the key service " + config.kms_endpoint +
+      std::string shown = config.kms_endpoint.substr(0, 256);  // the cipherdir's words: tame them
+      for (char& c : shown) {
+        if (c < 0x20 || c == 0x7f) c = '?';
+      }
+      warnings.push_back("the volume records the key service " + shown +
                          "; using " + kms->endpoint().ToString() +
                          " (a recorded endpoint is never used: give --kms or -o kms=)");
     }

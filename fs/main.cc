@@ -1,15 +1,21 @@
 // envelopefs: create, inspect and mount encrypted volumes.
 //
 //   envelopefs init CIPHERDIR --key KEYID [--kms ENDPOINT] [--dek-in header|xattr] [--chunk-size N]
-//   envelopefs info CIPHERDIR
-//   envelopefs mount CIPHERDIR MOUNTPOINT [-f] [-d] [-o OPTIONS]
-//   envelopefs rotate CIPHERDIR [--to-key KEYID] [--threads N] [--json]
-//   envelopefs fsck CIPHERDIR [--deep] [--threads N] [--json]
+//   envelopefs info CIPHERDIR [--key KEYID]... [--kms ENDPOINT]
+//   envelopefs mount CIPHERDIR MOUNTPOINT [-f] [-d] [-o OPTIONS] [--key KEYID]... [--kms ENDPOINT]
+//   envelopefs rotate CIPHERDIR [--key KEYID]... [--to-key KEYID] [--threads N] [--json]
+//   envelopefs fsck CIPHERDIR [--key KEYID]... [--deep] [--threads N] [--json]
 //   envelopefs CIPHERDIR MOUNTPOINT -o OPTIONS   (as mount.fuse3 calls it: fstab,
 //                                                 mount -t fuse.envelopefs)
 //
-// Mount options of our own: kms=ENDPOINT, log=PATH. Everything else (allow_other, ro,
-// ...) goes to the kernel and libfuse.
+// Mount options of our own: kms=ENDPOINT, key=KEYID (may repeat), log=PATH. Everything
+// else (allow_other, ro, ...) goes to the kernel and libfuse.
+//
+// Trust (docs/FORMAT.md §8.1): the key service is --kms / kms=, else
+// $ENVELOPE_KMS_ENDPOINT, else the default socket, never the endpoint the
+// volume config records. --key / key= pins the master keys the volume key
+// and every file key must be under; without a pin the config's own key is
+// trusted only if nobody but the caller and root can change the config.
 //
 // Exit status: 0 success; 1 failure (rotate: some file not re-wrapped;
 // fsck: damage found); 2 usage error, or fsck could not check (e.g. the key
@@ -87,8 +93,20 @@ int Init(const std::string& cipherdir, const efs::InitOptions& options) {
   return 0;
 }
 
-int Info(const std::string& cipherdir, const std::string& kms_override) {
-  auto volume = efs::Volume::Open(Absolute(cipherdir), kms_override);
+// Opens the volume and tells the user what Open found worth a warning.
+envelope::StatusOr<std::unique_ptr<efs::Volume>> OpenVolume(const std::string& cipherdir,
+                                                          const efs::OpenOptions& options) {
+  auto volume = efs::Volume::Open(Absolute(cipherdir), options);
+  if (volume.ok()) {
+    for (const std::string& w : (*volume)->warnings()) {
+      std::fprintf(stderr, "envelopefs: warning: %s\n", w.c_str());
+    }
+  }
+  return volume;
+}
+
+int Info(const std::string& cipherdir, const efs::OpenOptions& open) {
+  auto volume = OpenVolume(cipherdir, open);
   if (!volume.ok()) return Fail(volume.status());
   const efs::VolumeConfig& c = (*volume)->config();
   std::time_t created = c.created;
@@ -98,7 +116,8 @@ int Info(const std::string& cipherdir, const std::string& kms_override) {
   std::printf("format version  %d (file format %u)\n", efs::kVolumeConfigVersion,
               envelope::format::kFormatVersion);
   std::printf("master key      %s\n", c.key_id.c_str());
-  std::printf("key service     %s\n", c.kms_endpoint.empty() ? "(default)" : c.kms_endpoint.c_str());
+  std::printf("key service     %s (recorded: %s)\n", (*volume)->kms()->endpoint().ToString().c_str(),
+              c.kms_endpoint.empty() ? "none" : c.kms_endpoint.c_str());
   std::printf("DEK location    %s\n", c.dek_in_xattr ? "xattr" : "header");
   std::printf("chunk size      %u\n", c.chunk_size);
   std::printf("created         %s\n", date);
@@ -133,10 +152,13 @@ std::string VersionsText(const std::map<std::string, uint64_t>& counts) {
   return out.empty() ? "none" : out;
 }
 
-int Rotate(const std::string& cipherdir, const std::string& kms_override, const WalkFlags& flags) {
+int Rotate(const std::string& cipherdir, efs::OpenOptions open, const WalkFlags& flags) {
   auto heap = envelope::crypto::InitSecureHeap();
   if (!heap.ok()) return Fail(heap.status());
-  auto volume = efs::Volume::Open(Absolute(cipherdir), kms_override);
+  // The key the user moves the volume to is trusted because they named it
+  // here; a mount pinned to the old key must be given the new one.
+  if (!flags.to_key.empty()) open.also_trust.push_back(flags.to_key);
+  auto volume = OpenVolume(cipherdir, open);
   if (!volume.ok()) return Fail(volume.status());
   efs::RotateOptions options;
   options.to_key = flags.to_key;
@@ -178,13 +200,19 @@ int Rotate(const std::string& cipherdir, const std::string& kms_override, const 
     std::printf("  moved from %s\n", VersionsText(r.from_versions).c_str());
     for (const auto& f : r.failures) std::printf("  FAILED %s\n", f.c_str());
   }
+  if (!flags.to_key.empty() && r.volume_key_rewrapped) {
+    std::fprintf(stderr,
+                 "envelopefs: the volume is now under %s: whatever pins its key (-o key= in fstab, "
+                 "--key) must name this key from now on\n",
+                 r.key_arn.c_str());
+  }
   return r.failures.empty() ? 0 : 1;
 }
 
-int Fsck(const std::string& cipherdir, const std::string& kms_override, const WalkFlags& flags) {
+int Fsck(const std::string& cipherdir, const efs::OpenOptions& open, const WalkFlags& flags) {
   auto heap = envelope::crypto::InitSecureHeap();
   if (!heap.ok()) return Fail(heap.status());
-  auto volume = efs::Volume::Open(Absolute(cipherdir), kms_override);
+  auto volume = OpenVolume(cipherdir, open);
   if (!volume.ok()) {
     Fail(volume.status());
     return 2;
@@ -237,8 +265,8 @@ int Fsck(const std::string& cipherdir, const std::string& kms_override, const Wa
   return r.clean() ? 0 : 1;
 }
 
-int Mount(const std::string& cipherdir, efs::MountOptions options, std::string kms_override) {
-  // Split -o into ours (kms=, log=) and the kernel's.
+int Mount(const std::string& cipherdir, efs::MountOptions options, efs::OpenOptions open) {
+  // Split -o into ours (kms=, key=, log=) and the kernel's.
   std::string log_file;
   std::vector<std::string> passthrough;
   for (const std::string& group : options.fuse_options) {
@@ -247,7 +275,9 @@ int Mount(const std::string& cipherdir, efs::MountOptions options, std::string k
     while (std::getline(ss, opt, ',')) {
       if (opt.empty()) continue;
       if (opt.rfind("kms=", 0) == 0) {
-        kms_override = opt.substr(4);
+        open.endpoint = opt.substr(4);
+      } else if (opt.rfind("key=", 0) == 0) {
+        open.keys.push_back(opt.substr(4));
       } else if (opt.rfind("log=", 0) == 0) {
         log_file = opt.substr(4);
       } else {
@@ -277,8 +307,11 @@ int Mount(const std::string& cipherdir, efs::MountOptions options, std::string k
   spdlog::flush_on(spdlog::level::warn);
   auto heap = envelope::crypto::InitSecureHeap();
   if (!heap.ok()) return Fail(heap.status());
-  auto volume = efs::Volume::Open(Absolute(cipherdir), kms_override);
+  auto volume = OpenVolume(cipherdir, open);
   if (!volume.ok()) return Fail(volume.status());
+  if (!log_file.empty() || !options.foreground) {  // else the log is stderr, which has them
+    for (const std::string& w : (*volume)->warnings()) spdlog::warn("{}", w);
+  }
   Status s = efs::MountAndServe(volume->get(), options);
   if (!s.ok()) return Fail(s);
   return 0;
@@ -295,19 +328,22 @@ int main(int argc, char** argv) {
   CLI::App app{"envelopefs: a transparent encrypting filesystem with envelope encryption"};
   app.require_subcommand(helper_form ? 0 : 1);
 
-  std::string cipherdir, kms;
+  std::string cipherdir;
+  efs::OpenOptions open;  // --kms and --key of info, rotate, fsck and mount
   efs::InitOptions init;
   std::string dek_in = "header";
   auto* init_cmd = app.add_subcommand("init", "create a volume in CIPHERDIR");
   init_cmd->add_option("cipherdir", cipherdir)->required();
   init_cmd->add_option("--key", init.key_id, "master key (id, ARN or alias)")->required();
-  init_cmd->add_option("--kms", init.kms_endpoint, "key service endpoint to record in the volume");
+  init_cmd->add_option("--kms", init.kms_endpoint,
+                       "key service endpoint (recorded in the volume for information only)");
   init_cmd->add_option("--dek-in", dek_in, "where file DEKs live")->check(CLI::IsMember({"header", "xattr"}));
   init_cmd->add_option("--chunk-size", init.chunk_size, "plaintext bytes per chunk (power of two, 4096..1048576)");
 
   auto* info_cmd = app.add_subcommand("info", "print a volume's configuration");
   info_cmd->add_option("cipherdir", cipherdir)->required();
-  info_cmd->add_option("--kms", kms, "key service endpoint (overrides the volume's)");
+  info_cmd->add_option("--kms", open.endpoint, "key service endpoint");
+  info_cmd->add_option("--key", open.keys, "the volume's master key (pin; may repeat)");
 
   WalkFlags walk;
   auto* rotate_cmd = app.add_subcommand(
@@ -316,14 +352,16 @@ int main(int argc, char** argv) {
   rotate_cmd->add_option("--to-key", walk.to_key, "move the volume to this master key");
   rotate_cmd->add_option("--threads", walk.threads, "parallel workers")->check(CLI::Range(1, 256));
   rotate_cmd->add_flag("--json", walk.json, "print a JSON summary, no progress bar");
-  rotate_cmd->add_option("--kms", kms, "key service endpoint (overrides the volume's)");
+  rotate_cmd->add_option("--kms", open.endpoint, "key service endpoint");
+  rotate_cmd->add_option("--key", open.keys, "the volume's master key (pin; may repeat)");
 
   auto* fsck_cmd = app.add_subcommand("fsck", "check a volume's headers, keys and names");
   fsck_cmd->add_option("cipherdir", cipherdir)->required();
   fsck_cmd->add_flag("--deep", walk.deep, "also authenticate every chunk");
   fsck_cmd->add_option("--threads", walk.threads, "parallel workers")->check(CLI::Range(1, 256));
   fsck_cmd->add_flag("--json", walk.json, "print a JSON report, no progress bar");
-  fsck_cmd->add_option("--kms", kms, "key service endpoint (overrides the volume's)");
+  fsck_cmd->add_option("--kms", open.endpoint, "key service endpoint");
+  fsck_cmd->add_option("--key", open.keys, "the volume's master key (pin; may repeat)");
 
   efs::MountOptions mount;
   auto* mount_cmd = app.add_subcommand("mount", "mount CIPHERDIR on MOUNTPOINT");
@@ -331,8 +369,10 @@ int main(int argc, char** argv) {
   mount_cmd->add_option("mountpoint", mount.mountpoint)->required();
   mount_cmd->add_flag("-f,--foreground", mount.foreground, "stay in the foreground");
   mount_cmd->add_flag("-d,--debug", mount.debug, "FUSE debug output (implies -f)");
-  mount_cmd->add_option("-o", mount.fuse_options, "mount options: kms=ENDPOINT, allow_other, ro, ...");
-  mount_cmd->add_option("--kms", kms, "key service endpoint (overrides the volume's)");
+  mount_cmd->add_option("-o", mount.fuse_options,
+                        "mount options: kms=ENDPOINT, key=KEYID, allow_other, ro, ...");
+  mount_cmd->add_option("--kms", open.endpoint, "key service endpoint");
+  mount_cmd->add_option("--key", open.keys, "the volume's master key (pin; may repeat)");
 
   if (helper_form) {
     cipherdir = args[0];
@@ -346,16 +386,16 @@ int main(int argc, char** argv) {
         mount.fuse_options.push_back(args[i].substr(2));
       }
     }
-    return Mount(cipherdir, mount, kms);
+    return Mount(cipherdir, mount, open);
   }
   CLI11_PARSE(app, argc, argv);
   if (init_cmd->parsed()) {
     init.dek_in_xattr = dek_in == "xattr";
     return Init(cipherdir, init);
   }
-  if (info_cmd->parsed()) return Info(cipherdir, kms);
-  if (rotate_cmd->parsed()) return Rotate(cipherdir, kms, walk);
-  if (fsck_cmd->parsed()) return Fsck(cipherdir, kms, walk);
+  if (info_cmd->parsed()) return Info(cipherdir, open);
+  if (rotate_cmd->parsed()) return Rotate(cipherdir, open, walk);
+  if (fsck_cmd->parsed()) return Fsck(cipherdir, open, walk);
   if (mount.debug) mount.foreground = true;
-  return Mount(cipherdir, mount, kms);
+  return Mount(cipherdir, mount, open);
 }

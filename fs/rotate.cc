@@ -106,8 +106,13 @@ void SyncCipherdir(const std::string& cipherdir) {
 StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& options) {
   const auto started = std::chrono::steady_clock::now();
   kms::KmsClient* kms = volume->kms();
-  const std::string to_key = options.to_key.empty() ? volume->config().key_id : options.to_key;
-  ENVELOPE_ASSIGN_OR_RETURN(TargetKey target, DescribeTarget(kms, to_key));
+  // The volume's key (an ARN since Open), or the key the user moves it to;
+  // from here on only its ARN is used, so re-pointing an alias mid-run
+  // changes nothing.
+  const std::string current_key = volume->KeyIdForNewFiles();
+  ENVELOPE_ASSIGN_OR_RETURN(TargetKey target,
+                            DescribeTarget(kms, options.to_key.empty() ? current_key : options.to_key));
+  const std::string to_key = target.arn;
   RotateSummary summary;
   summary.key_arn = target.arn;
   summary.key_version = target.version;
@@ -118,8 +123,7 @@ StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& option
   // target, and a crash leaves a config that opens under either key.
   double ready_at = target.version_created + kMountMarginSeconds;
   auto volume_label = kms::ReadBlobLabel(volume->config().wrapped_volume_key);
-  if (!volume_label.ok() || !Current(*volume_label, target) ||
-      (!options.to_key.empty() && options.to_key != volume->config().key_id)) {
+  if (!volume_label.ok() || !Current(*volume_label, target) || target.arn != current_key) {
     Status s = volume->RewrapVolumeKey(to_key);
     if (!s.ok()) return s.WithContext("re-wrapping the volume key");
     summary.volume_key_rewrapped = true;
@@ -180,8 +184,12 @@ StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& option
       ++summary.already_current;
       return true;
     }
+    // SourceKeyId pins the key the file key must be under: one that a user
+    // swapped for a key of their own is not re-wrapped (and so blessed).
+    auto from_key = volume->KeyIdToUnwrap(*blob);
+    if (!from_key.ok()) return fail("the file key is " + from_key.status().ToString()), true;
     const auto context = volume->config().FileContext(HexEncode(header->file_id));
-    auto rewrapped = kms->ReEncrypt(*blob, context, to_key, context);
+    auto rewrapped = kms->ReEncrypt(*blob, *from_key, context, to_key, context);
     if (!rewrapped.ok()) {
       if (rewrapped.status().code() == StatusCode::kUnavailable) {
         std::lock_guard lock(mu);

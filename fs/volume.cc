@@ -6,8 +6,6 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -52,14 +50,29 @@ Status WriteConfigTemp(const std::string& tmp, std::string_view text) {
   return Status::Ok();
 }
 
+// A config is a few hundred bytes; anything much larger is not one.
+constexpr size_t kMaxConfigSizeInBytes = 64 * 1024;
+
+// The config's text. Never through a symlink, never a FIFO or device: the
+// cipherdir may be writable by others.
 StatusOr<std::string> ReadConfigText(const std::string& cipherdir) {
-  std::ifstream in(ConfigPath(cipherdir));
-  if (!in) {
-    return Status::NotFound(cipherdir + " has no envelopefs.conf (not an envelopefs volume?)");
+  const std::string path = ConfigPath(cipherdir);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ENOENT) {
+      return Status::NotFound(cipherdir + " has no envelopefs.conf (not an envelopefs volume?)");
+    }
+    return Status::FromErrno("open " + path);
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("stat " + path);
+  if (!S_ISREG(st.st_mode)) return Status::Corruption(path + " is not a regular file");
+  std::string text(kMaxConfigSizeInBytes + 1, '\0');
+  ENVELOPE_ASSIGN_OR_RETURN(
+      size_t n, PreadFull(fd.get(), MutableByteView(reinterpret_cast<uint8_t*>(text.data()), text.size()), 0));
+  if (n > kMaxConfigSizeInBytes) return Status::Corruption(path + " is too large to be a volume config");
+  text.resize(n);
+  return text;
 }
 
 }  // namespace
@@ -82,7 +95,8 @@ StatusOr<std::unique_ptr<kms::KmsClient>> ConnectKms(const std::string& endpoint
 
 Volume::Volume(std::string cipherdir, VolumeConfig config, crypto::SecretBytes volume_key,
                format::ChunkLayout layout, format::NameCodec names, crypto::AesSiv xattr,
-               std::unique_ptr<kms::KmsClient> kms)
+               std::unique_ptr<kms::KmsClient> kms, std::string volume_key_arn,
+               std::vector<std::string> warnings)
     : cipherdir_(std::move(cipherdir)),
       config_(std::move(config)),
       volume_key_(std::move(volume_key)),
@@ -90,7 +104,8 @@ Volume::Volume(std::string cipherdir, VolumeConfig config, crypto::SecretBytes v
       names_(std::move(names)),
       xattr_siv_(std::move(xattr)),
       kms_(std::move(kms)),
-      key_id_for_new_files_(config_.key_id),
+      warnings_(std::move(warnings)),
+      key_id_for_new_files_(std::move(volume_key_arn)),
       dek_pool_([this](size_t count) { return MakeFileKeys(count); }, kDekPoolCapacity,
                 kDekPoolMaxAge) {
   // The config as read by Open: a later change is a rotation's.
@@ -120,6 +135,9 @@ Status Volume::Init(const std::string& cipherdir, const InitOptions& options,
   ENVELOPE_ASSIGN_OR_RETURN(kms::DataKey vk,
                             kms->GenerateDataKey(options.key_id, config.VolumeKeyContext()));
   config.wrapped_volume_key = vk.ciphertext_blob;
+  // The ARN, not the alias or id as given: an alias can later be pointed
+  // at another key.
+  if (!vk.key_arn.empty()) config.key_id = vk.key_arn;
   ENVELOPE_ASSIGN_OR_RETURN(std::string text, config.Encode(vk.plaintext));
 
   UniqueFd root(::open(cipherdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -140,23 +158,81 @@ Status Volume::Init(const std::string& cipherdir, const InitOptions& options,
 }
 
 StatusOr<std::unique_ptr<Volume>> Volume::Open(const std::string& cipherdir,
-                                               const std::string& endpoint_override) {
+                                               const OpenOptions& options) {
   ENVELOPE_ASSIGN_OR_RETURN(std::string text, ReadConfigText(cipherdir));
   std::string mac;
   ENVELOPE_ASSIGN_OR_RETURN(VolumeConfig config, VolumeConfig::Parse(text, &mac));
   ENVELOPE_ASSIGN_OR_RETURN(format::ChunkLayout layout,
                             format::ChunkLayout::ForVolume(config.dek_in_xattr, config.chunk_size));
-  const std::string endpoint = endpoint_override.empty() ? config.kms_endpoint : endpoint_override;
-  ENVELOPE_ASSIGN_OR_RETURN(std::unique_ptr<kms::KmsClient> kms, ConnectKms(endpoint));
-  auto vk = kms->Decrypt(config.wrapped_volume_key, config.VolumeKeyContext());
-  if (!vk.ok()) return vk.status().WithContext("unwrapping the volume key");
+  // Nothing the config says is trusted before its MAC checks out under a
+  // volume key unwrapped under a trusted key; its endpoint not even then
+  // (it is for information: docs/FORMAT.md §8.1).
+  ENVELOPE_ASSIGN_OR_RETURN(std::unique_ptr<kms::KmsClient> kms, ConnectKms(options.endpoint));
+  std::vector<std::string> warnings;
+  if (!config.kms_endpoint.empty()) {
+    auto recorded = kms::ParseEndpoint(config.kms_endpoint);
+    if (!recorded.ok() || !(*recorded == kms->endpoint())) {
+      std::string shown = config.kms_endpoint.substr(0, 256);  // the cipherdir's words: tame them
+      for (char& c : shown) {
+        if (c < 0x20 || c == 0x7f) c = '?';
+      }
+      warnings.push_back("the volume records the key service " + shown +
+                         "; using " + kms->endpoint().ToString() +
+                         " (a recorded endpoint is never used: give --kms or -o kms=)");
+    }
+  }
+  std::vector<std::string> pins = options.keys;
+  if (pins.empty()) {
+    Status s = CheckPrivatePath(ConfigPath(cipherdir));
+    if (!s.ok()) {
+      return Status::FailedPrecondition(
+          "no key pinned, and the volume config cannot be trusted on its own: " + s.message() +
+          ". Give the volume's key with -o key=KEY (mount) or --key KEY, or make the cipherdir "
+          "and the directories above it writable only by you or root");
+    }
+    pins.push_back(config.key_id);
+  }
+  std::vector<TrustedKey> trusted;
+  for (const std::string& key : pins) {
+    ENVELOPE_ASSIGN_OR_RETURN(TrustedKey t, ResolveKey(kms.get(), key, &warnings));
+    trusted.push_back(std::move(t));
+  }
+  for (const std::string& key : options.also_trust) {
+    ENVELOPE_ASSIGN_OR_RETURN(TrustedKey t, ResolveKey(kms.get(), key, &warnings));
+    trusted.push_back(std::move(t));
+  }
+  KeyTrust trust;
+  for (const TrustedKey& t : trusted) trust.Add(t);
+  const std::string first_pin = trusted.front().arn;
+  // The volume key, under a trusted key only: a config rewritten to a key
+  // someone else controls, with a MAC made under their own volume key, is
+  // refused here, before its MAC could be checked with their key.
+  auto vk_arn = trust.KeyIdFor(config.wrapped_volume_key, first_pin);
+  if (!vk_arn.ok()) {
+    return vk_arn.status().WithContext(
+        "the volume key is not under a trusted key (after `rotate --to-key`, pin the new key)");
+  }
+  auto vk = kms->Decrypt(config.wrapped_volume_key, config.VolumeKeyContext(), *vk_arn);
+  if (!vk.ok()) return vk.status().WithContext("unwrapping the volume key under " + *vk_arn);
   ENVELOPE_RETURN_IF_ERROR(config.Verify(*vk, mac));
   ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes name_key, DeriveNameKey(*vk));
   ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes xattr_key, DeriveXattrKey(*vk));
   ENVELOPE_ASSIGN_OR_RETURN(format::NameCodec names, format::NameCodec::New(name_key));
   ENVELOPE_ASSIGN_OR_RETURN(crypto::AesSiv xattr, crypto::AesSiv::New(xattr_key.view()));
-  return std::unique_ptr<Volume>(new Volume(cipherdir, std::move(config), std::move(*vk), layout,
-                                            std::move(names), std::move(xattr), std::move(kms)));
+  std::unique_ptr<Volume> volume(new Volume(cipherdir, std::move(config), std::move(*vk), layout,
+                                            std::move(names), std::move(xattr), std::move(kms),
+                                            *vk_arn, std::move(warnings)));
+  for (TrustedKey& t : trusted) volume->trust_.Add(std::move(t));
+  return volume;
+}
+
+StatusOr<std::string> Volume::KeyIdToUnwrap(ByteView blob) const {
+  std::string current;
+  {
+    std::lock_guard lock(key_mu_);
+    current = key_id_for_new_files_;
+  }
+  return trust_.KeyIdFor(blob, current);
 }
 
 std::string Volume::KeyIdForNewFiles() {
@@ -177,17 +253,34 @@ std::string Volume::KeyIdForNewFiles() {
   auto fresh = text.ok() ? VolumeConfig::Parse(*text, &mac) : StatusOr<VolumeConfig>(text.status());
   if (fresh.ok() && fresh->volume_id == config_.volume_id &&
       fresh->Verify(volume_key_, mac).ok()) {
-    key_id_for_new_files_ = fresh->key_id;
+    // Only a holder of the volume key can have written this config, so the
+    // key it names is trusted from now on (files made under it must open).
+    std::vector<std::string> warnings;
+    auto key = ResolveKey(kms_.get(), fresh->key_id, &warnings);
+    if (!key.ok()) {
+      spdlog::warn("the volume config now names key {}, which cannot be resolved ({}); new files "
+                   "stay under {}", fresh->key_id, key.status().ToString(), key_id_for_new_files_);
+      config_mtime_ = {};  // try again at the next check
+      return key_id_for_new_files_;
+    }
+    for (const std::string& w : warnings) spdlog::warn("{}", w);
+    key_id_for_new_files_ = key->arn;
+    trust_.Add(std::move(*key));
   }
   return key_id_for_new_files_;
 }
 
-Status Volume::RewrapVolumeKey(const std::string& to_key) {
+Status Volume::RewrapVolumeKey(const std::string& to_key_arn) {
+  if (!trust_.Contains(to_key_arn)) {
+    return Status::FailedPrecondition("BUG: re-wrapping the volume key under " + to_key_arn +
+                                      ", which is not a trusted key");
+  }
   const auto context = config_.VolumeKeyContext();
-  ENVELOPE_ASSIGN_OR_RETURN(Bytes rewrapped,
-                            kms_->ReEncrypt(config_.wrapped_volume_key, context, to_key, context));
+  ENVELOPE_ASSIGN_OR_RETURN(std::string from, KeyIdToUnwrap(config_.wrapped_volume_key));
+  ENVELOPE_ASSIGN_OR_RETURN(Bytes rewrapped, kms_->ReEncrypt(config_.wrapped_volume_key, from,
+                                                             context, to_key_arn, context));
   VolumeConfig next = config_;
-  next.key_id = to_key;
+  next.key_id = to_key_arn;
   next.wrapped_volume_key = std::move(rewrapped);
   ENVELOPE_ASSIGN_OR_RETURN(std::string text, next.Encode(volume_key_));
   const std::string path = ConfigPath(cipherdir_);
@@ -418,7 +511,12 @@ StatusOr<std::unique_ptr<format::ContentFile>> Volume::OpenContent(
   std::string cache_key(wrapped.begin(), wrapped.end());
   std::shared_ptr<const crypto::SecretBytes> dek = dek_cache_.Find(cache_key);
   if (!dek) {
-    auto unwrapped = kms_->Decrypt(wrapped, config_.FileContext(HexEncode(header.file_id)));
+    // Pinned: a file key someone swapped for one under a key of their own
+    // is refused before the key service is asked.
+    auto key_id = KeyIdToUnwrap(wrapped);
+    if (!key_id.ok()) return key_id.status().WithContext("the file key");
+    auto unwrapped =
+        kms_->Decrypt(wrapped, config_.FileContext(HexEncode(header.file_id)), *key_id);
     if (!unwrapped.ok()) {
       // Name the key version: after a retirement, "which version" is the
       // whole story of why this file can no longer be opened.

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "core/base/fd_io.h"
 #include "core/crypto/aes_siv.h"
@@ -23,16 +24,33 @@
 #include "core/format/name_codec.h"
 #include "fs/dek_cache.h"
 #include "fs/dek_pool.h"
+#include "fs/key_trust.h"
 #include "fs/volume_config.h"
 #include "kms/kms_client.h"
 
 namespace envelope::fs {
 
 struct InitOptions {
-  std::string key_id;
-  std::string kms_endpoint;  // recorded in the config; empty = default resolution
+  std::string key_id;        // any form; the config records the key's ARN
+  std::string kms_endpoint;  // used, and recorded in the config (for information only)
   bool dek_in_xattr = false;
   uint32_t chunk_size = format::kDefaultChunkSizeInBytes;
+};
+
+// Where Volume::Open's trust comes from: never from envelopefs.conf itself,
+// which whoever can write the cipherdir can rewrite (docs/FORMAT.md §8.1).
+struct OpenOptions {
+  // The key service (--kms, -o kms=); "" = $ENVELOPE_KMS_ENDPOINT, else the
+  // default socket. The endpoint the config records is never used.
+  std::string endpoint;
+  // The pinned master keys (--key, -o key=): ids, ARNs or aliases, each
+  // resolved to its ARN once. The volume key must be wrapped under one of
+  // them, and so must every file key. Empty: the config's own key is
+  // trusted, but only if CheckPrivatePath passes for the config file.
+  std::vector<std::string> keys;
+  // Trusted as well, without replacing the pin: the key `rotate --to-key`
+  // moves the volume to (the user named it).
+  std::vector<std::string> also_trust;
 };
 
 class Volume {
@@ -41,10 +59,19 @@ class Volume {
   static Status Init(const std::string& cipherdir, const InitOptions& options,
                      kms::KmsClient* kms);
 
-  // Reads and authenticates the config. `endpoint_override` (from --kms)
-  // takes precedence over the endpoint recorded in the config.
+  // Reads the config, settles which keys are trusted (OpenOptions), unwraps
+  // the volume key under a trusted key (Decrypt with that KeyId) and checks
+  // the config's MAC with it before anything else is derived or unwrapped.
+  // `cipherdir` must be absolute.
   static StatusOr<std::unique_ptr<Volume>> Open(const std::string& cipherdir,
-                                                const std::string& endpoint_override);
+                                                const OpenOptions& options);
+
+  // Things the caller should tell the user (a trusted key made by another
+  // principal; a recorded endpoint that differs from the one used).
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  // The KeyId to unwrap `blob` (a file's wrapped DEK) with: the trusted key
+  // its label names. Corruption for a blob under a key not trusted.
+  StatusOr<std::string> KeyIdToUnwrap(ByteView blob) const;
 
   const std::string& cipherdir() const { return cipherdir_; }
   const VolumeConfig& config() const { return config_; }
@@ -103,19 +130,22 @@ class Volume {
   StatusOr<std::unique_ptr<format::ContentFile>> OpenContent(int fd,
                                                              const format::FileHeader& header);
 
-  // The master key new files are wrapped under. A rotation with --to-key
+  // The master key (ARN) new files are wrapped under. A rotation with --to-key
   // rewrites the config on disk while the volume may be mounted; this
   // re-reads it (at most once a second, and only if the file changed) and
-  // follows the new key once its MAC verifies under the volume key.
+  // follows the new key once its MAC verifies under the volume key; the
+  // new key is then trusted too (only a holder of the volume key can have
+  // written that config).
   std::string KeyIdForNewFiles();
 
   // Re-wraps the volume key with ReEncrypt under the current version of
-  // `to_key` and rewrites the config (new key id included) atomically:
+  // `to_key_arn`, which must be trusted (OpenOptions::also_trust), and
+  // rewrites the config (new key ARN included) atomically:
   // temporary file, fsync, rename, fsync of the cipherdir. The volume key
   // itself, and so every name and xattr, stays the same.
   // REQUIRES: no concurrent call of config() (a rotation calls this before
   // it starts its workers; a mount never calls it).
-  Status RewrapVolumeKey(const std::string& to_key);
+  Status RewrapVolumeKey(const std::string& to_key_arn);
 
   // Extended attribute values are sealed with AES-SIV bound to the name.
   StatusOr<std::string> SealXattrValue(std::string_view name, ByteView value) const;
@@ -124,7 +154,8 @@ class Volume {
  private:
   Volume(std::string cipherdir, VolumeConfig config, crypto::SecretBytes volume_key,
          format::ChunkLayout layout, format::NameCodec names, crypto::AesSiv xattr,
-         std::unique_ptr<kms::KmsClient> kms);
+         std::unique_ptr<kms::KmsClient> kms, std::string volume_key_arn,
+         std::vector<std::string> warnings);
 
   // The store of long symlink targets (.envelopefs.targets), checked to be
   // writable by us alone.
@@ -151,9 +182,11 @@ class Volume {
 
   std::unique_ptr<kms::KmsClient> kms_;
   std::atomic<bool> kms_has_batches_{true};  // until it answers UnknownOperation
+  KeyTrust trust_;  // the keys a wrapped key may be under
+  const std::vector<std::string> warnings_;
 
-  std::mutex key_mu_;  // guards the three below
-  std::string key_id_for_new_files_;
+  mutable std::mutex key_mu_;  // guards the three below
+  std::string key_id_for_new_files_;  // an ARN: the key the volume key is under
   std::chrono::steady_clock::time_point config_checked_{};
   struct timespec config_mtime_ {};
 

@@ -1,5 +1,8 @@
 #include "kms/kms_client.h"
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <random>
@@ -527,9 +530,11 @@ StatusOr<std::vector<DataKey>> KmsClient::GenerateDataKeys(
 StatusOr<crypto::SecretBytes> KmsClient::Decrypt(
     ByteView blob, const EncryptionContextMap& context,
     const std::string& key_id) {
-  json request = {{"CiphertextBlob", Base64Encode(blob)}};
+  if (key_id.empty()) {
+    return Status::InvalidArgument("Decrypt without a KeyId: every unwrap names the key it expects");
+  }
+  json request = {{"CiphertextBlob", Base64Encode(blob)}, {"KeyId", key_id}};
   if (!context.empty()) request["EncryptionContext"] = ContextJson(context);
-  if (!key_id.empty()) request["KeyId"] = key_id;
   ENVELOPE_ASSIGN_OR_RETURN(json response,
                             Call("TrentService.Decrypt", request));
   ScopedCleanseMember wipe(&response, kPlaintextField);
@@ -551,10 +556,15 @@ StatusOr<Bytes> KmsClient::Encrypt(const std::string& key_id,
 }
 
 StatusOr<Bytes> KmsClient::ReEncrypt(
-    ByteView blob, const EncryptionContextMap& source_context,
+    ByteView blob, const std::string& source_key_id,
+    const EncryptionContextMap& source_context,
     const std::string& destination_key_id,
     const EncryptionContextMap& destination_context) {
+  if (source_key_id.empty()) {
+    return Status::InvalidArgument("ReEncrypt without a SourceKeyId: every unwrap names the key it expects");
+  }
   json request = {{"CiphertextBlob", Base64Encode(blob)},
+                  {"SourceKeyId", source_key_id},
                   {"DestinationKeyId", destination_key_id}};
   if (!source_context.empty()) {
     request["SourceEncryptionContext"] = ContextJson(source_context);
@@ -566,6 +576,25 @@ StatusOr<Bytes> KmsClient::ReEncrypt(
   ENVELOPE_ASSIGN_OR_RETURN(json response,
                             Call("TrentService.ReEncrypt", request));
   return GetBlob(response, "CiphertextBlob", endpoint_name_);
+}
+
+std::string ForeignKeyCreator(const json& key_metadata, const Endpoint& endpoint) {
+  if (!key_metadata.is_object()) return "";
+  auto it = key_metadata.find("Creator");
+  if (it == key_metadata.end() || !it->is_string()) return "";
+  const std::string creator = it->get<std::string>();
+  if (creator.empty() || creator == "user:root" || creator == "uid:0") return "";
+  if (endpoint.kind != Endpoint::kUnix) return "";
+  const uid_t uid = ::geteuid();
+  if (creator == "uid:" + std::to_string(uid)) return "";
+  struct passwd pw;
+  struct passwd* found = nullptr;
+  char buf[4096];
+  if (::getpwuid_r(uid, &pw, buf, sizeof(buf), &found) == 0 && found != nullptr &&
+      creator == std::string("user:") + found->pw_name) {
+    return "";
+  }
+  return creator;
 }
 
 }  // namespace envelope::kms

@@ -123,17 +123,20 @@ class KmsClient {
   StatusOr<std::vector<DataKey>> GenerateDataKeys(
       const std::string& key_id, const std::vector<EncryptionContextMap>& contexts,
       size_t number_of_bytes = 32);
-  // Decrypt; `key_id`, if non-empty, must name the key that encrypted
-  // `blob` (IncorrectKeyException otherwise).
+  // Decrypt, pinned: `key_id` must name the key that encrypted `blob`
+  // (IncorrectKeyException otherwise), so that a blob someone swapped for
+  // one under a key of their own is refused rather than trusted. Required:
+  // an empty `key_id` is InvalidArgument and nothing is sent.
   StatusOr<crypto::SecretBytes> Decrypt(ByteView blob,
                                         const EncryptionContextMap& context,
-                                        const std::string& key_id = "");
+                                        const std::string& key_id);
   StatusOr<Bytes> Encrypt(const std::string& key_id, ByteView plaintext,
                           const EncryptionContextMap& context);
   // ReEncrypt: the service opens `blob` under `source_context` and seals
   // the plaintext under the current version of `destination_key_id`; the
-  // plaintext never leaves the service.
-  StatusOr<Bytes> ReEncrypt(ByteView blob,
+  // plaintext never leaves the service. `source_key_id` (SourceKeyId) pins
+  // the key `blob` must be under, as Decrypt's `key_id`; required.
+  StatusOr<Bytes> ReEncrypt(ByteView blob, const std::string& source_key_id,
                             const EncryptionContextMap& source_context,
                             const std::string& destination_key_id,
                             const EncryptionContextMap& destination_context);
@@ -160,6 +163,18 @@ class KmsClient {
   std::mutex mu_;
   std::vector<std::unique_ptr<HttpConnection>> idle_;  // guarded by mu_
 };
+
+// Who made a key, from DescribeKey's KeyMetadata (the envelope-keyd
+// extension field "Creator", docs/KEYSERVICE.md), when that is another
+// principal than the caller and not root: a client led to such a key by an
+// alias, a secrets file or a volume config should warn, since the key's
+// creator can read whatever is encrypted under it and can destroy it.
+// "" when the key is the caller's or root's, when the service does not say
+// (AWS KMS has no such field: unknown, no warning), or when the caller's own
+// principal is unknown to it (over TCP it is the access key's name, which
+// only the service knows). Over `endpoint`'s Unix socket the caller is the
+// effective uid, named as the service names it ("user:NAME" or "uid:N").
+std::string ForeignKeyCreator(const nlohmann::json& key_metadata, const Endpoint& endpoint);
 
 // --- The pieces of Call() that need no service, exposed for tests. ---
 

@@ -215,12 +215,31 @@ StatusOr<json> DescribeKey(Context& ctx, const std::string& key) {
   return *it;
 }
 
+// Warns, once per key and command, when the key service says another
+// principal (not the caller, not root) made `key` (DescribeKey's extension
+// field Creator): a secrets file can be replaced by whoever can write it,
+// and a key ARN can name anybody's key, so either may lead to a key whose
+// creator can decrypt every value under it and can destroy it.
+void WarnIfForeign(Context& ctx, const std::string& key, const json& metadata) {
+  static std::set<std::string> warned;
+  auto client = ctx.Client();
+  if (!client.ok()) return;
+  const std::string creator = kms::ForeignKeyCreator(metadata, (*client)->endpoint());
+  if (creator.empty() || !warned.insert(key).second) return;
+  std::fprintf(stderr,
+               "envelopectl: warning: key %s (%s) was created by %s, not by you or root: they "
+               "can decrypt every value under it and destroy it\n",
+               Printable(key).c_str(), Printable(Field(metadata, "Arn")).c_str(),
+               Printable(creator).c_str());
+}
+
 // The key ARN a new file records: an ARN names one key for good, where an
 // alias could later be pointed at a key the values were never under.
 StatusOr<std::string> KeyArn(Context& ctx, const std::string& key) {
   ENVELOPE_ASSIGN_OR_RETURN(json m, DescribeKey(ctx, key));
   std::string arn = Field(m, "Arn");
   if (arn.empty()) return Status::Internal("DescribeKey returned no Arn");
+  WarnIfForeign(ctx, key, m);
   return arn;
 }
 
@@ -233,7 +252,17 @@ Status CheckFile(Context& ctx, const SecretsOptions& opts,
     return Status::FailedPrecondition(opts.file + " holds the secrets of '" +
                                       file.app() + "', not '" + app + "'");
   }
-  if (opts.key.empty() || opts.key == file.key()) return Status::Ok();
+  if (opts.key.empty()) {
+    // Unpinned: the file's own key is used. Say so if it is someone
+    // else's; a caller without kms:DescribeKey just gets no warning.
+    auto m = DescribeKey(ctx, file.key());
+    if (m.ok()) WarnIfForeign(ctx, file.key(), *m);
+    return Status::Ok();
+  }
+  if (opts.key == file.key()) {
+    (void)KeyArn(ctx, opts.key);  // for the warning only
+    return Status::Ok();
+  }
   ENVELOPE_ASSIGN_OR_RETURN(std::string given, KeyArn(ctx, opts.key));
   if (given == file.key()) return Status::Ok();
   ENVELOPE_ASSIGN_OR_RETURN(std::string recorded, KeyArn(ctx, file.key()));

@@ -53,7 +53,7 @@ setup_envelopefs() {
   local key
   key=$("$build/tools/envelopectl" --endpoint "unix:$work/kms.sock" key create)
   "$build/fs/envelopefs" init "$work/envelopefs/cipher" --key "$key" --kms "unix:$work/kms.sock" >/dev/null
-  "$build/fs/envelopefs" mount "$work/envelopefs/cipher" "$work/envelopefs/mnt"
+  "$build/fs/envelopefs" mount "$work/envelopefs/cipher" "$work/envelopefs/mnt" -o "kms=unix:$work/kms.sock,key=$key"
 }
 setup_gocryptfs() {
   mkdir -p "$work/gocryptfs/cipher" "$work/gocryptfs/mnt"

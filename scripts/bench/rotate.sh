@@ -70,7 +70,7 @@ new_volume() {  # DIR: a fresh volume in DIR/cipher, mount point DIR/mnt
   mkdir -p "$1/mnt"
   "$bin/envelopefs" init "$1/cipher" --key "$key" --kms "$kms" >/dev/null
 }
-mount_volume() { "$bin/envelopefs" mount "$1/cipher" "$1/mnt"; }
+mount_volume() { "$bin/envelopefs" mount "$1/cipher" "$1/mnt" -o "kms=$kms,key=$key"; }
 umount_volume() { fusermount3 -u "$1/mnt"; }
 
 write_tree() {  # DIR FILES SIZE: zeros (encrypted all the same), 1,000 files a directory
@@ -119,7 +119,7 @@ for tree in "${trees[@]}"; do
   version=$("$bin/envelopectl" --endpoint "$kms" key rotate "$key")
   cold
   t0=$EPOCHREALTIME
-  json=$("$bin/envelopefs" rotate "$t/src/cipher" --json ${threads:+--threads "$threads"})
+  json=$("$bin/envelopefs" rotate "$t/src/cipher" --kms "$kms" --key "$key" --json ${threads:+--threads "$threads"})
   t1=$EPOCHREALTIME
   R[$name,wall]=$(elapsed "$t0" "$t1")
   # Every file found, every file re-wrapped to the version just made.
@@ -133,7 +133,7 @@ print(j["seconds"], j["bytes_written"])' "$json" "$files" "$version")
   note "tree $name: rotate to version $version: ${R[$name,seconds]} s (wall ${R[$name,wall]} s)"
 
   # fsck: clean, and the key_versions count puts every file under $version.
-  "$bin/envelopefs" fsck "$t/src/cipher" --json | /usr/bin/python3 -c '
+  "$bin/envelopefs" fsck "$t/src/cipher" --kms "$kms" --key "$key" --json | /usr/bin/python3 -c '
 import json, sys
 j, files, key, version = json.load(sys.stdin), int(sys.argv[1]), sys.argv[2], sys.argv[3]
 if not j["clean"] or j["files"] != files or j["key_versions"] != {key: {version: files}}:

@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
       while (!go) std::this_thread::yield();
       while (!stop) {
         auto t0 = Clock::now();
-        bool ok = op == "Decrypt" ? (*client)->Decrypt(blob, context).ok()
+        bool ok = op == "Decrypt" ? (*client)->Decrypt(blob, context, key).ok()
                                   : (*client)->GenerateDataKey(key, context).ok();
         auto t1 = Clock::now();
         if (!ok) ++failures;

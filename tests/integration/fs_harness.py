@@ -32,6 +32,10 @@ class Mount:
 
     def mount(self, *opts, prefix=()):
         args = list(prefix) + [ENVELOPEFS, "mount", self.cipherdir, self.mnt]
+        # The key service comes from the command line, never from the
+        # volume config (docs/FORMAT.md §8.1).
+        if not any(o.startswith("kms=") for o in opts):
+            opts = ("kms=" + self.endpoint,) + tuple(opts)
         for o in opts:
             args += ["-o", o]
         run(*args)

@@ -78,14 +78,14 @@ class Volume:
         return run(ENVELOPECTL, "--endpoint", self.m.endpoint, *args).stdout.strip()
 
     def rotate(self, *args, check=True):
-        r = subprocess.run([ENVELOPEFS, "rotate", self.m.cipherdir, "--json", *args],
+        r = subprocess.run([ENVELOPEFS, "rotate", self.m.cipherdir, "--kms", self.m.endpoint, "--json", *args],
                            capture_output=True, text=True, timeout=300)
         if check and r.returncode != 0:
             raise AssertionError(f"rotate failed {r.returncode}: {r.stdout} {r.stderr}")
         return r
 
     def fsck(self, *args):
-        r = subprocess.run([ENVELOPEFS, "fsck", self.m.cipherdir, "--json", *args],
+        r = subprocess.run([ENVELOPEFS, "fsck", self.m.cipherdir, "--kms", self.m.endpoint, "--json", *args],
                            capture_output=True, text=True, timeout=300)
         report = json.loads(r.stdout) if r.stdout.strip() else None
         return r.returncode, report, r.stderr
@@ -247,7 +247,7 @@ class RotateTest(unittest.TestCase):
         self.v.m.unmount()
         labels = self.v.labels()
         self.assertEqual({k for k, _ in labels.values()}, {new})
-        info = run(ENVELOPEFS, "info", self.v.m.cipherdir).stdout
+        info = run(ENVELOPEFS, "info", self.v.m.cipherdir, "--kms", self.v.m.endpoint).stdout
         self.assertIn(new, info)
         self.assertNotIn(old, info)
         # The old key can go entirely: the volume no longer needs it.
@@ -292,7 +292,7 @@ class CrashTest(unittest.TestCase):
         mid_run = 0
         for n in range(self.kills):
             version = int(v.ctl("key", "rotate", key))
-            p = subprocess.Popen([ENVELOPEFS, "rotate", v.m.cipherdir, "--json"],
+            p = subprocess.Popen([ENVELOPEFS, "rotate", v.m.cipherdir, "--kms", v.m.endpoint, "--json"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(rng.uniform(0.0, full * 1.1))
             p.send_signal(signal.SIGKILL)

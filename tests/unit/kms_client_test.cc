@@ -732,7 +732,7 @@ TEST(KmsClientExchangeTest, MalformedPlaintextIsRefused) {
     return Ok({{"Plaintext", "AAE"}});  // not a multiple of 4
   });
   auto client = MakeClient(FastOptions(server.endpoint()));
-  auto key = client->Decrypt(Bytes{1}, {});
+  auto key = client->Decrypt(Bytes{1}, {}, "alias/fs");
   ASSERT_FALSE(key.ok());
   EXPECT_EQ(key.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(key.status().message().find("malformed response"),
@@ -781,12 +781,37 @@ TEST(KmsClientExchangeTest, EncryptAndReEncrypt) {
   EXPECT_EQ(json::parse(server.received()[1].body),
             json({{"Plaintext", "AAAA"}}));
 
-  auto re = client->ReEncrypt(Bytes{1}, {{"a", "b"}}, "alias/new", {});
+  auto re = client->ReEncrypt(Bytes{1}, "alias/old", {{"a", "b"}}, "alias/new", {});
   ASSERT_TRUE(re.ok()) << re.status().ToString();
   sent = json::parse(server.received()[2].body);
   EXPECT_EQ(sent, json({{"CiphertextBlob", Base64Encode(Bytes{1})},
+                        {"SourceKeyId", "alias/old"},
                         {"SourceEncryptionContext", {{"a", "b"}}},
                         {"DestinationKeyId", "alias/new"}}));
+}
+
+// Every unwrap names the key it expects: without one nothing is sent.
+TEST(KmsClientExchangeTest, UnwrapWithoutKeyIdIsRefused) {
+  FakeServer server(false, [](const FakeServer::Request&, int) { return Ok({}); });
+  auto client = MakeClient(FastOptions(server.endpoint()));
+  auto key = client->Decrypt(Bytes{1}, {}, "");
+  EXPECT_EQ(key.status().code(), StatusCode::kInvalidArgument);
+  auto re = client->ReEncrypt(Bytes{1}, "", {}, "alias/new", {});
+  EXPECT_EQ(re.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(server.received().empty());
+}
+
+TEST(KmsClientForeignKeyCreatorTest, OnlyAnotherKnownPrincipalCounts) {
+  Endpoint unix_ep;
+  unix_ep.kind = Endpoint::kUnix;
+  Endpoint tcp_ep;
+  tcp_ep.kind = Endpoint::kTcp;
+  const std::string self = "uid:" + std::to_string(::geteuid());
+  EXPECT_EQ(ForeignKeyCreator(json::object(), unix_ep), "");  // AWS: no field
+  EXPECT_EQ(ForeignKeyCreator({{"Creator", "user:root"}}, unix_ep), "");
+  EXPECT_EQ(ForeignKeyCreator({{"Creator", self}}, unix_ep), "");
+  EXPECT_EQ(ForeignKeyCreator({{"Creator", "uid:4242424"}}, unix_ep), "uid:4242424");
+  EXPECT_EQ(ForeignKeyCreator({{"Creator", "uid:4242424"}}, tcp_ep), "");  // self unknown
 }
 
 TEST(KmsClientExchangeTest, ConcurrentCallsUseSeparateConnections) {

@@ -1,0 +1,66 @@
+// Which master keys a volume trusts, and why (docs/FORMAT.md §8.1, "Where
+// trust comes from"). The volume config is in the cipherdir, so whoever can
+// write the cipherdir can rewrite it: the key it names is trusted only when
+// the mount command pins it (-o key=, --key), or when the file and every
+// directory above it can be changed by nobody but the caller and root.
+// Every unwrap (Decrypt, ReEncrypt) then names, as KeyId, the trusted key
+// the blob's label says it is under; a blob under any other key is refused
+// before the key service is asked.
+//
+// Thread safety: KeyTrust is thread-safe; the functions are stateless.
+#ifndef ENVELOPE_FS_KEY_TRUST_H_
+#define ENVELOPE_FS_KEY_TRUST_H_
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/base/coding.h"
+#include "core/base/status.h"
+#include "kms/kms_client.h"
+
+namespace envelope::fs {
+
+struct TrustedKey {
+  std::string arn;     // what every request names
+  std::string key_id;  // the UUID, as a blob label names it
+};
+
+// `key` (a key id, key ARN, alias name or alias ARN) resolved once, with
+// DescribeKey, to the key it names now. If the key service says another
+// principal made it (kms::ForeignKeyCreator), a warning is added to
+// `*warnings`: a config or a pin may name another user's key by ARN, and a
+// key's creator can read everything under it. If the caller may not DescribeKey, a key ARN or key
+// id is taken as naming its key (no warning can be given); an alias fails.
+StatusOr<TrustedKey> ResolveKey(kms::KmsClient* kms, const std::string& key,
+                                std::vector<std::string>* warnings);
+
+// OK if nobody but the caller (effective uid) and root can change `path`:
+// it is a regular file, not a symlink, owned by the caller or root and not
+// writable by group or others, and so is every directory above it up to
+// "/", except that a directory writable by others is accepted if it has the
+// sticky bit (like /tmp: nobody else can rename or remove what the caller
+// or root owns there). The ssh StrictModes rule, made for the same reason.
+// FailedPrecondition naming the first path that fails.
+Status CheckPrivatePath(const std::string& path);
+
+class KeyTrust {
+ public:
+  void Add(TrustedKey key);
+  bool Contains(const std::string& arn) const;
+  // The KeyId to unwrap `blob` with: the ARN of the trusted key its
+  // envelope-keyd label names; `unlabelled` for a blob of another service
+  // (AWS KMS), which has no readable label. Corruption if the label names a
+  // key that is not trusted: the blob was made by someone else.
+  StatusOr<std::string> KeyIdFor(ByteView blob, const std::string& unlabelled) const;
+  // "ARN, ARN" for messages.
+  std::string Describe() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<TrustedKey> keys_;  // guarded by mu_
+};
+
+}  // namespace envelope::fs
+
+#endif  // ENVELOPE_FS_KEY_TRUST_H_

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <random>
 #include <thread>
 #include <utility>
@@ -593,6 +594,16 @@ std::string ForeignKeyCreator(const json& key_metadata, const Endpoint& endpoint
   if (::getpwuid_r(uid, &pw, buf, sizeof(buf), &found) == 0 && found != nullptr &&
       creator == std::string("user:") + found->pw_name) {
     return "";
+  }
+  // envelope-keyd records Unix creators as uid:N; name the user too.
+  if (creator.rfind("uid:", 0) == 0) {
+    char* end = nullptr;
+    const unsigned long n = std::strtoul(creator.c_str() + 4, &end, 10);
+    if (end != nullptr && *end == '\0' &&
+        ::getpwuid_r(static_cast<uid_t>(n), &pw, buf, sizeof(buf), &found) == 0 &&
+        found != nullptr) {
+      return std::string("user:") + found->pw_name + " (" + creator + ")";
+    }
   }
   return creator;
 }

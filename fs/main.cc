@@ -28,6 +28,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/base/coding.h"
+#include "core/base/process_hygiene.h"
 #include "core/crypto/secret_bytes.h"
 #include "fs/fsck.h"
 #include "fs/fuse_fs.h"
@@ -264,6 +265,11 @@ int Mount(const std::string& cipherdir, efs::MountOptions options, std::string k
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything holds key material: no core dumps, no ptrace by peers.
+  if (envelope::Status s = envelope::HardenProcess(); !s.ok()) {
+    std::fprintf(stderr, "envelopefs: %s\n", s.ToString().c_str());
+    return 1;
+  }
   // mount.fuse3 runs "envelopefs SOURCE MOUNTPOINT -o OPTIONS".
   std::vector<std::string> args(argv + 1, argv + argc);
   const bool helper_form = args.size() >= 2 && args[0] != "init" && args[0] != "info" &&

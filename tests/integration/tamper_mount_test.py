@@ -4,10 +4,15 @@ that reads cleanly as something else, and plain `fsck` must name the file."""
 import errno
 import json
 import os
+import pwd
+import shutil
 import subprocess
+import tempfile
+import time
 import unittest
 
 from fs_harness import ENVELOPEFS, Mount
+from harness import ENVELOPECTL, KEYD
 
 HEADER_SIZE = 1088   # DEK in the header (docs/FORMAT.md §3)
 CHUNK_OVERHEAD = 28  # nonce + tag
@@ -58,3 +63,88 @@ class TruncationTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+class ProcessHygieneTest(unittest.TestCase):
+    """Key-holding processes are not dumpable and have no core limit, and a
+    non-root mount still works without a readable /proc/self for others."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="envelopefs-hygiene-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        os.chmod(self.tmp, 0o755)
+        nobody = pwd.getpwnam("nobody")
+        for d in ("data", "cipher", "mnt"):
+            os.mkdir(os.path.join(self.tmp, d), 0o700)
+            os.chown(os.path.join(self.tmp, d), nobody.pw_uid, nobody.pw_gid)
+        self.sock = os.path.join(self.tmp, "data", "kms.sock")
+        self.keyd = subprocess.Popen(
+            NOBODY + [KEYD, "--data-dir", os.path.join(self.tmp, "data"), "--socket",
+                      self.sock, "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(self.keyd.wait, 20)
+        self.addCleanup(self.keyd.terminate)
+        deadline = time.time() + 20
+        while not os.path.exists(self.sock) and time.time() < deadline:
+            time.sleep(0.05)
+        self.mnt = os.path.join(self.tmp, "mnt")
+
+    def as_nobody(self, *cmd):
+        return subprocess.run(NOBODY + list(cmd), check=True, capture_output=True, text=True,
+                              timeout=120).stdout.strip()
+
+    def assertHardened(self, pid):
+        with open(f"/proc/{pid}/limits") as f:
+            core = [line for line in f if line.startswith("Max core file size")][0]
+        self.assertEqual(core.split()[4], "0", core)
+        # Non-dumpable: the kernel gives its /proc files to root, so the
+        # same user can neither read its memory or environment nor ptrace it.
+        self.assertEqual(os.stat(f"/proc/{pid}/environ").st_uid, 0)
+        self.assertEqual(os.stat(f"/proc/{pid}/mem").st_uid, 0)
+        with open(f"/proc/{pid}/status") as f:
+            uid = [line for line in f if line.startswith("Uid:")][0].split()[1]
+        self.assertEqual(int(uid), pwd.getpwnam("nobody").pw_uid)
+
+    def test_keyd_and_a_non_root_mount(self):
+        endpoint = "unix:" + self.sock
+        key = self.as_nobody(ENVELOPECTL, "--endpoint", endpoint, "key", "create")
+        cipher = os.path.join(self.tmp, "cipher")
+        self.as_nobody(ENVELOPEFS, "init", cipher, "--key", key, "--kms", endpoint)
+        self.assertHardened(self.keyd.pid)  # setpriv execs keyd: same pid
+        # A user mount needs /dev/fuse open to its user (0666 on a stock
+        # system, maybe not in a container): give it one in a private mount
+        # namespace, where the mount itself lives too. Inside: mount as
+        # nobody, exercise what goes through /proc/self/fd in the daemon
+        # (xattrs, chmod and access(2) of the mount's root), report the
+        # daemon's pid, unmount.
+        script = f"""
+set -e
+mknod {self.tmp}/fuse c 10 229 && chmod 666 {self.tmp}/fuse
+mount --bind {self.tmp}/fuse /dev/fuse
+{' '.join(NOBODY)} {ENVELOPEFS} mount {cipher} {self.mnt}
+{' '.join(NOBODY)} /usr/bin/python3 -c '
+import os
+p = os.path.join("{self.mnt}", "f")
+with open(p, "wb") as f:
+    f.write(b"hello")
+os.setxattr(p, "user.k", b"v")
+assert os.getxattr(p, "user.k") == b"v"
+os.chmod("{self.mnt}", 0o700)
+assert os.access("{self.mnt}", os.W_OK)
+assert open(p, "rb").read() == b"hello"
+'
+pgrep -u nobody -f "envelopefs mount {cipher} " > {self.tmp}/fs.pid
+cat /proc/$(cat {self.tmp}/fs.pid)/limits > {self.tmp}/fs.limits
+stat -c %u /proc/$(cat {self.tmp}/fs.pid)/environ /proc/$(cat {self.tmp}/fs.pid)/mem > {self.tmp}/fs.owners
+{' '.join(NOBODY)} fusermount3 -u {self.mnt}
+"""
+        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(self.tmp, "fs.limits")) as f:
+            core = [line for line in f if line.startswith("Max core file size")][0]
+        self.assertEqual(core.split()[4], "0", core)
+        with open(os.path.join(self.tmp, "fs.owners")) as f:
+            self.assertEqual(f.read().split(), ["0", "0"])

@@ -6,6 +6,7 @@ import json
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -77,7 +78,7 @@ class ProcessHygieneTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
         os.chmod(self.tmp, 0o755)
         nobody = pwd.getpwnam("nobody")
-        for d in ("data", "cipher", "mnt"):
+        for d in ("data", "cipher", "mnt", "run", "run2", "victim"):
             os.mkdir(os.path.join(self.tmp, d), 0o700)
             os.chown(os.path.join(self.tmp, d), nobody.pw_uid, nobody.pw_gid)
         self.sock = os.path.join(self.tmp, "data", "kms.sock")
@@ -123,7 +124,9 @@ class ProcessHygieneTest(unittest.TestCase):
 set -e
 mknod {self.tmp}/fuse c 10 229 && chmod 666 {self.tmp}/fuse
 mount --bind {self.tmp}/fuse /dev/fuse
-{' '.join(NOBODY)} {ENVELOPEFS} mount {cipher} {self.mnt}
+if XDG_RUNTIME_DIR={self.tmp}/run2 {' '.join(NOBODY)} {ENVELOPEFS} mount {cipher} {self.mnt} \
+     2> {self.tmp}/planted.err; then exit 3; fi
+XDG_RUNTIME_DIR={self.tmp}/run {' '.join(NOBODY)} {ENVELOPEFS} mount {cipher} {self.mnt}
 {' '.join(NOBODY)} /usr/bin/python3 -c '
 import os
 p = os.path.join("{self.mnt}", "f")
@@ -140,6 +143,10 @@ cat /proc/$(cat {self.tmp}/fs.pid)/limits > {self.tmp}/fs.limits
 stat -c %u /proc/$(cat {self.tmp}/fs.pid)/environ /proc/$(cat {self.tmp}/fs.pid)/mem > {self.tmp}/fs.owners
 {' '.join(NOBODY)} fusermount3 -u {self.mnt}
 """
+        # The fallback log (no /dev/log here) goes to $XDG_RUNTIME_DIR/envelopefs;
+        # where that is a planted symlink, the mount refuses to start.
+        os.chmod(os.path.join(self.tmp, "victim"), 0o755)
+        os.symlink(os.path.join(self.tmp, "victim"), os.path.join(self.tmp, "run2", "envelopefs"))
         r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                            capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -148,3 +155,10 @@ stat -c %u /proc/$(cat {self.tmp}/fs.pid)/environ /proc/$(cat {self.tmp}/fs.pid)
         self.assertEqual(core.split()[4], "0", core)
         with open(os.path.join(self.tmp, "fs.owners")) as f:
             self.assertEqual(f.read().split(), ["0", "0"])
+        with open(os.path.join(self.tmp, "planted.err")) as f:
+            self.assertIn("a symlink or not a directory", f.read())
+        self.assertEqual(os.listdir(os.path.join(self.tmp, "victim")), [])
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(self.tmp, "victim")).st_mode), 0o755)
+        log = os.path.join(self.tmp, "run", "envelopefs", "envelopefs.log")
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.dirname(log)).st_mode), 0o700)
+        self.assertEqual(stat.S_IMODE(os.stat(log).st_mode), 0o600)

@@ -16,35 +16,49 @@ StatusOr<DekPool::Entry> DekPool::Take() {
   {
     std::lock_guard lock(mu_);
     if (!thread_.joinable() && capacity_ > 0) thread_ = std::thread([this] { Refill(); });
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = clock_();
     while (!ready_.empty() && now - ready_.front().made > max_age_) ready_.pop_front();
-    want_refill_ = true;
     if (!ready_.empty()) {
       Entry e = std::move(ready_.front());
       ready_.pop_front();
-      if (ready_.size() <= capacity_ / 2) wake_.notify_one();
+      want_refill_ = true;
+      if (RefillWanted()) wake_.notify_one();
       return e;
     }
   }
+  StatusOr<std::vector<Entry>> made = generator_(1);
+  {
+    std::lock_guard lock(mu_);
+    want_refill_ = true;
+  }
   wake_.notify_one();
-  ENVELOPE_ASSIGN_OR_RETURN(std::vector<Entry> made, generator_(1));
-  return std::move(made.front());
+  if (!made.ok()) return made.status();
+  return std::move(made->front());
+}
+
+void DekPool::WaitUntilIdle() {
+  std::unique_lock lock(mu_);
+  idle_.wait(lock, [this] { return !refilling_ && (!thread_.joinable() || !RefillWanted()); });
 }
 
 void DekPool::Refill() {
   std::unique_lock lock(mu_);
   for (;;) {
-    wake_.wait(lock, [this] { return stop_ || (want_refill_ && ready_.size() <= capacity_ / 2); });
+    wake_.wait(lock, [this] { return stop_ || RefillWanted(); });
     if (stop_) return;
     const size_t count = capacity_ - ready_.size();
+    refilling_ = true;
     lock.unlock();
     StatusOr<std::vector<Entry>> made = generator_(count);
     lock.lock();
     // Filled, or the key service is unavailable or refuses: stop pre-making
     // keys until the next Take, which reports any error itself.
     want_refill_ = false;
-    if (!made.ok()) continue;
-    for (Entry& e : *made) ready_.push_back(std::move(e));
+    refilling_ = false;
+    if (made.ok()) {
+      for (Entry& e : *made) ready_.push_back(std::move(e));
+    }
+    idle_.notify_all();
   }
 }
 

@@ -10,6 +10,9 @@
 // are dropped, so a key that is disabled, rotated or retired takes effect
 // for new files within `max_age`.
 //
+// An empty pool makes the caller's entry first and only then asks for the
+// batch, so that the caller's request never queues behind a batch.
+//
 // Thread safety: Take() is thread-safe. The background thread starts at the
 // first Take() (after the mount has daemonized: threads do not survive
 // fork).
@@ -38,9 +41,16 @@ class DekPool {
   };
   // Makes `count` entries (at least one, at most `count`), or fails.
   using Generator = std::function<StatusOr<std::vector<Entry>>(size_t count)>;
+  // The time `max_age` is measured on (the clock the generator stamps
+  // Entry::made with). Tests pass a clock they advance by hand.
+  using Clock = std::function<std::chrono::steady_clock::time_point()>;
 
-  DekPool(Generator generator, size_t capacity, std::chrono::milliseconds max_age)
-      : generator_(std::move(generator)), capacity_(capacity), max_age_(max_age) {}
+  DekPool(Generator generator, size_t capacity, std::chrono::milliseconds max_age,
+          Clock clock = std::chrono::steady_clock::now)
+      : generator_(std::move(generator)),
+        capacity_(capacity),
+        max_age_(max_age),
+        clock_(std::move(clock)) {}
   ~DekPool();
   DekPool(const DekPool&) = delete;
   DekPool& operator=(const DekPool&) = delete;
@@ -49,16 +59,26 @@ class DekPool {
   // the generator's error, e.g. the key service being down, comes back).
   StatusOr<Entry> Take();
 
+  // Blocks until the background thread has nothing to do: no refill is
+  // wanted, and none is running. For tests, which thereby know that a
+  // refill has happened (or will not) without sleeping.
+  void WaitUntilIdle();
+
  private:
   void Refill();
+  // REQUIRES: mu_ held.
+  bool RefillWanted() const { return want_refill_ && ready_.size() <= capacity_ / 2; }
 
   const Generator generator_;
   const size_t capacity_;
   const std::chrono::milliseconds max_age_;
+  const Clock clock_;
   std::mutex mu_;  // guards everything below
-  std::condition_variable wake_;
+  std::condition_variable wake_;  // to the thread: work may be wanted
+  std::condition_variable idle_;  // from the thread: a refill finished
   std::deque<Entry> ready_;
   bool want_refill_ = false;
+  bool refilling_ = false;
   bool stop_ = false;
   std::thread thread_;
 };

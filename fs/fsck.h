@@ -1,8 +1,10 @@
 // envelopefs fsck: checks a volume without mounting it.
 //
 // Every directory id and name; every symlink target; for every regular
-// file, its header, that the key service unwraps its DEK and that the key
-// commitment holds; with `deep`, that every chunk authenticates. Counts files
+// file, its header, that the key service unwraps its DEK, that the key
+// commitment holds and that the final chunk authenticates as final (so the
+// size derived from the backing length is the written one: a cut file is
+// named); with `deep`, that every chunk authenticates. Counts files
 // per key id and version (what `envelopectl key retire` would cut off) and
 // lists each damaged object by plaintext path.
 #ifndef ENVELOPE_FS_FSCK_H_

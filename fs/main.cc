@@ -25,6 +25,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <sstream>
 
@@ -34,6 +35,8 @@
 #include <spdlog/spdlog.h>
 
 #include "core/base/coding.h"
+#include "core/base/private_dir.h"
+#include "core/base/process_hygiene.h"
 #include "core/crypto/secret_bytes.h"
 #include "fs/fsck.h"
 #include "fs/fuse_fs.h"
@@ -265,6 +268,21 @@ int Fsck(const std::string& cipherdir, const efs::OpenOptions& open, const WalkF
   return r.clean() ? 0 : 1;
 }
 
+// The log file of a background mount without syslog or log=PATH:
+// $XDG_RUNTIME_DIR/envelopefs/envelopefs.log, else
+// /tmp/envelopefs-UID/envelopefs.log; the directory 0700 and the file 0600,
+// both checked (a planted symlink or another user's directory is refused).
+envelope::StatusOr<std::string> FallbackLogPath() {
+  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+  const std::string dir = xdg != nullptr && xdg[0] == '/'
+                              ? std::string(xdg) + "/envelopefs"
+                              : "/tmp/envelopefs-" + std::to_string(::geteuid());
+  ENVELOPE_ASSIGN_OR_RETURN(envelope::UniqueFd d, envelope::OpenPrivateDirectory(dir));
+  ENVELOPE_ASSIGN_OR_RETURN(envelope::UniqueFd f,
+                            envelope::OpenPrivateFileForAppend(d.get(), "envelopefs.log"));
+  return dir + "/envelopefs.log";
+}
+
 int Mount(const std::string& cipherdir, efs::MountOptions options, efs::OpenOptions open) {
   // Split -o into ours (kms=, key=, log=) and the kernel's.
   std::string log_file;
@@ -288,7 +306,8 @@ int Mount(const std::string& cipherdir, efs::MountOptions options, efs::OpenOpti
   options.fuse_options = passthrough;
   options.mountpoint = Absolute(options.mountpoint);
   // In the foreground: stderr. In the background: log=PATH, else syslog if
-  // there is one, else a file in /tmp (a daemon's stderr goes nowhere).
+  // there is one, else a file in a private directory (a daemon's stderr
+  // goes nowhere; the log holds plaintext paths).
   try {
     struct stat st;
     if (!log_file.empty()) {
@@ -298,8 +317,12 @@ int Mount(const std::string& cipherdir, efs::MountOptions options, efs::OpenOpti
     } else if (::stat("/dev/log", &st) == 0) {
       spdlog::set_default_logger(spdlog::syslog_logger_mt("envelopefs", "envelopefs", LOG_PID));
     } else {
-      spdlog::set_default_logger(spdlog::basic_logger_mt(
-          "envelopefs", "/tmp/envelopefs-" + std::to_string(::getuid()) + ".log"));
+      auto path = FallbackLogPath();
+      if (!path.ok()) {
+        return Fail(path.status().WithContext("no syslog at /dev/log and no private log file "
+                                              "(pass -o log=PATH)"));
+      }
+      spdlog::set_default_logger(spdlog::basic_logger_mt("envelopefs", *path));
     }
   } catch (const spdlog::spdlog_ex& e) {
     std::fprintf(stderr, "envelopefs: cannot set up logging: %s\n", e.what());
@@ -320,6 +343,11 @@ int Mount(const std::string& cipherdir, efs::MountOptions options, efs::OpenOpti
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything holds key material: no core dumps, no ptrace by peers.
+  if (envelope::Status s = envelope::HardenProcess(); !s.ok()) {
+    std::fprintf(stderr, "envelopefs: %s\n", s.ToString().c_str());
+    return 1;
+  }
   // mount.fuse3 runs "envelopefs SOURCE MOUNTPOINT -o OPTIONS".
   std::vector<std::string> args(argv + 1, argv + argc);
   const bool helper_form = args.size() >= 2 && args[0] != "init" && args[0] != "info" &&

@@ -530,7 +530,11 @@ StatusOr<std::unique_ptr<format::ContentFile>> Volume::OpenContent(
     dek_cache_.Insert(cache_key, dek);
   }
   ENVELOPE_ASSIGN_OR_RETURN(format::ChunkCipher cipher, format::ChunkCipher::New(*dek, header));
-  return std::make_unique<format::ContentFile>(fd, layout_, std::move(cipher));
+  auto content = std::make_unique<format::ContentFile>(fd, layout_, std::move(cipher));
+  // The size comes from the backing length: authenticate it before anyone
+  // sees it (a file cut to its header and 28 bytes would read as empty).
+  ENVELOPE_RETURN_IF_ERROR(content->VerifyFinalChunk());
+  return content;
 }
 
 // Sealed value := SIV(version byte 0x01 || value): the version byte also

@@ -124,7 +124,7 @@ class Volume {
   // new DEK from the key service (GenerateDataKey).
   StatusOr<std::unique_ptr<format::ContentFile>> CreateContent(int fd);
   // Opens the existing backing file `fd`: header, DEK (cache or Decrypt),
-  // key commitment.
+  // key commitment, and the final chunk (which authenticates the size).
   StatusOr<std::unique_ptr<format::ContentFile>> OpenContent(int fd);
   // The same, for a caller that has already read the file's header.
   StatusOr<std::unique_ptr<format::ContentFile>> OpenContent(int fd,

@@ -23,6 +23,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/base/fd_io.h"
+#include "core/base/process_hygiene.h"
 #include "core/crypto/random.h"
 #include "keyservice/access_keys.h"
 #include "keyservice/audit_anchor.h"
@@ -209,6 +210,11 @@ int Run(const Flags& f, ReadyPipe* ready) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything holds key material: no core dumps, no ptrace by peers.
+  if (envelope::Status s = envelope::HardenProcess(); !s.ok()) {
+    std::fprintf(stderr, "envelope-keyd: %s\n", s.ToString().c_str());
+    return 1;
+  }
   Flags f;
   CLI::App app{"envelope-keyd: a local AWS KMS-compatible key service"};
   app.add_option("--data-dir", f.data_dir, "state directory (LMDB store, audit log, root key)")->required();

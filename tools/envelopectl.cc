@@ -43,6 +43,7 @@
 #include <cstdio>
 
 #include "core/base/fd_io.h"
+#include "core/base/process_hygiene.h"
 #include "kms/endpoint.h"
 
 namespace envelope::envelopectl {
@@ -221,6 +222,11 @@ void PrintFields(
 }  // namespace envelope::envelopectl
 
 int main(int argc, char** argv) {
+  // Before anything holds key material: no core dumps, no ptrace by peers.
+  if (envelope::Status s = envelope::HardenProcess(); !s.ok()) {
+    std::fprintf(stderr, "envelopectl: %s\n", s.ToString().c_str());
+    return 1;
+  }
   namespace ctl = envelope::envelopectl;
   constexpr int kUsageExitCode = 2;
   ctl::Context ctx;

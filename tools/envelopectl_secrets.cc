@@ -31,6 +31,7 @@
 
 #include "core/base/base64.h"
 #include "core/base/fd_io.h"
+#include "core/base/process_hygiene.h"
 #include "core/crypto/secret_line.h"
 #include "tools/dotenv.h"
 #include "tools/envelopectl.h"
@@ -939,6 +940,8 @@ void AddExec(CLI::App* group, Context* ctx,
                                  std::to_string(args->secrets_fd));
       }
     }
+    // CMD is not ours: it gets the core limit we started with.
+    ENVELOPE_RETURN_IF_ERROR(RestoreCoreLimitForExec());
     std::fflush(stdout);
     std::fflush(stderr);
     // execvpe looks CMD up in *our* PATH (glibc reads it from environ), so

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/base/fd_io.h"
+#include "core/base/process_hygiene.h"
 #include "core/crypto/aes_gcm.h"
 #include "core/crypto/secret_bytes.h"
 #include "core/format/chunk_cipher.h"
@@ -236,6 +237,11 @@ int Inspect(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything holds key material: no core dumps, no ptrace by peers.
+  if (envelope::Status s = envelope::HardenProcess(); !s.ok()) {
+    std::fprintf(stderr, "envelope-format-tool: %s\n", s.ToString().c_str());
+    return 1;
+  }
   if (argc < 2) return Usage();
   Options o;
   if (!ParseOptions(argc, argv, &o)) return Usage();

@@ -16,6 +16,11 @@ std::string_view NameOf(std::string_view entry) {
 
 StatusOr<ExecEnvironment> ExecEnvironment::Build(
     const std::vector<NamedValue>& secrets, Options options) {
+  // Checked when set or imported and when the file is read; again here,
+  // where it matters, whatever the values came from.
+  for (const NamedValue& s : secrets) {
+    ENVELOPE_RETURN_IF_ERROR(CheckName(s.name));
+  }
   ExecEnvironment env;
   ENVELOPE_ASSIGN_OR_RETURN(env.block_, EncodeNulSeparated(secrets));
   env.extra_ = std::move(options.extra);

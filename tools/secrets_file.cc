@@ -128,7 +128,8 @@ Line ParseLine(std::string_view raw) {
   }
   const std::string_view name = s.substr(0, eq);
   if (Status st = CheckName(name); !st.ok()) {
-    return DamagedLine(raw, "", st.message());
+    // A refused name is still a name: `rm` can remove the line.
+    return DamagedLine(raw, IsValidName(name) ? std::string(name) : "", st.message());
   }
   const std::string_view value = s.substr(eq + 1);
   const std::string n(name);
@@ -180,8 +181,48 @@ bool IsValidAppName(std::string_view app) {
   return true;
 }
 
+bool IsProgramControlName(std::string_view name) {
+  // Prefixes: every LD_ variable is the dynamic loader's; MALLOC_ ones tune
+  // (and trace to files) glibc's allocator; BASH_FUNC_ defines shell
+  // functions (with characters a valid name cannot have, but refused anyway).
+  static constexpr std::string_view kPrefixes[] = {"LD_", "MALLOC_", "BASH_FUNC_"};
+  static constexpr std::string_view kNames[] = {
+      // glibc's unsecure variables (sysdeps/generic/unsecvars.h) beyond LD_*
+      // and MALLOC_*: module and locale search paths, resolver files.
+      "GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES", "HOSTALIASES", "LOCALDOMAIN",
+      "LOCPATH", "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR",
+      "TZDIR",
+      // Where programs are found.
+      "PATH",
+      // Shells: files sourced at start-up, options, expansion of traces and
+      // prompts, word splitting.
+      "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PS4", "IFS", "PROMPT_COMMAND",
+      "BASH_XTRACEFD", "CDPATH", "GLOBIGNORE", "EXECIGNORE",
+      // Interpreters: module search paths, start-up code, options that load
+      // modules.
+      "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTHONWARNINGS",
+      "PYTHONBREAKPOINT", "PYTHONUSERBASE", "PYTHONPLATLIBDIR", "PYTHONEXECUTABLE",
+      "PERL5OPT", "PERL5LIB", "PERLLIB", "PERL5DB", "RUBYOPT", "RUBYLIB", "NODE_OPTIONS",
+      "NODE_PATH", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH",
+  };
+  for (std::string_view p : kPrefixes) {
+    if (name.substr(0, p.size()) == p) return true;
+  }
+  for (std::string_view n : kNames) {
+    if (name == n) return true;
+  }
+  return false;
+}
+
 Status CheckName(std::string_view name) {
-  if (IsValidName(name)) return Status::Ok();
+  if (IsValidName(name)) {
+    if (!IsProgramControlName(name)) return Status::Ok();
+    return Status::InvalidArgument(
+        "refused variable name " + Quoted(name) +
+        ": it changes how a program is loaded or run, not what it is told "
+        "(docs/SECRETS.md, \"Refused names\"); give it to the program "
+        "outside the secrets");
+  }
   if (name.size() > kMaxNameLength) {
     return Status::InvalidArgument("variable name longer than " +
                                    std::to_string(kMaxNameLength) +

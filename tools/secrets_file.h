@@ -79,7 +79,17 @@ bool IsValidName(std::string_view name);
 // [A-Za-z0-9][A-Za-z0-9._-]*, at most kMaxAppNameLength: safe in the
 // header line, in a file name and in an audit record.
 bool IsValidAppName(std::string_view app);
-// InvalidArgument naming what is wrong, or OK.
+// Names that change how a program is loaded or started rather than what it
+// is told: the dynamic loader's and glibc's (LD_*, GLIBC_TUNABLES, MALLOC_*
+// and glibc's other "unsecure" variables, which it drops for setuid
+// programs), shell start-up hooks (BASH_ENV, ENV, BASH_FUNC_*, SHELLOPTS,
+// PS4, IFS, ...), interpreter hooks (PYTHONPATH, PERL5OPT, NODE_OPTIONS,
+// JAVA_TOOL_OPTIONS, ...) and PATH. A secret never needs one, and one
+// planted in a secrets file would run code in the program that receives
+// every secret. The list and the reasons: docs/SECRETS.md, "Refused names".
+bool IsProgramControlName(std::string_view name);
+// InvalidArgument naming what is wrong, or OK: IsValidName and not
+// IsProgramControlName.
 Status CheckName(std::string_view name);
 Status CheckAppName(std::string_view app);
 

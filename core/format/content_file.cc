@@ -25,6 +25,42 @@ StatusOr<uint64_t> ContentFile::Size() const {
   return layout_.PlaintextSize(static_cast<uint64_t>(st.st_size));
 }
 
+StatusOr<uint64_t> ContentFile::AuthenticatedSize(ChunkCipher& cipher,
+                                                  Bytes& sealed, Bytes& plain) {
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) return Status::FromErrno("fstat");
+  const uint64_t backing = static_cast<uint64_t>(st.st_size);
+  ENVELOPE_ASSIGN_OR_RETURN(uint64_t size, layout_.PlaintextSize(backing));
+  if (verified_backing_size_.load(std::memory_order_acquire) == backing) {
+    return size;
+  }
+  const uint64_t index = layout_.LastChunkIndex(size);
+  const uint32_t plain_size = layout_.ChunkPlaintextSize(index, size);
+  sealed.resize(plain_size + kChunkOverheadInBytes);
+  plain.resize(plain_size);
+  ENVELOPE_ASSIGN_OR_RETURN(size_t n,
+                            PreadFull(fd_, sealed, layout_.ChunkOffset(index)));
+  Status s = n == sealed.size()
+                 ? cipher.Open(index, /*last=*/true, sealed, plain)
+                 : Status::Corruption("backing file shorter than its size implies");
+  if (!s.ok()) {
+    return s.WithContext("final " + ChunkContext(index) + " of a " +
+                         std::to_string(backing) +
+                         "-byte backing file (cut or damaged)");
+  }
+  verified_backing_size_.store(backing, std::memory_order_release);
+  return size;
+}
+
+void ContentFile::SetVerified(const Status& s, uint64_t plaintext_size) {
+  verified_backing_size_.store(s.ok() ? layout_.BackingSize(plaintext_size) : 0,
+                               std::memory_order_release);
+}
+
+Status ContentFile::VerifyFinalChunk() {
+  return AuthenticatedSize(cipher_, sealed_buf_, plain_buf_).status();
+}
+
 Status ContentFile::OpenChunk(ChunkCipher& cipher, uint64_t index, bool is_final,
                               ByteView sealed, MutableByteView out) {
   Status s = cipher.Open(index, is_final, sealed, out);
@@ -80,8 +116,17 @@ void ContentFile::ReleaseReader(ChunkCipher reader) {
 }
 
 StatusOr<size_t> ContentFile::Read(uint64_t offset, MutableByteView out) {
-  ENVELOPE_ASSIGN_OR_RETURN(uint64_t size, Size());
-  if (out.empty() || offset >= size) return size_t{0};
+  ENVELOPE_ASSIGN_OR_RETURN(ChunkCipher reader, AcquireReader());
+  Bytes& sealed_buf = read_sealed_buf;
+  Bytes& plain_buf = read_plain_buf;
+  // Even a read at or past the end: "end of file" is a claim about the size.
+  StatusOr<uint64_t> checked = AuthenticatedSize(reader, sealed_buf, plain_buf);
+  if (!checked.ok() || out.empty() || offset >= *checked) {
+    ReleaseReader(std::move(reader));
+    if (!checked.ok()) return checked.status();
+    return size_t{0};
+  }
+  const uint64_t size = *checked;
   const uint64_t len = std::min<uint64_t>(out.size(), size - offset);
   const uint64_t end = offset + len;
   const uint64_t chunk = layout_.chunk_size();
@@ -89,9 +134,6 @@ StatusOr<size_t> ContentFile::Read(uint64_t offset, MutableByteView out) {
   const uint64_t first = offset / chunk;
   const uint64_t last = (end - 1) / chunk;
   const uint64_t batch_chunks = std::max<uint64_t>(1, kBatchSizeInBytes / chunk);
-  ENVELOPE_ASSIGN_OR_RETURN(ChunkCipher reader, AcquireReader());
-  Bytes& sealed_buf = read_sealed_buf;
-  Bytes& plain_buf = read_plain_buf;
 
   Status s;
   for (uint64_t b0 = first; s.ok() && b0 <= last; b0 += batch_chunks) {
@@ -139,21 +181,29 @@ Status ContentFile::Write(uint64_t offset, ByteView data) {
       data.size() > layout_.MaxPlaintextSize() - offset) {
     return Status::IoError("write past the largest file size", EFBIG);
   }
-  ENVELOPE_ASSIGN_OR_RETURN(uint64_t size, Size());
+  ENVELOPE_ASSIGN_OR_RETURN(uint64_t size,
+                            AuthenticatedSize(cipher_, sealed_buf_, plain_buf_));
   const uint64_t end = offset + data.size();
-  return Store(size, std::min(offset, size), end, std::max(size, end), offset,
-               data);
+  Status s = Store(size, std::min(offset, size), end, std::max(size, end),
+                   offset, data);
+  SetVerified(s, std::max(size, end));
+  return s;
 }
 
 Status ContentFile::Truncate(uint64_t new_size) {
   if (new_size > layout_.MaxPlaintextSize()) {
     return Status::IoError("truncate past the largest file size", EFBIG);
   }
-  ENVELOPE_ASSIGN_OR_RETURN(uint64_t size, Size());
+  ENVELOPE_ASSIGN_OR_RETURN(uint64_t size,
+                            AuthenticatedSize(cipher_, sealed_buf_, plain_buf_));
   if (new_size == size) return Status::Ok();
-  if (new_size > size) {
-    return Store(size, size, new_size, new_size, 0, ByteView());
-  }
+  Status s = new_size > size ? Store(size, size, new_size, new_size, 0, ByteView())
+                             : Shrink(size, new_size);
+  SetVerified(s, new_size);
+  return s;
+}
+
+Status ContentFile::Shrink(uint64_t size, uint64_t new_size) {
   // Shrink: the chunk holding the new end becomes final and is re-sealed
   // with its shorter content and the last flag, then the tail is cut.
   const uint64_t index = layout_.LastChunkIndex(new_size);

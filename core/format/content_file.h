@@ -14,6 +14,7 @@
 #ifndef ENVELOPE_CORE_FORMAT_CONTENT_FILE_H_
 #define ENVELOPE_CORE_FORMAT_CONTENT_FILE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <vector>
@@ -30,8 +31,20 @@ class ContentFile {
   ContentFile(int fd, ChunkLayout layout, ChunkCipher cipher)
       : fd_(fd), layout_(layout), cipher_(std::move(cipher)) {}
 
-  // Plaintext size, from the backing file's size alone.
+  // Plaintext size, from the backing file's size alone: cheap (one fstat,
+  // no key), and what stat shows. Not authenticated: a backing file cut at
+  // a plausible length yields a plausible size here (docs/FORMAT.md §5).
   StatusOr<uint64_t> Size() const;
+
+  // Authenticates the final chunk at the backing file's current size, which
+  // authenticates the size: a cut file's new final chunk was never sealed
+  // as final at that length (or is a torn fragment), so it fails. Corruption
+  // if it does not authenticate. Read, Write and Truncate do the same check
+  // themselves whenever the backing size is not one already authenticated
+  // (or written) by this object, so an open file never returns data for an
+  // unauthenticated size; calling this at open time makes an empty file
+  // (which no read reaches: the kernel answers it from the size) fail too.
+  Status VerifyFinalChunk();
 
   // Reads up to out.size() bytes at `offset`; returns how many (short only at
   // end of file). Corruption if any chunk touched fails authentication.
@@ -68,6 +81,17 @@ class ContentFile {
   // and end == new_size whenever new_size > old_size.
   Status Store(uint64_t old_size, uint64_t start, uint64_t end,
                uint64_t new_size, uint64_t data_offset, ByteView data);
+  // Size() for the current backing size, after authenticating the final
+  // chunk unless this backing size was authenticated (or written) before.
+  // `cipher`, `sealed` and `plain` are the caller's: Read() runs in parallel.
+  StatusOr<uint64_t> AuthenticatedSize(ChunkCipher& cipher, Bytes& sealed,
+                                       Bytes& plain);
+  // Records the backing size this object left the file at (0 after a
+  // failure: the next call checks again).
+  void SetVerified(const Status& s, uint64_t plaintext_size);
+
+  // Truncate() down from `size` to `new_size` < size.
+  Status Shrink(uint64_t size, uint64_t new_size);
   // Re-seals the chunk that was final in a file of `old_size` bytes as an
   // interior chunk, after the file grew past it.
   Status ResealAsInterior(uint64_t old_size);
@@ -81,6 +105,9 @@ class ContentFile {
   ChunkCipher cipher_;  // writers' (and clones' source)
   std::mutex readers_mu_;
   std::vector<ChunkCipher> idle_readers_;  // guarded by readers_mu_
+  // A backing size whose final chunk authenticated as final, or that this
+  // object wrote; 0 for none (no valid file has 0 bytes).
+  std::atomic<uint64_t> verified_backing_size_{0};
   Bytes sealed_buf_;  // reused across calls: ciphertext staging
   Bytes plain_buf_;   // reused across calls: one chunk's plaintext
   Bytes write_buf_;   // reused across calls: sealed chunks of one batch

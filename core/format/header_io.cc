@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <limits>
 #include <string>
 
 #include "core/base/fd_io.h"
@@ -137,8 +138,16 @@ Status RewriteWrappedDek(int fd, FileHeader* header, ByteView new_wrapped_dek,
   }
   ENVELOPE_ASSIGN_OR_RETURN(size_t active, header->ActiveSlot());
   size_t target = 1 - active;
+  const uint64_t generation = header->slots[active].generation;
+  if (generation == std::numeric_limits<uint64_t>::max()) {
+    // No writer gets there (one rotation per second would take 584 billion
+    // years); only a tampered slot does. Wrapping to 0 would encode an
+    // empty slot and lose the new blob without a word.
+    return Status::Corruption("header: slot generation " + std::to_string(generation) +
+                              " cannot be incremented (tampered header)");
+  }
   DekSlot slot;
-  slot.generation = header->slots[active].generation + 1;
+  slot.generation = generation + 1;
   slot.wrapped_dek.assign(new_wrapped_dek.begin(), new_wrapped_dek.end());
   uint8_t encoded[kSlotSizeInBytes];
   EncodeSlot(slot, encoded);

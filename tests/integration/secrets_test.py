@@ -369,6 +369,27 @@ class ExecTest(SecretsTestCase):
         r = self.secrets("exec", "billing", "--", "printf", "%s|", "$DB_PASSWORD", "a b", ";")
         self.assertEqual(r.stdout, b"$DB_PASSWORD|a b|;|")
 
+    def test_loader_and_shell_hooks_are_refused(self):
+        # set refuses them outright...
+        for name in ("LD_PRELOAD", "BASH_ENV", "PATH"):
+            self.assertFails(self.set("billing", name, "/tmp/x.so", check=False),
+                             "refused variable name")
+        # ...and a line planted by someone allowed to Encrypt under the key,
+        # with the right context, does not reach the child.
+        blob = self.keyd.call("Encrypt", {
+            "KeyId": self.key, "Plaintext": base64.b64encode(b"\x01/tmp/evil.so").decode(),
+            "EncryptionContext": {"envelope:secrets": "v1", "app": "billing",
+                                  "name": "LD_PRELOAD"},
+        })["CiphertextBlob"]
+        with open(self.file, "a") as f:
+            f.write("LD_PRELOAD=enc:v1:" + blob + "\n")
+        r = self.secrets("exec", "billing", "--", "/usr/bin/env", check=False)
+        self.assertNotIn(b"LD_PRELOAD", r.stdout)
+        self.assertFails(r, "LD_PRELOAD")
+        # rm removes the line; then exec works again.
+        self.secrets("rm", "billing", "LD_PRELOAD")
+        self.assertEqual(self.exec_env("billing")["DB_PASSWORD"], self.expected["DB_PASSWORD"])
+
     def test_exit_status_and_a_missing_command(self):
         r = self.secrets("exec", "billing", "--", "sh", "-c", "exit 7", check=False)
         self.assertEqual(r.returncode, 7)

@@ -6,15 +6,26 @@
 #include <cstring>
 #include <mutex>
 #include <set>
-#include <thread>
 #include <vector>
 
 namespace envelope::fs {
 namespace {
 
-// Makes numbered entries and records the size of each request.
+// A clock the test moves by hand: entry ages never depend on scheduling.
+struct FakeClock {
+  std::atomic<int64_t> ms{0};
+  std::chrono::steady_clock::time_point Now() const {
+    return std::chrono::steady_clock::time_point(std::chrono::milliseconds(ms.load()));
+  }
+  DekPool::Clock AsClock() {
+    return [this] { return Now(); };
+  }
+};
+
+// Makes numbered entries stamped with `clock` and records the size of each
+// request.
 DekPool::Generator Counting(std::atomic<int>* made, std::atomic<bool>* fail,
-                            std::vector<size_t>* requests = nullptr,
+                            FakeClock* clock, std::vector<size_t>* requests = nullptr,
                             std::mutex* requests_mu = nullptr) {
   return [=](size_t count) -> StatusOr<std::vector<DekPool::Entry>> {
     if (*fail) return Status::Unavailable("key service down");
@@ -29,17 +40,20 @@ DekPool::Generator Counting(std::atomic<int>* made, std::atomic<bool>* fail,
       e.file_id.fill(0);
       std::memcpy(e.file_id.data(), &n, sizeof(n));
       e.key.plaintext = std::move(*crypto::SecretBytes::Random(32));
-      e.made = std::chrono::steady_clock::now();
+      e.made = clock->Now();
       out.push_back(std::move(e));
     }
     return out;
   };
 }
 
+constexpr std::chrono::milliseconds kMaxAge(2000);
+
 TEST(DekPoolTest, EveryEntryIsHandedOutOnce) {
   std::atomic<int> made{0};
   std::atomic<bool> fail{false};
-  DekPool pool(Counting(&made, &fail), 8, std::chrono::milliseconds(5000));
+  FakeClock clock;
+  DekPool pool(Counting(&made, &fail, &clock), 8, kMaxAge, clock.AsClock());
   std::set<format::FileId> ids;
   for (int i = 0; i < 100; ++i) {
     auto e = pool.Take();
@@ -48,48 +62,60 @@ TEST(DekPoolTest, EveryEntryIsHandedOutOnce) {
   }
 }
 
-TEST(DekPoolTest, RefillsAheadAfterATake) {
+TEST(DekPoolTest, RefillsAheadAfterATakeAndNotWhileIdle) {
   std::atomic<int> made{0};
   std::atomic<bool> fail{false};
-  DekPool pool(Counting(&made, &fail), 8, std::chrono::milliseconds(5000));
+  FakeClock clock;
+  DekPool pool(Counting(&made, &fail, &clock), 8, kMaxAge, clock.AsClock());
+  pool.WaitUntilIdle();
+  EXPECT_EQ(made.load(), 0);  // nothing before the first create
   ASSERT_TRUE(pool.Take().ok());
-  for (int i = 0; i < 200 && made < 9; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  EXPECT_GE(made.load(), 9);  // the first, made on demand, then a full pool
-  const int before = made;
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_EQ(made.load(), before);  // idle: no more keys are made
+  pool.WaitUntilIdle();
+  EXPECT_EQ(made.load(), 9);  // the first, made on demand, then a full pool
+  pool.WaitUntilIdle();
+  EXPECT_EQ(made.load(), 9);  // idle: no refill is wanted, none runs
 }
 
 TEST(DekPoolTest, RefillsInOneBatchOnceDownToHalf) {
   std::atomic<int> made{0};
   std::atomic<bool> fail{false};
+  FakeClock clock;
   std::vector<size_t> requests;
   std::mutex requests_mu;
   auto seen = [&] {
     std::lock_guard lock(requests_mu);
     return requests;
   };
-  DekPool pool(Counting(&made, &fail, &requests, &requests_mu), 8,
-               std::chrono::milliseconds(5000));
-  ASSERT_TRUE(pool.Take().ok());  // the pool is empty: one made on demand
-  for (int i = 0; i < 200 && made < 9; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  DekPool pool(Counting(&made, &fail, &clock, &requests, &requests_mu), 8, kMaxAge,
+               clock.AsClock());
+  ASSERT_TRUE(pool.Take().ok());  // the pool is empty: one made on demand, then the batch
+  pool.WaitUntilIdle();
   EXPECT_EQ(seen(), (std::vector<size_t>{1, 8}));
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool.Take().ok());  // 5 left: above half
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  pool.WaitUntilIdle();
   EXPECT_EQ(seen(), (std::vector<size_t>{1, 8}));
   ASSERT_TRUE(pool.Take().ok());  // 4 left: half, so one batch of 4
-  for (int i = 0; i < 200 && made < 13; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  pool.WaitUntilIdle();
   EXPECT_EQ(seen(), (std::vector<size_t>{1, 8, 4}));
 }
 
 TEST(DekPoolTest, StaleEntriesAreDroppedAndErrorsReachTheCaller) {
   std::atomic<int> made{0};
   std::atomic<bool> fail{false};
-  DekPool pool(Counting(&made, &fail), 4, std::chrono::milliseconds(30));
+  FakeClock clock;
+  DekPool pool(Counting(&made, &fail, &clock), 4, kMaxAge, clock.AsClock());
   ASSERT_TRUE(pool.Take().ok());
-  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  pool.WaitUntilIdle();
+  ASSERT_EQ(made.load(), 5);
+  clock.ms += kMaxAge.count();  // exactly max_age old: still good
+  auto fresh = pool.Take();
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(fresh->file_id[0], 2);  // the pool's oldest, not one made now
+  pool.WaitUntilIdle();
+  EXPECT_EQ(made.load(), 5);  // 3 left: above half, no refill
+  clock.ms += 1;  // one more millisecond: everything in the pool is too old
   fail = true;
-  auto e = pool.Take();  // everything in the pool is too old now
+  auto e = pool.Take();
   EXPECT_EQ(e.status().code(), StatusCode::kUnavailable);
 }
 

@@ -1,8 +1,10 @@
 #include "core/format/file_header.h"
 
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 
 #include <gtest/gtest.h>
 
@@ -186,6 +188,32 @@ TEST(HeaderIoTest, RewriteAlternatesSlotsAndKeepsChunks) {
     ASSERT_TRUE(back.ok()) << back.status().ToString();
     EXPECT_EQ(*back, data);
   }
+}
+
+// A slot's checksum is not keyed: anyone who can write the cipherdir can
+// store generation 2^64-1. Rotating that file must not wrap the next
+// generation to 0 (which encodes as an empty slot, so the new blob would be
+// silently lost and the file left under the old key version, to be
+// crypto-erased when that version is retired): it fails and writes nothing.
+TEST(HeaderIoTest, MaxGenerationIsNotIncremented) {
+  testing::TestVolume vol(false);
+  auto f = vol.Create("f");
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  FileHeader h = f->header;
+  h.slots[0].generation = UINT64_MAX;
+  uint8_t slot[kSlotSizeInBytes];
+  EncodeSlot(h.slots[0], slot);
+  ASSERT_EQ(::pwrite(f->fd.get(), slot, sizeof(slot), SlotOffset(0)),
+            static_cast<ssize_t>(sizeof(slot)));
+  auto tampered = ReadHeader(f->fd.get(), vol.layout());
+  ASSERT_TRUE(tampered.ok());
+  ASSERT_EQ(tampered->slots[0].generation, UINT64_MAX);
+  h = *tampered;
+  const Bytes before = vol.ReadBacking("f");
+  Status s = RewriteWrappedDek(f->fd.get(), &h, Bytes(50, 0x77));
+  EXPECT_EQ(s.code(), StatusCode::kCorruption) << s.ToString();
+  EXPECT_EQ(vol.ReadBacking("f"), before);
+  EXPECT_EQ(h.slot_states[1], SlotState::kEmpty);
 }
 
 TEST(HeaderIoTest, VolumeMismatchIsCorruption) {

@@ -50,6 +50,14 @@ TEST(SecretsExecTest, InheritedEnvironmentWithSecretsWinning) {
   EXPECT_EQ(env->size(), 4u);
 }
 
+TEST(SecretsExecTest, ProgramControlNamesNeverReachTheEnvironment) {
+  for (const char* name : {"LD_PRELOAD", "BASH_ENV", "PATH"}) {
+    auto env = ExecEnvironment::Build(Values({{"DB", "v"}, {name, "/tmp/x"}}),
+                                      ExecEnvironment::Options());
+    EXPECT_EQ(env.status().code(), StatusCode::kInvalidArgument) << name;
+  }
+}
+
 TEST(SecretsExecTest, PristineHasOnlySecretsAndExtra) {
   char a[] = "PATH=/usr/bin";
   char* inherited[] = {a, nullptr};

@@ -122,6 +122,36 @@ TEST(SecretsFileTest, Names) {
   EXPECT_FALSE(IsValidAppName(std::string(kMaxAppNameLength + 1, 'a')));
 }
 
+// A secret that changes how the program is loaded or started would run
+// code in the process that receives every secret: such names are refused
+// wherever a name comes in.
+TEST(SecretsFileTest, ProgramControlNamesAreRefused) {
+  for (const char* bad : {"LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "GLIBC_TUNABLES",
+                          "MALLOC_CHECK_", "GCONV_PATH", "TMPDIR", "TZDIR", "PATH",
+                          "BASH_ENV", "ENV", "SHELLOPTS", "PS4", "IFS", "BASH_FUNC_x",
+                          "PYTHONPATH", "PYTHONSTARTUP", "PERL5OPT", "RUBYOPT",
+                          "NODE_OPTIONS", "JAVA_TOOL_OPTIONS"}) {
+    EXPECT_TRUE(IsValidName(bad)) << bad;  // the grammar allows them...
+    EXPECT_TRUE(IsProgramControlName(bad)) << bad;
+    Status s = CheckName(bad);  // ...set, import and the parser do not
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find("refused variable name"), std::string::npos) << s.message();
+  }
+  for (const char* ok : {"DB_PASSWORD", "LDAP_PASSWORD", "PATH_PREFIX", "PYTHON_API_KEY",
+                         "ENVIRONMENT", "NODE_ENV", "TZ", "HOME_TOKEN", "MALLOC"}) {
+    EXPECT_TRUE(CheckName(ok).ok()) << ok;
+  }
+  // In a file (written by someone who could Encrypt under the key), the
+  // line is damaged and keeps its name, so `rm` can remove it.
+  auto f = SecretsFile::Parse(Header() + "\n" + EntryLine("LD_PRELOAD", SampleBlob()) + "\n" +
+                              EntryLine("A", SampleBlob()) + "\n");
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  ASSERT_EQ(f->Damaged().size(), 1u);
+  EXPECT_EQ(f->Damaged()[0].name, "LD_PRELOAD");
+  EXPECT_EQ(f->Find("LD_PRELOAD"), nullptr);
+  EXPECT_NE(f->Find("A"), nullptr);
+}
+
 TEST(SecretsFileTest, NewFileSerialisesItsHeader) {
   auto f = SecretsFile::New("billing", kKey);
   ASSERT_TRUE(f.ok());

@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <sys/xattr.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <vector>
 
 #include "core/format/content_file.h"
 #include "tests/unit/test_files.h"
@@ -140,6 +143,71 @@ TEST_P(TamperTest, TruncationAtChunkBoundaryIsDetected) {
   auto f = vol_.Open("f");
   ASSERT_TRUE(f.ok());
   EXPECT_EQ(f->content->Size().status().code(), StatusCode::kCorruption);
+}
+
+// The size is derived from the backing length, so a cut must never yield a
+// shorter file that reads cleanly. Header + 28 bytes is the length of the
+// empty file: before the final chunk was authenticated, it read as empty.
+TEST_P(TamperTest, CutToHeaderAndOneEmptyChunkIsDetected) {
+  MakeFile("f", ThreeChunkData());
+  Bytes b = vol_.ReadBacking("f");
+  b.resize(vol_.layout().header_size() + kChunkOverheadInBytes);
+  vol_.WriteBacking("f", b);
+  auto f = vol_.Open("f");
+  ASSERT_TRUE(f.ok());
+  ASSERT_EQ(*f->content->Size(), 0u);  // what stat shows: plausible...
+  Bytes buf(kChunk);
+  // ...but no read, not even one at the end, treats it as a valid size.
+  EXPECT_EQ(f->content->Read(0, buf).status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(vol_.ReadAll("f").status().code(), StatusCode::kCorruption);
+  // A write does not silently adopt the cut size either.
+  EXPECT_EQ(f->content->Write(0, Bytes(kChunk, 1)).code(), StatusCode::kCorruption);
+  EXPECT_EQ(f->content->Truncate(10).code(), StatusCode::kCorruption);
+  EXPECT_EQ(f->content->VerifyFinalChunk().code(), StatusCode::kCorruption);
+}
+
+// Every shorter length of a file written in one go: either the length is
+// one no valid file has, or its final chunk fails as final. Each read starts
+// at offset 0, away from the end, so it is the size check that catches it.
+TEST_P(TamperTest, EveryCutIsDetected) {
+  const Bytes data = ThreeChunkData();
+  MakeFile("f", data);
+  const Bytes b = vol_.ReadBacking("f");
+  // Every length within 40 bytes of a chunk start and of the end (where
+  // the size rules of docs/FORMAT.md §5 change), and a few in between.
+  std::vector<size_t> lengths = {0, 1, vol_.layout().header_size() - 1};
+  for (uint64_t i = 0; i <= 3; ++i) {
+    const size_t at = std::min<size_t>(vol_.layout().ChunkOffset(i), b.size());
+    for (size_t len = at - 40; len < std::min(at + 40, b.size()); ++len) lengths.push_back(len);
+    lengths.push_back(std::min<size_t>(at + kChunk / 2, b.size() - 1));
+  }
+  for (size_t len : lengths) {
+    vol_.WriteBacking("f", Bytes(b.begin(), b.begin() + len));
+    auto f = vol_.Open("f");
+    if (!f.ok()) {
+      ASSERT_LT(len, vol_.layout().header_size()) << f.status().ToString();
+      continue;
+    }
+    Bytes buf(16);
+    ASSERT_FALSE(f->content->Read(0, buf).ok()) << "cut to " << len << " bytes";
+  }
+  vol_.WriteBacking("f", b);
+  EXPECT_EQ(*vol_.ReadAll("f"), data);
+}
+
+// A file cut while it is open: the next read sees a backing length that was
+// never authenticated and checks it again.
+TEST_P(TamperTest, CutWhileOpenIsDetected) {
+  MakeFile("f", ThreeChunkData());
+  auto f = vol_.Open("f");
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(f->content->VerifyFinalChunk().ok());
+  Bytes buf(16);
+  ASSERT_TRUE(f->content->Read(0, buf).ok());
+  ASSERT_EQ(::truncate(vol_.Path("f").c_str(),
+                       vol_.layout().header_size() + kChunkOverheadInBytes),
+            0);
+  EXPECT_EQ(f->content->Read(0, buf).status().code(), StatusCode::kCorruption);
 }
 
 TEST_P(TamperTest, AppendedChunkIsDetected) {

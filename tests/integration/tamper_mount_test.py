@@ -54,7 +54,7 @@ class TruncationTest(unittest.TestCase):
         self.assertRegex(text, rf"cannot open /{damaged}: .*final chunk 0")
 
     def test_plain_fsck_reports_the_cut_file(self):
-        r = subprocess.run([ENVELOPEFS, "fsck", self.m.cipherdir, "--json"],
+        r = subprocess.run([ENVELOPEFS, "fsck", self.m.cipherdir, "--json", "--kms", self.m.endpoint],
                            capture_output=True, text=True, timeout=300)
         self.assertEqual(r.returncode, 1, (r.stdout, r.stderr))
         report = json.loads(r.stdout)
@@ -124,9 +124,9 @@ class ProcessHygieneTest(unittest.TestCase):
 set -e
 mknod {self.tmp}/fuse c 10 229 && chmod 666 {self.tmp}/fuse
 mount --bind {self.tmp}/fuse /dev/fuse
-if XDG_RUNTIME_DIR={self.tmp}/run2 {' '.join(NOBODY)} {ENVELOPEFS} mount {cipher} {self.mnt} \
+if XDG_RUNTIME_DIR={self.tmp}/run2 {' '.join(NOBODY)} {ENVELOPEFS} mount {cipher} {self.mnt} -o kms={endpoint} \
      2> {self.tmp}/planted.err; then exit 3; fi
-XDG_RUNTIME_DIR={self.tmp}/run {' '.join(NOBODY)} {ENVELOPEFS} mount {cipher} {self.mnt}
+XDG_RUNTIME_DIR={self.tmp}/run {' '.join(NOBODY)} {ENVELOPEFS} mount {cipher} {self.mnt} -o kms={endpoint}
 {' '.join(NOBODY)} /usr/bin/python3 -c '
 import os
 p = os.path.join("{self.mnt}", "f")

@@ -3,7 +3,7 @@
 //   envelope-keyd --data-dir DIR [--socket PATH]
 //                 [--listen 127.0.0.1:PORT --access-keys FILE]
 //                 [--root-key-file PATH | --passphrase-fd N | --passphrase-prompt]
-//                 [-f] [--log-file PATH]
+//                 [-f] [--log-file PATH] [connection limits, see --help]
 //
 // Without -f it returns once the service is ready (or failed), leaving the
 // daemon in the background. SIGTERM or SIGINT shut it down cleanly.
@@ -54,6 +54,11 @@ struct Flags {
   int64_t clock_offset_seconds = 0;
   int scheduler_interval_seconds = 60;
   int secure_heap_mib = 4;
+  size_t max_connections = 1024;
+  size_t max_connections_per_peer = 128;
+  int header_timeout_seconds = 10;
+  int idle_timeout_seconds = 60;
+  int body_timeout_seconds = 30;
 };
 
 // Tells the parent of a backgrounded daemon how start-up went.
@@ -169,13 +174,18 @@ int Run(const Flags& f, ReadyPipe* ready) {
   ks::KmsService service(store->get(), audit->get(), options);
   service.RunScheduledWork();  // catch up on rotations and deletions that fell due
 
+  // Start() creates the socket's directory (or checks one that exists).
   std::string socket_path = f.socket_path.empty() ? envelope::kms::DefaultSocketPath() : f.socket_path;
-  std::filesystem::create_directories(std::filesystem::path(socket_path).parent_path(), ec);
   ks::HttpServerOptions server_options;
   server_options.socket_path = socket_path;
   server_options.tcp_host = tcp_host;
   server_options.tcp_port = tcp_port;
   server_options.access_keys = access_keys.get();
+  server_options.max_connections = f.max_connections;
+  server_options.max_connections_per_peer = f.max_connections_per_peer;
+  server_options.header_timeout = std::chrono::seconds(f.header_timeout_seconds);
+  server_options.idle_timeout = std::chrono::seconds(f.idle_timeout_seconds);
+  server_options.body_timeout = std::chrono::seconds(f.body_timeout_seconds);
   ks::HttpServer server(&service, server_options);
   s = server.Start();
   if (!s.ok()) return Fail(ready, s.ToString());
@@ -223,6 +233,11 @@ int main(int argc, char** argv) {
   app.add_option("--clock-offset-seconds", f.clock_offset_seconds, "testing aid: shift the clock used for rotation and deletion schedules");
   app.add_option("--scheduler-interval-seconds", f.scheduler_interval_seconds, "how often to run due rotations and deletions")->check(CLI::Range(1, 3600));
   app.add_option("--secure-heap-mib", f.secure_heap_mib, "size of the locked memory arena for keys")->check(CLI::IsMember({1, 2, 4, 8, 16, 32, 64}));
+  app.add_option("--max-connections", f.max_connections, "open connections in all (default 1024)")->check(CLI::Range(1, 65536));
+  app.add_option("--max-connections-per-peer", f.max_connections_per_peer, "open connections per uid (Unix socket) or per address (TCP) (default 128)")->check(CLI::Range(1, 65536));
+  app.add_option("--header-timeout-seconds", f.header_timeout_seconds, "time for a new connection to send a request header (default 10)")->check(CLI::Range(1, 3600));
+  app.add_option("--idle-timeout-seconds", f.idle_timeout_seconds, "time a kept-alive connection may wait between requests (default 60)")->check(CLI::Range(1, 86400));
+  app.add_option("--body-timeout-seconds", f.body_timeout_seconds, "time to receive a request body, and to send a response (default 30)")->check(CLI::Range(1, 3600));
   CLI11_PARSE(app, argc, argv);
   f.data_dir = std::filesystem::absolute(f.data_dir).string();
 

@@ -67,7 +67,10 @@ StatusOr<Endpoint> ParseEndpoint(std::string_view text);
 //   XDG_RUNTIME_DIR set        $XDG_RUNTIME_DIR/envelope-keyd/kms.sock
 //   otherwise                  /tmp/envelope-keyd-<uid>/kms.sock
 // for the effective uid. The daemon uses this same function, so a client and
-// a daemon run by the same user meet without configuration.
+// a daemon run by the same user meet without configuration. The path is
+// predictable, so both sides check its directory (CheckSocketDirectory) and
+// clients check the server's uid: another user who creates it first gets
+// nothing.
 std::string DefaultSocketPath();
 // The same rule for an explicit uid and XDG_RUNTIME_DIR value (nullptr for
 // unset). An empty or relative XDG_RUNTIME_DIR counts as unset, as the XDG

@@ -287,8 +287,9 @@ void HttpServer::Admit(int fd, bool tcp) {
   {
     std::lock_guard lock(mu_);
     if (connections_.size() >= options_.max_connections) {
-      spdlog::warn("connection from {} refused: {} connections open", conn->peer,
-                   connections_.size());
+      if (capped_.insert("*").second) {  // once per episode, as below
+        spdlog::warn("connections refused: {} open, the limit in all", connections_.size());
+      }
       Refuse(fd, "the key service has too many open connections");
       return;
     }
@@ -309,6 +310,7 @@ void HttpServer::Admit(int fd, bool tcp) {
   auto finish = [this](const Connection& c) {
     std::lock_guard l(mu_);
     connections_.erase(c.fd);
+    if (connections_.size() < options_.max_connections) capped_.erase("*");
     auto it = per_peer_.find(c.peer);
     if (it != per_peer_.end() && --it->second < options_.max_connections_per_peer) {
       capped_.erase(c.peer);

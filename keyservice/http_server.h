@@ -107,7 +107,9 @@ class HttpServer {
   std::condition_variable idle_;  // signalled when a connection ends
   std::set<int> connections_;     // fds of live connections
   std::map<std::string, size_t> per_peer_;  // open connections per peer
-  std::set<std::string> capped_;  // peers refused since they last dropped below the cap
+  // Peers refused since they last dropped below their cap ("*": the cap in
+  // all), so that each episode is logged once.
+  std::set<std::string> capped_;
 };
 
 }  // namespace envelope::keyservice

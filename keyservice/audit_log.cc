@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "core/base/fd_io.h"
+#include "keyservice/json_output.h"
 
 namespace envelope::keyservice {
 
@@ -178,7 +179,7 @@ Status AuditLog::Append(nlohmann::ordered_json record) {
   line["time"] = NowIso8601();
   for (auto& [k, v] : record.items()) line[k] = std::move(v);
   line["prev"] = head_.mac_hex;
-  std::string body = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string body = DumpJson(line);
   std::string mac = ComputeMac(mac_key_, head_.mac_hex, body);
   std::string text = body.substr(0, body.size() - 1);
   text += kMacField;

@@ -1,8 +1,14 @@
 // The key service's HTTP/1.1 front: a Unix-socket endpoint (peer credentials
 // identify the caller) and an optional loopback TCP endpoint (every request
 // SigV4-signed with a key from the access-keys file). Built on Boost.Beast,
-// synchronous, one thread per connection: a local key service has few,
-// long-lived keep-alive clients, and blocking code is simpler to get right.
+// one thread per connection: a local key service has few, long-lived
+// keep-alive clients, and one thread's straight-line code is simpler to get
+// right. Each connection runs its own io_context on its thread, so every
+// read and write has a real deadline (Beast stream timeouts).
+//
+// Hostile clients: connections are capped per peer (uid or TCP address),
+// slow or idle ones time out, a TCP request's Host must name this listener,
+// and a request that throws gets a 500 InternalFailure, never the process.
 //
 // Thread safety: Start() and Stop() from one thread; connections run on
 // their own threads and call KmsService, which is thread-safe.
@@ -11,7 +17,9 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -29,10 +37,29 @@ struct HttpServerOptions {
   uint16_t tcp_port = 0;
   const AccessKeys* access_keys = nullptr;  // required with TCP
   size_t max_body_bytes = 64 * 1024;
-  int idle_timeout_seconds = 120;
+  size_t max_header_bytes = 16 * 1024;
+  // Open connections in all, and per peer: a Unix-socket peer is its uid
+  // (SO_PEERCRED at accept), a TCP peer its address (before any
+  // authentication, so every access key on one address shares it). One
+  // peer at its cap never keeps another peer out.
   size_t max_connections = 1024;
+  size_t max_connections_per_peer = 128;
+  // A new connection must send a complete request header within
+  // header_timeout; between requests a kept-alive connection may idle for
+  // idle_timeout; the body, and then the response, must each go through
+  // within body_timeout. A connection that misses one is closed.
+  std::chrono::seconds header_timeout{10};
+  std::chrono::seconds idle_timeout{60};
+  std::chrono::seconds body_timeout{30};
   std::chrono::seconds max_clock_skew{300};  // SigV4 X-Amz-Date tolerance
 };
+
+// Makes sure the directory that will hold `socket_path` belongs to this
+// process's user (or root) and is writable by nobody else: creates it if
+// missing (mode 0700, or 0755 when running as root, whose socket every
+// local user is meant to reach), else checks it (kms::CheckSocketDirectory).
+// FailedPrecondition, saying what is wrong, if it cannot be trusted.
+Status PrepareSocketDirectory(const std::string& socket_path);
 
 class HttpServer {
  public:
@@ -41,7 +68,8 @@ class HttpServer {
 
   // Binds and listens (the socket file gets mode 0666: who may do what is
   // decided by key policies, not by file permissions), then accepts on a
-  // background thread.
+  // background thread. The socket's directory must pass
+  // PrepareSocketDirectory's check.
   Status Start();
   // Stops accepting, shuts every connection down and waits for them.
   void Stop();
@@ -50,8 +78,21 @@ class HttpServer {
   uint16_t tcp_port() const { return bound_port_; }
 
  private:
+  struct Connection;  // one accepted connection (http_server.cc)
+
   void AcceptLoop();
-  void Serve(int fd, bool tcp);
+  void Admit(int fd, bool tcp);
+  // Runs a connection to its end. Never throws: whatever a request does,
+  // the daemon keeps serving everyone else.
+  void Serve(Connection& conn) noexcept;
+  template <typename Protocol>
+  void ServeRequests(Connection& conn);
+  // The response to one parsed request (authentication, Host, the KMS
+  // operation). May throw; ServeRequests turns that into a 500.
+  template <typename Request>
+  auto Answer(const Connection& conn, Request& req);
+  // Whether the Host header of a TCP request names this listener.
+  bool HostMatchesListener(std::string_view host) const;
 
   KmsService* const service_;
   const HttpServerOptions options_;
@@ -62,9 +103,13 @@ class HttpServer {
   std::thread acceptor_;
   std::atomic<bool> stopping_{false};
 
-  std::mutex mu_;                 // guards connections_
+  std::mutex mu_;                 // guards connections_, per_peer_, capped_
   std::condition_variable idle_;  // signalled when a connection ends
   std::set<int> connections_;     // fds of live connections
+  std::map<std::string, size_t> per_peer_;  // open connections per peer
+  // Peers refused since they last dropped below their cap ("*": the cap in
+  // all), so that each episode is logged once.
+  std::set<std::string> capped_;
 };
 
 }  // namespace envelope::keyservice

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "keyservice/json_output.h"
+
 namespace envelope::keyservice {
 
 namespace {
@@ -185,7 +187,7 @@ std::string KeyPolicy::DefaultFor(const Principal& creator) {
                      {"Principal", {{"Local", principals}}},
                      {"Action", "kms:*"},
                      {"Resource", "*"}}})}};
-  return doc.dump(2);
+  return DumpJson(doc, 2);
 }
 
 KeyPolicy::Decision KeyPolicy::Evaluate(const Principal& who,

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "keyservice/json_output.h"
+
 namespace envelope::keyservice {
 
 using json = nlohmann::json;
@@ -31,7 +33,7 @@ std::string KeyRecord::ToJson() const {
               {"versions", versions_json},
               {"current_version", current_version},
               {"min_version", min_version}};
-  return doc.dump();
+  return DumpJson(doc);
 }
 
 StatusOr<KeyRecord> KeyRecord::FromJson(std::string_view text) {

@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "keyservice/json_output.h"
 #include "keyservice/kms_call.h"
 
 namespace envelope::keyservice {
@@ -47,7 +48,7 @@ KmsResponse KmsService::Handle(const Principal& who, std::string_view target,
   if (auto* err = std::get_if<Error>(&outcome)) {
     if (!call.audited) (void)AppendAudit(call, err);  // best effort: already failing
     response.http_status = err->http_status;
-    response.body = json{{"__type", err->type}, {"message", err->message}}.dump();
+    response.body = DumpJson(json{{"__type", err->type}, {"message", err->message}});
     return response;
   }
   if (!call.audited) {
@@ -55,13 +56,12 @@ KmsResponse KmsService::Handle(const Principal& who, std::string_view target,
     if (!s.ok()) {
       // Fail closed: no answer leaves without its audit record.
       response.http_status = 500;
-      response.body = json{{"__type", "KMSInternalException"},
-                           {"message", "the audit record could not be written"}}
-                          .dump();
+      response.body = DumpJson(json{{"__type", "KMSInternalException"},
+                                    {"message", "the audit record could not be written"}});
       return response;
     }
   }
-  response.body = std::get<json>(outcome).dump();
+  response.body = DumpJson(std::get<json>(outcome));
   response.sensitive = call.sensitive_response;
   return response;
 }

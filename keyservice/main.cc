@@ -3,7 +3,7 @@
 //   envelope-keyd --data-dir DIR [--socket PATH]
 //                 [--listen 127.0.0.1:PORT --access-keys FILE]
 //                 [--root-key-file PATH | --passphrase-fd N | --passphrase-prompt]
-//                 [-f] [--log-file PATH]
+//                 [-f] [--log-file PATH] [connection limits, see --help]
 //
 // Without -f it returns once the service is ready (or failed), leaving the
 // daemon in the background. SIGTERM or SIGINT shut it down cleanly.
@@ -60,6 +60,11 @@ struct Flags {
   size_t max_key_versions_per_principal = 10000;
   unsigned secure_heap_reserve_percent = 25;
   bool audit_accept_truncation = false;
+  size_t max_connections = 1024;
+  size_t max_connections_per_peer = 128;
+  int header_timeout_seconds = 10;
+  int idle_timeout_seconds = 60;
+  int body_timeout_seconds = 30;
 };
 
 // Tells the parent of a backgrounded daemon how start-up went.
@@ -173,13 +178,18 @@ int Run(const Flags& f, ReadyPipe* ready) {
   ks::KmsService service(store->get(), audit->get(), options);
   service.RunScheduledWork();  // catch up on rotations and deletions that fell due
 
+  // Start() creates the socket's directory (or checks one that exists).
   std::string socket_path = f.socket_path.empty() ? envelope::kms::DefaultSocketPath() : f.socket_path;
-  std::filesystem::create_directories(std::filesystem::path(socket_path).parent_path(), ec);
   ks::HttpServerOptions server_options;
   server_options.socket_path = socket_path;
   server_options.tcp_host = tcp_host;
   server_options.tcp_port = tcp_port;
   server_options.access_keys = access_keys.get();
+  server_options.max_connections = f.max_connections;
+  server_options.max_connections_per_peer = f.max_connections_per_peer;
+  server_options.header_timeout = std::chrono::seconds(f.header_timeout_seconds);
+  server_options.idle_timeout = std::chrono::seconds(f.idle_timeout_seconds);
+  server_options.body_timeout = std::chrono::seconds(f.body_timeout_seconds);
   ks::HttpServer server(&service, server_options);
   s = server.Start();
   if (!s.ok()) return Fail(ready, s.ToString());
@@ -237,6 +247,11 @@ int main(int argc, char** argv) {
   app.add_option("--max-key-versions-per-principal", f.max_key_versions_per_principal, "retained key versions of one user's or access key's keys (0: no limit)");
   app.add_option("--secure-heap-reserve-percent", f.secure_heap_reserve_percent, "share of the secure heap new key material may not take (kept for data-key operations)")->check(CLI::Range(1, 99));
   app.add_flag("--audit-accept-truncation", f.audit_accept_truncation, "start although the audit log does not continue from its saved anchor; records the loss in the log");
+  app.add_option("--max-connections", f.max_connections, "open connections in all (default 1024)")->check(CLI::Range(1, 65536));
+  app.add_option("--max-connections-per-peer", f.max_connections_per_peer, "open connections per uid (Unix socket) or per address (TCP) (default 128)")->check(CLI::Range(1, 65536));
+  app.add_option("--header-timeout-seconds", f.header_timeout_seconds, "time for a new connection to send a request header (default 10)")->check(CLI::Range(1, 3600));
+  app.add_option("--idle-timeout-seconds", f.idle_timeout_seconds, "time a kept-alive connection may wait between requests (default 60)")->check(CLI::Range(1, 86400));
+  app.add_option("--body-timeout-seconds", f.body_timeout_seconds, "time to receive a request body, and to send a response (default 30)")->check(CLI::Range(1, 3600));
   CLI11_PARSE(app, argc, argv);
   f.data_dir = std::filesystem::absolute(f.data_dir).string();
 

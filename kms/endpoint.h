@@ -67,12 +67,28 @@ StatusOr<Endpoint> ParseEndpoint(std::string_view text);
 //   XDG_RUNTIME_DIR set        $XDG_RUNTIME_DIR/envelope-keyd/kms.sock
 //   otherwise                  /tmp/envelope-keyd-<uid>/kms.sock
 // for the effective uid. The daemon uses this same function, so a client and
-// a daemon run by the same user meet without configuration.
+// a daemon run by the same user meet without configuration. The path is
+// predictable, so both sides check its directory (CheckSocketDirectory) and
+// clients check the server's uid: another user who creates it first gets
+// nothing.
 std::string DefaultSocketPath();
 // The same rule for an explicit uid and XDG_RUNTIME_DIR value (nullptr for
 // unset). An empty or relative XDG_RUNTIME_DIR counts as unset, as the XDG
 // Base Directory specification says to ignore it.
 std::string DefaultSocketPathFor(uid_t uid, const char* xdg_runtime_dir);
+
+// Who may own the directory that holds a Unix socket: `self` or root, and
+// the directory must not be writable by group or others (nor be a symlink).
+// Anyone else who can write there can unlink the real socket and put their
+// own in its place (or, for a default path in /tmp, create the directory
+// first), so a client refuses to connect through such a directory and the
+// daemon refuses to listen in one. The check covers the socket's parent
+// directory only; the server's identity itself is checked after connecting
+// (SO_PEERCRED, see HttpConnection::Connect).
+// FailedPrecondition naming the directory and what is wrong with it;
+// Unavailable with the errno text if it cannot be examined (e.g. it does
+// not exist).
+Status CheckSocketDirectory(std::string_view socket_path, uid_t self);
 
 // The endpoint a client uses: `flag_value` if non-empty, else
 // $ENVELOPE_KMS_ENDPOINT if non-empty, else unix:DefaultSocketPath().

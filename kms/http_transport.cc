@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <exception>
 #include <memory>
@@ -108,6 +110,8 @@ class BeastConnection final : public HttpConnection {
       return Status::Internal(std::string("HTTP exchange failed: ") + e.what());
     }
   }
+
+  int native_handle() { return stream_.socket().native_handle(); }
 
   bool Reusable() override {
     if (!reusable_ || !stream_.socket().is_open()) return false;
@@ -216,6 +220,26 @@ class BeastConnection final : public HttpConnection {
   bool reusable_ = false;
 };
 
+// The process serving a Unix socket must be this user or root: anyone else
+// could be a fake service waiting for secrets (a socket planted in a
+// directory they control, or a default path they created first). Checked
+// after connect and before any byte is sent. SO_PEERCRED on a connected
+// socket gives the credentials the server had when it called listen().
+Status CheckServerCredentials(int fd, const std::string& socket_path) {
+  struct ucred cred {};
+  socklen_t len = sizeof(cred);
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    return Status::FromErrno("getsockopt SO_PEERCRED");
+  }
+  const uid_t self = ::geteuid();
+  if (cred.uid == self || cred.uid == 0) return Status::Ok();
+  return Status::PermissionDenied(
+      "refusing the key service at unix:" + socket_path +
+      ": it is served by uid " + std::to_string(cred.uid) + " (pid " +
+      std::to_string(cred.pid) + "), not by uid " + std::to_string(self) +
+      " or root; nothing was sent");
+}
+
 StatusOr<std::unique_ptr<HttpConnection>> OpenConnection(
     const Endpoint& endpoint, milliseconds timeout) {
   if (endpoint.kind == Endpoint::kUnix) {
@@ -224,9 +248,13 @@ StatusOr<std::unique_ptr<HttpConnection>> OpenConnection(
         endpoint.socket_path.size() >= sizeof(sockaddr_un::sun_path)) {
       return Status::InvalidArgument("bad Unix socket path length");
     }
+    ENVELOPE_RETURN_IF_ERROR(
+        CheckSocketDirectory(endpoint.socket_path, ::geteuid()));
     auto conn = std::make_unique<BeastConnection<Local>>();
     ENVELOPE_RETURN_IF_ERROR(
         conn->ConnectTo({Local::endpoint(endpoint.socket_path)}, timeout));
+    ENVELOPE_RETURN_IF_ERROR(
+        CheckServerCredentials(conn->native_handle(), endpoint.socket_path));
     return std::unique_ptr<HttpConnection>(std::move(conn));
   }
 

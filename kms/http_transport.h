@@ -56,6 +56,12 @@ class HttpConnection {
   // `timeout`. Unavailable on failure, the message being the reason only
   // ("Connection refused", "No such file or directory", "timed out after
   // 2000 ms"): the caller knows which endpoint it asked for.
+  //
+  // A Unix socket is trusted only if its directory passes
+  // CheckSocketDirectory (FailedPrecondition otherwise, checked before
+  // connecting) and the process serving it runs as this user or root
+  // (SO_PEERCRED; PermissionDenied otherwise, checked before anything is
+  // sent). Both messages name the socket.
   static StatusOr<std::unique_ptr<HttpConnection>> Connect(
       const Endpoint& endpoint, std::chrono::milliseconds timeout);
 

@@ -17,6 +17,8 @@ constexpr std::string_view kAmzDateHeader = "x-amz-date";
 constexpr std::string_view kSecurityTokenHeader = "x-amz-security-token";
 constexpr std::string_view kContentSha256Header = "x-amz-content-sha256";
 constexpr std::string_view kHostHeader = "host";
+constexpr std::string_view kRequiredSignedHeaders[] = {
+    "content-type", kHostHeader, kAmzDateHeader, "x-amz-target"};
 constexpr size_t kScopeDateSizeInChars = 8;  // YYYYMMDD
 constexpr size_t kSignatureSizeInHexChars = 2 * crypto::kSha256SizeInBytes;
 
@@ -519,11 +521,15 @@ StatusOr<std::string> VerifyRequest(const HttpRequestParts& r,
     return Malformed("credential scope is for another service");
   }
   // Without host a request could be replayed to another endpoint; without
-  // x-amz-date, with another timestamp.
-  for (std::string_view required : {kHostHeader, kAmzDateHeader}) {
+  // x-amz-date, with another timestamp; without x-amz-target, as another
+  // operation (the JSON protocol names the operation only there); without
+  // content-type, in another encoding. AWS's SDKs and CLI sign all four.
+  for (std::string_view required : kRequiredSignedHeaders) {
     if (!std::binary_search(auth.signed_headers.begin(),
                             auth.signed_headers.end(), required)) {
-      return Malformed("SignedHeaders must include host and x-amz-date");
+      return Malformed(
+          "SignedHeaders must include content-type, host, x-amz-date and "
+          "x-amz-target");
     }
   }
   for (const std::string& name : auth.signed_headers) {

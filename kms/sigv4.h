@@ -163,8 +163,10 @@ using SecretLookup =
 //
 // Accepts the request only if: exactly one Authorization header parses (see
 // ParseAuthorization); the scope's service is `expected_service`; the signed
-// headers include host and x-amz-date and each signed header is present in
-// the request; exactly one X-Amz-Date is present, well-formed and within
+// headers include content-type, host, x-amz-date and x-amz-target (the
+// JSON protocol's operation and encoding, so a captured request cannot be
+// replayed as another operation) and each signed header is present in the
+// request; exactly one X-Amz-Date is present, well-formed and within
 // `max_skew` of `now` either way; the scope date is the date of X-Amz-Date;
 // X-Amz-Content-Sha256, if present, is the hex SHA-256 of the body; `lookup`
 // knows the access key; and the signature matches (compared in constant
@@ -172,6 +174,9 @@ using SecretLookup =
 // service answers to whatever region the client is configured for. An
 // X-Amz-Security-Token is not validated, the service issuing no session
 // credentials; like any header it is covered only if the client signed it.
+//
+// The Host header's value is covered by the signature but not compared with
+// anything here: the server checks it against its own listener.
 //
 // Every rejection is PermissionDenied, with a message that starts with one of
 //   "missing authentication"   no Authorization header

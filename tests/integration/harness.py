@@ -139,15 +139,19 @@ class Keyd:
             aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_KEY,
             config=Config(retries={"max_attempts": 1}))
 
-    def signed_request(self, op, body, secret=SECRET_KEY, date=None, sign=True):
+    def signed_request(self, op, body, secret=SECRET_KEY, date=None, sign=True,
+                       host=None, sign_target=True):
         """A hand-made SigV4 request with botocore's signer, for operations
-        Debian's boto3 does not know and for deliberately bad signatures."""
+        Debian's boto3 does not know and for deliberately bad signatures.
+        host: sign (and send) this Host instead of this daemon's address;
+        sign_target=False: add X-Amz-Target only after signing."""
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
         from botocore.credentials import Credentials
-        url = f"http://127.0.0.1:{self.port}/"
-        headers = {"Content-Type": "application/x-amz-json-1.1",
-                   "X-Amz-Target": f"TrentService.{op}"}
+        url = f"http://{host or f'127.0.0.1:{self.port}'}/"
+        headers = {"Content-Type": "application/x-amz-json-1.1"}
+        if sign_target:
+            headers["X-Amz-Target"] = f"TrentService.{op}"
         req = AWSRequest(method="POST", url=url, data=json.dumps(body), headers=headers)
         if sign:
             auth = SigV4Auth(Credentials(ACCESS_KEY_ID, secret), "kms", "us-east-1")
@@ -167,8 +171,13 @@ class Keyd:
             else:
                 auth.add_auth(req)
         prepared = req.prepare()
+        sent = dict(prepared.headers)
+        if not sign_target:
+            sent["X-Amz-Target"] = f"TrentService.{op}"
+        if host:
+            sent["Host"] = host  # http.client would send the address it connects to
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        c.request("POST", "/", body=prepared.body, headers=dict(prepared.headers))
+        c.request("POST", "/", body=prepared.body, headers=sent)
         r = c.getresponse()
         data = r.read()
         c.close()

@@ -1,11 +1,13 @@
-// Endpoint parsing, the default socket path, and the environment lookups
-// (endpoint precedence, credentials, region).
+// Endpoint parsing, the default socket path, the socket directory check,
+// and the environment lookups (endpoint precedence, credentials, region).
 #include "kms/endpoint.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <ios>
 #include <map>
 #include <optional>
 #include <string>
@@ -247,6 +249,71 @@ TEST_F(EnvironmentTest, RegionPrecedence) {
   EXPECT_EQ(RegionFromEnvironment(), "ap-south-1");
   ::setenv("AWS_REGION", "", 1);
   EXPECT_EQ(RegionFromEnvironment(), "eu-west-1");
+}
+
+
+// CheckSocketDirectory: who may own the directory of a socket a client
+// trusts. Tests run as root, so they can hand a directory to another uid.
+class SocketDirectoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/endpoint-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    socket_ = dir_ + "/kms.sock";
+  }
+  void TearDown() override { ::rmdir(dir_.c_str()); }
+
+  std::string dir_;
+  std::string socket_;
+};
+
+TEST_F(SocketDirectoryTest, AcceptsOwnPrivateOrSharedReadOnlyDirectory) {
+  ASSERT_EQ(::chmod(dir_.c_str(), 0700), 0);
+  EXPECT_TRUE(CheckSocketDirectory(socket_, ::geteuid()).ok());
+  ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
+  EXPECT_TRUE(CheckSocketDirectory(socket_, ::geteuid()).ok());
+}
+
+TEST_F(SocketDirectoryTest, AcceptsRootOwnedDirectoryForAnyUser) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to own the directory";
+  ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
+  EXPECT_TRUE(CheckSocketDirectory(socket_, 4242).ok());
+}
+
+TEST_F(SocketDirectoryTest, RefusesDirectoryOfAnotherUser) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to chown";
+  ASSERT_EQ(::chown(dir_.c_str(), 65534, 65534), 0);
+  ASSERT_EQ(::chmod(dir_.c_str(), 0700), 0);
+  Status s = CheckSocketDirectory(socket_, 4242);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("belongs to uid 65534"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find(socket_), std::string::npos) << s.ToString();
+  // The owner itself may use it.
+  EXPECT_TRUE(CheckSocketDirectory(socket_, 65534).ok());
+}
+
+TEST_F(SocketDirectoryTest, RefusesGroupOrWorldWritableDirectory) {
+  for (mode_t mode : {0770, 0707, 01777}) {
+    ASSERT_EQ(::chmod(dir_.c_str(), mode), 0);
+    Status s = CheckSocketDirectory(socket_, ::geteuid());
+    EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << std::oct << mode;
+    EXPECT_NE(s.message().find("writable by group or others"), std::string::npos)
+        << s.ToString();
+  }
+}
+
+TEST_F(SocketDirectoryTest, RefusesSymlinkedDirectory) {
+  const std::string link = dir_ + "-link";
+  ASSERT_EQ(::symlink(dir_.c_str(), link.c_str()), 0);
+  Status s = CheckSocketDirectory(link + "/kms.sock", ::geteuid());
+  ::unlink(link.c_str());
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+}
+
+TEST_F(SocketDirectoryTest, MissingDirectoryIsUnavailable) {
+  Status s = CheckSocketDirectory(dir_ + "/missing/kms.sock", ::geteuid());
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
 }
 
 }  // namespace

@@ -386,6 +386,14 @@ TEST(Sigv4BotocoreTest, VerifyAcceptsBotocoreSignedRequests) {
     }
     r.headers.emplace_back("Authorization", v.authorization);
     auto id = VerifyRequest(r, lookup, "kms", *now + seconds(30), minutes(5));
+    if (v.request == BotoPathAndQueryRequest) {
+      // A valid signature, but not a KMS request: it signs neither
+      // X-Amz-Target nor Content-Type, which the verifier requires.
+      ASSERT_FALSE(id.ok());
+      EXPECT_TRUE(id.status().message().starts_with("malformed authentication"))
+          << id.status().ToString();
+      continue;
+    }
     ASSERT_TRUE(id.ok()) << id.status().ToString();
     EXPECT_EQ(*id, kBotoAccessKeyId);
   }
@@ -798,6 +806,37 @@ TEST_F(Sigv4VerifyTest, RejectsHostNotSigned) {
   r.headers.emplace_back("X-Amz-Date", AmzDate(now_));
   SignByHand(&r, {"content-type", "x-amz-date", "x-amz-target"}, "20240102");
   ExpectDenied(Verify(r), "malformed authentication");
+}
+
+// A captured request re-sent within the skew window with another
+// X-Amz-Target (or Content-Type) must not verify: those headers name the
+// operation and the encoding, so they must be signed.
+TEST_F(Sigv4VerifyTest, RejectsXAmzTargetNotSigned) {
+  HttpRequestParts r = BotoDecryptRequest();
+  r.headers.emplace_back("X-Amz-Date", AmzDate(now_));
+  SignByHand(&r, {"content-type", "host", "x-amz-date"}, "20240102");
+  ExpectDenied(Verify(r), "malformed authentication");
+  SetHeader(&r, "X-Amz-Target", "TrentService.ScheduleKeyDeletion");
+  ExpectDenied(Verify(r), "malformed authentication");
+  EXPECT_EQ(lookups_, 0);
+}
+
+TEST_F(Sigv4VerifyTest, RejectsContentTypeNotSigned) {
+  HttpRequestParts r = BotoDecryptRequest();
+  r.headers.emplace_back("X-Amz-Date", AmzDate(now_));
+  SignByHand(&r, {"host", "x-amz-date", "x-amz-target"}, "20240102");
+  ExpectDenied(Verify(r), "malformed authentication");
+}
+
+TEST_F(Sigv4VerifyTest, SignRequestCoversTargetAndContentType) {
+  auto parsed = ParseAuthorization(OnlyHeader(Signed(), "authorization"));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  for (const char* name : {"content-type", "host", "x-amz-date", "x-amz-target"}) {
+    EXPECT_TRUE(std::binary_search(parsed->signed_headers.begin(),
+                                   parsed->signed_headers.end(),
+                                   std::string(name)))
+        << name;
+  }
 }
 
 TEST_F(Sigv4VerifyTest, RejectsStaleTimestamp) {

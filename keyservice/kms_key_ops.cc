@@ -494,7 +494,11 @@ KmsService::Outcome KmsService::TagResource(Call& c) {
       [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
           [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
     for (auto& [k, v] : tags) {
-      auto it = std::find_if(r.tags.begin(), r.tags.end(), [&](const auto& t) { return t.first == k; });
+      // By name, not a capture of the binding: clang before 16 cannot
+      // capture structured bindings (tests/fuzz builds with clang).
+      const std::string& name = k;
+      auto it = std::find_if(r.tags.begin(), r.tags.end(),
+                             [&](const auto& t) { return t.first == name; });
       if (it != r.tags.end()) {
         it->second = v;
       } else {

@@ -239,8 +239,14 @@ StatusOr<std::chrono::system_clock::time_point> ParseAmzDate(
   if (!ymd.ok() || h > 23 || m > 59 || sec > 59) {
     return Status::InvalidArgument("timestamp names no valid UTC time");
   }
-  return system_clock::time_point(sys_days(ymd) + hours(h) + minutes(m) +
-                                  seconds(sec));
+  // In whole seconds first: system_clock counts nanoseconds in 64 bits, so
+  // a four-digit year past 2262 (or before 1677) would overflow it.
+  const sys_seconds t = sys_days(ymd) + hours(h) + minutes(m) + seconds(sec);
+  if (t < ceil<seconds>(system_clock::time_point::min()) ||
+      t > floor<seconds>(system_clock::time_point::max())) {
+    return Status::InvalidArgument("timestamp out of the clock's range");
+  }
+  return time_point_cast<system_clock::duration>(t);
 }
 
 std::string CanonicalUri(std::string_view raw_path) {

@@ -14,6 +14,8 @@ packages=(
   # tests and benchmarks
   python3 python3-boto3 python3-cryptography curl openssl
   fio fsmark gocryptfs bindfs attr xxd util-linux
+  # fuzzing (scripts/fuzz.sh): clang and its libFuzzer runtime
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The README's test command: installs dependencies, builds, runs every test.
 #
-#   scripts/test.sh            release build + tests, then the unit tests
-#                              again under AddressSanitizer + UBSan
+#   scripts/test.sh            release build + tests, the libFuzzer targets
+#                              for a bounded time (scripts/fuzz.sh,
+#                              docs/FUZZING.md), then the unit tests again
+#                              under AddressSanitizer + UBSan
 #   ENVELOPE_SKIP_SANITIZE=1   skip the sanitizer pass (quicker local runs)
+#   ENVELOPE_SKIP_FUZZ=1       skip the fuzz stage
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -14,6 +17,11 @@ echo "== release build"
 BUILD_DIR="$repo/build" bash scripts/build.sh
 echo "== tests (release)"
 ctest --test-dir "$repo/build" --output-on-failure -j"$(nproc)" --timeout 900
+
+if [[ "${ENVELOPE_SKIP_FUZZ:-0}" != 1 ]]; then
+  echo "== fuzz"
+  bash scripts/fuzz.sh
+fi
 
 if [[ "${ENVELOPE_SKIP_SANITIZE:-0}" != 1 ]]; then
   echo "== sanitizer build (ASan + UBSan)"

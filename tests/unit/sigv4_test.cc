@@ -271,6 +271,20 @@ TEST(Sigv4DateTest, RejectsMalformedTimestamps) {
   }
 }
 
+// Found by tests/fuzz/sigv4_fuzz: a four-digit year past 2262 overflowed the
+// nanosecond clock (undefined behaviour, and a wrapped time that could pass
+// the skew check). Such a date must be refused, not wrapped.
+TEST(Sigv4DateTest, RejectsYearsOutsideTheClocksRange) {
+  for (std::string_view far : {"40520101T000000Z", "99991231T235959Z",
+                               "22630101T000000Z", "00000101T000000Z",
+                               "16000101T000000Z"}) {
+    EXPECT_FALSE(ParseAmzDate(far).ok()) << far;
+  }
+  auto last = ParseAmzDate("22611231T235959Z");
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(AmzDate(*last), "22611231T235959Z");
+}
+
 // ---------------------------------------------------------------------------
 // KMS-shaped requests signed by botocore 1.29.27's SigV4Auth, the signer the
 // AWS CLI and boto3 use: the output of

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (tests/fuzz, docs/FUZZING.md) into build-fuzz/
+# with clang and runs each over its checked-in corpus for a bounded time,
+# FUZZ_JOBS (default: the number of CPUs) targets at once. Fails on any
+# crash, sanitizer report, leak, timeout or out-of-memory, and prints the
+# saved input and the command that reproduces it.
+#
+#   scripts/fuzz.sh                      every target, FUZZ_SECONDS (8) each
+#   scripts/fuzz.sh sigv4 kms_service    only these targets
+#   FUZZ_SECONDS=600 scripts/fuzz.sh name_codec      one target for longer
+#   scripts/fuzz.sh -DCMAKE_CXX_COMPILER_LAUNCHER=ccache   -D... go to cmake
+#
+# Inputs the fuzzer finds go to a temporary directory that is removed at the
+# end; the checked-in corpus is only read.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build_dir=${FUZZ_BUILD_DIR:-$repo/build-fuzz}
+seconds=${FUZZ_SECONDS:-8}
+max_jobs=${FUZZ_JOBS:-$(nproc)}
+
+all=(file_header chunk_reader name_codec ciphertext_blob kms_request
+     kms_service sigv4 dotenv secrets_file)
+targets=()
+cmake_args=()
+for a in "$@"; do
+  if [[ $a == -D* ]]; then cmake_args+=("$a"); else targets+=("$a"); fi
+done
+if ((${#targets[@]} == 0)); then targets=("${all[@]}"); fi
+for t in "${targets[@]}"; do
+  [[ -d $repo/tests/fuzz/corpus/$t ]] || { echo "fuzz: no corpus for $t" >&2; exit 1; }
+done
+
+cmake -S "$repo" -B "$build_dir" -DENVELOPE_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
+  -DCMAKE_CXX_COMPILER=clang++ "${cmake_args[@]}" >/dev/null
+cmake --build "$build_dir" -j"$(nproc)" --target "${targets[@]/%/_fuzz}"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# Failing inputs outlive the run, beside the binaries.
+artifacts="$build_dir/fuzz-artifacts"
+mkdir -p "$artifacts"
+
+# Runs target $1; its output goes to $work/$1/log, its exit status to
+# $work/$1/rc.
+run() {
+  local t=$1 rc=0
+  mkdir -p "$work/$t/new" "$work/$t/tmp"
+  # kms_service keeps its key store under TMPDIR.
+  TMPDIR="$work/$t/tmp" UBSAN_OPTIONS=print_stacktrace=1 \
+    "$build_dir/tests/fuzz/${t}_fuzz" -max_total_time="$seconds" -timeout=20 \
+    -rss_limit_mb=2048 -artifact_prefix="$artifacts/$t-" -print_final_stats=1 \
+    "$work/$t/new" "$repo/tests/fuzz/corpus/$t" >"$work/$t/log" 2>&1 || rc=$?
+  echo "$rc" >"$work/$t/rc"
+}
+
+for t in "${targets[@]}"; do
+  while (($(jobs -rp | wc -l) >= max_jobs)); do wait -n || true; done
+  run "$t" &
+done
+wait
+
+failed=0
+for t in "${targets[@]}"; do
+  log="$work/$t/log"
+  if [[ $(cat "$work/$t/rc") == 0 ]]; then
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    echo "fuzz: $t: ok, ${runs:-?} runs in ${seconds}s, $(find "$work/$t/new" -type f | wc -l) new inputs"
+    continue
+  fi
+  failed=1
+  echo "fuzz: $t: FAILED" >&2
+  grep -v '^#[0-9]' "$log" | tail -n 60 >&2
+  input=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
+  if [[ -n $input ]]; then
+    echo "fuzz: $t: input saved as $input" >&2
+    echo "fuzz: reproduce with: $build_dir/tests/fuzz/${t}_fuzz $input" >&2
+  fi
+done
+exit "$failed"

@@ -205,7 +205,8 @@ class SecretsFile {
   // Makes `name` hold `blob`: the first line for `name` (an entry or a
   // damaged line that names it) is replaced in place, later lines for the
   // same name are removed, and a name not present is appended. Other lines
-  // are untouched. REQUIRES: IsValidName(name).
+  // are untouched. REQUIRES: CheckName(name).ok() (a refused name would be
+  // written, and read back as a damaged line).
   void Set(std::string_view name, Bytes blob);
   // Removes every line for `name` (entries and damaged lines that name it).
   // Returns how many were removed.

@@ -37,7 +37,9 @@ void Run(std::string_view in) {
   SecretsFile changed = *file;
   std::string name;
   for (const Line& l : file->lines()) {
-    if (!l.name.empty()) {
+    // A damaged line may name a refused name (LD_PRELOAD, ...): Set takes
+    // only names CheckName accepts.
+    if (!l.name.empty() && CheckName(l.name).ok()) {
       name = l.name;
       break;
     }

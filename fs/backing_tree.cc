@@ -411,18 +411,21 @@ Status CreateSmallFile(int dirfd, const std::string& name, ByteView data, mode_t
   return s;
 }
 
-Status ReplaceSmallFile(int dirfd, const std::string& name, ByteView data, mode_t mode) {
+Status ReplaceSmallFile(int dirfd, const std::string& name, ByteView data, mode_t mode,
+                        bool sync) {
   ENVELOPE_RETURN_IF_ERROR(CheckName(name));
   uint8_t raw[16];
   ENVELOPE_RETURN_IF_ERROR(crypto::RandomBytes(raw));
   // Contains '.', so never mistaken for an entry (docs/FORMAT.md §8.2).
   const std::string tmp = std::string(kTempPrefix) + HexEncode(raw);
-  ENVELOPE_RETURN_IF_ERROR(CreateSmallFile(dirfd, tmp, data, mode));
+  ENVELOPE_RETURN_IF_ERROR(CreateSmallFile(dirfd, tmp, data, mode, static_cast<uid_t>(-1),
+                                           static_cast<gid_t>(-1), sync));
   if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) {
     Status s = Status::FromErrno("rename " + name);
     ::unlinkat(dirfd, tmp.c_str(), 0);
     return s;
   }
+  if (sync && ::fsync(dirfd) != 0) return Status::FromErrno("fsync the directory of " + name);
   return Status::Ok();
 }
 

@@ -151,8 +151,10 @@ Status CreateSmallFile(int dirfd, const std::string& name, ByteView data, mode_t
                        bool sync = false);
 // Writes `data` to a new file at a random temporary name (O_EXCL), then
 // renames it over `name`: a symlink planted at `name` is replaced, never
-// followed.
-Status ReplaceSmallFile(int dirfd, const std::string& name, ByteView data, mode_t mode);
+// followed. With `sync` the file is fsynced before the rename and the
+// directory after it (the volume config: the rename is the commit).
+Status ReplaceSmallFile(int dirfd, const std::string& name, ByteView data, mode_t mode,
+                        bool sync = false);
 
 // The directory `name` of `root_fd` that only we may write (the store of
 // long symlink targets), created 0700 if `create`. Refused if it is not

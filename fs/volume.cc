@@ -39,17 +39,6 @@ std::string ConfigPath(const std::string& cipherdir) {
   return cipherdir + "/" + std::string(format::kVolumeConfigFileName);
 }
 
-// Writes the config text to a temporary file and fsyncs it; the caller
-// renames it into place.
-Status WriteConfigTemp(const std::string& tmp, std::string_view text) {
-  ::unlink(tmp.c_str());  // left over by an interrupted earlier attempt
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
-  if (!fd.valid()) return Status::FromErrno("create " + tmp);
-  ENVELOPE_RETURN_IF_ERROR(PwriteFull(fd.get(), AsBytes(text), 0));
-  if (::fsync(fd.get()) != 0) return Status::FromErrno("fsync " + tmp);
-  return Status::Ok();
-}
-
 // A config is a few hundred bytes; anything much larger is not one.
 constexpr size_t kMaxConfigSizeInBytes = 64 * 1024;
 
@@ -145,16 +134,12 @@ Status Volume::Init(const std::string& cipherdir, const InitOptions& options,
   // The root directory's id: same mechanism as every other directory.
   format::DirId dir_id;
   ENVELOPE_RETURN_IF_ERROR(crypto::RandomBytes(dir_id));
-  std::string tmp = ConfigPath(cipherdir) + ".tmp";
-  ENVELOPE_RETURN_IF_ERROR(WriteConfigTemp(tmp, text));
   ENVELOPE_RETURN_IF_ERROR(backing::CreateSmallFile(root.get(), std::string(format::kDirIdFileName),
                                                     dir_id, 0400, static_cast<uid_t>(-1),
                                                     static_cast<gid_t>(-1), /*sync=*/true));
-  if (::rename(tmp.c_str(), ConfigPath(cipherdir).c_str()) != 0) {
-    return Status::FromErrno("rename config");
-  }
-  ::fsync(root.get());
-  return Status::Ok();
+  // The config appears last, so a volume with a config is complete.
+  return backing::ReplaceSmallFile(root.get(), std::string(format::kVolumeConfigFileName), AsBytes(text), 0400,
+                                   /*sync=*/true);
 }
 
 StatusOr<std::unique_ptr<Volume>> Volume::Open(const std::string& cipherdir,
@@ -283,12 +268,11 @@ Status Volume::RewrapVolumeKey(const std::string& to_key_arn) {
   next.key_id = to_key_arn;
   next.wrapped_volume_key = std::move(rewrapped);
   ENVELOPE_ASSIGN_OR_RETURN(std::string text, next.Encode(volume_key_));
-  const std::string path = ConfigPath(cipherdir_);
-  const std::string tmp = path + ".tmp";
-  ENVELOPE_RETURN_IF_ERROR(WriteConfigTemp(tmp, text));
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::FromErrno("rename config");
-  UniqueFd dir(::open(cipherdir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir.valid()) ::fsync(dir.get());
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd top, backing::OpenRoot(cipherdir_));
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd root, backing::OpenDir(top.get(), ""));
+  ENVELOPE_RETURN_IF_ERROR(backing::ReplaceSmallFile(root.get(),
+                                                     std::string(format::kVolumeConfigFileName),
+                                                     AsBytes(text), 0400, /*sync=*/true));
   std::lock_guard lock(key_mu_);
   config_ = std::move(next);
   key_id_for_new_files_ = config_.key_id;

@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "core/crypto/random.h"
 
@@ -336,11 +338,59 @@ StatusOr<bool> DirectoryIsEmpty(int dirfd, std::string_view ignore) {
   return empty;
 }
 
+namespace {
+
+// Whether the directory `dirfd` is empty to the user for rmdir: nothing in
+// it but `ignore` (the dir-id file) and stale side-file temporaries
+// (`.envelopefs.tmp.*`, left by a crash between writing a side file and
+// renaming it into place; docs/FORMAT.md §8.2). If so, those temporaries
+// are removed, but only regular files owned by our euid: anything else of
+// that name (another user's file, a symlink, a directory) is left where it
+// is and the directory is not empty. Nothing is opened or followed: lstat
+// and unlink of the name in this directory only. No temporary of ours can
+// be in flight here: the kernel holds the directory's lock across the
+// rmdir (or rename over it), and every side-file write in it is made under
+// that lock too.
+StatusOr<bool> EmptyButForStaleTemporaries(int dirfd, std::string_view ignore) {
+  int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("open directory");
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    ::close(fd);
+    return Status::FromErrno("fdopendir");
+  }
+  std::vector<std::string> stale;
+  bool empty = true;
+  while (dirent* de = ::readdir(d)) {
+    std::string_view n = de->d_name;
+    if (n == "." || n == ".." || (!ignore.empty() && n == ignore)) continue;
+    struct stat st;
+    if (n.size() > kTempPrefix.size() && n.substr(0, kTempPrefix.size()) == kTempPrefix &&
+        ::fstatat(::dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISREG(st.st_mode) && st.st_uid == ::geteuid()) {
+      stale.emplace_back(n);
+      continue;
+    }
+    empty = false;
+    break;
+  }
+  ::closedir(d);
+  if (!empty) return false;
+  for (const std::string& n : stale) {
+    if (::unlinkat(dirfd, n.c_str(), 0) != 0 && errno != ENOENT) {
+      return Status::FromErrno("unlink stale " + n);
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 StatusOr<DirIdAside> SetDirIdAside(int dirfd, const std::string& name, std::string_view id_name,
                                    size_t id_size) {
   DirIdAside aside;
   ENVELOPE_ASSIGN_OR_RETURN(aside.dir, OpenDir(dirfd, name));
-  ENVELOPE_ASSIGN_OR_RETURN(bool empty, DirectoryIsEmpty(aside.dir.get(), id_name));
+  ENVELOPE_ASSIGN_OR_RETURN(bool empty, EmptyButForStaleTemporaries(aside.dir.get(), id_name));
   if (!empty) return Status::IoError("directory not empty", ENOTEMPTY);
   const std::string id(id_name);
   // Keep the id readable in case the removal fails (the directory is busy):

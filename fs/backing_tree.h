@@ -131,7 +131,10 @@ struct DirIdAside {
   Bytes content;  // the dir-id file's bytes, empty if it had none
   bool removed = false;
 };
-// Fails with ENOTEMPTY unless the subdirectory is empty to the user.
+// Fails with ENOTEMPTY unless the subdirectory is empty to the user: only
+// its dir-id file and stale `.envelopefs.tmp.*` side-file temporaries (a
+// crash between writing and renaming) are left, the latter regular files
+// of our euid, which are then removed (docs/FORMAT.md §8.2).
 StatusOr<DirIdAside> SetDirIdAside(int dirfd, const std::string& name, std::string_view id_name,
                                    size_t id_size);
 void RestoreDirId(const DirIdAside& aside, std::string_view id_name);

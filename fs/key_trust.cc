@@ -1,10 +1,6 @@
 #include "fs/key_trust.h"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cctype>
-#include <cstdio>
 #include <optional>
 
 #include "kms/blob_label.h"
@@ -59,39 +55,6 @@ StatusOr<TrustedKey> ResolveKey(kms::KmsClient* kms, const std::string& key,
                         "destroy it");
   }
   return t;
-}
-
-Status CheckPrivatePath(const std::string& path) {
-  if (path.empty() || path[0] != '/') {
-    return Status::InvalidArgument("CheckPrivatePath needs an absolute path: " + path);
-  }
-  const uid_t me = ::geteuid();
-  std::string p = path;
-  bool leaf = true;
-  while (true) {
-    struct stat st;
-    if (::lstat(p.c_str(), &st) != 0) return Status::FromErrno("stat " + p);
-    const char* why = nullptr;
-    if (leaf && !S_ISREG(st.st_mode)) {
-      why = "is not a regular file";
-    } else if (!leaf && !S_ISDIR(st.st_mode)) {
-      why = "is not a directory (a symlink?)";
-    } else if (st.st_uid != me && st.st_uid != 0) {
-      why = "is owned by another user";
-    } else if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (leaf || (st.st_mode & S_ISVTX) == 0)) {
-      why = "is writable by group or others";
-    }
-    if (why != nullptr) {
-      char mode[8];
-      std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
-      return Status::FailedPrecondition(p + " " + why + " (uid " + std::to_string(st.st_uid) +
-                                        ", mode " + mode + ")");
-    }
-    if (p == "/") return Status::Ok();
-    const size_t slash = p.rfind('/');
-    p = slash == 0 ? "/" : p.substr(0, slash);
-    leaf = false;
-  }
 }
 
 void KeyTrust::Add(TrustedKey key) {

@@ -2,7 +2,8 @@
 // trust comes from"). The volume config is in the cipherdir, so whoever can
 // write the cipherdir can rewrite it: the key it names is trusted only when
 // the mount command pins it (-o key=, --key), or when the file and every
-// directory above it can be changed by nobody but the caller and root.
+// directory above it can be changed by nobody but the caller and root
+// (CheckNotReplaceable, core/base/path_trust.h; see Volume::Open).
 // Every unwrap (Decrypt, ReEncrypt) then names, as KeyId, the trusted key
 // the blob's label says it is under; a blob under any other key is refused
 // before the key service is asked.
@@ -34,15 +35,6 @@ struct TrustedKey {
 // id is taken as naming its key (no warning can be given); an alias fails.
 StatusOr<TrustedKey> ResolveKey(kms::KmsClient* kms, const std::string& key,
                                 std::vector<std::string>* warnings);
-
-// OK if nobody but the caller (effective uid) and root can change `path`:
-// it is a regular file, not a symlink, owned by the caller or root and not
-// writable by group or others, and so is every directory above it up to
-// "/", except that a directory writable by others is accepted if it has the
-// sticky bit (like /tmp: nobody else can rename or remove what the caller
-// or root owns there). The ssh StrictModes rule, made for the same reason.
-// FailedPrecondition naming the first path that fails.
-Status CheckPrivatePath(const std::string& path);
 
 class KeyTrust {
  public:

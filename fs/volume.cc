@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/base/fd_io.h"
+#include "core/base/path_trust.h"
 #include "core/crypto/random.h"
 #include "core/format/chunk_cipher.h"
 #include "core/format/header_io.h"
@@ -168,7 +169,7 @@ StatusOr<std::unique_ptr<Volume>> Volume::Open(const std::string& cipherdir,
   }
   std::vector<std::string> pins = options.keys;
   if (pins.empty()) {
-    Status s = CheckPrivatePath(ConfigPath(cipherdir));
+    Status s = CheckNotReplaceable(ConfigPath(cipherdir), ::geteuid(), PathKind::kRegularFile);
     if (!s.ok()) {
       return Status::FailedPrecondition(
           "no key pinned, and the volume config cannot be trusted on its own: " + s.message() +

@@ -46,7 +46,9 @@ struct OpenOptions {
   // The pinned master keys (--key, -o key=): ids, ARNs or aliases, each
   // resolved to its ARN once. The volume key must be wrapped under one of
   // them, and so must every file key. Empty: the config's own key is
-  // trusted, but only if CheckPrivatePath passes for the config file.
+  // trusted, but only if nobody but the caller and root can change the
+  // config file or a directory above it (CheckNotReplaceable,
+  // core/base/path_trust.h).
   std::vector<std::string> keys;
   // Trusted as well, without replacing the pin: the key `rotate --to-key`
   // moves the volume to (the user named it).

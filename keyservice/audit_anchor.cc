@@ -43,7 +43,16 @@ StatusOr<std::optional<AuditHead>> LoadAuditAnchor(KeyStore* store) {
   ENVELOPE_ASSIGN_OR_RETURN(std::optional<std::string> text, store->GetMeta(kAnchorMeta));
   if (!text) return std::optional<AuditHead>();
   auto head = ParseAuditAnchor(*text);
-  if (!head) return Status::Corruption("the saved audit anchor does not parse");
+  if (!head) {
+    // Never guessed around: an anchor that cannot be read cannot show that
+    // the log was not cut, so the daemon does not start on it.
+    return Status::Corruption(
+        "the audit anchor saved in the store (meta \"" + std::string(kAnchorMeta) +
+        "\") is malformed: expected \"SEQ MAC END_OFFSET\" in decimal and lowercase hex, "
+        "found " + std::to_string(text->size()) +
+        " bytes that are not. The store may be corrupted or tampered with; refusing to "
+        "trust the audit log");
+  }
   return head;
 }
 

@@ -29,8 +29,10 @@ namespace envelope::keyservice {
 std::string FormatAuditAnchor(const AuditHead& head);
 std::optional<AuditHead> ParseAuditAnchor(const std::string& text);
 
-// The saved anchor, or nullopt if none was saved yet. Corruption if the
-// stored value does not parse.
+// The saved anchor, or nullopt if none was saved yet. Corruption, naming
+// the stored value and the expected form (never its bytes), if it does not
+// parse: CheckAuditAnchorAtStart then keeps the daemon from starting, even
+// with accept_truncation, since nothing says how much of the log is missing.
 StatusOr<std::optional<AuditHead>> LoadAuditAnchor(KeyStore* store);
 
 // Makes the log durable and anchors its head. FailedPrecondition, and

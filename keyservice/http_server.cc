@@ -175,7 +175,8 @@ Status PrepareSocketDirectory(const std::string& socket_path) {
   if (s.code() == StatusCode::kFailedPrecondition) {
     return Status::FailedPrecondition(
         s.message() + "; remove it or choose another --socket (it must belong to uid " +
-        std::to_string(self) + " or root and not be group- or world-writable)");
+        std::to_string(self) + " or root and not be group- or world-writable, and so must "
+        "every directory above it unless sticky)");
   }
   return s;
 }

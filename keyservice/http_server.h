@@ -57,7 +57,8 @@ struct HttpServerOptions {
 // Makes sure the directory that will hold `socket_path` belongs to this
 // process's user (or root) and is writable by nobody else: creates it if
 // missing (mode 0700, or 0755 when running as root, whose socket every
-// local user is meant to reach), else checks it (kms::CheckSocketDirectory).
+// local user is meant to reach), then checks it and every directory above
+// it (kms::CheckSocketDirectory).
 // FailedPrecondition, saying what is wrong, if it cannot be trusted.
 Status PrepareSocketDirectory(const std::string& socket_path);
 

@@ -15,6 +15,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 
@@ -160,7 +161,15 @@ int Run(const Flags& f, ReadyPipe* ready) {
     auto colon = f.listen.rfind(':');
     if (colon == std::string::npos) return Fail(ready, "--listen wants HOST:PORT");
     tcp_host = f.listen.substr(0, colon);
-    tcp_port = static_cast<uint16_t>(std::stoi(f.listen.substr(colon + 1)));
+    // from_chars, not stoi: a malformed port is an error message, never an
+    // exception that kills the daemon, and 70000 is not silently 4464.
+    const std::string port = f.listen.substr(colon + 1);
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value > 65535) {
+      return Fail(ready, "--listen wants HOST:PORT with PORT from 0 to 65535, got " + f.listen);
+    }
+    tcp_port = static_cast<uint16_t>(value);
     if (f.access_keys.empty()) return Fail(ready, "--listen needs --access-keys FILE");
     auto keys = ks::AccessKeys::Load(f.access_keys);
     if (!keys.ok()) return Fail(ready, keys.status().ToString());

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "core/base/coding.h"
+#include "core/base/path_trust.h"
 
 namespace envelope::kms {
 
@@ -196,31 +197,17 @@ std::string DefaultSocketPath() {
 
 Status CheckSocketDirectory(std::string_view socket_path, uid_t self) {
   const size_t slash = socket_path.rfind('/');
-  if (slash == std::string_view::npos) {
+  if (socket_path.empty() || socket_path[0] != '/' || slash == std::string_view::npos) {
     return Status::InvalidArgument("the socket path must be absolute: " +
                                    std::string(socket_path));
   }
   const std::string dir(slash == 0 ? "/" : socket_path.substr(0, slash));
-  struct stat st {};
-  if (::lstat(dir.c_str(), &st) != 0) {
-    return Status::Unavailable(std::strerror(errno));
-  }
-  std::string wrong;
-  if (!S_ISDIR(st.st_mode)) {
-    wrong = "is not a directory (a symlink?)";
-  } else if (st.st_uid != self && st.st_uid != 0) {
-    wrong = "belongs to uid " + std::to_string(st.st_uid) +
-            ", not to uid " + std::to_string(self) + " or root";
-  } else if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof(mode), "%04o", st.st_mode & 07777);
-    wrong = std::string("is writable by group or others (mode ") + mode + ")";
-  }
-  if (wrong.empty()) return Status::Ok();
-  return Status::FailedPrecondition(
-      "refusing the key service socket " + std::string(socket_path) +
-      ": its directory " + dir + " " + wrong +
-      ", so another user could put their own server there");
+  Status s = CheckNotReplaceable(dir, self, PathKind::kDirectory);
+  if (s.ok() || s.code() == StatusCode::kInvalidArgument) return s;
+  if (s.code() != StatusCode::kFailedPrecondition) return Status::Unavailable(s.message());
+  return Status::FailedPrecondition("refusing the key service socket " +
+                                    std::string(socket_path) + ": " + s.message() +
+                                    ", so another user could put their own server there");
 }
 
 StatusOr<Endpoint> ResolveEndpoint(std::string_view flag_value) {

@@ -77,17 +77,21 @@ std::string DefaultSocketPath();
 // Base Directory specification says to ignore it.
 std::string DefaultSocketPathFor(uid_t uid, const char* xdg_runtime_dir);
 
-// Who may own the directory that holds a Unix socket: `self` or root, and
-// the directory must not be writable by group or others (nor be a symlink).
-// Anyone else who can write there can unlink the real socket and put their
-// own in its place (or, for a default path in /tmp, create the directory
-// first), so a client refuses to connect through such a directory and the
-// daemon refuses to listen in one. The check covers the socket's parent
-// directory only; the server's identity itself is checked after connecting
-// (SO_PEERCRED, see HttpConnection::Connect).
-// FailedPrecondition naming the directory and what is wrong with it;
-// Unavailable with the errno text if it cannot be examined (e.g. it does
-// not exist).
+// Who may own the directory that holds a Unix socket: it must pass
+// CheckNotReplaceable (core/base/path_trust.h) for `self`: a directory, not
+// a symlink, owned by `self` or root and not writable by group or others,
+// and so every directory above it up to "/" (a directory above may be
+// writable by others if it is sticky, like /tmp). Anyone else who can write
+// there, or replace a directory on the way, can unlink the real socket and
+// put their own in its place (or, for a default path in /tmp, create the
+// directory first), so a client refuses to connect through such a
+// directory and the daemon refuses to listen in one. The server's identity
+// itself is checked after connecting (SO_PEERCRED, see
+// HttpConnection::Connect).
+// FailedPrecondition naming the socket, the path at fault and what is wrong
+// with it; Unavailable with the errno text if a component cannot be
+// examined (e.g. the directory does not exist); InvalidArgument for a
+// relative path.
 Status CheckSocketDirectory(std::string_view socket_path, uid_t self);
 
 // The endpoint a client uses: `flag_value` if non-empty, else

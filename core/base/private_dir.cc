@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "core/base/path_trust.h"
+
 namespace envelope {
 
 namespace {
@@ -30,18 +32,16 @@ StatusOr<UniqueFd> OpenPrivateDirectory(const std::string& path) {
   }
   const std::string parent_path = slash == 0 ? "/" : path.substr(0, slash);
   const std::string name = path.substr(slash + 1);
-  UniqueFd parent(::open(parent_path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!parent.valid()) return Status::FromErrno("open " + parent_path);
-  struct stat pst;
-  if (::fstat(parent.get(), &pst) != 0) return Status::FromErrno("fstat " + parent_path);
   const uid_t me = ::geteuid();
-  if (pst.st_uid != 0 && pst.st_uid != me) {
-    return Refuse(path, "its parent is owned by uid " + std::to_string(pst.st_uid));
+  // Nobody else may be able to rename our directory away or put another in
+  // its place: the same rule for the parent and every directory above.
+  Status above = CheckDirectoriesAbove(path, me);
+  if (above.code() == StatusCode::kFailedPrecondition) {
+    return Refuse(path, above.message() + ", so another user could replace it");
   }
-  if ((pst.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (pst.st_mode & S_ISVTX) == 0) {
-    return Refuse(path, "its parent is writable by others and not sticky (mode " +
-                            Octal(pst.st_mode) + ")");
-  }
+  ENVELOPE_RETURN_IF_ERROR(above);
+  UniqueFd parent(::open(parent_path.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!parent.valid()) return Status::FromErrno("open " + parent_path);
   if (::mkdirat(parent.get(), name.c_str(), 0700) != 0 && errno != EEXIST) {
     return Status::FromErrno("mkdir " + path);
   }

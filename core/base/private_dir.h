@@ -4,9 +4,10 @@
 //
 // The checks are ssh's StrictModes, applied without following symlinks:
 // the directory is a real directory owned by us with no group or other
-// permission bits; its parent is owned by root or by us and, if others can
-// write it, sticky (as /tmp is), so nobody else can rename our directory
-// away or put another in its place.
+// permission bits; its parent and every directory above it pass
+// CheckDirectoriesAbove (core/base/path_trust.h: owned by root or by us
+// and, if others can write them, sticky as /tmp is), so nobody else can
+// rename our directory away or put another in its place.
 #ifndef ENVELOPE_CORE_BASE_PRIVATE_DIR_H_
 #define ENVELOPE_CORE_BASE_PRIVATE_DIR_H_
 
@@ -20,7 +21,7 @@ namespace envelope {
 // Opens `path` (absolute), creating it with mode 0700 if it does not exist.
 // PermissionDenied, naming what is wrong, if it or its parent fails the
 // checks above: a symlink, not a directory, another owner, a group or other
-// bit, or a parent another user could replace it in.
+// bit, or a directory above it another user could replace it in.
 StatusOr<UniqueFd> OpenPrivateDirectory(const std::string& path);
 
 // Opens `name` in the private directory `dirfd` for appending, creating it

@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from harness import Keyd, KmsError, ENVELOPECTL
+from harness import Keyd, KmsError, ENVELOPECTL, KEYD
 
 
 def b64(b):
@@ -225,6 +225,19 @@ class UnixSocketTest(KeydTestCase):
                            capture_output=True, text=True, timeout=20)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("already running", r.stderr)
+
+    def test_malformed_listen_port_is_an_error_not_a_crash(self):
+        # std::stoi used to throw here: the daemon died of an uncaught
+        # exception (SIGABRT) instead of saying what was wrong.
+        for port in ["abc", "70000", "", "12x"]:
+            other = os.path.join(self.keyd.tmp, "other-" + (port or "empty"))
+            r = subprocess.run([KEYD, "--data-dir", os.path.join(other, "data"),
+                                "--socket", os.path.join(other, "kms.sock"), "-f",
+                                "--listen", "127.0.0.1:" + port,
+                                "--access-keys", self.keyd.access_keys],
+                               capture_output=True, text=True, timeout=20)
+            self.assertEqual(r.returncode, 1, (port, r.returncode, r.stderr))
+            self.assertIn("--listen wants HOST:PORT with PORT from 0 to 65535", r.stderr)
 
     def test_sigterm_shuts_down_cleanly(self):
         self.assertEqual(self.keyd.stop(), 0)

@@ -62,6 +62,26 @@ TEST(AuditAnchorFormatTest, RoundTripsAndReadsTheOlderForm) {
   EXPECT_FALSE(ParseAuditAnchor("42 " + std::string(64, 'b') + " 1 extra"));
 }
 
+TEST_F(AuditAnchorTest, MalformedStoredAnchorRefusesStartWithAClearError) {
+  for (const std::string& bad :
+       {std::string("garbage"), std::string("99999999999999999999999 ") + std::string(64, 'b'),
+        std::string("-1 ") + std::string(64, 'b') + " 0", std::string("12 ") +
+        std::string(64, 'b') + " 0x10", std::string("")}) {
+    ASSERT_TRUE(store_->PutMeta("audit-head", bad).ok());
+    for (bool accept : {false, true}) {
+      std::string accepted;
+      Status s = CheckAuditAnchorAtStart(store_.get(), log_.get(), accept, &accepted);
+      EXPECT_EQ(s.code(), StatusCode::kCorruption) << bad << ": " << s.ToString();
+      EXPECT_NE(s.message().find("audit anchor saved in the store"), std::string::npos)
+          << s.ToString();
+      EXPECT_NE(s.message().find("is malformed"), std::string::npos) << s.ToString();
+      EXPECT_TRUE(accepted.empty());
+    }
+    // Nor does the running daemon overwrite it.
+    EXPECT_EQ(SaveAuditAnchor(store_.get(), log_.get()).code(), StatusCode::kCorruption);
+  }
+}
+
 TEST_F(AuditAnchorTest, IntactLogStarts) {
   ASSERT_TRUE(SaveAuditAnchor(store_.get(), log_.get()).ok());
   log_ = OpenLog();

@@ -240,6 +240,53 @@ TEST_F(BackingTreeTest, DirIdIsRemovedOnlyInsideTheDirectoryItself) {
   EXPECT_EQ(ReadFile(Path("root/d/busy/.envelopefs.dirid")), "fedcba9876543210");
 }
 
+TEST_F(BackingTreeTest, RmdirRemovesOnlyOurOwnStaleSideFileTemporaries) {
+  // A crash between writing a long-name side file and renaming it into
+  // place leaves .envelopefs.tmp.<hex>; rmdir used to say ENOTEMPTY forever.
+  const std::string stale = ".envelopefs.tmp.00112233445566778899aabbccddeeff";
+  ASSERT_EQ(::mkdir(Path("root/d/crashed").c_str(), 0700), 0);
+  WriteFile(Path("root/d/crashed/.envelopefs.dirid"), "fedcba9876543210", 0400);
+  WriteFile(Path("root/d/crashed/" + stale), "a long backing name", 0400);
+  auto aside = SetDirIdAside(dir_.get(), "crashed", ".envelopefs.dirid", 16);
+  ASSERT_TRUE(aside.ok()) << aside.status().ToString();
+  EXPECT_EQ(ReadFile(Path("root/d/crashed/" + stale)), "<missing>");
+  EXPECT_TRUE(RemoveDirectory(dir_.get(), "crashed", *aside).ok());
+
+  // With a real entry left, nothing is removed, not even the temporary.
+  ASSERT_EQ(::mkdir(Path("root/d/busy").c_str(), 0700), 0);
+  WriteFile(Path("root/d/busy/" + stale), "x", 0400);
+  WriteFile(Path("root/d/busy/entry"), "x", 0600);
+  auto busy = SetDirIdAside(dir_.get(), "busy", ".envelopefs.dirid", 16);
+  ASSERT_FALSE(busy.ok());
+  EXPECT_EQ(ToErrno(busy.status()), ENOTEMPTY);
+  EXPECT_EQ(ReadFile(Path("root/d/busy/" + stale)), "x");
+
+  // A symlink or a directory of that name: not ours to judge, never
+  // followed, left in place.
+  ASSERT_EQ(::mkdir(Path("root/d/planted").c_str(), 0700), 0);
+  ASSERT_EQ(::symlink(Path("outside/secret").c_str(), Path("root/d/planted/" + stale).c_str()),
+            0);
+  auto planted = SetDirIdAside(dir_.get(), "planted", ".envelopefs.dirid", 16);
+  ASSERT_FALSE(planted.ok());
+  EXPECT_EQ(ToErrno(planted.status()), ENOTEMPTY);
+  EXPECT_EQ(ReadFile(Path("outside/secret")), "root only");
+  ASSERT_EQ(::unlink(Path("root/d/planted/" + stale).c_str()), 0);
+  ASSERT_EQ(::mkdir(Path("root/d/planted/" + stale).c_str(), 0700), 0);
+  EXPECT_EQ(ToErrno(SetDirIdAside(dir_.get(), "planted", ".envelopefs.dirid", 16).status()),
+            ENOTEMPTY);
+
+  // Another user's file of that name: never removed.
+  if (::geteuid() != 0) return;
+  const struct passwd* nobody = ::getpwnam("nobody");
+  ASSERT_NE(nobody, nullptr);
+  ASSERT_EQ(::mkdir(Path("root/d/theirs").c_str(), 0700), 0);
+  WriteFile(Path("root/d/theirs/" + stale), "theirs", 0400);
+  ASSERT_EQ(::chown(Path("root/d/theirs/" + stale).c_str(), nobody->pw_uid, nobody->pw_gid), 0);
+  EXPECT_EQ(ToErrno(SetDirIdAside(dir_.get(), "theirs", ".envelopefs.dirid", 16).status()),
+            ENOTEMPTY);
+  EXPECT_EQ(ReadFile(Path("root/d/theirs/" + stale)), "theirs");
+}
+
 TEST_F(BackingTreeTest, PrivateDirRefusesPlantedOrSharedDirectories) {
   ASSERT_EQ(::symlink(Path("outside").c_str(), Path("root/store1").c_str()), 0);
   EXPECT_FALSE(OpenPrivateDir(root_.get(), "store1", /*create=*/true).ok());

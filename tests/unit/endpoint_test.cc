@@ -311,6 +311,34 @@ TEST_F(SocketDirectoryTest, RefusesSymlinkedDirectory) {
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
 }
 
+TEST_F(SocketDirectoryTest, RefusesDirectoryUnderAReplaceableDirectory) {
+  // The socket's own directory is fine, but one above it is writable by
+  // others: they could rename it away and put their own in its place.
+  const std::string sub = dir_ + "/sub";
+  ASSERT_EQ(::mkdir(sub.c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(dir_.c_str(), 0777), 0);
+  Status s = CheckSocketDirectory(sub + "/kms.sock", ::geteuid());
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find(dir_ + " is writable by group or others and not sticky"),
+            std::string::npos)
+      << s.ToString();
+  // Sticky, like /tmp above /tmp/envelope-keyd-UID: accepted.
+  ASSERT_EQ(::chmod(dir_.c_str(), 01777), 0);
+  EXPECT_TRUE(CheckSocketDirectory(sub + "/kms.sock", ::geteuid()).ok());
+  ::rmdir(sub.c_str());
+}
+
+TEST_F(SocketDirectoryTest, DefaultSocketDirectoriesPass) {
+  // The shapes of DefaultSocketPathFor: a root-owned 0755 directory under
+  // root's, and a private directory of the user under sticky /tmp.
+  ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
+  EXPECT_TRUE(CheckSocketDirectory(socket_, ::geteuid()).ok());
+  if (::geteuid() != 0) return;
+  ASSERT_EQ(::chown(dir_.c_str(), 65534, 65534), 0);
+  ASSERT_EQ(::chmod(dir_.c_str(), 0700), 0);
+  EXPECT_TRUE(CheckSocketDirectory(socket_, 65534).ok());
+}
+
 TEST_F(SocketDirectoryTest, MissingDirectoryIsUnavailable) {
   Status s = CheckSocketDirectory(dir_ + "/missing/kms.sock", ::geteuid());
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();

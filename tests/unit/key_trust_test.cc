@@ -41,50 +41,8 @@ TEST(KeyTrustTest, UnwrapsOnlyUnderATrustedKey) {
   EXPECT_EQ(*aws, "fallback");
 }
 
-class PrivatePathTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/key-trust-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    file_ = dir_ + "/envelopefs.conf";
-    std::ofstream(file_) << "{}";
-    ASSERT_EQ(::chmod(file_.c_str(), 0400), 0);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string dir_, file_;
-};
-
-TEST_F(PrivatePathTest, OwnedByCallerAndNotWritableByOthersPasses) {
-  // /tmp is writable by all but sticky: accepted.
-  EXPECT_TRUE(CheckPrivatePath(file_).ok()) << CheckPrivatePath(file_).ToString();
-}
-
-TEST_F(PrivatePathTest, WritableDirectoryFails) {
-  ASSERT_EQ(::chmod(dir_.c_str(), 0777), 0);
-  Status s = CheckPrivatePath(file_);
-  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
-  EXPECT_NE(s.message().find("writable by group or others"), std::string::npos) << s.ToString();
-  ASSERT_EQ(::chmod(dir_.c_str(), 01777), 0);  // sticky: others cannot replace the file
-  EXPECT_TRUE(CheckPrivatePath(file_).ok());
-}
-
-TEST_F(PrivatePathTest, WritableFileAndSymlinkFail) {
-  ASSERT_EQ(::chmod(file_.c_str(), 0666), 0);
-  EXPECT_EQ(CheckPrivatePath(file_).code(), StatusCode::kFailedPrecondition);
-  const std::string link = dir_ + "/link.conf";
-  ASSERT_EQ(::symlink(file_.c_str(), link.c_str()), 0);
-  ASSERT_EQ(::chmod(file_.c_str(), 0400), 0);
-  EXPECT_EQ(CheckPrivatePath(link).code(), StatusCode::kFailedPrecondition);
-}
-
-TEST_F(PrivatePathTest, OwnedByAnotherUserFails) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root to give the file away";
-  ASSERT_EQ(::chown(file_.c_str(), 65534, 65534), 0);
-  Status s = CheckPrivatePath(file_);
-  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
-  EXPECT_NE(s.message().find("owned by another user"), std::string::npos) << s.ToString();
-}
+// The config-file check (CheckNotReplaceable) is tested in path_trust_test.cc,
+// its use by Volume::Open in tests/integration/trust_test.py (PinTest).
 
 }  // namespace
 }  // namespace envelope::fs

@@ -86,6 +86,24 @@ TEST_F(PrivateDirTest, ParentWritableByOthersMustBeSticky) {
   EXPECT_TRUE(OpenPrivateDirectory(parent + "/logs").ok());
 }
 
+TEST_F(PrivateDirTest, EveryDirectoryAboveIsChecked) {
+  // The parent is ours and private, but the one above it is writable by
+  // others: they could rename the parent away with our directory in it.
+  const std::string shared = root_ + "/shared";
+  const std::string parent = shared + "/mine";
+  ASSERT_EQ(::mkdir(shared.c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir(parent.c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(shared.c_str(), 0777), 0);
+  auto d = OpenPrivateDirectory(parent + "/logs");
+  EXPECT_EQ(d.status().code(), StatusCode::kPermissionDenied) << d.status().ToString();
+  EXPECT_NE(d.status().message().find(shared + " is writable by group or others"),
+            std::string::npos)
+      << d.status().ToString();
+  EXPECT_FALSE(std::filesystem::exists(parent + "/logs"));  // refused before creating
+  ASSERT_EQ(::chmod(shared.c_str(), 01777), 0);
+  EXPECT_TRUE(OpenPrivateDirectory(parent + "/logs").ok());
+}
+
 TEST_F(PrivateDirTest, PlantedFilesAreRefused) {
   auto d = OpenPrivateDirectory(root_ + "/logs");
   ASSERT_TRUE(d.ok());

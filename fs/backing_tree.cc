@@ -69,6 +69,73 @@ StatusOr<UniqueFd> OpenBeneath(int root_fd, const std::string& path, uint64_t fl
   return Status::FromErrno("open " + path);
 }
 
+// A path for the l*xattr calls, which do not follow a final symlink: the
+// directory through its descriptor, then the name. For the directory
+// itself, "/." makes the last component the directory rather than the
+// /proc magic link (which l*xattr would act on).
+StatusOr<std::string> XattrPath(int dirfd, const std::string& name) {
+  if (name.empty()) return ProcPath(dirfd) + "/.";
+  ENVELOPE_RETURN_IF_ERROR(CheckName(name));
+  return ProcPath(dirfd) + "/" + name;
+}
+
+// Calls `visit(name)` for each entry of the directory `dirfd` but "." and
+// "..", in readdir order, until it returns false. A fresh open file
+// description: fdopendir takes it over and moves its offset.
+template <typename Visit>
+Status ForEachEntry(int dirfd, Visit visit) {
+  int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("open directory");
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    ::close(fd);
+    return Status::FromErrno("fdopendir");
+  }
+  while (dirent* de = ::readdir(d)) {
+    std::string_view n = de->d_name;
+    if (n == "." || n == "..") continue;
+    if (!visit(n)) break;
+  }
+  ::closedir(d);
+  return Status::Ok();
+}
+
+// Whether the directory `dirfd` is empty to the user for rmdir: nothing in
+// it but `ignore` (the dir-id file) and stale side-file temporaries
+// (`.envelopefs.tmp.*`, left by a crash between writing a side file and
+// renaming it into place; docs/FORMAT.md §8.2). If so, those temporaries
+// are removed, but only regular files owned by our euid: anything else of
+// that name (another user's file, a symlink, a directory) is left where it
+// is and the directory is not empty. Nothing is opened or followed: lstat
+// and unlink of the name in this directory only. No temporary of ours can
+// be in flight here: the kernel holds the directory's lock across the
+// rmdir (or rename over it), and every side-file write in it is made under
+// that lock too.
+StatusOr<bool> EmptyButForStaleTemporaries(int dirfd, std::string_view ignore) {
+  std::vector<std::string> stale;
+  bool empty = true;
+  ENVELOPE_RETURN_IF_ERROR(ForEachEntry(dirfd, [&](std::string_view n) {
+    if (!ignore.empty() && n == ignore) return true;
+    const std::string name(n);
+    struct stat st;
+    if (n.size() > kTempPrefix.size() && n.substr(0, kTempPrefix.size()) == kTempPrefix &&
+        ::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+        st.st_uid == ::geteuid()) {
+      stale.push_back(name);
+      return true;
+    }
+    empty = false;
+    return false;
+  }));
+  if (!empty) return false;
+  for (const std::string& n : stale) {
+    if (::unlinkat(dirfd, n.c_str(), 0) != 0 && errno != ENOENT) {
+      return Status::FromErrno("unlink stale " + n);
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 // ---- descriptors ----------------------------------------------------------
@@ -191,20 +258,6 @@ Status Access(int dirfd, const std::string& name, int mask) {
   return Status::Ok();
 }
 
-namespace {
-
-// A path for the l*xattr calls, which do not follow a final symlink: the
-// directory through its descriptor, then the name. For the directory
-// itself, "/." makes the last component the directory rather than the
-// /proc magic link (which l*xattr would act on).
-StatusOr<std::string> XattrPath(int dirfd, const std::string& name) {
-  if (name.empty()) return ProcPath(dirfd) + "/.";
-  ENVELOPE_RETURN_IF_ERROR(CheckName(name));
-  return ProcPath(dirfd) + "/" + name;
-}
-
-}  // namespace
-
 StatusOr<size_t> GetXattr(int dirfd, const std::string& name, const std::string& key,
                           MutableByteView out) {
   ENVELOPE_ASSIGN_OR_RETURN(std::string path, XattrPath(dirfd, name));
@@ -318,73 +371,14 @@ StatusOr<UniqueFd> OpenCreatedDirectory(int dirfd, const std::string& name) {
 }
 
 StatusOr<bool> DirectoryIsEmpty(int dirfd, std::string_view ignore) {
-  // A fresh open file description: fdopendir takes it over and moves its
-  // offset.
-  int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno("open directory");
-  DIR* d = ::fdopendir(fd);
-  if (d == nullptr) {
-    ::close(fd);
-    return Status::FromErrno("fdopendir");
-  }
   bool empty = true;
-  while (dirent* de = ::readdir(d)) {
-    std::string_view n = de->d_name;
-    if (n == "." || n == ".." || (!ignore.empty() && n == ignore)) continue;
+  ENVELOPE_RETURN_IF_ERROR(ForEachEntry(dirfd, [&](std::string_view n) {
+    if (!ignore.empty() && n == ignore) return true;
     empty = false;
-    break;
-  }
-  ::closedir(d);
+    return false;
+  }));
   return empty;
 }
-
-namespace {
-
-// Whether the directory `dirfd` is empty to the user for rmdir: nothing in
-// it but `ignore` (the dir-id file) and stale side-file temporaries
-// (`.envelopefs.tmp.*`, left by a crash between writing a side file and
-// renaming it into place; docs/FORMAT.md §8.2). If so, those temporaries
-// are removed, but only regular files owned by our euid: anything else of
-// that name (another user's file, a symlink, a directory) is left where it
-// is and the directory is not empty. Nothing is opened or followed: lstat
-// and unlink of the name in this directory only. No temporary of ours can
-// be in flight here: the kernel holds the directory's lock across the
-// rmdir (or rename over it), and every side-file write in it is made under
-// that lock too.
-StatusOr<bool> EmptyButForStaleTemporaries(int dirfd, std::string_view ignore) {
-  int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno("open directory");
-  DIR* d = ::fdopendir(fd);
-  if (d == nullptr) {
-    ::close(fd);
-    return Status::FromErrno("fdopendir");
-  }
-  std::vector<std::string> stale;
-  bool empty = true;
-  while (dirent* de = ::readdir(d)) {
-    std::string_view n = de->d_name;
-    if (n == "." || n == ".." || (!ignore.empty() && n == ignore)) continue;
-    struct stat st;
-    if (n.size() > kTempPrefix.size() && n.substr(0, kTempPrefix.size()) == kTempPrefix &&
-        ::fstatat(::dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        S_ISREG(st.st_mode) && st.st_uid == ::geteuid()) {
-      stale.emplace_back(n);
-      continue;
-    }
-    empty = false;
-    break;
-  }
-  ::closedir(d);
-  if (!empty) return false;
-  for (const std::string& n : stale) {
-    if (::unlinkat(dirfd, n.c_str(), 0) != 0 && errno != ENOENT) {
-      return Status::FromErrno("unlink stale " + n);
-    }
-  }
-  return true;
-}
-
-}  // namespace
 
 StatusOr<DirIdAside> SetDirIdAside(int dirfd, const std::string& name, std::string_view id_name,
                                    size_t id_size) {

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/base/ascii.h"
 #include "core/base/coding.h"
 #include "core/base/path_trust.h"
 
@@ -30,20 +31,8 @@ Status Invalid(std::string_view text, std::string_view why) {
                                  std::string(text) + "': " + std::string(why));
 }
 
-bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-
-std::string ToLowerAscii(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() &&
-         ToLowerAscii(s.substr(0, prefix.size())) == prefix;
-}
+using ascii::IsDigit;
+using ascii::StartsWithIgnoreCase;
 
 // A decimal number of 1..max_digits digits without a leading zero (so that
 // "0177" cannot mean octal to one reader and decimal to another).
@@ -111,7 +100,7 @@ StatusOr<Endpoint> ParseHttp(std::string_view text, std::string_view rest) {
     }
     host = rest.substr(0, colon);
     port = rest.substr(colon + 1);
-    std::string lower = ToLowerAscii(host);
+    std::string lower = ascii::ToLower(host);
     if (lower == "localhost") {
       ep.host = lower;
     } else if (IsLoopbackIpv4(host)) {

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <optional>
 
+#include "core/base/ascii.h"
 #include "core/base/coding.h"
 #include "core/crypto/hash.h"
 
@@ -22,28 +23,9 @@ constexpr std::string_view kRequiredSignedHeaders[] = {
 constexpr size_t kScopeDateSizeInChars = 8;  // YYYYMMDD
 constexpr size_t kSignatureSizeInHexChars = 2 * crypto::kSha256SizeInBytes;
 
-char ToLowerAscii(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::string ToLowerAscii(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = ToLowerAscii(c);
-  return out;
-}
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return ToLowerAscii(x) == ToLowerAscii(y);
-         });
-}
-
-bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-
-bool IsAllDigits(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), IsDigit);
-}
+using ascii::EqualsIgnoreCase;
+using ascii::IsAllDigits;
+using ascii::IsDigit;
 
 // The ASCII whitespace botocore's str.split() collapses in header values.
 bool IsSpace(char c) {
@@ -403,7 +385,7 @@ Status SignRequest(const Credentials& creds, std::string_view region,
   std::vector<std::string> signed_headers;
   signed_headers.reserve(headers.size());
   for (const auto& header : headers) {
-    signed_headers.push_back(ToLowerAscii(header.first));
+    signed_headers.push_back(ascii::ToLower(header.first));
   }
   std::sort(signed_headers.begin(), signed_headers.end());
   signed_headers.erase(
@@ -484,7 +466,7 @@ StatusOr<ParsedAuthorization> ParseAuthorization(
   out.service = scope[3];
 
   for (std::string_view name : Split(*signed_headers, ';')) {
-    if (!IsToken(name) || ToLowerAscii(name) != name) {
+    if (!IsToken(name) || ascii::ToLower(name) != name) {
       return Status::InvalidArgument(
           "SignedHeaders holds an empty or non-lower-case name");
     }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (tests/fuzz, docs/FUZZING.md) into build-fuzz/
-# with clang and runs each over its checked-in corpus for a bounded time,
+# Builds the libFuzzer targets (tests/fuzz, docs/FUZZING.md) in the sanitizer
+# build (scripts/build.sh sanitize: clang, build-asan/) and runs each over its
+# checked-in corpus for a bounded time,
 # FUZZ_JOBS (default: the number of CPUs) targets at once. Fails on any
 # crash, sanitizer report, leak, timeout or out-of-memory, and prints the
 # saved input and the command that reproduces it.
@@ -14,7 +15,7 @@
 # end; the checked-in corpus is only read.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build_dir=${FUZZ_BUILD_DIR:-$repo/build-fuzz}
+build_dir=${BUILD_DIR:-$repo/build-asan}
 seconds=${FUZZ_SECONDS:-8}
 max_jobs=${FUZZ_JOBS:-$(nproc)}
 
@@ -30,9 +31,8 @@ for t in "${targets[@]}"; do
   [[ -d $repo/tests/fuzz/corpus/$t ]] || { echo "fuzz: no corpus for $t" >&2; exit 1; }
 done
 
-cmake -S "$repo" -B "$build_dir" -DENVELOPE_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
-  -DCMAKE_CXX_COMPILER=clang++ "${cmake_args[@]}" >/dev/null
-cmake --build "$build_dir" -j"$(nproc)" --target "${targets[@]/%/_fuzz}"
+BUILD_DIR="$build_dir" bash "$repo/scripts/build.sh" sanitize "${cmake_args[@]}" \
+  --target "${targets[@]/%/_fuzz}"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The README's test command: installs dependencies, builds, runs every test.
 #
-#   scripts/test.sh            release build + every test, the libFuzzer
-#                              targets for a bounded time (scripts/fuzz.sh,
-#                              docs/FUZZING.md), then the tests again under
-#                              AddressSanitizer + UBSan
+#   scripts/test.sh            release build + every test; then the clang
+#                              sanitizer build (ASan + UBSan), the libFuzzer
+#                              targets in it for a bounded time
+#                              (scripts/fuzz.sh, docs/FUZZING.md) and the
+#                              tests again under the sanitizers
 #   ENVELOPE_SKIP_SANITIZE=1   skip the sanitizer pass (quicker local runs)
 #   ENVELOPE_SKIP_FUZZ=1       skip the fuzz stage
 #
@@ -27,9 +28,15 @@ stage "setup"
 bash scripts/setup.sh
 
 stage "release build"
-BUILD_DIR="$repo/build" bash scripts/build.sh
+bash scripts/build.sh release
 stage "tests (release)"
 ctest --test-dir "$repo/build" --output-on-failure -j"$(nproc)" --timeout 900
+
+if [[ "${ENVELOPE_SKIP_SANITIZE:-0}" != 1 || "${ENVELOPE_SKIP_FUZZ:-0}" != 1 ]]; then
+  # One clang build serves both the fuzz targets and the sanitizer tests.
+  stage "sanitizer build (clang, ASan + UBSan, fuzz targets)"
+  bash scripts/build.sh sanitize
+fi
 
 if [[ "${ENVELOPE_SKIP_FUZZ:-0}" != 1 ]]; then
   stage "fuzz"
@@ -37,14 +44,11 @@ if [[ "${ENVELOPE_SKIP_FUZZ:-0}" != 1 ]]; then
 fi
 
 if [[ "${ENVELOPE_SKIP_SANITIZE:-0}" != 1 ]]; then
-  stage "sanitizer build (ASan + UBSan)"
-  BUILD_DIR="$repo/build-asan" BUILD_TYPE=Debug bash scripts/build.sh \
-    -DENVELOPE_SANITIZE=ON -DENVELOPE_BUILD_BENCHMARKS=OFF
   stage "tests (sanitizers)"
   # The secure heap is a guarded mmap arena; ASan does not see inside it,
   # but every other allocation and all UB checks apply. The two longest
   # suites run in the release pass only: rotate.CrashTest kills rotations
-  # at random moments (the crash-safety logic, not memory safety: 160 s
+  # at random moments (the crash-safety logic, not memory safety: 100 s
   # under ASan) and fs.FsxTest runs the long random-operation sequence; the
   # attack, hostile-client and every other suite run here too.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \

@@ -3,7 +3,8 @@
 // near-valid ones (truncated, one field off). The output is committed in
 // tests/fuzz/corpus/; rerun after a format change:
 //
-//   build-fuzz/tests/fuzz/fuzz_make_seeds tests/fuzz/corpus
+//   scripts/build.sh sanitize --target fuzz_make_seeds
+//   build-asan/tests/fuzz/fuzz_make_seeds tests/fuzz/corpus
 //
 // Sealed seeds use random nonces, so a rerun changes their bytes but not
 // what they cover.

@@ -116,8 +116,8 @@ int Info(const std::string& cipherdir, const efs::OpenOptions& open) {
   char date[64];
   std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&created));
   std::printf("volume id       %s\n", c.volume_id.c_str());
-  std::printf("format version  %d (file format %u)\n", efs::kVolumeConfigVersion,
-              envelope::format::kFormatVersion);
+  std::printf("format version  %d (file formats %u and %u)\n", efs::kVolumeConfigVersion,
+              envelope::format::kFormatVersionDense, envelope::format::kFormatVersionSparse);
   std::printf("master key      %s\n", c.key_id.c_str());
   std::printf("key service     %s (recorded: %s)\n", (*volume)->kms()->endpoint().ToString().c_str(),
               c.kms_endpoint.empty() ? "none" : c.kms_endpoint.c_str());

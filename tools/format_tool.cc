@@ -212,7 +212,8 @@ int Inspect(const Options& o) {
   if (!header.ok()) return Fail(header.status());
   off_t backing = ::lseek(fd.get(), 0, SEEK_END);
   auto size = layout->PlaintextSize(static_cast<uint64_t>(backing));
-  std::printf("format version  %u\n", format::kFormatVersion);
+  std::printf("format version  %u (%s)\n", header->version,
+              header->sparse() ? "may have holes" : "no holes");
   std::printf("dek location    %s\n", header->dek_in_xattr() ? "xattr" : "header");
   std::printf("chunk size      %u\n", header->chunk_size);
   std::printf("file id         %s\n", envelope::HexEncode(header->file_id).c_str());

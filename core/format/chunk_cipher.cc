@@ -1,6 +1,7 @@
 #include "core/format/chunk_cipher.h"
 
 #include <cstring>
+#include <string>
 
 #include "core/crypto/hash.h"
 
@@ -16,11 +17,18 @@ Status CheckDekSize(const crypto::SecretBytes& dek) {
 }  // namespace
 
 StatusOr<Commitment> ComputeCommitment(const crypto::SecretBytes& dek,
-                                       const FileId& file_id) {
+                                       const FileId& file_id,
+                                       uint16_t version) {
   ENVELOPE_RETURN_IF_ERROR(CheckDekSize(dek));
+  if (version != kFormatVersionDense && version != kFormatVersionSparse) {
+    return Status::InvalidArgument("no commitment for format version " +
+                                   std::to_string(version));
+  }
   ENVELOPE_ASSIGN_OR_RETURN(
       crypto::SecretBytes derived,
-      crypto::HkdfSha256(dek.view(), file_id, kCommitmentInfo,
+      crypto::HkdfSha256(dek.view(), file_id,
+                         version == kFormatVersionSparse ? kSparseCommitmentInfo
+                                                         : kCommitmentInfo,
                          kCommitmentSizeInBytes));
   Commitment out;
   std::memcpy(out.data(), derived.data(), out.size());
@@ -29,11 +37,20 @@ StatusOr<Commitment> ComputeCommitment(const crypto::SecretBytes& dek,
 
 StatusOr<ChunkCipher> ChunkCipher::New(const crypto::SecretBytes& dek,
                                        const FileHeader& header) {
+  // The commitment binds the header version: a version flipped without
+  // the DEK (to make zeroed chunks read as holes, or to refuse them) no
+  // longer matches.
   ENVELOPE_ASSIGN_OR_RETURN(Commitment want,
-                            ComputeCommitment(dek, header.file_id));
+                            ComputeCommitment(dek, header.file_id, header.version));
   if (!crypto::ConstantTimeEquals(want, header.commitment)) {
     return Status::Corruption(
         "key commitment mismatch: the DEK does not belong to this header");
+  }
+  Commitment sparse_commitment = want;
+  if (!header.sparse()) {
+    ENVELOPE_ASSIGN_OR_RETURN(
+        sparse_commitment,
+        ComputeCommitment(dek, header.file_id, kFormatVersionSparse));
   }
   ENVELOPE_ASSIGN_OR_RETURN(
       crypto::SecretBytes key,
@@ -41,7 +58,8 @@ StatusOr<ChunkCipher> ChunkCipher::New(const crypto::SecretBytes& dek,
                          crypto::Aes256Gcm::kKeySizeInBytes));
   ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm aead,
                             crypto::Aes256Gcm::New(key.view()));
-  return ChunkCipher(std::move(aead), header.file_id);
+  return ChunkCipher(std::move(aead), header.file_id, header.sparse(),
+                     sparse_commitment);
 }
 
 void ChunkCipher::BuildAad(uint64_t index, bool last, uint8_t* aad) const {
@@ -59,7 +77,7 @@ Status ChunkCipher::Seal(uint64_t index, bool last, ByteView plaintext,
 
 StatusOr<ChunkCipher> ChunkCipher::Clone() const {
   ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm aead, aead_.Clone());
-  return ChunkCipher(std::move(aead), file_id_);
+  return ChunkCipher(std::move(aead), file_id_, sparse_, sparse_commitment_);
 }
 
 Status ChunkCipher::Open(uint64_t index, bool last, ByteView sealed,

@@ -21,9 +21,11 @@
 
 namespace envelope::format {
 
-// The commitment stored in a new header for `dek` and `file_id`.
+// The commitment stored in a header of `version` for `dek` and `file_id`
+// (each version has its own HKDF info string, docs/FORMAT.md §2).
 StatusOr<Commitment> ComputeCommitment(const crypto::SecretBytes& dek,
-                                       const FileId& file_id);
+                                       const FileId& file_id,
+                                       uint16_t version = kFormatVersionDense);
 
 class ChunkCipher {
  public:
@@ -34,6 +36,14 @@ class ChunkCipher {
                                    const FileHeader& header);
 
   const FileId& file_id() const { return file_id_; }
+
+  // Whether the header this cipher was made for is version 2 (interior
+  // chunks may be holes). ContentFile tracks later changes itself.
+  bool sparse() const { return sparse_; }
+  // The version-2 commitment of this file's DEK, for WriteSparseHeader
+  // (header_io) to write; computed at New() while the DEK is at hand. Not
+  // secret: it is stored in the header once written.
+  const Commitment& sparse_commitment() const { return sparse_commitment_; }
 
   // Another ChunkCipher for the same file, for use in another thread.
   StatusOr<ChunkCipher> Clone() const;
@@ -51,12 +61,18 @@ class ChunkCipher {
                                  ByteView plaintext, MutableByteView out);
 
  private:
-  ChunkCipher(crypto::Aes256Gcm aead, const FileId& file_id)
-      : aead_(std::move(aead)), file_id_(file_id) {}
+  ChunkCipher(crypto::Aes256Gcm aead, const FileId& file_id, bool sparse,
+              const Commitment& sparse_commitment)
+      : aead_(std::move(aead)),
+        file_id_(file_id),
+        sparse_(sparse),
+        sparse_commitment_(sparse_commitment) {}
   void BuildAad(uint64_t index, bool last, uint8_t* aad) const;
 
   crypto::Aes256Gcm aead_;
   FileId file_id_;
+  bool sparse_;
+  Commitment sparse_commitment_;
 };
 
 }  // namespace envelope::format

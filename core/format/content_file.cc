@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/base/fd_io.h"
+#include "core/format/header_io.h"
 
 namespace envelope::format {
 
@@ -17,6 +18,17 @@ namespace {
 std::string ChunkContext(uint64_t index) {
   return "chunk " + std::to_string(index);
 }
+
+// A sealed chunk starts with a random nonce, so for data this almost always
+// stops at the first byte.
+bool IsAllZero(ByteView b) {
+  return b.empty() || (b[0] == 0 && std::memcmp(b.data(), b.data() + 1, b.size() - 1) == 0);
+}
+
+// Chunk index ranges [lo, hi], inclusive.
+struct Run {
+  uint64_t lo, hi;
+};
 }  // namespace
 
 StatusOr<uint64_t> ContentFile::Size() const {
@@ -63,6 +75,13 @@ Status ContentFile::VerifyFinalChunk() {
 
 Status ContentFile::OpenChunk(ChunkCipher& cipher, uint64_t index, bool is_final,
                               ByteView sealed, MutableByteView out) {
+  // A hole: only in a version-2 header (which the DEK's commitment binds),
+  // never the final chunk (it authenticates the size), and only a whole
+  // chunk of zeros.
+  if (sparse_ && !is_final && out.size() == layout_.chunk_size() && IsAllZero(sealed)) {
+    std::memset(out.data(), 0, out.size());
+    return Status::Ok();
+  }
   Status s = cipher.Open(index, is_final, sealed, out);
   if (s.ok() || is_final) return s.WithContext(ChunkContext(index));
   // An extending write seals the new chunks before it re-seals the old final
@@ -223,6 +242,13 @@ Status ContentFile::Shrink(uint64_t size, uint64_t new_size) {
   return Status::Ok();
 }
 
+Status ContentFile::EnsureSparse() {
+  if (sparse_) return Status::Ok();
+  ENVELOPE_RETURN_IF_ERROR(WriteSparseHeader(fd_, layout_, cipher_));
+  sparse_ = true;
+  return Status::Ok();
+}
+
 Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
                           uint64_t new_size, uint64_t data_offset,
                           ByteView data) {
@@ -234,67 +260,99 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
   const uint64_t data_end = data_offset + data.size();
   const uint64_t batch_chunks = std::max<uint64_t>(1, kBatchSizeInBytes / chunk);
 
+  // The chunks to write: those holding old bytes, those the data touches,
+  // and the new final chunk (it authenticates the size). Every other chunk
+  // of [first, last] lies past the old end and would hold only zeros: it
+  // stays a hole, unwritten.
+  std::vector<Run> runs;
+  auto add = [&](uint64_t lo, uint64_t hi) {
+    lo = std::max(lo, first);
+    hi = std::min(hi, last);
+    if (lo > hi) return;
+    if (!runs.empty() && lo <= runs.back().hi + 1) {
+      runs.back().hi = std::max(runs.back().hi, hi);
+    } else {
+      runs.push_back(Run{lo, hi});
+    }
+  };
+  add(first, old_final);
+  if (!data.empty()) add(data_offset / chunk, (data_end - 1) / chunk);
+  add(new_final, new_final);
+  uint64_t written = 0;
+  for (const Run& r : runs) written += r.hi - r.lo + 1;
+  if (written < last - first + 1) ENVELOPE_RETURN_IF_ERROR(EnsureSparse());
+
   // Growth that rewrites a partial final chunk in place must not fail
   // half-way for lack of space: that would tear the chunk holding data
-  // written before. So each write puts the bytes past the old end first;
-  // if that fails, nothing old was touched, and cutting the file back below
-  // restores it. Only then are the old bytes overwritten, and overwriting
-  // bytes that already have space does not fail with ENOSPC.
+  // written before. So the runs and their batches go from the highest
+  // offset down, and each batch puts its bytes past the old end first: all
+  // growth is written before any old byte is overwritten. If growth fails,
+  // nothing old was touched, and cutting the file back below restores it.
+  // Overwriting bytes that already have space does not fail with ENOSPC.
   //
   // Not fallocate: reserving only the growth allocates those blocks now and
   // the rest of the file at writeback, in two places. Half of all small files
   // of an untarred source tree ended up in 2-10 extents that way, and with
   // `discard` every extent costs a discard at unlink (docs/BENCHMARKS.md).
   const uint64_t old_backing = layout_.BackingSize(old_size);
+  bool touched_old = false;
 
-  for (uint64_t b0 = first; b0 <= last; b0 += batch_chunks) {
-    const uint64_t b1 = std::min(last, b0 + batch_chunks - 1);
-    const uint64_t from = layout_.ChunkOffset(b0);
-    const uint64_t to = layout_.ChunkOffset(b1) +
-                        layout_.ChunkPlaintextSize(b1, new_size) +
-                        kChunkOverheadInBytes;
-    write_buf_.resize(to - from);
-    for (uint64_t i = b0; i <= b1; ++i) {
-      const uint32_t plain = layout_.ChunkPlaintextSize(i, new_size);
-      const uint64_t chunk_start = i * chunk;
-      const uint64_t lo = std::max(start, chunk_start);
-      const uint64_t hi = std::min(end, chunk_start + plain);
-      plain_buf_.resize(plain);
-      if (lo > chunk_start || hi < chunk_start + plain) {
-        // Partial chunk: start from its current content (read-modify-write).
-        uint32_t old_plain =
-            i <= old_final ? layout_.ChunkPlaintextSize(i, old_size) : 0;
-        if (old_plain > 0) {
-          ENVELOPE_RETURN_IF_ERROR(
-              ReadChunk(i, old_plain, i == old_final, plain_buf_.data()));
+  for (auto run = runs.rbegin(); run != runs.rend(); ++run) {
+    // Batches [b0, b1] of at most batch_chunks chunks, the highest first.
+    for (uint64_t next = run->hi + 1; next > run->lo;) {
+      const uint64_t b1 = next - 1;
+      const uint64_t b0 = b1 - run->lo + 1 > batch_chunks ? b1 - batch_chunks + 1 : run->lo;
+      next = b0;
+      const uint64_t from = layout_.ChunkOffset(b0);
+      const uint64_t to = layout_.ChunkOffset(b1) +
+                          layout_.ChunkPlaintextSize(b1, new_size) +
+                          kChunkOverheadInBytes;
+      write_buf_.resize(to - from);
+      for (uint64_t i = b0; i <= b1; ++i) {
+        const uint32_t plain = layout_.ChunkPlaintextSize(i, new_size);
+        const uint64_t chunk_start = i * chunk;
+        const uint64_t lo = std::max(start, chunk_start);
+        const uint64_t hi = std::min(end, chunk_start + plain);
+        plain_buf_.resize(plain);
+        if (lo > chunk_start || hi < chunk_start + plain) {
+          // Partial chunk: start from its current content (read-modify-write).
+          uint32_t old_plain =
+              i <= old_final ? layout_.ChunkPlaintextSize(i, old_size) : 0;
+          if (old_plain > 0) {
+            ENVELOPE_RETURN_IF_ERROR(
+                ReadChunk(i, old_plain, i == old_final, plain_buf_.data()));
+          }
+          std::memset(plain_buf_.data() + old_plain, 0, plain - old_plain);
         }
-        std::memset(plain_buf_.data() + old_plain, 0, plain - old_plain);
+        // [lo, hi) takes data where data covers it, zeros elsewhere.
+        if (lo < hi) std::memset(plain_buf_.data() + (lo - chunk_start), 0, hi - lo);
+        const uint64_t copy_lo = std::max(lo, data_offset);
+        const uint64_t copy_hi = std::min(hi, data_end);
+        if (copy_lo < copy_hi) {
+          std::memcpy(plain_buf_.data() + (copy_lo - chunk_start),
+                      data.data() + (copy_lo - data_offset), copy_hi - copy_lo);
+        }
+        MutableByteView out(write_buf_.data() + (layout_.ChunkOffset(i) - from),
+                            plain + kChunkOverheadInBytes);
+        ENVELOPE_RETURN_IF_ERROR(
+            cipher_.Seal(i, i == new_final, ByteView(plain_buf_.data(), plain), out));
       }
-      // [lo, hi) takes data where data covers it, zeros elsewhere.
-      std::memset(plain_buf_.data() + (lo - chunk_start), 0, hi - lo);
-      const uint64_t copy_lo = std::max(lo, data_offset);
-      const uint64_t copy_hi = std::min(hi, data_end);
-      if (copy_lo < copy_hi) {
-        std::memcpy(plain_buf_.data() + (copy_lo - chunk_start),
-                    data.data() + (copy_lo - data_offset), copy_hi - copy_lo);
+      const uint64_t split = std::clamp(old_backing, from, to);
+      Status s = PwriteFull(fd_, ByteView(write_buf_.data() + (split - from), to - split), split);
+      if (s.ok() && split > from) {
+        touched_old = true;
+        s = PwriteFull(fd_, ByteView(write_buf_.data(), split - from), from);
       }
-      MutableByteView out(write_buf_.data() + (layout_.ChunkOffset(i) - from),
-                          plain + kChunkOverheadInBytes);
-      ENVELOPE_RETURN_IF_ERROR(
-          cipher_.Seal(i, i == new_final, ByteView(plain_buf_.data(), plain), out));
-    }
-    const uint64_t split = std::clamp(old_backing, from, to);
-    Status s = PwriteFull(fd_, ByteView(write_buf_.data() + (split - from), to - split), split);
-    if (s.ok() && split > from) {
-      s = PwriteFull(fd_, ByteView(write_buf_.data(), split - from), from);
-    }
-    if (!s.ok()) {
-      // Undo any growth so the old final chunk is final again; whatever was
-      // written in place is at worst a torn chunk that fails authentication.
-      if (new_size > old_size) {
-        (void)::ftruncate(fd_, static_cast<off_t>(layout_.BackingSize(old_size)));
+      if (!s.ok()) {
+        // Before any old byte was overwritten, undo the growth so the old
+        // final chunk is final again. After that, the file keeps its new
+        // size: every chunk of it authenticates, and what was written in
+        // place is at worst a torn chunk that fails authentication.
+        if (new_size > old_size && !touched_old) {
+          (void)::ftruncate(fd_, static_cast<off_t>(old_backing));
+        }
+        return s;
       }
-      return s;
     }
   }
   if (old_final < first && old_final != new_final) {
@@ -317,6 +375,16 @@ Status ContentFile::VerifyAll() {
   ENVELOPE_ASSIGN_OR_RETURN(uint64_t size, Size());
   const uint64_t count = layout_.ChunkCount(size);
   for (uint64_t i = 0; i < count; ++i) {
+    if (sparse_ && i + 1 < count) {
+      // Skip what the backing filesystem holds no data for: those chunks
+      // read as zeros, holes of a sparse file (a 100 GiB truncate is one
+      // sealed chunk, not 26 million reads).
+      off_t d = ::lseek(fd_, static_cast<off_t>(layout_.ChunkOffset(i)), SEEK_DATA);
+      if (d < 0) return Status::FromErrno("lseek SEEK_DATA in the backing file");
+      const uint64_t at = (static_cast<uint64_t>(d) - layout_.header_size()) /
+                          layout_.backing_chunk_size();
+      if (at > i) i = std::min(at, count - 1);
+    }
     const uint32_t plain = layout_.ChunkPlaintextSize(i, size);
     plain_buf_.resize(plain);
     ENVELOPE_RETURN_IF_ERROR(ReadChunk(i, plain, i + 1 == count, plain_buf_.data()));

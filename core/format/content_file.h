@@ -1,6 +1,14 @@
 // Random-access plaintext view of one backing file: read and write at any
-// offset and length, truncate up and down (docs/FORMAT.md, "Chunks" and
-// "Writes"). The FUSE layer calls this and holds no crypto of its own.
+// offset and length, truncate up and down, the fallocate family and
+// SEEK_DATA/SEEK_HOLE (docs/FORMAT.md, "Chunks" and "Writes, truncation,
+// holes and crashes"). The FUSE layer calls this and holds no crypto of its
+// own.
+//
+// Holes: growth (a write past the end, truncate up, fallocate) leaves every
+// interior chunk that holds only zeros unwritten, so the backing file stays
+// sparse. Before the first such hole the header becomes version 2
+// (WriteSparseHeader), which alone lets an all-zero interior chunk read as
+// zeros; in a version-1 file an all-zero chunk fails authentication.
 //
 // Contract:
 // - `fd` is a backing file opened O_RDWR (O_RDONLY suffices for reads); it
@@ -29,7 +37,7 @@ namespace envelope::format {
 class ContentFile {
  public:
   ContentFile(int fd, ChunkLayout layout, ChunkCipher cipher)
-      : fd_(fd), layout_(layout), cipher_(std::move(cipher)) {}
+      : fd_(fd), layout_(layout), cipher_(std::move(cipher)), sparse_(cipher_.sparse()) {}
 
   // Plaintext size, from the backing file's size alone: cheap (one fstat,
   // no key), and what stat shows. Not authenticated: a backing file cut at
@@ -57,6 +65,32 @@ class ContentFile {
   // Sets the plaintext size, cutting or zero-extending.
   Status Truncate(uint64_t size);
 
+  // fallocate(2) mode 0 (keep_size false) and FALLOC_FL_KEEP_SIZE: reserves
+  // backing space for the chunks of [offset, offset + length), so that
+  // writing them later cannot fail with ENOSPC; without keep_size, then
+  // extends the file to offset + length if it is shorter (with holes).
+  Status Allocate(uint64_t offset, uint64_t length, bool keep_size);
+
+  // FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE: [offset, offset + length)
+  // reads as zeros; whole interior chunks inside it become holes (their
+  // backing space is freed), partial chunks and the final chunk are
+  // re-sealed with zeros. Never changes the size.
+  Status PunchHole(uint64_t offset, uint64_t length);
+
+  // FALLOC_FL_ZERO_RANGE (with or without KEEP_SIZE): like PunchHole, but
+  // whole chunks keep (or get) their backing space; without keep_size, the
+  // file is extended to offset + length if it is shorter.
+  Status ZeroRange(uint64_t offset, uint64_t length, bool keep_size);
+
+  // lseek(2) SEEK_DATA and SEEK_HOLE, at chunk granularity: the first offset
+  // >= `offset` in data (or in a hole; the end of the file counts as one).
+  // IoError with ENXIO when `offset` is at or past the end.
+  StatusOr<uint64_t> SeekData(uint64_t offset);
+  StatusOr<uint64_t> SeekHole(uint64_t offset);
+
+  // Whether the header is version 2 (the file may hold holes).
+  bool sparse() const { return sparse_; }
+
   // Reads and authenticates every chunk (fsck --deep). Returns the index of
   // the first bad chunk in the error message.
   Status VerifyAll();
@@ -72,11 +106,24 @@ class ContentFile {
                    uint8_t* out);
   // Opens a sealed chunk. An interior chunk also opens when sealed as last:
   // that is what an interrupted extending write leaves (docs/FORMAT.md).
+  // In a sparse file an all-zero interior chunk is a hole and reads as
+  // zeros.
   Status OpenChunk(ChunkCipher& cipher, uint64_t index, bool is_final,
                    ByteView sealed, MutableByteView out);
+  // Whether interior chunk `index` of a sparse file is a hole: its backing
+  // bytes read as zeros. `size` is the plaintext size.
+  StatusOr<bool> IsHole(uint64_t index, uint64_t size, Bytes& scratch);
+  // Makes the header version 2, if it is not yet (before the first hole).
+  Status EnsureSparse();
+  // Zeros plaintext [lo, hi) of a file of `size` bytes, hi <= size: whole
+  // interior chunks by `backing_mode` (a fallocate mode on their backing
+  // range: a punched or zeroed range reads as zeros, i.e. as holes), the
+  // rest by re-sealing zeros.
+  Status ZeroInside(uint64_t lo, uint64_t hi, uint64_t size, int backing_mode);
   // Makes plaintext [start, end) equal to `data` where it lies inside
   // [data_offset, data_offset + data.size()) and zeros elsewhere, then sets
-  // the size to new_size.
+  // the size to new_size. Chunks past the old end that only zeros would fill
+  // (neither data nor the new final chunk) are left as holes.
   // REQUIRES: start <= old_size, start < end, old_size <= new_size,
   // and end == new_size whenever new_size > old_size.
   Status Store(uint64_t old_size, uint64_t start, uint64_t end,
@@ -108,6 +155,9 @@ class ContentFile {
   // A backing size whose final chunk authenticated as final, or that this
   // object wrote; 0 for none (no valid file has 0 bytes).
   std::atomic<uint64_t> verified_backing_size_{0};
+  // The header is version 2. Changed only by writers (exclusive access), so
+  // Read() sees a stable value.
+  bool sparse_;
   Bytes sealed_buf_;  // reused across calls: ciphertext staging
   Bytes plain_buf_;   // reused across calls: one chunk's plaintext
   Bytes write_buf_;   // reused across calls: sealed chunks of one batch

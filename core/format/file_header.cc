@@ -85,16 +85,20 @@ SlotState DecodeSlot(const uint8_t* in, DekSlot* slot) {
   return SlotState::kValid;
 }
 
-void FileHeader::EncodeTo(Bytes* out) const {
-  size_t start = out->size();
-  out->resize(start + encoded_size(), 0);
-  uint8_t* p = out->data() + start;
+void FileHeader::EncodePrefixTo(uint8_t* p) const {
   std::memcpy(p, kMagic, sizeof(kMagic));
-  EncodeFixed16(p + 8, kFormatVersion);
+  EncodeFixed16(p + 8, version);
   EncodeFixed16(p + 10, flags);
   EncodeFixed32(p + 12, chunk_size);
   std::memcpy(p + 16, file_id.data(), file_id.size());
   std::memcpy(p + 32, commitment.data(), commitment.size());
+}
+
+void FileHeader::EncodeTo(Bytes* out) const {
+  size_t start = out->size();
+  out->resize(start + encoded_size(), 0);
+  uint8_t* p = out->data() + start;
+  EncodePrefixTo(p);
   if (!dek_in_xattr()) {
     for (size_t i = 0; i < kSlotCount; ++i) {
       EncodeSlot(slots[i], p + SlotOffset(i));
@@ -111,12 +115,12 @@ StatusOr<FileHeader> FileHeader::DecodeFrom(ByteView in) {
   if (std::memcmp(p, kMagic, sizeof(kMagic)) != 0) {
     return Status::Corruption("header: bad magic (not an envelopefs file)");
   }
-  uint16_t version = DecodeFixed16(p + 8);
-  if (version != kFormatVersion) {
-    return Status::Corruption("header: wanted format version 1, found " +
-                              std::to_string(version));
-  }
   FileHeader h;
+  h.version = DecodeFixed16(p + 8);
+  if (h.version != kFormatVersionDense && h.version != kFormatVersionSparse) {
+    return Status::Corruption("header: wanted format version 1 or 2, found " +
+                              std::to_string(h.version));
+  }
   h.flags = DecodeFixed16(p + 10);
   if ((h.flags & ~kKnownFlags) != 0) {
     return Status::Corruption("header: unknown flags " + Hex16(h.flags));

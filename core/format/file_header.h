@@ -1,4 +1,5 @@
-// The envelopefs file header, format version 1 (docs/FORMAT.md, "Header").
+// The envelopefs file header, format versions 1 and 2 (docs/FORMAT.md,
+// "Header"; version 2 marks a file that may have holes, §6).
 //
 // A value type with EncodeTo/DecodeFrom in the leveldb style. Decoding checks
 // everything that can be checked without the DEK: magic, version, flags,
@@ -32,6 +33,7 @@ enum class SlotState {
 };
 
 struct FileHeader {
+  uint16_t version = kFormatVersionDense;
   uint16_t flags = 0;
   uint32_t chunk_size = kDefaultChunkSizeInBytes;
   FileId file_id{};
@@ -43,10 +45,15 @@ struct FileHeader {
                                                 SlotState::kEmpty};
 
   bool dek_in_xattr() const { return (flags & kFlagDekInXattr) != 0; }
+  // Version 2: interior chunks that read as all zeros are holes.
+  bool sparse() const { return version == kFormatVersionSparse; }
   // Encoded size: 1088 bytes with the DEK in the header, 64 with the xattr.
   uint32_t encoded_size() const {
     return dek_in_xattr() ? kHeaderSizeDekInXattr : kHeaderSizeDekInHeader;
   }
+
+  // Writes the 64-byte prefix (magic to commitment) to `out`.
+  void EncodePrefixTo(uint8_t* out) const;
 
   // Appends the encoded header to *out.
   // REQUIRES: every non-empty slot's blob is 1..486 bytes (checked by
@@ -54,8 +61,8 @@ struct FileHeader {
   void EncodeTo(Bytes* out) const;
 
   // Decodes a header from the start of `in`. Fails with Corruption, naming
-  // the wanted and found values, on anything a version-1 writer never
-  // produces. Damaged slots are reported in slot_states, not as an error,
+  // the wanted and found values, on anything a version-1 or version-2
+  // writer never produces. Damaged slots are reported in slot_states, not as an error,
   // because a torn slot write is the expected trace of an interrupted
   // rotation; ActiveSlot() decides whether the file is still usable.
   static StatusOr<FileHeader> DecodeFrom(ByteView in);

@@ -1,4 +1,4 @@
-// Constants of the envelopefs file format, version 1, shared by reader and
+// Constants of the envelopefs file format, versions 1 and 2, shared by reader and
 // writer. The byte grammar and worked examples are in docs/FORMAT.md; change
 // nothing here without changing that document and its known-answer vectors.
 #ifndef ENVELOPE_CORE_FORMAT_FORMAT_CONSTANTS_H_
@@ -15,7 +15,14 @@ namespace envelope::format {
 // PNG-style magic: a high-bit byte catches 7-bit transfers, "ENVFS" names the
 // format, CR LF catches newline conversion.
 inline constexpr uint8_t kMagic[8] = {0x89, 'E', 'N', 'V', 'F', 'S', '\r', '\n'};
-inline constexpr uint16_t kFormatVersion = 1;
+// Header versions (docs/FORMAT.md §6, "Holes"). A file that has never had a
+// hole is version 1, byte for byte as before version 2 existed; a file that
+// may hold holes (unallocated, all-zero interior chunks) is version 2. The
+// two differ in nothing but this field and the key commitment, which is
+// derived with a version-specific info string: flipping the version changes
+// the commitment a DEK must match, so it cannot be done without the DEK.
+inline constexpr uint16_t kFormatVersionDense = 1;
+inline constexpr uint16_t kFormatVersionSparse = 2;
 
 // Header flags. A reader rejects any bit it does not know.
 inline constexpr uint16_t kFlagDekInXattr = 1u << 0;
@@ -70,6 +77,8 @@ inline constexpr std::string_view kChunkKeyInfo =
     "envelopefs/v1/chunk-key/aes-256-gcm";
 inline constexpr std::string_view kCommitmentInfo =
     "envelopefs/v1/key-commitment";
+inline constexpr std::string_view kSparseCommitmentInfo =
+    "envelopefs/v2/key-commitment/sparse";
 
 }  // namespace envelope::format
 

@@ -90,6 +90,21 @@ Status WriteNewFile(int fd, const FileHeader& header, ChunkCipher* cipher) {
   return PwriteFull(fd, out, 0);
 }
 
+Status WriteSparseHeader(int fd, const ChunkLayout& layout,
+                         const ChunkCipher& cipher) {
+  FileHeader h;
+  h.version = kFormatVersionSparse;
+  h.flags = layout.header_size() == kHeaderSizeDekInXattr ? kFlagDekInXattr : 0;
+  h.chunk_size = layout.chunk_size();
+  h.file_id = cipher.file_id();
+  h.commitment = cipher.sparse_commitment();
+  uint8_t prefix[kHeaderPrefixSizeInBytes];
+  h.EncodePrefixTo(prefix);
+  ENVELOPE_RETURN_IF_ERROR(PwriteFull(fd, ByteView(prefix, sizeof(prefix)), 0));
+  if (::fdatasync(fd) != 0) return Status::FromErrno("fdatasync");
+  return Status::Ok();
+}
+
 StatusOr<FileHeader> ReadHeader(int fd, const ChunkLayout& layout) {
   uint8_t buf[kHeaderSizeDekInHeader];
   ENVELOPE_ASSIGN_OR_RETURN(size_t n,

@@ -35,6 +35,17 @@ StatusOr<FileHeader> ReadHeader(int fd, const ChunkLayout& layout);
 // The wrapped DEK in force: the active slot's blob.
 StatusOr<Bytes> ActiveWrappedDek(const FileHeader& header);
 
+// Turns the header of a version-1 file into version 2 (docs/FORMAT.md §6,
+// "Holes"): rewrites the 64-byte prefix with version 2 and the version-2
+// commitment `cipher` computed from the DEK, and makes it durable
+// (fdatasync) before returning, so that no hole can reach the disk ahead of
+// the header that allows it. The prefix lies in the file's first 512-byte
+// sector, so a crash leaves the old prefix or the new one (sector writes
+// are atomic on the devices and filesystems we support).
+// REQUIRES: the file is version 1 and `layout` is its volume's.
+Status WriteSparseHeader(int fd, const ChunkLayout& layout,
+                         const ChunkCipher& cipher);
+
 // Whether RewriteWrappedDek makes its write durable before returning.
 enum class Durability {
   kSyncEach,     // fdatasync (fsync in xattr mode) this file

@@ -1,8 +1,11 @@
 // Fuzzes the chunk reader: a backing file made of a valid header (fixed
 // test DEK and file id, 4 KiB chunks) followed by the input as the chunk
 // region, opened through ContentFile: size derivation, reads at several
-// offsets, VerifyAll. Invariant: when every chunk authenticates, a write and
-// a truncation succeed and read back as written.
+// offsets, VerifyAll. Each input runs under a version-1 header and under a
+// version-2 (sparse) one, where all-zero interior chunks are holes.
+// Invariants: when every chunk authenticates, a write and a truncation
+// succeed and read back as written; SEEK_DATA never skips non-zero bytes
+// and SEEK_HOLE never lands on them; a punched range reads as zeros.
 #include <algorithm>
 
 #include "core/format/chunk_cipher.h"
@@ -21,25 +24,29 @@ struct Fixture {
   Bytes header_bytes;
 };
 
-const Fixture& GetFixture() {
-  static const Fixture* f = [] {
-    auto layout = ChunkLayout::ForVolume(false, kDefaultChunkSizeInBytes);
-    FUZZ_CHECK(layout.ok());
-    crypto::SecretBytes dek = fuzz::Secret(fuzz::kDek);
-    auto commitment = ComputeCommitment(dek, fuzz::kFileId);
-    FUZZ_CHECK(commitment.ok());
-    auto header = NewFileHeader(*layout, fuzz::kFileId, *commitment,
-                                AsBytes("wrapped-dek"));
-    FUZZ_CHECK(header.ok());
-    Bytes bytes;
-    header->EncodeTo(&bytes);
-    return new Fixture{*layout, std::move(dek), std::move(*header), std::move(bytes)};
-  }();
-  return *f;
+const Fixture* MakeFixture(uint16_t version) {
+  auto layout = ChunkLayout::ForVolume(false, kDefaultChunkSizeInBytes);
+  FUZZ_CHECK(layout.ok());
+  crypto::SecretBytes dek = fuzz::Secret(fuzz::kDek);
+  auto commitment = ComputeCommitment(dek, fuzz::kFileId, version);
+  FUZZ_CHECK(commitment.ok());
+  auto header = NewFileHeader(*layout, fuzz::kFileId, *commitment,
+                              AsBytes("wrapped-dek"));
+  FUZZ_CHECK(header.ok());
+  header->version = version;
+  Bytes bytes;
+  header->EncodeTo(&bytes);
+  return new Fixture{*layout, std::move(dek), std::move(*header), std::move(bytes)};
 }
 
-void Run(ByteView chunks) {
-  const Fixture& f = GetFixture();
+const Fixture& GetFixture(uint16_t version) {
+  static const Fixture* dense = MakeFixture(kFormatVersionDense);
+  static const Fixture* sparse = MakeFixture(kFormatVersionSparse);
+  return version == kFormatVersionSparse ? *sparse : *dense;
+}
+
+void Run(ByteView chunks, uint16_t version) {
+  const Fixture& f = GetFixture(version);
   fuzz::MemFile file(Concat({f.header_bytes, chunks}));
   auto cipher = ChunkCipher::New(f.dek, f.header);
   FUZZ_CHECK(cipher.ok());
@@ -65,6 +72,17 @@ void Run(ByteView chunks) {
   }
   if (!verified) return;
 
+  if (*size > 0) {
+    for (uint64_t from : {uint64_t{0}, *size / 2, *size - 1}) {
+      auto d = content.SeekData(from);
+      auto h = content.SeekHole(from);
+      FUZZ_CHECK(d.ok() && h.ok());
+      FUZZ_CHECK(*d >= from && *d < *size && *h >= from && *h <= *size);
+      FUZZ_CHECK(std::all_of(plain.begin() + from, plain.begin() + *d, [](uint8_t b) { return b == 0; }));
+      if (*h < *size) FUZZ_CHECK(plain[*h] == 0);
+    }
+  }
+
   // A file that reads back whole must also take writes.
   const uint8_t patch[] = {'f', 'u', 'z', 'z'};
   uint64_t at = *size / 3;
@@ -80,12 +98,23 @@ void Run(ByteView chunks) {
   FUZZ_CHECK(std::equal(plain.begin(), plain.begin() + at, after.begin()));
   FUZZ_CHECK(after[grown] == 0 && after[grown + 4] == 0);
   FUZZ_CHECK(content.VerifyAll().ok());
+
+  // And lose a range to a punched hole, which then reads as zeros.
+  const uint64_t hole_at = grown / 4, hole_len = grown / 2 + 1;
+  FUZZ_CHECK(content.PunchHole(hole_at, hole_len).ok());
+  auto punched = content.Read(0, after);
+  FUZZ_CHECK(punched.ok() && *punched == after.size());
+  FUZZ_CHECK(std::all_of(after.begin() + hole_at,
+                         after.begin() + std::min<uint64_t>(after.size(), hole_at + hole_len),
+                         [](uint8_t b) { return b == 0; }));
+  FUZZ_CHECK(content.VerifyAll().ok());
 }
 
 }  // namespace
 }  // namespace envelope::format
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  envelope::format::Run(envelope::ByteView(data, size));
+  envelope::format::Run(envelope::ByteView(data, size), envelope::format::kFormatVersionDense);
+  envelope::format::Run(envelope::ByteView(data, size), envelope::format::kFormatVersionSparse);
   return 0;
 }

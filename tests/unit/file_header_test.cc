@@ -63,12 +63,29 @@ TEST(FileHeaderTest, RejectsBadMagic) {
 }
 
 TEST(FileHeaderTest, RejectsOtherVersion) {
-  Bytes enc;
-  SampleHeader(false).EncodeTo(&enc);
-  enc[8] = 2;
-  auto d = FileHeader::DecodeFrom(enc);
-  EXPECT_EQ(d.status().code(), StatusCode::kCorruption);
-  EXPECT_EQ(d.status().message(), "header: wanted format version 1, found 2");
+  for (uint8_t v : {0, 3, 255}) {
+    Bytes enc;
+    SampleHeader(false).EncodeTo(&enc);
+    enc[8] = v;
+    auto d = FileHeader::DecodeFrom(enc);
+    EXPECT_EQ(d.status().code(), StatusCode::kCorruption);
+    EXPECT_EQ(d.status().message(),
+              "header: wanted format version 1 or 2, found " + std::to_string(v));
+  }
+}
+
+TEST(FileHeaderTest, VersionRoundTrips) {
+  for (uint16_t v : {kFormatVersionDense, kFormatVersionSparse}) {
+    FileHeader h = SampleHeader(false);
+    h.version = v;
+    Bytes enc;
+    h.EncodeTo(&enc);
+    EXPECT_EQ(DecodeFixed16(enc.data() + 8), v);
+    auto d = FileHeader::DecodeFrom(enc);
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(d->version, v);
+    EXPECT_EQ(d->sparse(), v == kFormatVersionSparse);
+  }
 }
 
 TEST(FileHeaderTest, RejectsUnknownFlags) {

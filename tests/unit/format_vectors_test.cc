@@ -4,6 +4,7 @@
 // fails, the on-disk format changed: that must be a deliberate choice with a
 // new format version, a new doc section and new vectors.
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -39,6 +40,17 @@ constexpr char kChunkB[] =
 constexpr char kEmptyChunk[] = "101112131415161718191a1b5cdaa277396ec75dbe2e23fd637a998e";
 constexpr char kFileASha256[] =
     "8d9624b5e3527384ba8005d6887f02958d35e744cd98394e09071787fc1bb960";
+// Version 2 (docs/FORMAT.md §10, "Version 2"): a three-chunk file whose
+// chunk 1 is a hole.
+constexpr char kV2Commitment[] =
+    "af2d08c45bcee6f3806754b120f4799b6e302ee552c17ce2354e5bca7d64e34a";
+constexpr char kV2HeaderPrefix[] =
+    "89454e5646530d0a0200000000100000a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"
+    "af2d08c45bcee6f3806754b120f4799b6e302ee552c17ce2354e5bca7d64e34a";
+constexpr char kV2ChunkB2[] =
+    "404142434445464748494a4b4fa4b815bd898f3cb2aa43a3d6a18971f75c5363c30f4fac00e15739e590841b";
+constexpr char kFileSSha256[] =
+    "fe3a7d42fd8e1855de7a9d48d0352a1aee546c7bedc91dcebce4d8651cb0f6a2";
 constexpr char kWrapped[] = "wrapped-dek-blob-from-the-key-service";
 constexpr char kPlainA[] = "envelopefs known-answer vector\n";
 constexpr char kPlainB[] = "interior chunk 1";
@@ -139,6 +151,65 @@ TEST_F(FormatVectorsTest, WholeFileOpensThroughTheContentLayer) {
   auto n = content.Read(0, out);
   ASSERT_TRUE(n.ok()) << n.status().ToString();
   EXPECT_EQ(std::string(out.begin(), out.begin() + *n), kPlainA);
+}
+
+// Version 2: the commitment under its own info string, the prefix that
+// WriteSparseHeader writes, and a file with a hole written byte by byte from
+// the vectors, read back through the content layer.
+TEST_F(FormatVectorsTest, SparseFile) {
+  auto c = ComputeCommitment(dek_, id_, kFormatVersionSparse);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(HexEncode(*c), kV2Commitment);
+
+  testing::TempDir dir;
+  const std::string path = dir.File("sparse");
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  auto layout = ChunkLayout::ForVolume(false, 4096);
+  Bytes file;
+  Header(false).EncodeTo(&file);
+  ASSERT_TRUE(PwriteFull(fd.get(), file, 0).ok());
+  auto dense = ChunkCipher::New(dek_, Header(false));
+  ASSERT_TRUE(dense.ok());
+  ASSERT_TRUE(WriteSparseHeader(fd.get(), *layout, *dense).ok());
+  Bytes prefix(64);
+  ASSERT_EQ(::pread(fd.get(), prefix.data(), 64, 0), 64);
+  EXPECT_EQ(HexEncode(prefix), kV2HeaderPrefix);
+
+  auto header = ReadHeader(fd.get(), *layout);
+  ASSERT_TRUE(header.ok()) << header.status().ToString();
+  EXPECT_TRUE(header->sparse());
+  auto cipher = ChunkCipher::New(dek_, *header);
+  ASSERT_TRUE(cipher.ok()) << cipher.status().ToString();
+  Bytes full(4096, 0x5a);
+  Bytes chunk0(4096 + kChunkOverheadInBytes);
+  ASSERT_TRUE(cipher->SealWithNonceForTesting(Nonce(0x10), 0, false, full, chunk0).ok());
+  Bytes b2(sizeof(kPlainB) - 1 + kChunkOverheadInBytes);
+  ASSERT_TRUE(cipher->SealWithNonceForTesting(Nonce(0x40), 2, true, AsBytes(kPlainB), b2).ok());
+  EXPECT_EQ(HexEncode(b2), kV2ChunkB2);
+  file.clear();
+  file.insert(file.end(), prefix.begin(), prefix.end());
+  Bytes rest(1088 - 64);
+  ASSERT_EQ(::pread(fd.get(), rest.data(), rest.size(), 64), static_cast<ssize_t>(rest.size()));
+  file.insert(file.end(), rest.begin(), rest.end());
+  file.insert(file.end(), chunk0.begin(), chunk0.end());
+  file.resize(file.size() + 4096 + kChunkOverheadInBytes, 0);  // the hole
+  file.insert(file.end(), b2.begin(), b2.end());
+  ASSERT_EQ(file.size(), 9380u);
+  EXPECT_EQ(HexEncode(crypto::Sha256(file)), kFileSSha256);
+
+  ASSERT_TRUE(PwriteFull(fd.get(), file, 0).ok());
+  ContentFile content(fd.get(), *layout, std::move(*cipher));
+  Bytes out(3 * 4096);
+  auto n = content.Read(0, out);
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  Bytes want = full;
+  want.resize(2 * 4096, 0);
+  want.insert(want.end(), AsBytes(kPlainB).begin(), AsBytes(kPlainB).end());
+  out.resize(*n);
+  EXPECT_EQ(out, want);
+  // The hole was written as zeros, so the backing file has no hole for
+  // SEEK_HOLE to find (it answers the end); SEEK_DATA reads and skips it.
+  EXPECT_EQ(*content.SeekData(4096), 2 * 4096u);
 }
 
 TEST_F(FormatVectorsTest, WrongDekFailsTheCommitment) {

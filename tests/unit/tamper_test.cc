@@ -254,6 +254,68 @@ TEST_P(TamperTest, HeaderFromAnotherFileIsDetected) {
   }
 }
 
+// The header version says whether all-zero interior chunks are holes. It is
+// bound into the key commitment, so flipping it either way without the DEK
+// stops the file from opening at all.
+TEST_P(TamperTest, VersionFlippedToSparseIsDetected) {
+  MakeFile("f", ThreeChunkData());
+  Bytes b = vol_.ReadBacking("f");
+  ASSERT_EQ(DecodeFixed16(b.data() + 8), kFormatVersionDense);
+  EncodeFixed16(b.data() + 8, kFormatVersionSparse);
+  vol_.WriteBacking("f", b);
+  auto f = vol_.Open("f");
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.status().message().find("key commitment mismatch"), std::string::npos);
+}
+
+TEST_P(TamperTest, VersionFlippedToDenseIsDetected) {
+  MakeFile("f", ThreeChunkData());
+  {
+    auto f = vol_.Open("f");
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE(f->content->Truncate(10 * kChunk).ok());  // leaves holes
+    ASSERT_TRUE(f->content->sparse());
+  }
+  Bytes b = vol_.ReadBacking("f");
+  ASSERT_EQ(DecodeFixed16(b.data() + 8), kFormatVersionSparse);
+  EncodeFixed16(b.data() + 8, kFormatVersionDense);
+  vol_.WriteBacking("f", b);
+  auto f = vol_.Open("f");
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.status().message().find("key commitment mismatch"), std::string::npos);
+}
+
+// What a sparse file gives up, and only there: an interior chunk zeroed by
+// someone with write access to the cipherdir reads as a hole (zeros), as in
+// gocryptfs. Its final chunk still authenticates the size.
+TEST_P(TamperTest, ZeroedChunkOfSparseFileReadsAsHole) {
+  const Bytes data = ThreeChunkData();
+  {
+    auto f = vol_.Create("f");
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE(f->content->Write(0, data).ok());
+    ASSERT_TRUE(f->content->Truncate(6 * kChunk).ok());
+    ASSERT_TRUE(f->content->sparse());
+  }
+  Bytes b = vol_.ReadBacking("f");
+  const size_t c1 = vol_.layout().ChunkOffset(1);
+  std::fill(b.begin() + c1, b.begin() + c1 + vol_.layout().backing_chunk_size(), 0);
+  vol_.WriteBacking("f", b);
+  auto f = vol_.Open("f");
+  ASSERT_TRUE(f.ok());
+  Bytes buf(kChunk, 0xff);
+  ASSERT_TRUE(f->content->Read(kChunk, buf).ok());
+  EXPECT_EQ(buf, Bytes(kChunk, 0));
+
+  // The final chunk zeroed: the size no longer authenticates.
+  const size_t last = vol_.layout().ChunkOffset(5);
+  std::fill(b.begin() + last, b.end(), 0);
+  vol_.WriteBacking("f", b);
+  auto back = vol_.ReadAll("f");
+  ASSERT_FALSE(back.ok());
+  EXPECT_EQ(back.status().code(), StatusCode::kCorruption);
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, TamperTest, ::testing::Bool(),
                          [](const auto& info) {
                            return std::string(info.param ? "Xattr" : "Header");

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent reference for the envelopefs v1 known-answer vectors.
+"""Independent reference for the envelopefs v1 and v2 known-answer vectors.
 
 Computes, with python3-cryptography and hashlib instead of the project's own
 code, the bytes that docs/FORMAT.md lists and tests/unit/format_vectors_test.cc
@@ -33,8 +33,8 @@ def slot(gen, blob):
     return body + hashlib.sha256(b"envelopefs/v1/dek-slot" + body).digest()[:16]
 
 
-def prefix(flags, commitment):
-    return (MAGIC + struct.pack("<HHI", 1, flags, CHUNK_SIZE) + FILE_ID +
+def prefix(flags, commitment, version=1):
+    return (MAGIC + struct.pack("<HHI", version, flags, CHUNK_SIZE) + FILE_ID +
             commitment)
 
 
@@ -65,6 +65,20 @@ def main():
     print("empty_chunk      ", empty.hex())
     print("file_a_size      ", len(file_a))
     print("file_a_sha256    ", hashlib.sha256(file_a).hexdigest())
+    # Version 2 (a file that may have holes): the same file with chunk B at
+    # index 2 and chunk 1 a hole (1, 4096 + 28 zero bytes).
+    sparse_commitment = hkdf(b"envelopefs/v2/key-commitment/sparse")
+    sparse_prefix = prefix(0, sparse_commitment, version=2)
+    chunk_b2 = NONCE_B + aead.encrypt(NONCE_B, PLAIN_B, aad(2, True))
+    full = bytes([0x5A]) * CHUNK_SIZE
+    chunk_0 = NONCE_A + aead.encrypt(NONCE_A, full, aad(0, False))
+    file_s = sparse_prefix + slot(1, WRAPPED) + bytes(512) + chunk_0 + \
+        bytes(CHUNK_SIZE + 28) + chunk_b2
+    print("v2_commitment    ", sparse_commitment.hex())
+    print("v2_header_prefix ", sparse_prefix.hex())
+    print("v2_chunk_b2      ", chunk_b2.hex())
+    print("file_s_size      ", len(file_s))
+    print("file_s_sha256    ", hashlib.sha256(file_s).hexdigest())
 
 
 if __name__ == "__main__":

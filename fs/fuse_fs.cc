@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <linux/falloc.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -883,26 +884,61 @@ void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
 
+// fallocate(2): mode 0 and KEEP_SIZE reserve space, PUNCH_HOLE (always with
+// KEEP_SIZE, as the kernel insists) frees it, ZERO_RANGE zeros with space
+// kept (docs/FORMAT.md §6, "Holes"); every other mode is EOPNOTSUPP, as on
+// a filesystem without it.
 void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                  fuse_file_info*) {
-  if (mode != 0) return (void)fuse_reply_err(req, EOPNOTSUPP);
+  const bool keep_size = (mode & FALLOC_FL_KEEP_SIZE) != 0;
+  const int kind = mode & ~FALLOC_FL_KEEP_SIZE;
+  if (kind != 0 && kind != FALLOC_FL_PUNCH_HOLE && kind != FALLOC_FL_ZERO_RANGE) {
+    return (void)fuse_reply_err(req, EOPNOTSUPP);
+  }
+  if (kind == FALLOC_FL_PUNCH_HOLE && !keep_size) return (void)fuse_reply_err(req, EOPNOTSUPP);
+  if (offset < 0 || length <= 0) return (void)fuse_reply_err(req, EINVAL);
   Inode* inode = Node(req, ino);
   Status s;
   {
     std::lock_guard lock(inode->mu);
-    if (!inode->content) {
+    format::ContentFile* content = inode->content.get();
+    const auto off = static_cast<uint64_t>(offset);
+    const auto len = static_cast<uint64_t>(length);
+    if (!content) {
       s = Status::Internal("BUG: fallocate without content");
+    } else if (kind == FALLOC_FL_PUNCH_HOLE) {
+      s = content->PunchHole(off, len);
+    } else if (kind == FALLOC_FL_ZERO_RANGE) {
+      s = content->ZeroRange(off, len, keep_size);
     } else {
-      auto size = inode->content->Size();
-      s = size.status();
-      const uint64_t end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(length);
-      // Every byte of an envelopefs file is backed (holes are sealed zeros),
-      // so allocating means extending.
-      if (s.ok() && end > *size) s = inode->content->Truncate(end);
+      s = content->Allocate(off, len, keep_size);
     }
   }
-  if (!s.ok()) return ReplyError(req, s);
+  if (!s.ok()) {
+    if (s.code() != StatusCode::kIoError) {
+      spdlog::error("fallocate of {}: {}", Fs(req)->PathForLog(inode), s.ToString());
+    }
+    return ReplyError(req, s);
+  }
   fuse_reply_err(req, 0);
+}
+
+// lseek(2) SEEK_DATA and SEEK_HOLE (the kernel answers the other whence
+// values itself), at chunk granularity.
+void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return (void)fuse_reply_err(req, EINVAL);
+  if (off < 0) return (void)fuse_reply_err(req, ENXIO);
+  Inode* inode = Node(req, ino);
+  StatusOr<uint64_t> at = Status::Internal("BUG: lseek without content");
+  {
+    std::lock_guard lock(inode->mu);
+    if (inode->content) {
+      at = whence == SEEK_DATA ? inode->content->SeekData(static_cast<uint64_t>(off))
+                               : inode->content->SeekHole(static_cast<uint64_t>(off));
+    }
+  }
+  if (!at.ok()) return ReplyError(req, at.status());
+  fuse_reply_lseek(req, static_cast<off_t>(*at));
 }
 
 // Only called without default_permissions, when the caller is the user the
@@ -916,9 +952,20 @@ void OpAccess(fuse_req_t req, fuse_ino_t ino, int mask) {
 
 // ---- statfs, xattrs --------------------------------------------------------
 
+// Space in plaintext terms: every C plaintext bytes of a chunk cost C + 28
+// backing bytes, so a program that preallocates "all free space" (or checks
+// that a file will fit) must see what fits once encrypted.
 void OpStatfs(fuse_req_t req, fuse_ino_t) {
   struct statvfs sv;
   if (::fstatvfs(Fs(req)->inodes().root()->fd, &sv) != 0) return (void)fuse_reply_err(req, errno);
+  const format::ChunkLayout& layout = Fs(req)->volume()->layout();
+  auto plaintext = [&](fsblkcnt_t blocks) {
+    return static_cast<fsblkcnt_t>(static_cast<unsigned __int128>(blocks) * layout.chunk_size() /
+                                   layout.backing_chunk_size());
+  };
+  sv.f_blocks = plaintext(sv.f_blocks);
+  sv.f_bfree = plaintext(sv.f_bfree);
+  sv.f_bavail = plaintext(sv.f_bavail);
   sv.f_namemax = format::kMaxNameInBytes;
   fuse_reply_statfs(req, &sv);
 }
@@ -1043,6 +1090,7 @@ fuse_lowlevel_ops MakeOps() {
   ops.removexattr = OpRemovexattr;
   ops.create = OpCreate;
   ops.fallocate = OpFallocate;
+  ops.lseek = OpLseek;
   return ops;
 }
 

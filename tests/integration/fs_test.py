@@ -26,6 +26,41 @@ RENAME_EXCHANGE = 2
 AT_FDCWD = -100
 
 
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+FALLOC_FL_COLLAPSE_RANGE = 0x08
+FALLOC_FL_ZERO_RANGE = 0x10
+FALLOC_FL_INSERT_RANGE = 0x20
+libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+
+
+def fallocate(fd, mode, off, length):
+    """fallocate(2) with any mode (os.posix_fallocate is mode 0 only)."""
+    if libc.fallocate(fd, mode, off, length) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+RENAME_WHITEOUT = 4
+libc.opendir.restype = ctypes.c_void_p
+libc.opendir.argtypes = [ctypes.c_char_p]
+libc.readdir.restype = ctypes.c_void_p
+libc.readdir.argtypes = [ctypes.c_void_p]
+libc.rewinddir.argtypes = [ctypes.c_void_p]
+libc.closedir.argtypes = [ctypes.c_void_p]
+DIRENT_NAME_OFFSET = 19  # struct dirent64 on glibc x86_64: ino, off, reclen, type, name
+
+
+def read_all_entries(dirp):
+    """Every name readdir(3) returns from an open DIR* until the end."""
+    names = set()
+    while True:
+        ent = libc.readdir(dirp)
+        if not ent:
+            return names
+        names.add(ctypes.string_at(ent + DIRENT_NAME_OFFSET).decode())
+
+
 def renameat2(src, dst, flags):
     rc = libc.renameat2(AT_FDCWD, src.encode(), AT_FDCWD, dst.encode(), flags)
     if rc != 0:
@@ -620,8 +655,9 @@ class FsxTest(MountTestCase):
         max_size = 256 * 1024
         counts = {}
         for op_no in range(self.OPERATIONS):
-            op = rng.choices(["read", "write", "truncate", "mread", "mwrite", "falloc", "reopen"],
-                             [30, 30, 8, 10, 10, 4, 2])[0]
+            op = rng.choices(["read", "write", "truncate", "mread", "mwrite", "falloc",
+                              "keep_size", "punch", "zero", "seek", "reopen"],
+                             [30, 30, 8, 10, 10, 2, 2, 3, 3, 2, 2])[0]
             counts[op] = counts.get(op, 0) + 1
             size = len(ref)
             if op == "read":
@@ -664,6 +700,27 @@ class FsxTest(MountTestCase):
                 os.posix_fallocate(fd, off, n)
                 if off + n > len(ref):
                     ref.extend(b"\0" * (off + n - len(ref)))
+            elif op in ("keep_size", "punch", "zero"):
+                off = rng.randrange(max_size // 2)
+                n = rng.randrange(1, max_size // 2)
+                mode = {"keep_size": FALLOC_FL_KEEP_SIZE,
+                        "punch": FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                        "zero": FALLOC_FL_ZERO_RANGE | rng.choice([0, FALLOC_FL_KEEP_SIZE])}[op]
+                fallocate(fd, mode, off, n)
+                end = min(off + n, len(ref))
+                if op != "keep_size" and off < end:
+                    ref[off:end] = b"\0" * (end - off)
+                if op == "zero" and not mode & FALLOC_FL_KEEP_SIZE and off + n > len(ref):
+                    ref.extend(b"\0" * (off + n - len(ref)))
+            elif op == "seek" and size > 0:
+                # Never skip data, never call data a hole.
+                off = rng.randrange(size)
+                d = os.lseek(fd, off, os.SEEK_DATA)
+                h = os.lseek(fd, off, os.SEEK_HOLE)
+                self.assertTrue(off <= d < size and off <= h <= size, f"seed {seed} op {op_no}")
+                self.assertEqual(bytes(ref[off:d]), b"\0" * (d - off), f"seed {seed} op {op_no}")
+                hole = bytes(ref[h:(h // 4096 + 1) * 4096])  # to the end of its chunk
+                self.assertEqual(hole, b"\0" * len(hole), f"seed {seed} op {op_no}")
             elif op == "reopen":
                 os.close(fd)
                 fd = os.open(p, os.O_RDWR)

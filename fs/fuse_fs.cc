@@ -42,6 +42,7 @@ struct DirEntry {
 };
 struct DirHandle {
   std::vector<DirEntry> entries;
+  bool served = false;  // a readdir has answered from `entries`
 };
 
 // Who a new object belongs to: -1 where it is to stay as created.
@@ -575,7 +576,14 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   if (!from.ok()) return ReplyError(req, from.status());
   auto to = fs->Encode(to_dir, newname);
   if (!to.ok()) return ReplyError(req, to.status());
-  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return (void)fuse_reply_err(req, EINVAL);
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) {
+    return (void)fuse_reply_err(req, EINVAL);
+  }
+  // RENAME_WHITEOUT (overlayfs upper directories): the backing rename leaves
+  // a whiteout, a 0:0 character device, under the old backing name, which
+  // decodes to the old plaintext name like any device node; a long old name
+  // keeps its side file for it.
+  const bool whiteout = flags & RENAME_WHITEOUT;
   // Side files belong to names, not objects: an exchange keeps both names,
   // a move needs the new name's side file before and drops the old one after.
   const bool exchange = flags & RENAME_EXCHANGE;
@@ -605,7 +613,7 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
     }
     if (!s.ok()) return (void)fuse_reply_err(req, err);
   }
-  if (!exchange && from->backing_name != to->backing_name) {
+  if (!exchange && !whiteout && from->backing_name != to->backing_name) {
     fs->volume()->RemoveLongNameFile(from_dir->fd, *from);
   }
   // Non-directories are found by (directory, name): follow the move.
@@ -627,20 +635,20 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
 
 // ---- directories ----------------------------------------------------------
 
-void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  EnvelopeFs* fs = Fs(req);
-  Inode* dir = Node(req, ino);
+// Decodes the listing of `dir` into handle->entries, "." and ".." first.
+Status ListDirectory(EnvelopeFs* fs, Inode* dir, DirHandle* handle) {
   auto id = fs->DirIdOf(dir);
-  if (!id.ok()) return ReplyError(req, id.status());
+  if (!id.ok()) return id.status();
   auto opened = backing::OpenDir(dir->fd, "");
-  if (!opened.ok()) return ReplyError(req, opened.status());
+  if (!opened.ok()) return opened.status();
   const int fd = opened->release();
   DIR* d = ::fdopendir(fd);
   if (d == nullptr) {
+    Status s = Status::FromErrno("fdopendir");
     ::close(fd);
-    return (void)fuse_reply_err(req, errno);
+    return s;
   }
-  auto handle = std::make_unique<DirHandle>();
+  handle->entries.clear();
   // glibc skips entries whose inode number is 0, so "." and ".." carry the
   // backing directories' numbers.
   struct stat dot, dotdot;
@@ -662,6 +670,13 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         {std::move(*decoded), std::string(n), de->d_ino, static_cast<mode_t>(DTTOIF(de->d_type))});
   }
   ::closedir(d);
+  return Status::Ok();
+}
+
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto handle = std::make_unique<DirHandle>();
+  Status s = ListDirectory(Fs(req), Node(req, ino), handle.get());
+  if (!s.ok()) return ReplyError(req, s);
   fi->fh = reinterpret_cast<uint64_t>(handle.release());
   fi->cache_readdir = 0;
   fuse_reply_open(req, fi);
@@ -672,6 +687,14 @@ void DoReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_f
   EnvelopeFs* fs = Fs(req);
   auto* handle = reinterpret_cast<DirHandle*>(fi->fh);
   Inode* dir = Node(req, ino);
+  // rewinddir(3) reads from offset 0 again and must see the directory as
+  // it is now (POSIX; fstests generic/471), not as it was at opendir. The
+  // kernel serialises readdir calls on one handle.
+  if (offset == 0 && handle->served) {
+    Status s = ListDirectory(fs, dir, handle);
+    if (!s.ok()) return ReplyError(req, s);
+  }
+  handle->served = true;
   std::vector<char> buf(size);
   size_t used = 0;
   for (size_t i = static_cast<size_t>(offset); i < handle->entries.size(); ++i) {

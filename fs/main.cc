@@ -20,10 +20,13 @@
 // Exit status: 0 success; 1 failure (rotate: some file not re-wrapped;
 // fsck: damage found); 2 usage error, or fsck could not check (e.g. the key
 // service is unreachable).
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -283,6 +286,32 @@ envelope::StatusOr<std::string> FallbackLogPath() {
   return dir + "/envelopefs.log";
 }
 
+// `mount -o remount,ro` (and rw) of a mounted volume: mount(8) hands
+// remount to the helper, i.e. to us, with the volume already served by a
+// running daemon. The kernel changes a FUSE superblock's read-only flag by
+// itself, so this asks it to, after checking the mountpoint is a FUSE mount
+// (never remount some other filesystem by a wrong path).
+int Remount(const std::string& mountpoint, const std::vector<std::string>& options) {
+  bool read_only = false;
+  for (const std::string& o : options) {
+    if (o == "ro") read_only = true;
+    if (o == "rw") read_only = false;
+  }
+  constexpr long kFuseSuperMagic = 0x65735546;
+  struct statfs sf;
+  if (::statfs(mountpoint.c_str(), &sf) != 0) {
+    return Fail(Status::FromErrno("remount: statfs " + mountpoint));
+  }
+  if (sf.f_type != kFuseSuperMagic) {
+    return Fail(Status::InvalidArgument("remount: " + mountpoint + " is not a mounted volume"));
+  }
+  if (::mount(nullptr, mountpoint.c_str(), nullptr, MS_REMOUNT | (read_only ? MS_RDONLY : 0),
+              nullptr) != 0) {
+    return Fail(Status::FromErrno("remount " + mountpoint));
+  }
+  return 0;
+}
+
 int Mount(const std::string& cipherdir, efs::MountOptions options, efs::OpenOptions open) {
   // Split -o into ours (kms=, key=, log=) and the kernel's.
   std::string log_file;
@@ -305,6 +334,9 @@ int Mount(const std::string& cipherdir, efs::MountOptions options, efs::OpenOpti
   }
   options.fuse_options = passthrough;
   options.mountpoint = Absolute(options.mountpoint);
+  if (std::find(passthrough.begin(), passthrough.end(), "remount") != passthrough.end()) {
+    return Remount(options.mountpoint, passthrough);
+  }
   // In the foreground: stderr. In the background: log=PATH, else syslog if
   // there is one, else a file in a private directory (a daemon's stderr
   // goes nowhere; the log holds plaintext paths).

@@ -156,6 +156,46 @@ class PosixTest(MountTestCase):
         os.rename(self.m.path("b"), self.m.path("sub/moved"))
         self.assertEqual(self.read("sub/moved"), b"C")
 
+    def test_rewinddir_sees_the_directory_as_it_is_now(self):
+        # fstests generic/471: names made after opendir appear after
+        # rewinddir, names removed since disappear.
+        d = self.m.path("d")
+        os.mkdir(d)
+        self.write("d/old", b"")
+        dirp = libc.opendir(d.encode())
+        self.assertTrue(dirp)
+        try:
+            self.assertEqual(read_all_entries(dirp), {".", "..", "old"})
+            self.write("d/new", b"")
+            os.unlink(os.path.join(d, "old"))
+            libc.rewinddir(dirp)
+            self.assertEqual(read_all_entries(dirp), {".", "..", "new"})
+        finally:
+            libc.closedir(dirp)
+
+    def test_rename_whiteout_leaves_a_whiteout(self):
+        # overlayfs upper directories (fstests generic/078).
+        for name in ("short", "w" * 200):  # a long name keeps its side file
+            self.write(name, b"moved")
+            renameat2(self.m.path(name), self.m.path(name + ".to"),
+                      RENAME_WHITEOUT)
+            st = os.lstat(self.m.path(name))
+            self.assertTrue(stat.S_ISCHR(st.st_mode), oct(st.st_mode))
+            self.assertEqual(st.st_rdev, 0)
+            self.assertEqual(self.read(name + ".to"), b"moved")
+            self.assertIn(name, os.listdir(self.m.mnt))
+            os.unlink(self.m.path(name))
+        self.m.unmount()
+        self.m.mount()
+        self.assertEqual(sorted(os.listdir(self.m.mnt)), sorted(["short.to", "w" * 200 + ".to"]))
+
+    def test_o_tmpfile_is_not_supported(self):
+        # libfuse 3.14 (Debian 12) has no tmpfile operation: the kernel answers
+        # EOPNOTSUPP, which callers treat as "use a named temporary file".
+        with self.assertRaises(OSError) as e:
+            os.open(self.m.mnt, os.O_TMPFILE | os.O_RDWR, 0o600)
+        self.assertEqual(e.exception.errno, errno.EOPNOTSUPP)
+
     def test_long_names(self):
         long = "n" * 255
         self.write(long, b"long")
@@ -549,14 +589,18 @@ class MountFormsTest(unittest.TestCase):
     def tearDown(self):
         self.m.cleanup()
 
-    def test_mount_t_fuse_envelopefs(self):
-        # mount(8) runs mount.fuse3, which finds "envelopefs" on the standard
-        # PATH; put the build there for the test, as an install would.
+    def mount_helper_on_path(self):
+        """mount(8) runs mount.fuse3, which finds "envelopefs" on the
+        standard PATH; put the build there for the test, as an install
+        would. Returns whether the link was made here (to remove)."""
         link = "/usr/sbin/envelopefs"
-        created = False
-        if not os.path.exists(link):
-            os.symlink(os.path.abspath(__import__("fs_harness").ENVELOPEFS), link)
-            created = True
+        if os.path.exists(link):
+            return None
+        os.symlink(os.path.abspath(__import__("fs_harness").ENVELOPEFS), link)
+        return link
+
+    def test_mount_t_fuse_envelopefs(self):
+        link = self.mount_helper_on_path()
         try:
             run("mount", "-t", "fuse.envelopefs", self.m.cipherdir, self.m.mnt,
                 "-o", f"kms={self.m.endpoint},allow_other")
@@ -573,7 +617,39 @@ class MountFormsTest(unittest.TestCase):
             with open(os.path.join(self.m.mnt, "f")) as f:
                 self.assertEqual(f.read(), "via mount -t")
         finally:
-            if created:
+            if link:
+                os.unlink(link)
+
+    def test_mount_o_remount_ro_and_rw(self):
+        link = self.mount_helper_on_path()
+        try:
+            run("mount", "-t", "fuse.envelopefs", self.m.cipherdir, self.m.mnt,
+                "-o", f"kms={self.m.endpoint}")
+            self.m.mounted = True
+            p = os.path.join(self.m.mnt, "f")
+            with open(p, "w") as f:
+                f.write("before")
+            run("mount", "-o", "remount,ro", self.m.mnt)
+            with open("/proc/mounts") as f:
+                opts = [l for l in f if self.m.mnt in l][0].split()[3].split(",")
+            self.assertIn("ro", opts)
+            with self.assertRaises(OSError) as e:
+                open(p, "w")
+            self.assertEqual(e.exception.errno, errno.EROFS)
+            with open(p) as f:
+                self.assertEqual(f.read(), "before")  # still served, by the same daemon
+            run("mount", "-o", "remount,rw", self.m.mnt)
+            with open(p, "w") as f:
+                f.write("after")
+            with open(p) as f:
+                self.assertEqual(f.read(), "after")
+            # A remount names a mounted volume, never another filesystem.
+            r = subprocess.run([__import__("fs_harness").ENVELOPEFS, self.m.cipherdir, self.m.tmp,
+                                "-o", "remount,ro"], capture_output=True, text=True)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("not a mounted volume", r.stderr)
+        finally:
+            if link:
                 os.unlink(link)
 
     def test_files_belong_to_the_user_who_creates_them(self):

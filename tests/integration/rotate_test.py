@@ -29,7 +29,10 @@ def content_files(cipherdir):
     for root, _, files in os.walk(cipherdir):
         for f in files:
             p = os.path.join(root, f)
-            if f in INTERNAL or f.endswith(".name") or not stat.S_ISREG(os.lstat(p).st_mode):
+            # .envelopefs.tmp.*: a side file or config being replaced when
+            # the process was killed; never read (docs/FORMAT.md §8.2).
+            if (f in INTERNAL or f.endswith(".name") or f.startswith(".envelopefs.tmp.")
+                    or not stat.S_ISREG(os.lstat(p).st_mode)):
                 continue
             yield p
 

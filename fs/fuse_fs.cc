@@ -41,8 +41,7 @@ struct DirEntry {
   mode_t type;
 };
 struct DirHandle {
-  std::vector<DirEntry> entries;
-  bool served = false;  // a readdir has answered from `entries`
+  std::vector<DirEntry> entries;  // made by readdir at offset 0
 };
 
 // Who a new object belongs to: -1 where it is to stay as created.
@@ -673,10 +672,15 @@ Status ListDirectory(EnvelopeFs* fs, Inode* dir, DirHandle* handle) {
   return Status::Ok();
 }
 
+// The listing is made by the first readdir from offset 0, not here: a
+// directory opened, then written to, then read (or rewound, rewinddir(3),
+// which reads from offset 0 again) must show the names added since
+// (POSIX; fstests generic/471). The directory's id is checked now so that
+// a damaged directory fails at opendir.
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto id = Fs(req)->DirIdOf(Node(req, ino));
+  if (!id.ok()) return ReplyError(req, id.status());
   auto handle = std::make_unique<DirHandle>();
-  Status s = ListDirectory(Fs(req), Node(req, ino), handle.get());
-  if (!s.ok()) return ReplyError(req, s);
   fi->fh = reinterpret_cast<uint64_t>(handle.release());
   fi->cache_readdir = 0;
   fuse_reply_open(req, fi);
@@ -687,14 +691,12 @@ void DoReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_f
   EnvelopeFs* fs = Fs(req);
   auto* handle = reinterpret_cast<DirHandle*>(fi->fh);
   Inode* dir = Node(req, ino);
-  // rewinddir(3) reads from offset 0 again and must see the directory as
-  // it is now (POSIX; fstests generic/471), not as it was at opendir. The
-  // kernel serialises readdir calls on one handle.
-  if (offset == 0 && handle->served) {
+  // Offset 0 (a first read, or one after rewinddir) lists the directory as
+  // it is now. The kernel serialises readdir calls on one handle.
+  if (offset == 0) {
     Status s = ListDirectory(fs, dir, handle);
     if (!s.ok()) return ReplyError(req, s);
   }
-  handle->served = true;
   std::vector<char> buf(size);
   size_t used = 0;
   for (size_t i = static_cast<size_t>(offset); i < handle->entries.size(); ++i) {
@@ -1151,8 +1153,15 @@ Status MountAndServe(Volume* volume, const MountOptions& options) {
     std::string opt;
     while (std::getline(ss, opt, ',')) allow_other |= opt == "allow_other";
   }
-  std::string opts = std::string(allow_other ? "default_permissions," : "") +
-                     "fsname=envelopefs:" + volume->cipherdir() + ",subtype=envelopefs";
+  // libfuse splits -o at commas and takes a backslash as an escape, so a
+  // cipherdir path with either keeps its place in fsname (and in mtab).
+  std::string fsname = "envelopefs:";
+  for (char c : volume->cipherdir()) {
+    if (c == ',' || c == '\\') fsname += '\\';
+    fsname += c;
+  }
+  std::string opts = std::string(allow_other ? "default_permissions," : "") + "fsname=" +
+                     fsname + ",subtype=envelopefs";
   for (const auto& o : options.fuse_options) opts += "," + o;
   arg_strings.push_back("-o");
   arg_strings.push_back(opts);

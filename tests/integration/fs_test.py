@@ -172,6 +172,13 @@ class PosixTest(MountTestCase):
             self.assertEqual(read_all_entries(dirp), {".", "..", "new"})
         finally:
             libc.closedir(dirp)
+        # Opened, then written to, then read for the first time.
+        dirp = libc.opendir(d.encode())
+        try:
+            self.write("d/later", b"")
+            self.assertEqual(read_all_entries(dirp), {".", "..", "new", "later"})
+        finally:
+            libc.closedir(dirp)
 
     def test_rename_whiteout_leaves_a_whiteout(self):
         # overlayfs upper directories (fstests generic/078).
@@ -651,6 +658,23 @@ class MountFormsTest(unittest.TestCase):
         finally:
             if link:
                 os.unlink(link)
+
+    def test_cipherdir_path_with_a_comma_and_a_backslash(self):
+        # libfuse splits -o at commas: the path must keep its place in
+        # fsname rather than break the mount.
+        odd = os.path.join(self.m.tmp, "a,b\\c")
+        os.rename(self.m.cipherdir, odd)
+        self.m.cipherdir = odd
+        self.m.mount()
+        with open(os.path.join(self.m.mnt, "f"), "w") as f:
+            f.write("odd path")
+        with open("/proc/self/mountinfo") as f:
+            line = [l for l in f if f" {self.m.mnt} " in l][0]
+        self.assertIn("a,b", line)
+        self.m.unmount()
+        self.m.mount()
+        with open(os.path.join(self.m.mnt, "f")) as f:
+            self.assertEqual(f.read(), "odd path")
 
     def test_files_belong_to_the_user_who_creates_them(self):
         self.m.mount("allow_other")

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -264,22 +265,24 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
   // and the new final chunk (it authenticates the size). Every other chunk
   // of [first, last] lies past the old end and would hold only zeros: it
   // stays a hole, unwritten.
-  std::vector<Run> runs;
+  // At most three runs, added in ascending order (no allocation per write).
+  std::array<Run, 3> runs;
+  size_t run_count = 0;
   auto add = [&](uint64_t lo, uint64_t hi) {
     lo = std::max(lo, first);
     hi = std::min(hi, last);
     if (lo > hi) return;
-    if (!runs.empty() && lo <= runs.back().hi + 1) {
-      runs.back().hi = std::max(runs.back().hi, hi);
+    if (run_count > 0 && lo <= runs[run_count - 1].hi + 1) {
+      runs[run_count - 1].hi = std::max(runs[run_count - 1].hi, hi);
     } else {
-      runs.push_back(Run{lo, hi});
+      runs[run_count++] = Run{lo, hi};
     }
   };
   add(first, old_final);
   if (!data.empty()) add(data_offset / chunk, (data_end - 1) / chunk);
   add(new_final, new_final);
   uint64_t written = 0;
-  for (const Run& r : runs) written += r.hi - r.lo + 1;
+  for (size_t r = 0; r < run_count; ++r) written += runs[r].hi - runs[r].lo + 1;
   if (written < last - first + 1) ENVELOPE_RETURN_IF_ERROR(EnsureSparse());
 
   // Growth that rewrites a partial final chunk in place must not fail
@@ -297,7 +300,7 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
   const uint64_t old_backing = layout_.BackingSize(old_size);
   bool touched_old = false;
 
-  for (auto run = runs.rbegin(); run != runs.rend(); ++run) {
+  for (auto run = runs.rbegin() + (runs.size() - run_count); run != runs.rend(); ++run) {
     // Batches [b0, b1] of at most batch_chunks chunks, the highest first.
     for (uint64_t next = run->hi + 1; next > run->lo;) {
       const uint64_t b1 = next - 1;

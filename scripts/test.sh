@@ -8,6 +8,7 @@
 #                              tests again under the sanitizers
 #   ENVELOPE_SKIP_SANITIZE=1   skip the sanitizer pass (quicker local runs)
 #   ENVELOPE_SKIP_FUZZ=1       skip the fuzz stage
+#   ENVELOPE_SKIP_FSTESTS=1    skip the fstests smoke list (scripts/conformance/xfstests.sh)
 #
 # Each stage's wall time is printed at the end: CI must stay under 15
 # minutes on 2 cores.
@@ -31,6 +32,18 @@ stage "release build"
 bash scripts/build.sh release
 stage "tests (release)"
 ctest --test-dir "$repo/build" --output-on-failure -j"$(nproc)" --timeout 900
+
+if [[ "${ENVELOPE_SKIP_FSTESTS:-0}" != 1 ]]; then
+  stage "fstests smoke list (envelopefs)"
+  # The pinned fstests source sits in ../shared/fstests beside the repo
+  # (or FSTESTS_DIR names a tree); without either there is nothing to run.
+  if [[ -n ${FSTESTS_DIR:-} ]] || ls "$repo"/../shared/fstests/fstests-*.tar.gz >/dev/null 2>&1; then
+    ENVELOPE_BUILD_DIR="$repo/build" FSTESTS_LIST=smoke FSTESTS_FS=envelopefs \
+      bash scripts/conformance/xfstests.sh
+  else
+    echo "test.sh: no fstests source (../shared/fstests or FSTESTS_DIR): smoke list skipped"
+  fi
+fi
 
 if [[ "${ENVELOPE_SKIP_SANITIZE:-0}" != 1 || "${ENVELOPE_SKIP_FUZZ:-0}" != 1 ]]; then
   # One clang build serves both the fuzz targets and the sanitizer tests.

@@ -1000,11 +1000,8 @@ StatusOr<std::string> BackingXattrName(EnvelopeFs* fs, std::string_view name) {
   if (name.rfind(kUserXattrPrefix, 0) != 0) {
     return Status::IoError("only user.* extended attributes are supported", EOPNOTSUPP);
   }
-  auto sealed = fs->volume()->names().EncodeName(name, DirId{});
-  if (!sealed.ok() || !sealed->long_name_content.empty()) {
-    return Status::IoError("extended attribute name too long", ERANGE);
-  }
-  return std::string(kUserXattrPrefix) + sealed->backing_name;
+  ENVELOPE_ASSIGN_OR_RETURN(std::string sealed, fs->volume()->names().EncodeXattrName(name));
+  return std::string(kUserXattrPrefix) + sealed;
 }
 
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
@@ -1056,7 +1053,7 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
     std::string_view bname(buf.data() + i);
     i += bname.size() + 1;
     if (bname.rfind(kUserXattrPrefix, 0) != 0) continue;
-    auto name = fs->volume()->names().DecodeName(bname.substr(kUserXattrPrefix.size()), DirId{});
+    auto name = fs->volume()->names().DecodeXattrName(bname.substr(kUserXattrPrefix.size()));
     if (!name.ok()) continue;  // ours (the DEK xattr) or foreign
     out += *name;
     out.push_back('\0');

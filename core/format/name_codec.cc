@@ -88,6 +88,26 @@ StatusOr<std::string> NameCodec::DecodeName(std::string_view encoded, const DirI
   return name;
 }
 
+StatusOr<std::string> NameCodec::EncodeXattrName(std::string_view name) const {
+  if (name.empty() || name.find('\0') != std::string_view::npos) {
+    return Status::InvalidArgument("invalid extended attribute name");
+  }
+  // "user." + the encoding must fit XATTR_NAME_MAX; the same bound as a
+  // short file name leaves room for the prefix.
+  if (name.size() > kMaxShortNameInBytes) {
+    return Status::IoError("extended attribute name too long", ERANGE);
+  }
+  return Seal(name, kNameDomain, DirId{});
+}
+
+StatusOr<std::string> NameCodec::DecodeXattrName(std::string_view encoded) const {
+  ENVELOPE_ASSIGN_OR_RETURN(std::string name, Open(encoded, kNameDomain, DirId{}));
+  if (name.empty() || name.find('\0') != std::string::npos) {
+    return Status::Corruption("decrypted extended attribute name is not valid");
+  }
+  return name;
+}
+
 BackingNameKind NameCodec::Classify(std::string_view name) {
   if (name == kDirIdFileName || name == kVolumeConfigFileName) return BackingNameKind::kInternal;
   if (name.rfind(kLongNamePrefix, 0) == 0) {

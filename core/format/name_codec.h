@@ -74,6 +74,14 @@ class NameCodec {
 
   static BackingNameKind Classify(std::string_view backing_name);
 
+  // Extended attribute names (the full "user.…" name) are sealed like file
+  // names with the zero directory id, but any bytes but NUL are valid
+  // ('/' included, as on ext4); the result is the backing name's suffix
+  // after "user.". IoError ERANGE when the backing name would pass
+  // XATTR_NAME_MAX (255), i.e. for names over 175 bytes.
+  StatusOr<std::string> EncodeXattrName(std::string_view name) const;
+  StatusOr<std::string> DecodeXattrName(std::string_view encoded) const;
+
   // Symlink targets are sealed the same way, with the directory id as
   // associated data as well. ENAMETOOLONG past kMaxSymlinkTargetInBytes.
   StatusOr<std::string> EncodeSymlinkTarget(std::string_view target, const DirId& dir) const;

@@ -344,6 +344,10 @@ class PosixTest(MountTestCase):
         os.mkdir(self.m.path("d"))
         os.setxattr(self.m.path("d"), "user.dir", b"v")
         self.assertEqual(os.getxattr(self.m.path("d"), "user.dir"), b"v")
+        # Any byte but NUL, '/' included (fstests generic/523).
+        os.setxattr(self.m.path("d"), "user.boo/hoo", b"woof")
+        self.assertEqual(os.getxattr(self.m.path("d"), "user.boo/hoo"), b"woof")
+        self.assertIn("user.boo/hoo", os.listxattr(self.m.path("d")))
 
     def test_mmap_locks_copy_file_range_statfs_fsync(self):
         self.write("m", b"a" * 10000)

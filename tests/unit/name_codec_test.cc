@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
+
 #include <algorithm>
 #include <set>
 #include <vector>
@@ -33,6 +35,23 @@ TEST_F(NameCodecTest, RoundTripAndDeterminism) {
     EXPECT_NE(codec_->EncodeName(name, dir_b_)->backing_name, e->backing_name);
     EXPECT_FALSE(codec_->DecodeName(e->backing_name, dir_b_).ok());
   }
+}
+
+// Xattr names may hold any byte but NUL ('/' included, fstests generic/523)
+// and encode exactly as a file name of the zero directory did before, so
+// existing backing xattrs keep their names.
+TEST_F(NameCodecTest, XattrNames) {
+  for (std::string name : {std::string("user.plain"), std::string("user.boo/hoo"), std::string("user./"),
+                           std::string("user.\xff")}) {
+    auto e = codec_->EncodeXattrName(name);
+    ASSERT_TRUE(e.ok()) << name;
+    EXPECT_EQ(*codec_->DecodeXattrName(*e), name);
+  }
+  EXPECT_EQ(*codec_->EncodeXattrName("user.plain"),
+            codec_->EncodeName("user.plain", DirId{})->backing_name);
+  EXPECT_EQ(codec_->EncodeXattrName(std::string(176, 'x')).status().sys_errno(), ERANGE);
+  EXPECT_TRUE(codec_->EncodeXattrName(std::string(175, 'x')).ok());
+  EXPECT_FALSE(codec_->EncodeXattrName(std::string("user.a\0b", 8)).ok());
 }
 
 TEST_F(NameCodecTest, LongNamesUseAHashAndASideFile) {

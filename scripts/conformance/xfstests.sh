@@ -92,6 +92,8 @@ fi
 # lands in the output that fstests compares.
 for u in fsgqa fsgqa2 123456-fsgqa; do
   id "$u" >/dev/null 2>&1 || useradd -m -s /bin/sh "$u" 2>/dev/null || true
+  home=$(getent passwd "$u" | cut -d: -f6)
+  if [[ -n $home && ! -d $home ]]; then mkdir -p "$home" && chown "$u:" "$home"; fi
 done
 
 [[ -x $build_dir/fs/envelopefs ]] || BUILD_DIR=$build_dir bash "$repo/scripts/build.sh" release >/dev/null

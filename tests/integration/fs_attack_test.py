@@ -433,6 +433,32 @@ class SetgidTest(AttackTestCase):
         self.as_nobody(f"open({self.m.path('home', 'g')!r}, 'w').close()")
         self.assertEqual(os.stat(self.m.path("home", "g")).st_gid, NOGROUP)
 
+    def test_writes_by_another_user_clear_setuid_and_setgid(self):
+        # A write, truncate or fallocate by anyone but root drops S_ISUID,
+        # and S_ISGID of a group-executable file, so a shared setuid file
+        # cannot be made to run other code (fstests generic/683-685).
+        for op in ("os.pwrite(fd, b'y', 10)", "os.ftruncate(fd, 50)",
+                   "os.posix_fallocate(fd, 0, 200)"):
+            for mode in (0o6777, 0o6666):
+                p = self.m.path("shared")
+                with open(p, "wb") as f:
+                    f.write(b"x" * 100)
+                os.chmod(p, mode)
+                self.as_nobody(f"""
+                    import os
+                    fd = os.open({p!r}, os.O_WRONLY)
+                    {op}
+                    os.close(fd)
+                """)
+                got = stat.S_IMODE(os.stat(p).st_mode)
+                self.assertFalse(got & stat.S_ISUID, f"{op}: {oct(got)}")
+                if mode & 0o010:  # group-executable: setgid goes too
+                    self.assertFalse(got & stat.S_ISGID, f"{op}: {oct(got)}")
+                # (ext4 also drops S_ISGID of a file that is not
+                # group-executable when the writer is not in its group; the
+                # kernel's FUSE code keeps it: docs/CONFORMANCE.md.)
+                os.unlink(p)
+
 
 class InitTest(unittest.TestCase):
     def test_init_makes_the_cipherdir_private(self):

@@ -137,10 +137,16 @@ chmod 600 "$run/gocryptfs.pw"
 # OPTIONS; the backing directory comes as source=DIR (README.fuse). A
 # directory not yet a volume is made one (fstests's mkfs is a no-op for
 # fuse).
+helper_marker='# written by scripts/conformance/xfstests.sh for one run'
 write_helper() {
   local name=$1 body=$2 path=/sbin/mount.fuse.$1
-  [[ -e $path ]] && { log "$path exists already; not replacing it"; exit 2; }
-  printf '#!/bin/bash\n# written by scripts/conformance/xfstests.sh for one run\n%s\n' "$body" >"$path"
+  # A helper of ours left by a run that was killed is replaced; anything
+  # else at that path is someone's own and stays.
+  if [[ -e $path ]] && ! grep -q "^$helper_marker\$" "$path"; then
+    log "$path exists already and is not ours; not replacing it"
+    exit 2
+  fi
+  printf '#!/bin/bash\n%s\n%s\n' "$helper_marker" "$body" >"$path"
   chmod 755 "$path"
   helpers+=("$path")
 }

@@ -41,6 +41,11 @@ class ChunkLayout {
   uint64_t ChunkOffset(uint64_t index) const {
     return header_size_ + index * backing_chunk_size();
   }
+  // The chunk whose backing bytes hold `backing_offset` (the inverse of
+  // ChunkOffset). REQUIRES: backing_offset >= header_size()
+  uint64_t ChunkIndexAt(uint64_t backing_offset) const {
+    return (backing_offset - header_size_) / backing_chunk_size();
+  }
   // Backing size of a file of plaintext size `size`.
   uint64_t BackingSize(uint64_t size) const {
     return header_size_ + size + ChunkCount(size) * kChunkOverheadInBytes;

@@ -74,12 +74,16 @@ Status ContentFile::VerifyFinalChunk() {
   return AuthenticatedSize(cipher_, sealed_buf_, plain_buf_).status();
 }
 
+bool ContentFile::ReadsAsHole(bool is_final, ByteView sealed) const {
+  // Only in a version-2 header (which the DEK's commitment binds), never
+  // the final chunk, and only a whole interior chunk of zeros.
+  return sparse_ && !is_final && sealed.size() == layout_.backing_chunk_size() &&
+         IsAllZero(sealed);
+}
+
 Status ContentFile::OpenChunk(ChunkCipher& cipher, uint64_t index, bool is_final,
                               ByteView sealed, MutableByteView out) {
-  // A hole: only in a version-2 header (which the DEK's commitment binds),
-  // never the final chunk (it authenticates the size), and only a whole
-  // chunk of zeros.
-  if (sparse_ && !is_final && out.size() == layout_.chunk_size() && IsAllZero(sealed)) {
+  if (ReadsAsHole(is_final, sealed)) {
     std::memset(out.data(), 0, out.size());
     return Status::Ok();
   }
@@ -382,11 +386,8 @@ Status ContentFile::VerifyAll() {
       // Skip what the backing filesystem holds no data for: those chunks
       // read as zeros, holes of a sparse file (a 100 GiB truncate is one
       // sealed chunk, not 26 million reads).
-      off_t d = ::lseek(fd_, static_cast<off_t>(layout_.ChunkOffset(i)), SEEK_DATA);
-      if (d < 0) return Status::FromErrno("lseek SEEK_DATA in the backing file");
-      const uint64_t at = (static_cast<uint64_t>(d) - layout_.header_size()) /
-                          layout_.backing_chunk_size();
-      if (at > i) i = std::min(at, count - 1);
+      ENVELOPE_ASSIGN_OR_RETURN(uint64_t at, NextBackingChunk(i, SEEK_DATA));
+      i = std::min(at, count - 1);
     }
     const uint32_t plain = layout_.ChunkPlaintextSize(i, size);
     plain_buf_.resize(plain);

@@ -85,8 +85,8 @@ class ContentFile {
   // lseek(2) SEEK_DATA and SEEK_HOLE, at chunk granularity: the first offset
   // >= `offset` in data (or in a hole; the end of the file counts as one).
   // IoError with ENXIO when `offset` is at or past the end.
-  StatusOr<uint64_t> SeekData(uint64_t offset);
-  StatusOr<uint64_t> SeekHole(uint64_t offset);
+  StatusOr<uint64_t> SeekData(uint64_t offset) { return Seek(offset, false); }
+  StatusOr<uint64_t> SeekHole(uint64_t offset) { return Seek(offset, true); }
 
   // Whether the header is version 2 (the file may hold holes).
   bool sparse() const { return sparse_; }
@@ -110,9 +110,21 @@ class ContentFile {
   // zeros.
   Status OpenChunk(ChunkCipher& cipher, uint64_t index, bool is_final,
                    ByteView sealed, MutableByteView out);
-  // Whether interior chunk `index` of a sparse file is a hole: its backing
-  // bytes read as zeros. `size` is the plaintext size.
+  // The one rule for holes: in a sparse file, an interior chunk whose whole
+  // backing bytes `sealed` are zero (never the final chunk, which
+  // authenticates the size).
+  bool ReadsAsHole(bool is_final, ByteView sealed) const;
+  // Whether chunk `index` of a file of `size` plaintext bytes is a hole:
+  // reads its backing bytes into `scratch` and applies ReadsAsHole.
   StatusOr<bool> IsHole(uint64_t index, uint64_t size, Bytes& scratch);
+  // The first chunk >= `index` that lseek(`whence`) on the backing file
+  // places data (SEEK_DATA) or a hole (SEEK_HOLE) in.
+  StatusOr<uint64_t> NextBackingChunk(uint64_t index, int whence) const;
+  // SeekData (want_hole false) and SeekHole (true).
+  StatusOr<uint64_t> Seek(uint64_t offset, bool want_hole);
+  // offset + length for a fallocate call: EFBIG past the largest size,
+  // EINVAL for zero bytes.
+  StatusOr<uint64_t> FallocateEnd(uint64_t offset, uint64_t length) const;
   // Makes the header version 2, if it is not yet (before the first hole).
   Status EnsureSparse();
   // Zeros plaintext [lo, hi) of a file of `size` bytes, hi <= size: whole

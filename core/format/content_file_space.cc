@@ -27,27 +27,36 @@ Status Fallocate(int fd, int mode, uint64_t offset, uint64_t length) {
 
 Status NoSuchOffset() { return Status::IoError("offset at or past the end of the file", ENXIO); }
 
-// offset + length, or EFBIG past the largest plaintext size.
-StatusOr<uint64_t> RangeEnd(const ChunkLayout& layout, uint64_t offset, uint64_t length) {
-  if (offset > layout.MaxPlaintextSize() || length > layout.MaxPlaintextSize() - offset) {
+}  // namespace
+
+StatusOr<uint64_t> ContentFile::FallocateEnd(uint64_t offset, uint64_t length) const {
+  if (offset > layout_.MaxPlaintextSize() || length > layout_.MaxPlaintextSize() - offset) {
     return Status::IoError("range past the largest file size", EFBIG);
   }
+  if (length == 0) return Status::IoError("fallocate of zero bytes", EINVAL);
   return offset + length;
 }
-
-}  // namespace
 
 StatusOr<bool> ContentFile::IsHole(uint64_t index, uint64_t size, Bytes& scratch) {
   if (!sparse_ || index >= layout_.LastChunkIndex(size)) return false;
   scratch.resize(layout_.backing_chunk_size());
   ENVELOPE_ASSIGN_OR_RETURN(size_t n, PreadFull(fd_, scratch, layout_.ChunkOffset(index)));
   if (n != scratch.size()) return Status::Corruption("backing file shorter than its size implies");
-  return std::all_of(scratch.begin(), scratch.end(), [](uint8_t b) { return b == 0; });
+  return ReadsAsHole(/*is_final=*/false, scratch);
+}
+
+StatusOr<uint64_t> ContentFile::NextBackingChunk(uint64_t index, int whence) const {
+  const uint64_t from = layout_.ChunkOffset(index);
+  off_t at = ::lseek(fd_, static_cast<off_t>(from), whence);
+  if (at < 0) {
+    return Status::FromErrno(whence == SEEK_DATA ? "lseek SEEK_DATA in the backing file"
+                                                 : "lseek SEEK_HOLE in the backing file");
+  }
+  return std::max(index, layout_.ChunkIndexAt(std::max(from, static_cast<uint64_t>(at))));
 }
 
 Status ContentFile::Allocate(uint64_t offset, uint64_t length, bool keep_size) {
-  ENVELOPE_ASSIGN_OR_RETURN(uint64_t end, RangeEnd(layout_, offset, length));
-  if (length == 0) return Status::IoError("fallocate of zero bytes", EINVAL);
+  ENVELOPE_ASSIGN_OR_RETURN(uint64_t end, FallocateEnd(offset, length));
   ENVELOPE_ASSIGN_OR_RETURN(uint64_t size,
                             AuthenticatedSize(cipher_, sealed_buf_, plain_buf_));
   const uint64_t chunk = layout_.chunk_size();
@@ -95,8 +104,7 @@ Status ContentFile::ZeroInside(uint64_t lo, uint64_t hi, uint64_t size, int back
 }
 
 Status ContentFile::PunchHole(uint64_t offset, uint64_t length) {
-  ENVELOPE_ASSIGN_OR_RETURN(uint64_t end, RangeEnd(layout_, offset, length));
-  if (length == 0) return Status::IoError("fallocate of zero bytes", EINVAL);
+  ENVELOPE_ASSIGN_OR_RETURN(uint64_t end, FallocateEnd(offset, length));
   ENVELOPE_ASSIGN_OR_RETURN(uint64_t size,
                             AuthenticatedSize(cipher_, sealed_buf_, plain_buf_));
   Status s = ZeroInside(offset, std::min(end, size), size,
@@ -106,8 +114,7 @@ Status ContentFile::PunchHole(uint64_t offset, uint64_t length) {
 }
 
 Status ContentFile::ZeroRange(uint64_t offset, uint64_t length, bool keep_size) {
-  ENVELOPE_ASSIGN_OR_RETURN(uint64_t end, RangeEnd(layout_, offset, length));
-  if (length == 0) return Status::IoError("fallocate of zero bytes", EINVAL);
+  ENVELOPE_ASSIGN_OR_RETURN(uint64_t end, FallocateEnd(offset, length));
   ENVELOPE_ASSIGN_OR_RETURN(uint64_t size,
                             AuthenticatedSize(cipher_, sealed_buf_, plain_buf_));
   Status s = ZeroInside(offset, std::min(end, size), size,
@@ -119,54 +126,26 @@ Status ContentFile::ZeroRange(uint64_t offset, uint64_t length, bool keep_size) 
   return Allocate(std::max(offset, size), end - std::max(offset, size), keep_size);
 }
 
-StatusOr<uint64_t> ContentFile::SeekData(uint64_t offset) {
+StatusOr<uint64_t> ContentFile::Seek(uint64_t offset, bool want_hole) {
   ENVELOPE_ASSIGN_OR_RETURN(uint64_t size,
                             AuthenticatedSize(cipher_, sealed_buf_, plain_buf_));
   if (offset >= size) return NoSuchOffset();
-  if (!sparse_) return offset;
+  if (!sparse_) return want_hole ? size : offset;  // a version-1 file is all data
   const uint64_t chunk = layout_.chunk_size();
   const uint64_t final_index = layout_.LastChunkIndex(size);
-  for (uint64_t i = offset / chunk; i < final_index;) {
-    // The backing filesystem knows where nothing was ever written; every
-    // candidate it names is then read, because a hole chunk's first or last
-    // block can be allocated for its neighbour's sake.
-    off_t d = ::lseek(fd_, static_cast<off_t>(layout_.ChunkOffset(i)), SEEK_DATA);
-    if (d < 0) return Status::FromErrno("lseek SEEK_DATA in the backing file");
-    const uint64_t backing = static_cast<uint64_t>(d);
-    if (backing > layout_.ChunkOffset(i)) {
-      i = (backing - layout_.header_size()) / layout_.backing_chunk_size();
-      if (i >= final_index) break;
-    }
+  for (uint64_t i = offset / chunk; i < final_index; ++i) {
+    // The backing filesystem names the next candidate, and each candidate
+    // is read: a hole chunk's first or last block can be allocated for its
+    // neighbour's sake, and reserved (fallocated) space reads as zeros
+    // without being a backing hole. A chunk the filesystem calls a hole is
+    // never a sealed one, and one it calls data may still be a hole.
+    ENVELOPE_ASSIGN_OR_RETURN(i, NextBackingChunk(i, want_hole ? SEEK_HOLE : SEEK_DATA));
+    if (i >= final_index) break;
     ENVELOPE_ASSIGN_OR_RETURN(bool hole, IsHole(i, size, sealed_buf_));
-    if (!hole) return std::max(offset, i * chunk);
-    ++i;
+    if (hole == want_hole) return std::max(offset, i * chunk);
   }
-  return std::max(offset, final_index * chunk);
-}
-
-StatusOr<uint64_t> ContentFile::SeekHole(uint64_t offset) {
-  ENVELOPE_ASSIGN_OR_RETURN(uint64_t size,
-                            AuthenticatedSize(cipher_, sealed_buf_, plain_buf_));
-  if (offset >= size) return NoSuchOffset();
-  if (!sparse_) return size;
-  const uint64_t chunk = layout_.chunk_size();
-  const uint64_t final_index = layout_.LastChunkIndex(size);
-  for (uint64_t i = offset / chunk; i < final_index;) {
-    off_t h = ::lseek(fd_, static_cast<off_t>(layout_.ChunkOffset(i)), SEEK_HOLE);
-    if (h < 0) return Status::FromErrno("lseek SEEK_HOLE in the backing file");
-    const uint64_t backing = static_cast<uint64_t>(h);
-    if (backing > layout_.ChunkOffset(i)) {
-      i = (backing - layout_.header_size()) / layout_.backing_chunk_size();
-      if (i >= final_index) break;
-    }
-    // Reserved (fallocated) space also reads as zeros without being a
-    // backing hole, so a chunk the filesystem calls data can still be one
-    // of ours; but one it calls a hole is never a sealed chunk.
-    ENVELOPE_ASSIGN_OR_RETURN(bool hole, IsHole(i, size, sealed_buf_));
-    if (hole) return std::max(offset, i * chunk);
-    ++i;
-  }
-  return size;
+  // The final chunk is data; past it, the end of the file counts as a hole.
+  return want_hole ? size : std::max(offset, final_index * chunk);
 }
 
 }  // namespace envelope::format

@@ -18,16 +18,28 @@ StatusOr<FileId> NewFileId() {
   return id;
 }
 
+namespace {
+
+// The prefix fields of a header of `layout`, no slot filled in.
+FileHeader HeaderPrefix(const ChunkLayout& layout, uint16_t version, const FileId& file_id,
+                        const Commitment& commitment) {
+  FileHeader h;
+  h.version = version;
+  h.flags = layout.header_size() == kHeaderSizeDekInXattr ? kFlagDekInXattr : 0;
+  h.chunk_size = layout.chunk_size();
+  h.file_id = file_id;
+  h.commitment = commitment;
+  return h;
+}
+
+}  // namespace
+
 StatusOr<FileHeader> NewFileHeader(const ChunkLayout& layout,
                                    const FileId& file_id,
                                    const Commitment& commitment,
                                    ByteView wrapped_dek) {
   ENVELOPE_RETURN_IF_ERROR(ValidateWrappedDekSize(wrapped_dek.size()));
-  FileHeader h;
-  h.flags = layout.header_size() == kHeaderSizeDekInXattr ? kFlagDekInXattr : 0;
-  h.chunk_size = layout.chunk_size();
-  h.file_id = file_id;
-  h.commitment = commitment;
+  FileHeader h = HeaderPrefix(layout, kFormatVersionDense, file_id, commitment);
   h.slots[0].generation = 1;
   h.slots[0].wrapped_dek.assign(wrapped_dek.begin(), wrapped_dek.end());
   h.slot_states[0] = SlotState::kValid;
@@ -92,14 +104,9 @@ Status WriteNewFile(int fd, const FileHeader& header, ChunkCipher* cipher) {
 
 Status WriteSparseHeader(int fd, const ChunkLayout& layout,
                          const ChunkCipher& cipher) {
-  FileHeader h;
-  h.version = kFormatVersionSparse;
-  h.flags = layout.header_size() == kHeaderSizeDekInXattr ? kFlagDekInXattr : 0;
-  h.chunk_size = layout.chunk_size();
-  h.file_id = cipher.file_id();
-  h.commitment = cipher.sparse_commitment();
   uint8_t prefix[kHeaderPrefixSizeInBytes];
-  h.EncodePrefixTo(prefix);
+  HeaderPrefix(layout, kFormatVersionSparse, cipher.file_id(), cipher.sparse_commitment())
+      .EncodePrefixTo(prefix);
   ENVELOPE_RETURN_IF_ERROR(PwriteFull(fd, ByteView(prefix, sizeof(prefix)), 0));
   if (::fdatasync(fd) != 0) return Status::FromErrno("fdatasync");
   return Status::Ok();

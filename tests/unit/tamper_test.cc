@@ -33,6 +33,15 @@ class TamperTest : public ::testing::TestWithParam<bool> {
     ASSERT_TRUE(f.ok());
     ASSERT_TRUE(f->content->Write(0, data).ok());
   }
+  // Zeros the backing bytes of interior chunk `index` of `name` in place;
+  // returns the backing file as written.
+  Bytes ZeroChunk(const std::string& name, uint64_t index) {
+    Bytes b = vol_.ReadBacking(name);
+    const size_t at = vol_.layout().ChunkOffset(index);
+    std::fill(b.begin() + at, b.begin() + at + vol_.layout().backing_chunk_size(), 0);
+    vol_.WriteBacking(name, b);
+    return b;
+  }
   TestVolume vol_;
 };
 
@@ -226,10 +235,7 @@ TEST_P(TamperTest, AppendedChunkIsDetected) {
 
 TEST_P(TamperTest, ZeroedChunkIsDetected) {
   MakeFile("f", ThreeChunkData());
-  Bytes b = vol_.ReadBacking("f");
-  const size_t c1 = vol_.layout().ChunkOffset(1);
-  std::fill(b.begin() + c1, b.begin() + c1 + vol_.layout().backing_chunk_size(), 0);
-  vol_.WriteBacking("f", b);
+  ZeroChunk("f", 1);
   auto f = vol_.Open("f");
   ASSERT_TRUE(f.ok());
   Bytes buf(kChunk);
@@ -299,10 +305,7 @@ TEST_P(TamperTest, ZeroedChunkOfSparseFileReadsAsHole) {
     ASSERT_TRUE(f->content->Truncate(6 * kChunk).ok());
     ASSERT_TRUE(f->content->sparse());
   }
-  Bytes b = vol_.ReadBacking("f");
-  const size_t c1 = vol_.layout().ChunkOffset(1);
-  std::fill(b.begin() + c1, b.begin() + c1 + vol_.layout().backing_chunk_size(), 0);
-  vol_.WriteBacking("f", b);
+  Bytes b = ZeroChunk("f", 1);
   auto f = vol_.Open("f");
   ASSERT_TRUE(f.ok());
   Bytes buf(kChunk, 0xff);

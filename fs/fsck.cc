@@ -14,7 +14,6 @@
 #include "fs/backing_tree.h"
 #include "fs/progress.h"
 #include "fs/volume_walk.h"
-#include "kms/blob_label.h"
 
 namespace envelope::fs {
 
@@ -52,8 +51,8 @@ StatusOr<FileResult> CheckFile(Volume* volume, int fd, const struct stat& st, bo
     const size_t spare = 1 - *active;
     r.torn_spare = !header->dek_in_xattr() &&
                    header->slot_states[spare] == format::SlotState::kDamaged;
-    auto label = kms::ReadBlobLabel(header->slots[*active].wrapped_dek);
-    if (label.ok()) r.key_version = label->key_id + ":" + std::to_string(label->key_version);
+    auto label = volume->kms()->VersionOf(header->slots[*active].wrapped_dek);
+    if (label) r.key_version = label->key_id + ":" + std::to_string(label->version);
   }
   auto content = volume->OpenContent(fd, *header);
   if (!content.ok()) {

@@ -3,20 +3,11 @@
 #include <cctype>
 #include <optional>
 
-#include "kms/blob_label.h"
+#include "core/base/uuid.h"
 
 namespace envelope::fs {
 
 namespace {
-
-bool IsKeyUuid(std::string_view s) {
-  if (s.size() != 36) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
-  }
-  return true;
-}
 
 // The key a key ARN ("arn:...:key/UUID") or a bare key id names, without
 // asking; nullopt for an alias, whose target only the service knows.
@@ -24,33 +15,28 @@ std::optional<TrustedKey> KeyFromName(const std::string& key) {
   const size_t slash = key.rfind("key/");
   std::string id = key.rfind("arn:", 0) == 0 && slash != std::string::npos ? key.substr(slash + 4)
                                                                             : key;
-  if (!IsKeyUuid(id)) return std::nullopt;
+  if (!IsUuid(id)) return std::nullopt;
   for (char& c : id) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return TrustedKey{key, id};
 }
 
 }  // namespace
 
-StatusOr<TrustedKey> ResolveKey(kms::KmsClient* kms, const std::string& key,
+StatusOr<TrustedKey> ResolveKey(kms::KeyService* kms, const std::string& key,
                                 std::vector<std::string>* warnings) {
-  auto r = kms->Call("TrentService.DescribeKey", {{"KeyId", key}});
-  if (!r.ok()) {
+  auto info = kms->DescribeKey(key);
+  if (!info.ok()) {
     // A key policy may allow a user Decrypt and GenerateDataKey but not
     // DescribeKey; a key ARN or id names its key without asking.
-    if (r.status().code() == StatusCode::kPermissionDenied) {
+    if (info.status().code() == StatusCode::kPermissionDenied) {
       if (auto named = KeyFromName(key)) return *named;
     }
-    return r.status().WithContext("resolving key " + key);
+    return info.status().WithContext("resolving key " + key);
   }
-  const nlohmann::json m = (*r)["KeyMetadata"];
-  if (!m.is_object() || !m.contains("KeyId") || !m["KeyId"].is_string() ||
-      !m.contains("Arn") || !m["Arn"].is_string()) {
-    return Status::Internal("DescribeKey " + key + ": the key service named no KeyId and Arn");
-  }
-  TrustedKey t{m["Arn"].get<std::string>(), m["KeyId"].get<std::string>()};
-  const std::string creator = kms::ForeignKeyCreator(m, kms->endpoint());
-  if (!creator.empty()) {
-    warnings->push_back("key " + key + " (" + t.arn + ") was created by " + creator +
+  TrustedKey t{info->arn, info->key_id};
+  for (char& c : t.key_id) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!info->foreign_creator.empty()) {
+    warnings->push_back("key " + key + " (" + t.arn + ") was created by " + info->foreign_creator +
                         ", not by you or root: they can decrypt every file key under it and "
                         "destroy it");
   }
@@ -73,12 +59,18 @@ bool KeyTrust::Contains(const std::string& arn) const {
   return false;
 }
 
-StatusOr<std::string> KeyTrust::KeyIdFor(ByteView blob, const std::string& unlabelled) const {
-  auto label = kms::ReadBlobLabel(blob);
-  if (!label.ok()) return unlabelled;
+StatusOr<std::vector<std::string>> KeyTrust::Candidates(
+    const std::optional<kms::BlobVersion>& label, const std::string& current) const {
   std::lock_guard lock(mu_);
+  if (!label) {
+    std::vector<std::string> out = {current};
+    for (const TrustedKey& k : keys_) {
+      if (k.arn != current) out.push_back(k.arn);
+    }
+    return out;
+  }
   for (const TrustedKey& k : keys_) {
-    if (k.key_id == label->key_id) return k.arn;
+    if (k.key_id == label->key_id) return std::vector<std::string>{k.arn};
   }
   std::string trusted;
   for (const TrustedKey& k : keys_) trusted += (trusted.empty() ? "" : ", ") + k.arn;

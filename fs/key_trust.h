@@ -18,7 +18,9 @@
 
 #include "core/base/coding.h"
 #include "core/base/status.h"
-#include "kms/kms_client.h"
+#include <optional>
+
+#include "kms/key_service.h"
 
 namespace envelope::fs {
 
@@ -29,22 +31,26 @@ struct TrustedKey {
 
 // `key` (a key id, key ARN, alias name or alias ARN) resolved once, with
 // DescribeKey, to the key it names now. If the key service says another
-// principal made it (kms::ForeignKeyCreator), a warning is added to
+// principal made it (KeyInfo::foreign_creator), a warning is added to
 // `*warnings`: a config or a pin may name another user's key by ARN, and a
 // key's creator can read everything under it. If the caller may not DescribeKey, a key ARN or key
 // id is taken as naming its key (no warning can be given); an alias fails.
-StatusOr<TrustedKey> ResolveKey(kms::KmsClient* kms, const std::string& key,
+StatusOr<TrustedKey> ResolveKey(kms::KeyService* kms, const std::string& key,
                                 std::vector<std::string>* warnings);
 
 class KeyTrust {
  public:
   void Add(TrustedKey key);
   bool Contains(const std::string& arn) const;
-  // The KeyId to unwrap `blob` with: the ARN of the trusted key its
-  // envelope-keyd label names; `unlabelled` for a blob of another service
-  // (AWS KMS), which has no readable label. Corruption if the label names a
-  // key that is not trusted: the blob was made by someone else.
-  StatusOr<std::string> KeyIdFor(ByteView blob, const std::string& unlabelled) const;
+  // The KeyIds to unwrap a blob with, given what the blob says of itself
+  // (KeyService::VersionOf): the ARN of the trusted key its label names,
+  // alone; for an opaque blob (AWS KMS), `current` first and then every
+  // other trusted key, since only the service can tell which one it is
+  // under (a wrong one answers IncorrectKeyException, and the next is
+  // tried). Corruption if the label names a key that is not trusted: the
+  // blob was made by someone else.
+  StatusOr<std::vector<std::string>> Candidates(const std::optional<kms::BlobVersion>& label,
+                                                const std::string& current) const;
   // "ARN, ARN" for messages.
   std::string Describe() const;
 

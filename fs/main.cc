@@ -8,7 +8,11 @@
 //   envelopefs CIPHERDIR MOUNTPOINT -o OPTIONS   (as mount.fuse3 calls it: fstab,
 //                                                 mount -t fuse.envelopefs)
 //
-// Mount options of our own: kms=ENDPOINT, key=KEYID (may repeat), log=PATH. Everything
+// Every command also takes --kms-api auto|envelope|standard (which API to
+// speak, kms/connect.h) and --ca-file PEM (an https endpoint's CA).
+//
+// Mount options of our own: kms=ENDPOINT, key=KEYID (may repeat), kms_api=API,
+// ca_file=PEM, log=PATH. Everything
 // else (allow_other, ro, ...) goes to the kernel and libfuse.
 //
 // Trust (docs/FORMAT.md §8.1): the key service is --kms / kms=, else
@@ -46,7 +50,7 @@
 #include "fs/progress.h"
 #include "fs/rotate.h"
 #include "fs/volume.h"
-#include "kms/blob_label.h"
+#include "kms/connect.h"
 
 #include <nlohmann/json.hpp>
 
@@ -88,7 +92,13 @@ Status MakeCipherdirPrivate(const std::string& cipherdir, bool must_exist) {
 int Init(const std::string& cipherdir, const efs::InitOptions& options) {
   Status s = MakeCipherdirPrivate(cipherdir, /*must_exist=*/false);
   if (!s.ok()) return Fail(s);
-  auto kms = efs::ConnectKms(options.kms_endpoint);
+  envelope::kms::ConnectOptions connect;
+  connect.endpoint = options.kms_endpoint;
+  auto api = envelope::kms::ParseKmsApi(options.kms_api);
+  if (!api.ok()) return Fail(api.status());
+  connect.api = *api;
+  connect.ca_file = options.ca_file;
+  auto kms = envelope::kms::ConnectKeyService(connect);
   if (!kms.ok()) return Fail(kms.status());
   s = efs::Volume::Init(cipherdir, options, kms->get());
   if (!s.ok()) return Fail(s);
@@ -122,7 +132,7 @@ int Info(const std::string& cipherdir, const efs::OpenOptions& open) {
   std::printf("format version  %d (file formats %u and %u)\n", efs::kVolumeConfigVersion,
               envelope::format::kFormatVersionDense, envelope::format::kFormatVersionSparse);
   std::printf("master key      %s\n", c.key_id.c_str());
-  std::printf("key service     %s (recorded: %s)\n", (*volume)->kms()->endpoint().ToString().c_str(),
+  std::printf("key service     %s (recorded: %s)\n", (*volume)->kms()->Name().c_str(),
               c.kms_endpoint.empty() ? "none" : c.kms_endpoint.c_str());
   std::printf("DEK location    %s\n", c.dek_in_xattr ? "xattr" : "header");
   std::printf("chunk size      %u\n", c.chunk_size);
@@ -177,6 +187,9 @@ int Rotate(const std::string& cipherdir, efs::OpenOptions open, const WalkFlags&
     nlohmann::json j = {{"cipherdir", (*volume)->cipherdir()},
                         {"key_arn", r.key_arn},
                         {"key_version", r.key_version},
+                        {"version_marker", r.version_marker},
+                        {"journal_resumed", r.journal_resumed},
+                        {"notes", r.notes},
                         {"volume_key_rewrapped", r.volume_key_rewrapped},
                         {"mount_wait_seconds", r.mount_wait_seconds},
                         {"files", r.files},
@@ -190,8 +203,14 @@ int Rotate(const std::string& cipherdir, efs::OpenOptions open, const WalkFlags&
                         {"from_versions", VersionsJson(r.from_versions)}};
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("rotated %s to %s version %u in %.2f s\n", (*volume)->cipherdir().c_str(),
-                r.key_arn.c_str(), r.key_version, r.seconds);
+    const std::string version = r.key_version != 0 ? "version " + std::to_string(r.key_version)
+                                                   : "current version (" + r.version_marker + ")";
+    std::printf("rotated %s to %s %s in %.2f s\n", (*volume)->cipherdir().c_str(),
+                r.key_arn.c_str(), version.c_str(), r.seconds);
+    if (r.journal_resumed > 0) {
+      std::printf("  (resumed: the rotation journal had %llu files re-wrapped by an earlier run)\n",
+                  static_cast<unsigned long long>(r.journal_resumed));
+    }
     if (r.mount_wait_seconds > 0) {
       std::printf("  (after waiting %.1f s for the mount to stop using keys made under the old "
                   "version)\n", r.mount_wait_seconds);
@@ -205,6 +224,7 @@ int Rotate(const std::string& cipherdir, efs::OpenOptions open, const WalkFlags&
                 r.volume_key_rewrapped ? "re-wrapped" : "already current");
     std::printf("  moved from %s\n", VersionsText(r.from_versions).c_str());
     for (const auto& f : r.failures) std::printf("  FAILED %s\n", f.c_str());
+    for (const auto& n : r.notes) std::printf("  note: %s\n", n.c_str());
   }
   if (!flags.to_key.empty() && r.volume_key_rewrapped) {
     std::fprintf(stderr,
@@ -323,6 +343,10 @@ int Mount(const std::string& cipherdir, efs::MountOptions options, efs::OpenOpti
       if (opt.empty()) continue;
       if (opt.rfind("kms=", 0) == 0) {
         open.endpoint = opt.substr(4);
+      } else if (opt.rfind("kms_api=", 0) == 0) {
+        open.kms_api = opt.substr(8);
+      } else if (opt.rfind("ca_file=", 0) == 0) {
+        open.ca_file = opt.substr(8);
       } else if (opt.rfind("key=", 0) == 0) {
         open.keys.push_back(opt.substr(4));
       } else if (opt.rfind("log=", 0) == 0) {
@@ -397,12 +421,16 @@ int main(int argc, char** argv) {
   init_cmd->add_option("--key", init.key_id, "master key (id, ARN or alias)")->required();
   init_cmd->add_option("--kms", init.kms_endpoint,
                        "key service endpoint (recorded in the volume for information only)");
+  init_cmd->add_option("--kms-api", init.kms_api, "auto, envelope or standard (AWS KMS's API only)");
+  init_cmd->add_option("--ca-file", init.ca_file, "https endpoints: trust this PEM CA bundle");
   init_cmd->add_option("--dek-in", dek_in, "where file DEKs live")->check(CLI::IsMember({"header", "xattr"}));
   init_cmd->add_option("--chunk-size", init.chunk_size, "plaintext bytes per chunk (power of two, 4096..1048576)");
 
   auto* info_cmd = app.add_subcommand("info", "print a volume's configuration");
   info_cmd->add_option("cipherdir", cipherdir)->required();
   info_cmd->add_option("--kms", open.endpoint, "key service endpoint");
+  info_cmd->add_option("--kms-api", open.kms_api, "auto, envelope or standard (AWS KMS's API only)");
+  info_cmd->add_option("--ca-file", open.ca_file, "https endpoints: trust this PEM CA bundle");
   info_cmd->add_option("--key", open.keys, "the volume's master key (pin; may repeat)");
 
   WalkFlags walk;
@@ -413,6 +441,8 @@ int main(int argc, char** argv) {
   rotate_cmd->add_option("--threads", walk.threads, "parallel workers")->check(CLI::Range(1, 256));
   rotate_cmd->add_flag("--json", walk.json, "print a JSON summary, no progress bar");
   rotate_cmd->add_option("--kms", open.endpoint, "key service endpoint");
+  rotate_cmd->add_option("--kms-api", open.kms_api, "auto, envelope or standard (AWS KMS's API only)");
+  rotate_cmd->add_option("--ca-file", open.ca_file, "https endpoints: trust this PEM CA bundle");
   rotate_cmd->add_option("--key", open.keys, "the volume's master key (pin; may repeat)");
 
   auto* fsck_cmd = app.add_subcommand("fsck", "check a volume's headers, keys and names");
@@ -421,6 +451,8 @@ int main(int argc, char** argv) {
   fsck_cmd->add_option("--threads", walk.threads, "parallel workers")->check(CLI::Range(1, 256));
   fsck_cmd->add_flag("--json", walk.json, "print a JSON report, no progress bar");
   fsck_cmd->add_option("--kms", open.endpoint, "key service endpoint");
+  fsck_cmd->add_option("--kms-api", open.kms_api, "auto, envelope or standard (AWS KMS's API only)");
+  fsck_cmd->add_option("--ca-file", open.ca_file, "https endpoints: trust this PEM CA bundle");
   fsck_cmd->add_option("--key", open.keys, "the volume's master key (pin; may repeat)");
 
   efs::MountOptions mount;
@@ -430,8 +462,10 @@ int main(int argc, char** argv) {
   mount_cmd->add_flag("-f,--foreground", mount.foreground, "stay in the foreground");
   mount_cmd->add_flag("-d,--debug", mount.debug, "FUSE debug output (implies -f)");
   mount_cmd->add_option("-o", mount.fuse_options,
-                        "mount options: kms=ENDPOINT, key=KEYID, allow_other, ro, ...");
+                        "mount options: kms=ENDPOINT, key=KEYID, kms_api=API, ca_file=PEM, allow_other, ro, ...");
   mount_cmd->add_option("--kms", open.endpoint, "key service endpoint");
+  mount_cmd->add_option("--kms-api", open.kms_api, "auto, envelope or standard (AWS KMS's API only)");
+  mount_cmd->add_option("--ca-file", open.ca_file, "https endpoints: trust this PEM CA bundle");
   mount_cmd->add_option("--key", open.keys, "the volume's master key (pin; may repeat)");
 
   if (helper_form) {

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -15,7 +16,7 @@
 #include "fs/backing_tree.h"
 #include "fs/progress.h"
 #include "fs/volume_walk.h"
-#include "kms/blob_label.h"
+#include "fs/rotation_journal.h"
 
 namespace envelope::fs {
 
@@ -23,42 +24,46 @@ namespace {
 
 struct TargetKey {
   std::string arn;
-  std::string key_id;  // UUID, as blob labels name it
-  uint32_t version = 0;
-  double version_created = 0;  // epoch seconds
+  std::string key_id;  // as VersionOf names keys
+  kms::CurrentVersion version;
 };
 
-StatusOr<TargetKey> DescribeTarget(kms::KmsClient* kms, const std::string& key) {
-  ENVELOPE_ASSIGN_OR_RETURN(nlohmann::json r,
-                            kms->Call("TrentService.DescribeKey", {{"KeyId", key}}));
-  const nlohmann::json& m = r["KeyMetadata"];
-  if (!m.is_object() || !m.contains("KeyId") || !m.contains("CurrentKeyVersion")) {
-    return Status::Internal("DescribeKey: the key service did not name the current key version");
-  }
-  if (m.value("KeyState", "") != "Enabled") {
-    return Status::FailedPrecondition("key " + key + " is " + m.value("KeyState", "?") +
+StatusOr<TargetKey> DescribeTarget(kms::KeyService* kms, const std::string& key) {
+  ENVELOPE_ASSIGN_OR_RETURN(kms::KeyInfo info, kms->DescribeKey(key));
+  if (info.state != "Enabled") {
+    return Status::FailedPrecondition("key " + key + " is " + (info.state.empty() ? "?" : info.state) +
                                       ", not Enabled: nothing can be re-wrapped under it");
   }
   TargetKey t;
-  t.key_id = m["KeyId"].get<std::string>();
-  t.arn = m.value("Arn", t.key_id);
-  t.version = m["CurrentKeyVersion"].get<uint32_t>();
-  t.version_created = m.value("CreationDate", 0.0);
-  if (t.version > 1) {
-    // The newest rotation's date is when the current version appeared.
-    auto rotations = kms->Call("TrentService.ListKeyRotations", {{"KeyId", t.key_id}, {"Limit", 1000}});
-    if (rotations.ok() && (*rotations)["Rotations"].is_array()) {
-      for (const auto& r : (*rotations)["Rotations"]) {
-        if (r.value("KeyVersion", 0u) == t.version) t.version_created = r.value("RotationDate", 0.0);
-      }
-    }
-  }
+  t.arn = info.arn;
+  t.key_id = info.key_id;
+  for (char& c : t.key_id) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  ENVELOPE_ASSIGN_OR_RETURN(t.version, kms->DescribeCurrentVersion(t.arn));
   return t;
 }
 
-bool Current(const kms::BlobLabel& label, const TargetKey& target) {
-  return label.key_id == target.key_id && label.key_version >= target.version;
-}
+// Which blobs are already under the target's current version: by the
+// blob's own label where the service has labels (envelope-keyd), else by
+// the rotation journal (opaque blobs: fs/rotation_journal.h).
+class CurrentTest {
+ public:
+  CurrentTest(kms::KeyService* kms, const TargetKey& target, RotationJournal* journal)
+      : kms_(kms), target_(target), journal_(journal) {}
+
+  bool operator()(ByteView blob) const {
+    if (target_.version.number) {
+      if (auto label = kms_->VersionOf(blob)) {
+        return label->key_id == target_.key_id && label->version >= *target_.version.number;
+      }
+    }
+    return journal_ != nullptr && journal_->Contains(blob);
+  }
+
+ private:
+  kms::KeyService* const kms_;
+  const TargetKey& target_;
+  RotationJournal* const journal_;
+};
 
 // /proc/self/mounts writes space, tab, newline and backslash as \ooo.
 std::string UnescapeMountField(const std::string& field) {
@@ -105,7 +110,7 @@ void SyncCipherdir(const std::string& cipherdir) {
 
 StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& options) {
   const auto started = std::chrono::steady_clock::now();
-  kms::KmsClient* kms = volume->kms();
+  kms::KeyService* kms = volume->kms();
   // The volume's key (an ARN since Open), or the key the user moves it to;
   // from here on only its ARN is used, so re-pointing an alias mid-run
   // changes nothing.
@@ -115,17 +120,36 @@ StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& option
   const std::string to_key = target.arn;
   RotateSummary summary;
   summary.key_arn = target.arn;
-  summary.key_version = target.version;
+  summary.key_version = target.version.number.value_or(0);
+  summary.version_marker = target.version.marker;
+
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd top, backing::OpenRoot(volume->cipherdir()));
+  std::unique_ptr<RotationJournal> journal;
+  if (!target.version.number) {
+    ENVELOPE_ASSIGN_OR_RETURN(UniqueFd dir, backing::OpenDir(top.get(), ""));
+    ENVELOPE_ASSIGN_OR_RETURN(journal, RotationJournal::Open(dir.get(), target.arn,
+                                                             target.version.marker));
+    summary.journal_resumed = journal->resumed();
+  }
+  const CurrentTest is_current(kms, target, journal.get());
+  std::mutex journal_mu;   // guards journal_trouble
+  Status journal_trouble;  // the first failure to record, reported once
+  auto record = [&](ByteView blob) {
+    if (!journal) return;
+    Status s = journal->Add(blob);
+    std::lock_guard lock(journal_mu);
+    if (!s.ok() && journal_trouble.ok()) journal_trouble = s;
+  };
 
   SyncCipherdir(volume->cipherdir());
 
   // The volume key first: from here on a mount creates files under the
   // target, and a crash leaves a config that opens under either key.
-  double ready_at = target.version_created + kMountMarginSeconds;
-  auto volume_label = kms::ReadBlobLabel(volume->config().wrapped_volume_key);
-  if (!volume_label.ok() || !Current(*volume_label, target) || target.arn != current_key) {
+  double ready_at = target.version.since + kMountMarginSeconds;
+  if (!is_current(volume->config().wrapped_volume_key) || target.arn != current_key) {
     Status s = volume->RewrapVolumeKey(to_key);
     if (!s.ok()) return s.WithContext("re-wrapping the volume key");
+    record(volume->config().wrapped_volume_key);
     summary.volume_key_rewrapped = true;
     ready_at = std::max(ready_at, Now() + kMountMarginSeconds);
   }
@@ -141,7 +165,7 @@ StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& option
   }
   for (const std::string& p : listing.problems) summary.failures.push_back(p);
 
-  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd root, backing::OpenRoot(volume->cipherdir()));
+  const UniqueFd& root = top;
   std::mutex mu;  // guards summary, seen and fatal
   std::set<std::pair<dev_t, ino_t>> seen;
   Status fatal;
@@ -177,27 +201,28 @@ StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& option
     if (!header.ok()) return fail(header.status().ToString()), true;
     auto blob = format::ActiveWrappedDek(*header);
     if (!blob.ok()) return fail(blob.status().ToString()), true;
-    auto label = kms::ReadBlobLabel(*blob);
-    if (!label.ok()) return fail(label.status().ToString()), true;
-    if (Current(*label, target)) {
+    if (is_current(*blob)) {
       std::lock_guard lock(mu);
       ++summary.already_current;
       return true;
     }
+    const auto label = kms->VersionOf(*blob);
+    const std::string from = label ? label->key_id + ":" + std::to_string(label->version)
+                                   : std::string("unknown");
     // SourceKeyId pins the key the file key must be under: one that a user
     // swapped for a key of their own is not re-wrapped (and so blessed).
-    auto from_key = volume->KeyIdToUnwrap(*blob);
-    if (!from_key.ok()) return fail("the file key is " + from_key.status().ToString()), true;
     const auto context = volume->config().FileContext(HexEncode(header->file_id));
-    auto rewrapped = kms->ReEncrypt(*blob, *from_key, context, to_key, context);
+    auto rewrapped = volume->Rewrap(*blob, context, to_key);
     if (!rewrapped.ok()) {
       if (rewrapped.status().code() == StatusCode::kUnavailable) {
         std::lock_guard lock(mu);
         fatal = rewrapped.status();
         return false;
       }
-      fail(rewrapped.status().ToString() + " (file key under key " + label->key_id + " version " +
-           std::to_string(label->key_version) + ")");
+      fail(rewrapped.status().ToString() +
+           (label ? " (file key under key " + label->key_id + " version " +
+                        std::to_string(label->version) + ")"
+                  : std::string()));
       return true;
     }
     Status s = format::RewriteWrappedDek(fd.get(), &*header, *rewrapped,
@@ -209,15 +234,20 @@ StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& option
     if (::futimens(fd.get(), times) != 0) {
       return fail(std::string("restoring the file times: ") + std::strerror(errno)), true;
     }
+    record(*rewrapped);
     std::lock_guard lock(mu);
     ++summary.rewrapped;
     summary.bytes_written += header->dek_in_xattr() ? rewrapped->size() + 1 : format::kSlotSizeInBytes;
-    ++summary.from_versions[label->key_id + ":" + std::to_string(label->key_version)];
+    ++summary.from_versions[from];
     return true;
   };
   ParallelFor(files.size(), options.threads, rotate_one);
   summary.files = seen.size();
   if (!fatal.ok()) return fatal.WithContext("the key service stopped answering; run rotate again");
+  if (!journal_trouble.ok()) {
+    summary.notes.push_back("the rotation journal could not record every file (" +
+                            journal_trouble.ToString() + "): a rerun re-wraps those again");
+  }
 
   SyncCipherdir(volume->cipherdir());
   summary.seconds =

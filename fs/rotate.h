@@ -4,9 +4,12 @@
 // never a chunk, so the cost follows the number of files, not their bytes
 // (docs/ROTATION.md).
 //
-// Resumable and idempotent without a journal: each file's blob says which
-// key version wraps it (kms/blob_label.h), so a file already under the
-// target is skipped, and a rerun after a crash does only what is left.
+// Resumable and idempotent: a file already under the target's current
+// version is skipped, so a rerun after a crash does only what is left.
+// Over envelope-keyd each blob says which key version wraps it
+// (KeyService::VersionOf); over a service with opaque blobs (AWS KMS) the
+// rotation journal remembers the blobs this rotation made
+// (fs/rotation_journal.h).
 // Crash-safe per file: format::RewriteWrappedDek writes only the inactive
 // slot. Durable at the end: one syncfs of the cipherdir (and one at the
 // start, for slots left unsynced by an interrupted earlier run).
@@ -31,7 +34,9 @@ struct RotateOptions {
 
 struct RotateSummary {
   std::string key_arn;          // the target key
-  uint32_t key_version = 0;     // its current version when the run started
+  uint32_t key_version = 0;     // its current version when the run started (0: not numbered)
+  std::string version_marker;   // kms::CurrentVersion::marker of that version
+  uint64_t journal_resumed = 0; // opaque blobs: re-wraps an earlier run recorded
   bool volume_key_rewrapped = false;
   // Seconds spent waiting, before the walk, until a running mount could no
   // longer create files under the old key version (0 offline).
@@ -42,10 +47,13 @@ struct RotateSummary {
   uint64_t skipped_empty = 0;    // empty backing files (a create in flight)
   uint64_t bytes_written = 0;    // header slots / xattr values written
   double seconds = 0;  // the whole run, the mount wait excluded
-  // "KEYID:VERSION" -> number of files this run moved away from it.
+  // "KEYID:VERSION" ("unknown" for an opaque blob) -> number of files this
+  // run moved away from it.
   std::map<std::string, uint64_t> from_versions;
   // Files that could not be re-wrapped: "PATH: reason".
   std::vector<std::string> failures;
+  // Things worth telling that are not failures.
+  std::vector<std::string> notes;
 };
 
 // Fails (without a summary) only when the run cannot go on at all: the

@@ -12,12 +12,13 @@
 
 #include "core/base/fd_io.h"
 #include "core/base/path_trust.h"
+#include "core/base/uuid.h"
 #include "core/crypto/random.h"
 #include "core/format/chunk_cipher.h"
 #include "core/format/header_io.h"
 #include "fs/backing_tree.h"
-#include "kms/blob_label.h"
 #include "kms/endpoint.h"
+#include "kms/kms_client.h"
 
 namespace envelope::fs {
 
@@ -27,13 +28,9 @@ constexpr std::string_view kXattrDomain = "envelopefs/v1/xattr";
 constexpr uint8_t kXattrValueVersion = 1;
 
 std::string NewUuid() {
-  uint8_t id[16];
+  std::array<uint8_t, 16> id;
   (void)crypto::RandomBytes(id);
-  id[6] = static_cast<uint8_t>((id[6] & 0x0f) | 0x40);
-  id[8] = static_cast<uint8_t>((id[8] & 0x3f) | 0x80);
-  std::string hex = HexEncode(id);
-  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" +
-         hex.substr(16, 4) + "-" + hex.substr(20);
+  return FormatRandomUuid(id);
 }
 
 std::string ConfigPath(const std::string& cipherdir) {
@@ -67,25 +64,9 @@ StatusOr<std::string> ReadConfigText(const std::string& cipherdir) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<kms::KmsClient>> ConnectKms(const std::string& endpoint) {
-  ENVELOPE_ASSIGN_OR_RETURN(kms::Endpoint ep, kms::ResolveEndpoint(endpoint));
-  kms::KmsClient::Options options;
-  options.endpoint = ep;
-  if (ep.kind == kms::Endpoint::kTcp) {
-    ENVELOPE_ASSIGN_OR_RETURN(options.credentials, kms::CredentialsFromEnvironment());
-    options.region = kms::RegionFromEnvironment();
-  }
-  // A mount must notice a dead key service quickly and say so; opens of
-  // files whose DEK is cached keep working meanwhile.
-  options.connect_timeout = std::chrono::milliseconds(1000);
-  options.request_timeout = std::chrono::milliseconds(5000);
-  options.max_retries = 2;
-  return kms::KmsClient::New(std::move(options));
-}
-
 Volume::Volume(std::string cipherdir, VolumeConfig config, crypto::SecretBytes volume_key,
                format::ChunkLayout layout, format::NameCodec names, crypto::AesSiv xattr,
-               std::unique_ptr<kms::KmsClient> kms, std::string volume_key_arn,
+               std::shared_ptr<kms::KeyService> kms, std::string volume_key_arn,
                std::vector<std::string> warnings)
     : cipherdir_(std::move(cipherdir)),
       config_(std::move(config)),
@@ -104,7 +85,7 @@ Volume::Volume(std::string cipherdir, VolumeConfig config, crypto::SecretBytes v
 }
 
 Status Volume::Init(const std::string& cipherdir, const InitOptions& options,
-                    kms::KmsClient* kms) {
+                    kms::KeyService* kms) {
   std::error_code ec;
   std::filesystem::create_directories(cipherdir, ec);
   if (ec) return Status::IoError("create " + cipherdir + ": " + ec.message(), ec.value());
@@ -145,6 +126,20 @@ Status Volume::Init(const std::string& cipherdir, const InitOptions& options,
 
 StatusOr<std::unique_ptr<Volume>> Volume::Open(const std::string& cipherdir,
                                                const OpenOptions& options) {
+  kms::ConnectOptions connect;
+  connect.endpoint = options.endpoint;
+  ENVELOPE_ASSIGN_OR_RETURN(connect.api, kms::ParseKmsApi(options.kms_api));
+  connect.ca_file = options.ca_file;
+  // A mount must notice a dead key service quickly and say so; opens of
+  // files whose DEK is cached keep working meanwhile.
+  connect.fail_fast = true;
+  ENVELOPE_ASSIGN_OR_RETURN(std::unique_ptr<kms::KeyService> kms, kms::ConnectKeyService(connect));
+  return Open(cipherdir, options, std::move(kms));
+}
+
+StatusOr<std::unique_ptr<Volume>> Volume::Open(const std::string& cipherdir,
+                                               const OpenOptions& options,
+                                               std::shared_ptr<kms::KeyService> kms) {
   ENVELOPE_ASSIGN_OR_RETURN(std::string text, ReadConfigText(cipherdir));
   std::string mac;
   ENVELOPE_ASSIGN_OR_RETURN(VolumeConfig config, VolumeConfig::Parse(text, &mac));
@@ -153,17 +148,16 @@ StatusOr<std::unique_ptr<Volume>> Volume::Open(const std::string& cipherdir,
   // Nothing the config says is trusted before its MAC checks out under a
   // volume key unwrapped under a trusted key; its endpoint not even then
   // (it is for information: docs/FORMAT.md §8.1).
-  ENVELOPE_ASSIGN_OR_RETURN(std::unique_ptr<kms::KmsClient> kms, ConnectKms(options.endpoint));
   std::vector<std::string> warnings;
   if (!config.kms_endpoint.empty()) {
     auto recorded = kms::ParseEndpoint(config.kms_endpoint);
-    if (!recorded.ok() || !(*recorded == kms->endpoint())) {
+    if (!recorded.ok() || recorded->ToString() != kms->Name()) {
       std::string shown = config.kms_endpoint.substr(0, 256);  // the cipherdir's words: tame them
       for (char& c : shown) {
         if (c < 0x20 || c == 0x7f) c = '?';
       }
       warnings.push_back("the volume records the key service " + shown +
-                         "; using " + kms->endpoint().ToString() +
+                         "; using " + kms->Name() +
                          " (a recorded endpoint is never used: give --kms or -o kms=)");
     }
   }
@@ -193,13 +187,19 @@ StatusOr<std::unique_ptr<Volume>> Volume::Open(const std::string& cipherdir,
   // The volume key, under a trusted key only: a config rewritten to a key
   // someone else controls, with a MAC made under their own volume key, is
   // refused here, before its MAC could be checked with their key.
-  auto vk_arn = trust.KeyIdFor(config.wrapped_volume_key, first_pin);
-  if (!vk_arn.ok()) {
-    return vk_arn.status().WithContext(
+  auto candidates = trust.Candidates(kms->VersionOf(config.wrapped_volume_key), first_pin);
+  if (!candidates.ok()) {
+    return candidates.status().WithContext(
         "the volume key is not under a trusted key (after `rotate --to-key`, pin the new key)");
   }
-  auto vk = kms->Decrypt(config.wrapped_volume_key, config.VolumeKeyContext(), *vk_arn);
-  if (!vk.ok()) return vk.status().WithContext("unwrapping the volume key under " + *vk_arn);
+  std::string vk_arn;
+  StatusOr<crypto::SecretBytes> vk = Status::Internal("no candidate key");
+  for (const std::string& arn : *candidates) {
+    vk = kms->Decrypt(config.wrapped_volume_key, config.VolumeKeyContext(), arn);
+    vk_arn = arn;
+    if (vk.ok() || kms::KmsErrorType(vk.status()) != "IncorrectKeyException") break;
+  }
+  if (!vk.ok()) return vk.status().WithContext("unwrapping the volume key under " + vk_arn);
   ENVELOPE_RETURN_IF_ERROR(config.Verify(*vk, mac));
   ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes name_key, DeriveNameKey(*vk));
   ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes xattr_key, DeriveXattrKey(*vk));
@@ -207,18 +207,40 @@ StatusOr<std::unique_ptr<Volume>> Volume::Open(const std::string& cipherdir,
   ENVELOPE_ASSIGN_OR_RETURN(crypto::AesSiv xattr, crypto::AesSiv::New(xattr_key.view()));
   std::unique_ptr<Volume> volume(new Volume(cipherdir, std::move(config), std::move(*vk), layout,
                                             std::move(names), std::move(xattr), std::move(kms),
-                                            *vk_arn, std::move(warnings)));
+                                            vk_arn, std::move(warnings)));
   for (TrustedKey& t : trusted) volume->trust_.Add(std::move(t));
   return volume;
 }
 
-StatusOr<std::string> Volume::KeyIdToUnwrap(ByteView blob) const {
+StatusOr<std::vector<std::string>> Volume::KeyIdsToUnwrap(ByteView blob) const {
   std::string current;
   {
     std::lock_guard lock(key_mu_);
     current = key_id_for_new_files_;
   }
-  return trust_.KeyIdFor(blob, current);
+  return trust_.Candidates(kms_->VersionOf(blob), current);
+}
+
+StatusOr<crypto::SecretBytes> Volume::Unwrap(ByteView blob,
+                                             const kms::EncryptionContextMap& context) {
+  ENVELOPE_ASSIGN_OR_RETURN(std::vector<std::string> keys, KeyIdsToUnwrap(blob));
+  StatusOr<crypto::SecretBytes> out = Status::Internal("no candidate key");
+  for (const std::string& key : keys) {
+    out = kms_->Decrypt(blob, context, key);
+    if (out.ok() || kms::KmsErrorType(out.status()) != "IncorrectKeyException") break;
+  }
+  return out;
+}
+
+StatusOr<Bytes> Volume::Rewrap(ByteView blob, const kms::EncryptionContextMap& context,
+                               const std::string& to_key_arn) {
+  ENVELOPE_ASSIGN_OR_RETURN(std::vector<std::string> keys, KeyIdsToUnwrap(blob));
+  StatusOr<Bytes> out = Status::Internal("no candidate key");
+  for (const std::string& key : keys) {
+    out = kms_->ReEncrypt(blob, key, context, to_key_arn, context);
+    if (out.ok() || kms::KmsErrorType(out.status()) != "IncorrectKeyException") break;
+  }
+  return out;
 }
 
 std::string Volume::KeyIdForNewFiles() {
@@ -262,9 +284,7 @@ Status Volume::RewrapVolumeKey(const std::string& to_key_arn) {
                                       ", which is not a trusted key");
   }
   const auto context = config_.VolumeKeyContext();
-  ENVELOPE_ASSIGN_OR_RETURN(std::string from, KeyIdToUnwrap(config_.wrapped_volume_key));
-  ENVELOPE_ASSIGN_OR_RETURN(Bytes rewrapped, kms_->ReEncrypt(config_.wrapped_volume_key, from,
-                                                             context, to_key_arn, context));
+  ENVELOPE_ASSIGN_OR_RETURN(Bytes rewrapped, Rewrap(config_.wrapped_volume_key, context, to_key_arn));
   VolumeConfig next = config_;
   next.key_id = to_key_arn;
   next.wrapped_volume_key = std::move(rewrapped);
@@ -440,29 +460,9 @@ StatusOr<std::vector<DekPool::Entry>> Volume::MakeFileKeys(size_t count) {
     contexts.push_back(config_.FileContext(HexEncode(id)));
     ids.push_back(id);
   }
-  std::vector<kms::DataKey> keys;
-  if (count > 1 && kms_has_batches_.load(std::memory_order_relaxed)) {
-    auto batch = kms_->GenerateDataKeys(key_id, contexts);
-    if (batch.ok()) {
-      keys = std::move(*batch);
-    } else if (kms::KmsErrorType(batch.status()) == "UnknownOperationException") {
-      kms_has_batches_ = false;
-      spdlog::info("the key service has no GenerateDataKeys: making file keys one at a time");
-    } else {
-      return batch.status().WithContext("creating file keys");
-    }
-  }
-  if (keys.empty()) {
-    // One at a time: a single key, or a key service without the extension.
-    for (size_t i = 0; i < count; ++i) {
-      auto dk = kms_->GenerateDataKey(key_id, contexts[i]);
-      if (!dk.ok()) {
-        if (!keys.empty()) break;  // keep the ones made
-        return dk.status().WithContext("creating a file key");
-      }
-      keys.push_back(std::move(*dk));
-    }
-  }
+  auto made = kms_->GenerateDataKeys(key_id, contexts);
+  if (!made.ok()) return made.status().WithContext(count > 1 ? "creating file keys" : "creating a file key");
+  std::vector<kms::DataKey>& keys = *made;
   const auto now = std::chrono::steady_clock::now();
   std::vector<DekPool::Entry> entries;
   for (size_t i = 0; i < keys.size(); ++i) {
@@ -498,18 +498,15 @@ StatusOr<std::unique_ptr<format::ContentFile>> Volume::OpenContent(
   if (!dek) {
     // Pinned: a file key someone swapped for one under a key of their own
     // is refused before the key service is asked.
-    auto key_id = KeyIdToUnwrap(wrapped);
-    if (!key_id.ok()) return key_id.status().WithContext("the file key");
-    auto unwrapped =
-        kms_->Decrypt(wrapped, config_.FileContext(HexEncode(header.file_id)), *key_id);
+    auto unwrapped = Unwrap(wrapped, config_.FileContext(HexEncode(header.file_id)));
     if (!unwrapped.ok()) {
       // Name the key version: after a retirement, "which version" is the
       // whole story of why this file can no longer be opened.
-      auto label = kms::ReadBlobLabel(wrapped);
+      auto label = kms_->VersionOf(wrapped);
       return unwrapped.status().WithContext(
-          label.ok() ? "unwrapping the file key (key " + label->key_id + " version " +
-                           std::to_string(label->key_version) + ")"
-                     : std::string("unwrapping the file key"));
+          label ? "unwrapping the file key (key " + label->key_id + " version " +
+                      std::to_string(label->version) + ")"
+                : std::string("unwrapping the file key"));
     }
     dek = std::make_shared<const crypto::SecretBytes>(std::move(*unwrapped));
     dek_cache_.Insert(cache_key, dek);

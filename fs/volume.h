@@ -26,13 +26,16 @@
 #include "fs/dek_pool.h"
 #include "fs/key_trust.h"
 #include "fs/volume_config.h"
-#include "kms/kms_client.h"
+#include "kms/connect.h"
+#include "kms/key_service.h"
 
 namespace envelope::fs {
 
 struct InitOptions {
   std::string key_id;        // any form; the config records the key's ARN
   std::string kms_endpoint;  // used, and recorded in the config (for information only)
+  std::string kms_api;       // --kms-api: auto, envelope or standard (kms/connect.h)
+  std::string ca_file;       // --ca-file: for an https endpoint
   bool dek_in_xattr = false;
   uint32_t chunk_size = format::kDefaultChunkSizeInBytes;
 };
@@ -43,6 +46,8 @@ struct OpenOptions {
   // The key service (--kms, -o kms=); "" = $ENVELOPE_KMS_ENDPOINT, else the
   // default socket. The endpoint the config records is never used.
   std::string endpoint;
+  std::string kms_api;  // --kms-api, -o kms_api=: auto, envelope or standard
+  std::string ca_file;  // --ca-file, -o ca_file=: for an https endpoint
   // The pinned master keys (--key, -o key=): ids, ARNs or aliases, each
   // resolved to its ARN once. The volume key must be wrapped under one of
   // them, and so must every file key. Empty: the config's own key is
@@ -59,27 +64,40 @@ class Volume {
  public:
   // Creates a volume in `cipherdir` (created if missing; must be empty).
   static Status Init(const std::string& cipherdir, const InitOptions& options,
-                     kms::KmsClient* kms);
+                     kms::KeyService* kms);
 
   // Reads the config, settles which keys are trusted (OpenOptions), unwraps
   // the volume key under a trusted key (Decrypt with that KeyId) and checks
   // the config's MAC with it before anything else is derived or unwrapped.
   // `cipherdir` must be absolute.
+  // Connects to the key service OpenOptions names (ConnectKeyService).
   static StatusOr<std::unique_ptr<Volume>> Open(const std::string& cipherdir,
                                                 const OpenOptions& options);
+  // The same over a given key service (the fake, in unit tests);
+  // options.endpoint, kms_api and ca_file are then unused.
+  static StatusOr<std::unique_ptr<Volume>> Open(const std::string& cipherdir,
+                                                const OpenOptions& options,
+                                                std::shared_ptr<kms::KeyService> kms);
 
   // Things the caller should tell the user (a trusted key made by another
   // principal; a recorded endpoint that differs from the one used).
   const std::vector<std::string>& warnings() const { return warnings_; }
-  // The KeyId to unwrap `blob` (a file's wrapped DEK) with: the trusted key
-  // its label names. Corruption for a blob under a key not trusted.
-  StatusOr<std::string> KeyIdToUnwrap(ByteView blob) const;
+  // The KeyIds to try, in order, to unwrap `blob` (a file's wrapped DEK or
+  // the volume key): the trusted key its label names (KeyTrust::Candidates).
+  // Corruption for a blob under a key not trusted.
+  StatusOr<std::vector<std::string>> KeyIdsToUnwrap(ByteView blob) const;
+  // Decrypt pinned to each of those keys in turn (an opaque blob under
+  // another trusted key answers IncorrectKeyException: the next is tried).
+  StatusOr<crypto::SecretBytes> Unwrap(ByteView blob, const kms::EncryptionContextMap& context);
+  // ReEncrypt, with its SourceKeyId chosen the same way.
+  StatusOr<Bytes> Rewrap(ByteView blob, const kms::EncryptionContextMap& context,
+                         const std::string& to_key_arn);
 
   const std::string& cipherdir() const { return cipherdir_; }
   const VolumeConfig& config() const { return config_; }
   const format::ChunkLayout& layout() const { return layout_; }
   const format::NameCodec& names() const { return names_; }
-  kms::KmsClient* kms() const { return kms_.get(); }
+  kms::KeyService* kms() const { return kms_.get(); }
 
   // Every system call below goes through fs/backing_tree.h: nothing a user
   // planted in the cipherdir (a symlink, a FIFO) is followed or waited on.
@@ -156,7 +174,7 @@ class Volume {
  private:
   Volume(std::string cipherdir, VolumeConfig config, crypto::SecretBytes volume_key,
          format::ChunkLayout layout, format::NameCodec names, crypto::AesSiv xattr,
-         std::unique_ptr<kms::KmsClient> kms, std::string volume_key_arn,
+         std::shared_ptr<kms::KeyService> kms, std::string volume_key_arn,
          std::vector<std::string> warnings);
 
   // The store of long symlink targets (.envelopefs.targets), checked to be
@@ -172,8 +190,8 @@ class Volume {
   const format::ChunkLayout layout_;
   const format::NameCodec names_;
   const crypto::AesSiv xattr_siv_;
-  // `count` new file ids and their keys: one GenerateDataKeys request, or
-  // GenerateDataKey for each where the key service lacks that extension.
+  // `count` new file ids and their keys (KeyService::GenerateDataKeys:
+  // batched where the service can).
   StatusOr<std::vector<DekPool::Entry>> MakeFileKeys(size_t count);
 
   // Up to 32 file keys made ahead, none older than 2 s: creates do not wait
@@ -182,8 +200,7 @@ class Volume {
   static constexpr size_t kDekPoolCapacity = 32;
   static constexpr std::chrono::milliseconds kDekPoolMaxAge{2000};
 
-  std::unique_ptr<kms::KmsClient> kms_;
-  std::atomic<bool> kms_has_batches_{true};  // until it answers UnknownOperation
+  const std::shared_ptr<kms::KeyService> kms_;
   KeyTrust trust_;  // the keys a wrapped key may be under
   const std::vector<std::string> warnings_;
 
@@ -195,10 +212,6 @@ class Volume {
   DekCache dek_cache_{4096, std::chrono::seconds(600)};
   DekPool dek_pool_;  // after kms_: its thread uses the client
 };
-
-// The KMS client for an endpoint string ("" = default resolution), with
-// credentials from the environment for TCP endpoints.
-StatusOr<std::unique_ptr<kms::KmsClient>> ConnectKms(const std::string& endpoint);
 
 }  // namespace envelope::fs
 

@@ -1,5 +1,7 @@
 #include "kms/blob_label.h"
 
+#include "core/base/uuid.h"
+
 namespace envelope::kms {
 
 StatusOr<BlobLabel> ReadBlobLabel(ByteView blob) {
@@ -10,10 +12,8 @@ StatusOr<BlobLabel> ReadBlobLabel(ByteView blob) {
     return Status::InvalidArgument("unsupported ciphertext blob version " +
                                    std::to_string(blob[2]));
   }
-  const std::string hex = HexEncode(blob.subspan(3, 16));
   BlobLabel label;
-  label.key_id = hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" +
-                 hex.substr(16, 4) + "-" + hex.substr(20);
+  label.key_id = FormatUuid(blob.subspan(3, 16));
   label.key_version = DecodeFixed32(blob.data() + 19);
   return label;
 }

@@ -579,6 +579,14 @@ StatusOr<Bytes> KmsClient::ReEncrypt(
   return GetBlob(response, "CiphertextBlob", endpoint_name_);
 }
 
+void KmsClient::CloseIdleConnections() {
+  std::vector<std::unique_ptr<HttpConnection>> idle;
+  {
+    std::lock_guard lock(mu_);
+    idle.swap(idle_);
+  }
+}
+
 std::string ForeignKeyCreator(const json& key_metadata, const Endpoint& endpoint) {
   if (!key_metadata.is_object()) return "";
   auto it = key_metadata.find("Creator");

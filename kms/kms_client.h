@@ -63,6 +63,7 @@
 #include "core/crypto/secret_bytes.h"
 #include "kms/endpoint.h"
 #include "kms/http_transport.h"
+#include "kms/key_service.h"
 #include "kms/sigv4.h"
 
 namespace envelope::kms {
@@ -72,14 +73,6 @@ inline constexpr char kExtensionServicePrefix[] = "EnvelopeKeyService.";
 // envelope-keyd's limit on GenerateDataKeys (docs/KEYSERVICE.md).
 inline constexpr size_t kMaxDataKeysPerRequest = 256;
 inline constexpr char kKmsSigningService[] = "kms";
-
-using EncryptionContextMap = std::map<std::string, std::string>;
-
-struct DataKey {
-  crypto::SecretBytes plaintext;
-  Bytes ciphertext_blob;
-  std::string key_arn;
-};
 
 class KmsClient {
  public:
@@ -142,6 +135,10 @@ class KmsClient {
                             const EncryptionContextMap& destination_context);
 
   const Endpoint& endpoint() const { return options_.endpoint; }
+
+  // Closes the pooled idle connections (before execve: the program started
+  // inherits none). Later calls connect again.
+  void CloseIdleConnections();
 
  private:
   explicit KmsClient(Options options);

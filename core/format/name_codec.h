@@ -33,6 +33,9 @@ inline constexpr std::string_view kDirIdFileName = ".envelopefs.dirid";
 inline constexpr std::string_view kLongNamePrefix = "envelopefs.long.";
 inline constexpr std::string_view kLongNameSuffix = ".name";
 inline constexpr std::string_view kVolumeConfigFileName = "envelopefs.conf";
+// The rotation journal (docs/ROTATION.md, "Opaque blobs"), in the cipherdir's
+// top directory only.
+inline constexpr std::string_view kRotationJournalFileName = ".envelopefs.rotation";
 
 // Plaintext names up to this many bytes keep a short (direct) backing name:
 // base64url of 175 + 16 bytes is 255 characters.

@@ -12,33 +12,32 @@
 namespace envelope::fs {
 namespace {
 
-// An envelope-keyd blob label for key 00112233-...-eeff (docs/KEYSERVICE.md)
-// followed by filler: KeyTrust reads only the label.
-Bytes BlobUnder(uint8_t first_byte_of_key) {
-  Bytes blob = {'E', 'K', 0x01};
-  for (int i = 0; i < 16; ++i) blob.push_back(static_cast<uint8_t>(first_byte_of_key + i * 0x11));
-  for (int i = 0; i < 4 + 12 + 32 + 16; ++i) blob.push_back(i == 0 ? 1 : 0);
-  return blob;
-}
+constexpr char kKeyA[] = "00112233-4455-6677-8899-aabbccddeeff";
+constexpr char kArnA[] = "arn:aws:kms:local:000000000000:key/00112233-4455-6677-8899-aabbccddeeff";
+constexpr char kArnB[] = "arn:aws:kms:local:000000000000:key/99999999-4455-6677-8899-aabbccddeeff";
 
-TEST(KeyTrustTest, UnwrapsOnlyUnderATrustedKey) {
+TEST(KeyTrustTest, ALabelledBlobUnwrapsOnlyUnderTheTrustedKeyItNames) {
   KeyTrust trust;
-  trust.Add({"arn:aws:kms:local:000000000000:key/00112233-4455-6677-8899-aabbccddeeff",
-             "00112233-4455-6677-8899-aabbccddeeff"});
-  auto ok = trust.KeyIdFor(BlobUnder(0x00), "fallback");
+  trust.Add({kArnA, kKeyA});
+  trust.Add({kArnB, "99999999-4455-6677-8899-aabbccddeeff"});
+  auto ok = trust.Candidates(kms::BlobVersion{kKeyA, 3}, kArnB);
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
-  EXPECT_EQ(*ok, "arn:aws:kms:local:000000000000:key/00112233-4455-6677-8899-aabbccddeeff");
+  EXPECT_EQ(*ok, std::vector<std::string>{kArnA});
 
   // A blob someone made under a key of their own is refused, not sent.
-  auto other = trust.KeyIdFor(BlobUnder(0x01), "fallback");
+  auto other = trust.Candidates(kms::BlobVersion{"01122334-4455-6677-8899-aabbccddeeff", 1}, kArnA);
   ASSERT_FALSE(other.ok());
   EXPECT_EQ(other.status().code(), StatusCode::kCorruption);
   EXPECT_NE(other.status().message().find("does not trust"), std::string::npos);
+}
 
-  // A blob without an envelope-keyd label (AWS KMS) goes to the fallback.
-  auto aws = trust.KeyIdFor(Bytes{1, 2, 3, 4}, "fallback");
-  ASSERT_TRUE(aws.ok());
-  EXPECT_EQ(*aws, "fallback");
+TEST(KeyTrustTest, AnOpaqueBlobTriesTheCurrentKeyFirstThenTheOtherTrustedOnes) {
+  KeyTrust trust;
+  trust.Add({kArnA, kKeyA});
+  trust.Add({kArnB, "99999999-4455-6677-8899-aabbccddeeff"});
+  auto order = trust.Candidates(std::nullopt, kArnB);
+  ASSERT_TRUE(order.ok());
+  EXPECT_EQ(*order, (std::vector<std::string>{kArnB, kArnA}));
 }
 
 // The config-file check (CheckNotReplaceable) is tested in path_trust_test.cc,

@@ -11,12 +11,16 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -29,6 +33,7 @@
 
 #include "core/crypto/secret_bytes.h"
 #include "keyservice/json_output.h"
+#include "keyservice/tls.h"
 #include "kms/endpoint.h"
 #include "kms/sigv4.h"
 
@@ -42,7 +47,10 @@ struct HttpServer::Connection {
   int fd = -1;
   bool tcp = false;
   std::string peer;  // "uid:N" or "tcp:ADDRESS", the key of per_peer_
+  Origin origin;     // transport and, for TCP, "ADDR:PORT"
   Principal unix_principal;
+  // TLS: the client certificate, if one was presented and verified.
+  std::optional<ClientCertificate> client_certificate;
 };
 
 namespace {
@@ -74,22 +82,61 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
          });
 }
 
-// The peer a connection counts against: the uid on the Unix socket, the
-// address on TCP. Empty if the kernel cannot say (the connection is then
-// dropped).
-std::string PeerKey(int fd, bool tcp) {
+// The peer a connection counts against (*key): the uid on the Unix socket,
+// the address on TCP ("tcp:ADDR"); and for TCP the remote end as
+// "ADDR:PORT" or "[ADDR]:PORT" (*remote). False if the kernel cannot say
+// (the connection is then dropped).
+bool PeerOf(int fd, bool tcp, std::string* key, std::string* remote) {
   if (!tcp) {
     struct ucred cred {};
     socklen_t len = sizeof(cred);
-    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return "";
-    return "uid:" + std::to_string(cred.uid);
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+    *key = "uid:" + std::to_string(cred.uid);
+    return true;
   }
-  sockaddr_in in{};
-  socklen_t len = sizeof(in);
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&in), &len) != 0) return "";
-  char text[INET_ADDRSTRLEN] = {};
-  if (::inet_ntop(AF_INET, &in.sin_addr, text, sizeof(text)) == nullptr) return "";
-  return std::string("tcp:") + text;
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return false;
+  char text[INET6_ADDRSTRLEN] = {};
+  uint16_t port = 0;
+  if (addr.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
+    if (::inet_ntop(AF_INET, &in->sin_addr, text, sizeof(text)) == nullptr) return false;
+    port = ntohs(in->sin_port);
+    *remote = std::string(text) + ":" + std::to_string(port);
+  } else if (addr.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
+    if (::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text)) == nullptr) return false;
+    port = ntohs(in6->sin6_port);
+    *remote = UrlHost(text) + ":" + std::to_string(port);
+  } else {
+    return false;
+  }
+  *key = std::string("tcp:") + text;
+  return true;
+}
+
+// Errors of the connection itself (the peer went away, a deadline passed,
+// TLS failed): the connection ends without an answer.
+bool IsTransportError(const beast::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == asio::error::eof ||
+         ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+         ec == asio::error::broken_pipe || ec == beast::error::timeout ||
+         ec == asio::ssl::error::stream_truncated ||
+         ec.category() == asio::error::get_ssl_category() ||
+         ec.category() == asio::ssl::error::get_stream_category();
+}
+
+// Whether the request carries SigV4 authentication (an Authorization
+// header, or a presigned query), in which case SigV4 names the principal
+// even on a connection with a client certificate.
+template <typename Request>
+bool CarriesSigV4(const Request& req) {
+  if (req.find(http::field::authorization) != req.end()) return true;
+  std::string_view target(req.target().data(), req.target().size());
+  const size_t q = target.find('?');
+  return q != std::string_view::npos &&
+         target.find("X-Amz-Signature=", q) != std::string_view::npos;
 }
 
 // A connection over a limit gets a short answer, if its socket takes it
@@ -153,7 +200,85 @@ void RunIo(asio::io_context& io) {
   io.run();
 }
 
+// Waits up to `timeout` for the first bytes of a request on `stream` (TLS
+// or not: bytes TLS has already decrypted count) and puts them in
+// `buffer`. False on timeout, end of stream or error. Bytes already
+// buffered (a pipelined request) need no wait.
+template <typename Stream>
+bool AwaitRequest(Stream& stream, beast::flat_buffer& buffer, std::chrono::seconds timeout,
+                  asio::io_context& io) {
+  if (buffer.size() > 0) return true;
+  constexpr size_t kFirstReadInBytes = 4096;
+  beast::error_code ec;
+  size_t n = 0;
+  beast::get_lowest_layer(stream).expires_after(timeout);
+  stream.async_read_some(buffer.prepare(kFirstReadInBytes),
+                         [&ec, &n](beast::error_code e, size_t got) {
+                           ec = e;
+                           n = got;
+                         });
+  RunIo(io);
+  beast::get_lowest_layer(stream).expires_never();
+  if (ec || n == 0) return false;
+  buffer.commit(n);
+  return true;
+}
+
+// Gives a Beast stream its own duplicate of `fd`, which the stream closes
+// when a deadline expires and at the end; `fd` itself stays open for
+// Stop() and for Admit's bookkeeping until the connection is finished.
+template <typename Socket, typename Protocol>
+bool AssignDuplicate(Socket& socket, const Protocol& protocol, int fd) {
+  const int own = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) return false;
+  beast::error_code ec;
+  socket.assign(protocol, own, ec);
+  if (ec) {
+    ::close(own);
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+StatusOr<ListenAddress> ParseListenAddress(std::string_view text) {
+  const auto wanted = [&] {
+    return Status::InvalidArgument(
+        "--listen wants HOST:PORT with PORT from 0 to 65535, got " + std::string(text) +
+        " (HOST: an IPv4 address, or an IPv6 address in brackets as in [::1]:7800)");
+  };
+  ListenAddress out;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return wanted();
+    }
+    out.host = std::string(text.substr(1, close - 1));
+    port = text.substr(close + 2);
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return wanted();
+    out.host = std::string(text.substr(0, colon));
+    port = text.substr(colon + 1);
+    if (out.host.find(':') != std::string::npos) return wanted();  // IPv6 needs brackets
+  }
+  // from_chars, not stoi: a malformed port is an error message, never an
+  // exception that kills the daemon, and 70000 is not silently 4464.
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value > 65535) {
+    return wanted();
+  }
+  out.port = static_cast<uint16_t>(value);
+  beast::error_code address_ec;
+  const asio::ip::address address = asio::ip::make_address(out.host, address_ec);
+  if (address_ec || (text.front() == '[') != address.is_v6()) return wanted();
+  if (address.is_v6() && address.to_v6().scope_id() != 0) return wanted();
+  out.loopback = address.is_loopback();
+  return out;
+}
 
 Status PrepareSocketDirectory(const std::string& socket_path) {
   const size_t slash = socket_path.rfind('/');
@@ -179,6 +304,24 @@ Status PrepareSocketDirectory(const std::string& socket_path) {
         "every directory above it unless sticky)");
   }
   return s;
+}
+
+std::string UrlHost(std::string_view address) {
+  if (address.find(':') == std::string_view::npos) return std::string(address);
+  std::string out(1, '[');  // appends: GCC 12's -Wrestrict misfires on "[" + s + "]"
+  out.append(address).push_back(']');
+  return out;
+}
+
+Status CheckListenerTransport(const ListenAddress& address, bool tls) {
+  // Plain HTTP leaves this host only with TLS around it: SigV4 signs
+  // requests but encrypts nothing, and answers carry plaintext keys.
+  if (address.loopback || tls) return Status::Ok();
+  return Status::InvalidArgument(
+      "--listen " + address.host +
+      " is not a loopback address: plain TCP is served on loopback only (127.0.0.0/8, ::1), "
+      "because requests and answers (plaintext data keys) would cross the network "
+      "unencrypted; give --tls-cert FILE --tls-key FILE to serve TLS on it");
 }
 
 HttpServer::HttpServer(KmsService* service, HttpServerOptions options)
@@ -213,28 +356,45 @@ Status HttpServer::Start() {
   if (::listen(unix_fd_, 128) != 0) return Status::FromErrno("listen");
 
   if (!options_.tcp_host.empty()) {
-    if (options_.access_keys == nullptr) {
+    const bool certificates = options_.tls != nullptr && options_.tls->requests_client_certificates();
+    if (options_.access_keys == nullptr && !certificates) {
       return Status::InvalidArgument("the TCP endpoint needs an access-keys file");
     }
-    tcp_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    beast::error_code address_ec;
+    const asio::ip::address address = asio::ip::make_address(options_.tcp_host, address_ec);
+    if (address_ec) {
+      return Status::InvalidArgument("--listen wants an IPv4 or IPv6 address, got " +
+                                     options_.tcp_host);
+    }
+    ListenAddress listen{options_.tcp_host, options_.tcp_port, address.is_loopback()};
+    ENVELOPE_RETURN_IF_ERROR(CheckListenerTransport(listen, options_.tls != nullptr));
+    const asio::ip::tcp::endpoint endpoint(address, options_.tcp_port);
+    tcp_family_ = address.is_v6() ? AF_INET6 : AF_INET;
+    tcp_fd_ = ::socket(tcp_family_, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (tcp_fd_ < 0) return Status::FromErrno("socket");
     int one = 1;
     ::setsockopt(tcp_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    sockaddr_in in{};
-    in.sin_family = AF_INET;
-    in.sin_port = htons(options_.tcp_port);
-    if (::inet_pton(AF_INET, options_.tcp_host.c_str(), &in.sin_addr) != 1 ||
-        (ntohl(in.sin_addr.s_addr) >> 24) != 127) {
-      return Status::InvalidArgument("--listen must be a loopback IPv4 address, got " +
-                                     options_.tcp_host);
-    }
-    if (::bind(tcp_fd_, reinterpret_cast<sockaddr*>(&in), sizeof(in)) != 0) {
-      return Status::FromErrno("bind " + options_.tcp_host + ":" + std::to_string(options_.tcp_port));
+    // [::] means IPv6 only: an IPv4 peer would appear as ::ffff:a.b.c.d,
+    // another name for the same address in limits and the audit trail.
+    if (tcp_family_ == AF_INET6) ::setsockopt(tcp_fd_, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    const std::string where = address.is_v6() ? UrlHost(options_.tcp_host) : options_.tcp_host;
+    if (::bind(tcp_fd_, endpoint.data(), static_cast<socklen_t>(endpoint.size())) != 0) {
+      return Status::FromErrno("bind " + where + ":" + std::to_string(options_.tcp_port));
     }
     if (::listen(tcp_fd_, 128) != 0) return Status::FromErrno("listen");
-    socklen_t len = sizeof(in);
-    ::getsockname(tcp_fd_, reinterpret_cast<sockaddr*>(&in), &len);
-    bound_port_ = ntohs(in.sin_port);
+    sockaddr_storage bound{};
+    socklen_t len = sizeof(bound);
+    ::getsockname(tcp_fd_, reinterpret_cast<sockaddr*>(&bound), &len);
+    bound_port_ = ntohs(tcp_family_ == AF_INET6
+                            ? reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port
+                            : reinterpret_cast<const sockaddr_in*>(&bound)->sin_port);
+    host_names_.clear();
+    if (!address.is_unspecified()) host_names_.push_back(where);
+    if (address.is_unspecified()) host_names_.push_back(address.is_v6() ? "[::1]" : "127.0.0.1");
+    host_names_.push_back("localhost");
+    if (options_.tls != nullptr) {
+      for (const std::string& name : options_.tls->server_names()) host_names_.push_back(name);
+    }
   }
   acceptor_ = std::thread([this] { AcceptLoop(); });
   return Status::Ok();
@@ -280,11 +440,13 @@ void HttpServer::Admit(int fd, bool tcp) {
   auto conn = std::make_shared<Connection>();
   conn->fd = fd;
   conn->tcp = tcp;
-  conn->peer = PeerKey(fd, tcp);
-  if (conn->peer.empty()) {
+  if (!PeerOf(fd, tcp, &conn->peer, &conn->origin.remote)) {
     ::close(fd);
     return;
   }
+  conn->origin.transport = !tcp ? Origin::Transport::kUnix
+                           : options_.tls != nullptr ? Origin::Transport::kTls
+                                                     : Origin::Transport::kTcp;
   {
     std::lock_guard lock(mu_);
     if (connections_.size() >= options_.max_connections) {
@@ -334,33 +496,88 @@ void HttpServer::Admit(int fd, bool tcp) {
 
 bool HttpServer::HostMatchesListener(std::string_view host) const {
   const std::string port = ":" + std::to_string(bound_port_);
-  for (const std::string& name : {options_.tcp_host, std::string("localhost")}) {
+  const uint16_t default_port = options_.tls != nullptr ? 443 : 80;
+  for (const std::string& name : host_names_) {
     if (EqualsIgnoreCase(host, name + port)) return true;
-    if (bound_port_ == 80 && EqualsIgnoreCase(host, name)) return true;
+    if (bound_port_ == default_port && EqualsIgnoreCase(host, name)) return true;
   }
   return false;
 }
 
+void HttpServer::LogFailedHandshake(const Connection& conn, const std::string& why) {
+  constexpr auto kInterval = std::chrono::seconds(1);
+  const auto now = std::chrono::steady_clock::now();
+  size_t unlogged = 0;
+  {
+    std::lock_guard lock(handshake_log_mu_);
+    if (now - last_handshake_log_ < kInterval) {
+      ++handshake_failures_unlogged_;
+      spdlog::debug("TLS handshake with {} failed: {}", conn.origin.remote, why);
+      return;
+    }
+    last_handshake_log_ = now;
+    unlogged = handshake_failures_unlogged_;
+    handshake_failures_unlogged_ = 0;
+  }
+  if (unlogged == 0) {
+    spdlog::info("TLS handshake with {} failed: {}", conn.origin.remote, why);
+  } else {
+    spdlog::info("TLS handshake with {} failed: {} ({} more failed since the last report)",
+                 conn.origin.remote, why, unlogged);
+  }
+}
+
 void HttpServer::Serve(Connection& conn) noexcept {
   try {
-    if (conn.tcp) {
-      int one = 1;
-      ::setsockopt(conn.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      ServeRequests<asio::ip::tcp>(conn);
-    } else {
+    asio::io_context io{1};
+    if (!conn.tcp) {
       auto principal = PrincipalFromUnixSocket(conn.fd);
       if (!principal.ok()) {
         spdlog::warn("dropping a connection: {}", principal.status().ToString());
         return;
       }
       conn.unix_principal = std::move(*principal);
-      ServeRequests<asio::local::stream_protocol>(conn);
+      beast::basic_stream<asio::local::stream_protocol> stream(io);
+      if (!AssignDuplicate(stream.socket(), asio::local::stream_protocol(), conn.fd)) return;
+      ServeRequests(conn, stream, io);
+      return;
     }
+    int one = 1;
+    ::setsockopt(conn.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    const asio::ip::tcp protocol = tcp_family_ == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4();
+    if (options_.tls == nullptr) {
+      beast::tcp_stream stream(io);
+      if (!AssignDuplicate(stream.socket(), protocol, conn.fd)) return;
+      ServeRequests(conn, stream, io);
+      return;
+    }
+    beast::ssl_stream<beast::tcp_stream> stream(io, options_.tls->context());
+    if (!AssignDuplicate(beast::get_lowest_layer(stream).socket(), protocol, conn.fd)) return;
+    if (!Handshake(conn, stream, io)) return;
+    ServeRequests(conn, stream, io);
   } catch (const std::exception& e) {
     spdlog::error("connection from {} ended by an internal error: {}", conn.peer, e.what());
   } catch (...) {
     spdlog::error("connection from {} ended by an internal error", conn.peer);
   }
+}
+
+template <typename TlsStream, typename IoContext>
+bool HttpServer::Handshake(Connection& conn, TlsStream& stream, IoContext& io) {
+  beast::error_code ec;
+  beast::get_lowest_layer(stream).expires_after(options_.header_timeout);
+  stream.async_handshake(asio::ssl::stream_base::server, [&ec](beast::error_code e) { ec = e; });
+  RunIo(io);
+  beast::get_lowest_layer(stream).expires_never();
+  if (stopping_) return false;
+  if (ec) {
+    LogFailedHandshake(conn, ec == beast::error::timeout ? "not finished within the header timeout"
+                                                         : ec.message());
+    return false;
+  }
+  conn.client_certificate = VerifiedClientCertificate(stream.native_handle());
+  if (conn.client_certificate) conn.origin.tls_client_subject = conn.client_certificate->subject;
+  return true;
 }
 
 template <typename Request>
@@ -385,7 +602,16 @@ auto HttpServer::Answer(const Connection& conn, Request& req) {
     return ErrorResponse(400, "UnknownOperationException", "more than one X-Amz-Target header");
   }
   Principal who = conn.unix_principal;
-  if (conn.tcp) {
+  if (conn.tcp && conn.client_certificate && !CarriesSigV4(req)) {
+    // Mutual TLS: the verified certificate names the caller. No Host check:
+    // the request is bound to this connection, not to a relayable
+    // signature.
+    who = Principal();
+    who.kind = Principal::Kind::kTlsCert;
+    who.cert_subject = conn.client_certificate->subject;
+    who.cert_issuer = conn.client_certificate->issuer;
+    who.cert_serial = conn.client_certificate->serial;
+  } else if (conn.tcp) {
     kms::HttpRequestParts parts;
     parts.method = std::string(req.method_string());
     std::string_view t(req.target().data(), req.target().size());
@@ -397,6 +623,7 @@ auto HttpServer::Answer(const Connection& conn, Request& req) {
     }
     parts.body = req.body();
     auto lookup = [this](std::string_view id) -> const crypto::SecretBytes* {
+      if (options_.access_keys == nullptr) return nullptr;  // certificates only
       const AccessKeys::Entry* e = options_.access_keys->Find(id);
       return e ? &e->secret : nullptr;
     };
@@ -406,7 +633,7 @@ auto HttpServer::Answer(const Connection& conn, Request& req) {
                                     parts.body.size()));
     if (!verified.ok()) {
       std::string type = AuthErrorType(verified.status().message());
-      service_->AuditRejected(target, "tcp", type, verified.status().message());
+      service_->AuditRejected(target, conn.origin, type, verified.status().message());
       return ErrorResponse(type == "MissingAuthenticationTokenException" ? 403 : 400, type,
                            verified.status().message());
     }
@@ -415,14 +642,16 @@ auto HttpServer::Answer(const Connection& conn, Request& req) {
     // here and accepted.
     if (hosts != 1 || !HostMatchesListener(host)) {
       const std::string message = "the signed Host header does not name this endpoint (" +
-                                  options_.tcp_host + ":" + std::to_string(bound_port_) + ")";
-      service_->AuditRejected(target, "tcp", "InvalidSignatureException", message);
+                                  host_names_.front() + ":" + std::to_string(bound_port_) + ")";
+      service_->AuditRejected(target, conn.origin, "InvalidSignatureException", message);
       return ErrorResponse(400, "InvalidSignatureException", message);
     }
+    who = Principal();
     who.kind = Principal::Kind::kAccessKey;
     who.access_key_id = *verified;
     who.access_key_name = options_.access_keys->Find(*verified)->principal_name;
   }
+  who.origin = conn.origin;
   KmsResponse out = service_->Handle(who, target, req.body());
   Response res{static_cast<http::status>(out.http_status), req.version()};
   res.set(http::field::content_type, "application/x-amz-json-1.1");
@@ -431,34 +660,15 @@ auto HttpServer::Answer(const Connection& conn, Request& req) {
   return res;
 }
 
-template <typename Protocol>
-void HttpServer::ServeRequests(Connection& conn) {
-  asio::io_context io{1};
-  beast::basic_stream<Protocol> stream(io);
-  // Beast reads and writes through its own duplicate of the fd, which it
-  // closes when a deadline expires and at the end; conn.fd stays open for
-  // Stop() and for Admit's bookkeeping until the connection is finished.
-  const int own = ::fcntl(conn.fd, F_DUPFD_CLOEXEC, 0);
-  if (own < 0) return;
-  beast::error_code assign_ec;
-  if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
-    stream.socket().assign(asio::ip::tcp::v4(), own, assign_ec);
-  } else {
-    stream.socket().assign(Protocol(), own, assign_ec);
-  }
-  if (assign_ec) {
-    ::close(own);
-    return;
-  }
-
+template <typename Stream, typename IoContext>
+void HttpServer::ServeRequests(Connection& conn, Stream& stream, IoContext& io) {
   beast::flat_buffer buffer;
   bool first = true;
   for (;;) {
     // Waiting for a request: a new connection gets the header timeout, a
-    // kept-alive one the idle timeout. Bytes already buffered (a pipelined
-    // request) need no wait.
-    if (buffer.size() == 0 &&
-        !WaitReadable(conn.fd, first ? options_.header_timeout : options_.idle_timeout)) {
+    // kept-alive one the idle timeout.
+    if (!AwaitRequest(stream, buffer, first ? options_.header_timeout : options_.idle_timeout,
+                      io)) {
       return;
     }
     if (stopping_) return;
@@ -468,7 +678,7 @@ void HttpServer::ServeRequests(Connection& conn) {
     parser.body_limit(options_.max_body_bytes);
     parser.header_limit(static_cast<uint32_t>(options_.max_header_bytes));
     beast::error_code ec;
-    stream.expires_after(options_.header_timeout);
+    beast::get_lowest_layer(stream).expires_after(options_.header_timeout);
     http::async_read_header(stream, buffer, parser, [&ec](beast::error_code e, size_t) { ec = e; });
     RunIo(io);
     // The body limit is checked on the declared length, before any of the
@@ -477,16 +687,12 @@ void HttpServer::ServeRequests(Connection& conn) {
       ec = http::error::body_limit;
     }
     if (!ec && !parser.is_done()) {
-      stream.expires_after(options_.body_timeout);
+      beast::get_lowest_layer(stream).expires_after(options_.body_timeout);
       http::async_read(stream, buffer, parser, [&ec](beast::error_code e, size_t) { ec = e; });
       RunIo(io);
     }
-    stream.expires_never();
-    if (ec == http::error::end_of_stream || ec == asio::error::eof ||
-        ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
-        ec == beast::error::timeout || stopping_) {
-      return;
-    }
+    beast::get_lowest_layer(stream).expires_never();
+    if (IsTransportError(ec) || stopping_) return;
     Response res;
     if (ec) {
       res = ec == http::error::body_limit
@@ -512,11 +718,11 @@ void HttpServer::ServeRequests(Connection& conn) {
       res.keep_alive(req.keep_alive() && res.result_int() != 500);
     }
     res.prepare_payload();
-    stream.expires_after(options_.body_timeout);
+    beast::get_lowest_layer(stream).expires_after(options_.body_timeout);
     beast::error_code write_ec;
     http::async_write(stream, res, [&write_ec](beast::error_code e, size_t) { write_ec = e; });
     RunIo(io);
-    stream.expires_never();
+    beast::get_lowest_layer(stream).expires_never();
     // Response bodies may carry plaintext keys: wipe what we own.
     crypto::Cleanse(MutableByteView(reinterpret_cast<uint8_t*>(res.body().data()),
                                     res.body().size()));

@@ -47,19 +47,21 @@ bool AllDigits(std::string_view s) {
                                    [](unsigned char c) { return std::isdigit(c); });
 }
 
+constexpr char kPrincipalForms[] =
+    "*, user:NAME, uid:N, group:NAME, gid:N, key:NAME, tls:SUBJECT";
+
 Status ValidatePrincipalName(const std::string& name) {
   if (name == "*") return Status::Ok();
   auto colon = name.find(':');
   if (colon == std::string::npos || colon + 1 == name.size()) {
-    return Malformed("principal \"" + name +
-                     "\" is not one of *, user:NAME, uid:N, group:NAME, gid:N, key:NAME");
+    return Malformed("principal \"" + name + "\" is not one of " + kPrincipalForms);
   }
   std::string kind = name.substr(0, colon);
   std::string rest = name.substr(colon + 1);
-  if (kind == "user" || kind == "group" || kind == "key") return Status::Ok();
+  // tls:SUBJECT, the RFC 2253 subject of a client certificate ("tls:CN=host-a").
+  if (kind == "user" || kind == "group" || kind == "key" || kind == "tls") return Status::Ok();
   if ((kind == "uid" || kind == "gid") && AllDigits(rest)) return Status::Ok();
-  return Malformed("principal \"" + name +
-                   "\" is not one of *, user:NAME, uid:N, group:NAME, gid:N, key:NAME");
+  return Malformed("principal \"" + name + "\" is not one of " + kPrincipalForms);
 }
 
 }  // namespace

@@ -8,7 +8,9 @@
 //                   "Resource": ARN | [ARN...]}]}
 //
 // NAME is "*", "user:NAME", "uid:N", "group:NAME", "gid:N" (Unix socket
-// peers) or "key:NAME" (TCP access keys, NAME from the access-keys file).
+// peers), "key:NAME" (TCP access keys, NAME from the access-keys file) or
+// "tls:SUBJECT" (TLS client certificates, SUBJECT in RFC 2253 form:
+// "tls:CN=host-a"; principal.h).
 // ACTION is "kms:Operation" with * and ? wildcards, case-insensitive, as in
 // AWS ("kms:GenerateDataKey*"). An explicit Deny wins over any Allow; no
 // Allow means denied. Elements we do not implement (Condition, NotAction,

@@ -4,6 +4,7 @@
 
 #include "keyservice/json_output.h"
 #include "keyservice/kms_call.h"
+#include "keyservice/standard_api.h"
 
 namespace envelope::keyservice {
 
@@ -29,10 +30,12 @@ KmsResponse KmsService::Handle(const Principal& who, std::string_view target,
   constexpr std::string_view kExtension = "EnvelopeKeyService.";
   if (target.rfind(kTrent, 0) == 0) {
     call.op = std::string(target.substr(kTrent.size()));
-  } else if (target.rfind(kExtension, 0) == 0) {
+  } else if (target.rfind(kExtension, 0) == 0 && !options_.standard_only) {
     call.op = std::string(target.substr(kExtension.size()));
     call.extension = true;
   } else {
+    // Unknown, and in standard-only mode the extensions too: their whole
+    // target is the operation, which Dispatch knows nothing of.
     call.op = std::string(target);
   }
 
@@ -61,18 +64,20 @@ KmsResponse KmsService::Handle(const Principal& who, std::string_view target,
       return response;
     }
   }
-  response.body = DumpJson(std::get<json>(outcome));
+  json& answer = std::get<json>(outcome);
+  if (options_.standard_only) StripToStandardApi(call.op, &answer);
+  response.body = DumpJson(answer);
   response.sensitive = call.sensitive_response;
   return response;
 }
 
-void KmsService::AuditRejected(std::string_view target, std::string_view transport,
+void KmsService::AuditRejected(std::string_view target, const Origin& origin,
                                const std::string& error_type, const std::string& message) {
   Principal anonymous;
   anonymous.kind = Principal::Kind::kAnonymous;
+  anonymous.origin = origin;
   Call c(anonymous);
   c.op = std::string(target);
-  c.extra["transport"] = std::string(transport);
   Error err{error_type, message};
   (void)AppendAudit(c, &err);
 }
@@ -226,12 +231,26 @@ Status KmsService::AppendAudit(Call& c, const Error* error) {
   } else if (c.who.kind == Principal::Kind::kAccessKey) {
     who = {{"type", "access_key"}, {"name", c.who.PrimaryName()},
            {"access_key_id", c.who.access_key_id}};
+  } else if (c.who.kind == Principal::Kind::kTlsCert) {
+    who = {{"type", "tls_cert"}, {"name", c.who.PrimaryName()},
+           {"subject", c.who.cert_subject}, {"issuer", c.who.cert_issuer},
+           {"serial", c.who.cert_serial}};
   } else if (c.who.kind == Principal::Kind::kService) {
     who = {{"type", "service"}, {"name", c.who.PrimaryName()}};
   } else {
     who = {{"type", "anonymous"}};
   }
   rec["principal"] = who;
+  // The connection: how, and for TCP from which ADDR:PORT. A client
+  // certificate that did not name the principal (SigV4 did) is noted too.
+  const Origin& origin = c.who.origin;
+  if (origin.transport != Origin::Transport::kInternal) {
+    rec["transport"] = origin.transport_name();
+  }
+  if (!origin.remote.empty()) rec["remote"] = origin.remote;
+  if (!origin.tls_client_subject.empty() && c.who.kind != Principal::Kind::kTlsCert) {
+    rec["tls_client_subject"] = origin.tls_client_subject;
+  }
   rec["operation"] = (c.extension ? "EnvelopeKeyService." : "") + c.op;
   if (!c.key_id.empty()) rec["key_id"] = c.key_id;
   if (c.key_version != 0) rec["key_version"] = c.key_version;

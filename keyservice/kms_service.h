@@ -57,6 +57,11 @@ struct KmsServiceOptions {
   // keys, decrypted plaintexts), so that no one creating keys can make
   // everyone's GenerateDataKey fail.
   unsigned secure_heap_reserve_percent = 25;
+  // A stand-in for AWS KMS in tests (--standard-only): every
+  // EnvelopeKeyService.* operation is answered as an unknown target is
+  // (UnknownOperationException), and answers carry only members of AWS's
+  // published output shapes (standard_api.h). Blobs do not change.
+  bool standard_only = false;
 };
 
 // Whether `more_bytes` of new key material fit in the secure heap described
@@ -72,9 +77,10 @@ class KmsService {
 
   KmsResponse Handle(const Principal& who, std::string_view target, std::string_view body);
 
-  // Records a request that never reached an operation because its SigV4
-  // authentication failed (every request is audited, rejected ones too).
-  void AuditRejected(std::string_view target, std::string_view transport,
+  // Records a request that never reached an operation because its
+  // authentication failed (every request is audited, rejected ones too),
+  // with the connection it came on.
+  void AuditRejected(std::string_view target, const Origin& origin,
                      const std::string& error_type, const std::string& message);
 
   // Rotates keys whose automatic rotation is due and deletes keys whose

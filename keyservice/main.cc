@@ -1,9 +1,20 @@
 // envelope-keyd: the local key service daemon.
 //
 //   envelope-keyd --data-dir DIR [--socket PATH]
-//                 [--listen 127.0.0.1:PORT --access-keys FILE]
+//                 [--listen ADDR:PORT [--access-keys FILE]
+//                  [--tls-cert FILE --tls-key FILE [--client-ca FILE]]]
+//                 [--standard-only]
 //                 [--root-key-file PATH | --passphrase-fd N | --passphrase-prompt]
 //                 [-f] [--log-file PATH] [connection limits, see --help]
+//
+// --listen takes an IPv4 address or a bracketed IPv6 one ([::1]:7800);
+// plain TCP on loopback addresses only, any address with --tls-cert and
+// --tls-key (PEM; the key file the daemon user's own, mode 0600 or
+// stricter). --client-ca FILE: mutual TLS, a verified client certificate
+// without SigV4 authenticates as "tls:" + its RFC 2253 subject
+// ("tls:CN=host-a"). --access-keys is needed for SigV4, i.e. always but
+// with --client-ca. --standard-only: a stand-in for AWS KMS in tests (no
+// extensions, AWS's response fields only). docs/KEYSERVICE.md has it all.
 //
 // Without -f it returns once the service is ready (or failed), leaving the
 // daemon in the background. SIGTERM or SIGINT shut it down cleanly.
@@ -15,7 +26,6 @@
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 #include <filesystem>
 
@@ -33,6 +43,7 @@
 #include "keyservice/key_store.h"
 #include "keyservice/kms_service.h"
 #include "keyservice/root_key.h"
+#include "keyservice/tls.h"
 #include "kms/endpoint.h"
 
 namespace {
@@ -47,6 +58,10 @@ struct Flags {
   std::string socket_path;
   std::string listen;
   std::string access_keys;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string client_ca;
+  bool standard_only = false;
   std::string root_key_file;
   int passphrase_fd = -1;
   bool passphrase_prompt = false;
@@ -155,25 +170,28 @@ int Run(const Flags& f, ReadyPipe* ready) {
   if (!accepted.empty()) spdlog::critical("{}", accepted);
 
   std::unique_ptr<ks::AccessKeys> access_keys;
+  std::unique_ptr<ks::TlsContext> tls;
   std::string tcp_host;
   uint16_t tcp_port = 0;
   if (!f.listen.empty()) {
-    auto colon = f.listen.rfind(':');
-    if (colon == std::string::npos) return Fail(ready, "--listen wants HOST:PORT");
-    tcp_host = f.listen.substr(0, colon);
-    // from_chars, not stoi: a malformed port is an error message, never an
-    // exception that kills the daemon, and 70000 is not silently 4464.
-    const std::string port = f.listen.substr(colon + 1);
-    unsigned value = 0;
-    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value > 65535) {
-      return Fail(ready, "--listen wants HOST:PORT with PORT from 0 to 65535, got " + f.listen);
+    auto listen = ks::ParseListenAddress(f.listen);
+    if (!listen.ok()) return Fail(ready, listen.status().message());
+    tcp_host = listen->host;
+    tcp_port = listen->port;
+    if (!f.tls_cert.empty()) {
+      ks::TlsOptions tls_options;
+      tls_options.cert_file = f.tls_cert;
+      tls_options.key_file = f.tls_key;
+      tls_options.client_ca_file = f.client_ca;
+      auto context = ks::TlsContext::New(tls_options);
+      if (!context.ok()) return Fail(ready, context.status().ToString());
+      tls = std::move(*context);
     }
-    tcp_port = static_cast<uint16_t>(value);
-    if (f.access_keys.empty()) return Fail(ready, "--listen needs --access-keys FILE");
-    auto keys = ks::AccessKeys::Load(f.access_keys);
-    if (!keys.ok()) return Fail(ready, keys.status().ToString());
-    access_keys = std::move(*keys);
+    if (!f.access_keys.empty()) {
+      auto keys = ks::AccessKeys::Load(f.access_keys);
+      if (!keys.ok()) return Fail(ready, keys.status().ToString());
+      access_keys = std::move(*keys);
+    }
   }
 
   ks::KmsServiceOptions options;
@@ -184,6 +202,7 @@ int Run(const Flags& f, ReadyPipe* ready) {
   options.max_keys_per_principal = f.max_keys_per_principal;
   options.max_key_versions_per_principal = f.max_key_versions_per_principal;
   options.secure_heap_reserve_percent = f.secure_heap_reserve_percent;
+  options.standard_only = f.standard_only;
   ks::KmsService service(store->get(), audit->get(), options);
   service.RunScheduledWork();  // catch up on rotations and deletions that fell due
 
@@ -193,6 +212,7 @@ int Run(const Flags& f, ReadyPipe* ready) {
   server_options.socket_path = socket_path;
   server_options.tcp_host = tcp_host;
   server_options.tcp_port = tcp_port;
+  server_options.tls = tls.get();
   server_options.access_keys = access_keys.get();
   server_options.max_connections = f.max_connections;
   server_options.max_connections_per_peer = f.max_connections_per_peer;
@@ -202,9 +222,23 @@ int Run(const Flags& f, ReadyPipe* ready) {
   ks::HttpServer server(&service, server_options);
   s = server.Start();
   if (!s.ok()) return Fail(ready, s.ToString());
-  spdlog::info("envelope-keyd serving unix:{}{} with {} keys", socket_path,
-               tcp_host.empty() ? "" : " and http://" + tcp_host + ":" + std::to_string(server.tcp_port()),
+  std::string tcp_url;
+  if (!tcp_host.empty()) {
+    tcp_url = std::string(" and ") + (tls ? "https://" : "http://") + ks::UrlHost(tcp_host) +
+              ":" + std::to_string(server.tcp_port());
+  }
+  spdlog::info("envelope-keyd serving unix:{}{} with {} keys", socket_path, tcp_url,
                (*store)->AllKeys().size());
+  if (tls) {
+    spdlog::info("TLS: {}", tls->requests_client_certificates()
+                                ? "client certificates verified against " + f.client_ca +
+                                      " authenticate unsigned requests as tls:SUBJECT"
+                                : std::string("every request must be SigV4-signed"));
+  }
+  if (f.standard_only) {
+    spdlog::info("standard-only mode: EnvelopeKeyService extensions answer "
+                 "UnknownOperationException, answers carry AWS KMS's published fields only");
+  }
   ready->Notify("");
 
   sigset_t set;
@@ -238,8 +272,16 @@ int main(int argc, char** argv) {
   CLI::App app{"envelope-keyd: a local AWS KMS-compatible key service"};
   app.add_option("--data-dir", f.data_dir, "state directory (LMDB store, audit log, root key)")->required();
   app.add_option("--socket", f.socket_path, "Unix socket path (default: " + envelope::kms::DefaultSocketPath() + ")");
-  app.add_option("--listen", f.listen, "also serve SigV4-signed requests on 127.0.0.1:PORT");
-  app.add_option("--access-keys", f.access_keys, "access-keys file for --listen (mode 0600)");
+  auto* listen = app.add_option("--listen", f.listen, "also serve TCP on ADDR:PORT (IPv4, or [IPv6]); plain HTTP on loopback only, TLS on any address");
+  auto* access_keys = app.add_option("--access-keys", f.access_keys, "access-keys file for SigV4 on --listen (mode 0600)");
+  auto* tls_cert = app.add_option("--tls-cert", f.tls_cert, "serve TLS on --listen with this PEM certificate chain");
+  auto* tls_key = app.add_option("--tls-key", f.tls_key, "PEM private key of --tls-cert (owned by this user, mode 0600)");
+  auto* client_ca = app.add_option("--client-ca", f.client_ca, "mutual TLS: verify client certificates against this PEM CA; a verified one authenticates unsigned requests as tls:SUBJECT");
+  tls_cert->needs(listen)->needs(tls_key);
+  tls_key->needs(tls_cert);
+  client_ca->needs(tls_cert);
+  access_keys->needs(listen);
+  app.add_flag("--standard-only", f.standard_only, "stand in for AWS KMS in tests: no EnvelopeKeyService extensions, only AWS's response fields");
   auto* key_file = app.add_option("--root-key-file", f.root_key_file, "root key file (default DATA_DIR/root.key, created on first start)");
   auto* pass_fd = app.add_option("--passphrase-fd", f.passphrase_fd, "derive the root key from a passphrase read from this fd");
   auto* prompt = app.add_flag("--passphrase-prompt", f.passphrase_prompt, "derive the root key from a passphrase typed on the terminal");
@@ -263,6 +305,25 @@ int main(int argc, char** argv) {
   app.add_option("--body-timeout-seconds", f.body_timeout_seconds, "time to receive a request body, and to send a response (default 30)")->check(CLI::Range(1, 3600));
   CLI11_PARSE(app, argc, argv);
   f.data_dir = std::filesystem::absolute(f.data_dir).string();
+  // Checks that need no data directory, before forking: the parent prints
+  // the refusal.
+  if (!f.listen.empty()) {
+    auto listen = ks::ParseListenAddress(f.listen);
+    if (!listen.ok()) {
+      std::fprintf(stderr, "envelope-keyd: %s\n", listen.status().message().c_str());
+      return 1;
+    }
+    if (Status s = ks::CheckListenerTransport(*listen, !f.tls_cert.empty()); !s.ok()) {
+      std::fprintf(stderr, "envelope-keyd: %s\n", s.message().c_str());
+      return 1;
+    }
+    if (f.access_keys.empty() && f.client_ca.empty()) {
+      std::fprintf(stderr,
+                   "envelope-keyd: --listen needs --access-keys FILE (SigV4), or TLS with "
+                   "--client-ca FILE (client certificates)\n");
+      return 1;
+    }
+  }
 
   // Signals are taken synchronously by the main thread (sigtimedwait), so
   // block them before any thread exists.

@@ -19,6 +19,10 @@ std::vector<std::string> Principal::PolicyNames() const {
     names.push_back("key:" + access_key_name);
     return names;
   }
+  if (kind == Kind::kTlsCert) {
+    names.push_back(kTlsPrincipalPrefix + cert_subject);
+    return names;
+  }
   if (!user_name.empty()) names.push_back("user:" + user_name);
   names.push_back("uid:" + std::to_string(uid));
   for (const auto& g : group_names) names.push_back("group:" + g);
@@ -30,6 +34,7 @@ std::string Principal::PrimaryName() const {
   if (kind == Kind::kService) return "envelope-keyd";
   if (kind == Kind::kAnonymous) return "anonymous";
   if (kind == Kind::kAccessKey) return "key:" + access_key_name;
+  if (kind == Kind::kTlsCert) return kTlsPrincipalPrefix + cert_subject;
   if (!user_name.empty()) return "user:" + user_name;
   return "uid:" + std::to_string(uid);
 }
@@ -37,7 +42,22 @@ std::string Principal::PrimaryName() const {
 std::string Principal::OwnerId() const {
   if (kind == Kind::kUnix) return "uid:" + std::to_string(uid);
   if (kind == Kind::kAccessKey) return "key:" + access_key_name;
+  if (kind == Kind::kTlsCert) return kTlsPrincipalPrefix + cert_subject;
   return "";
+}
+
+const char* Origin::transport_name() const {
+  switch (transport) {
+    case Transport::kUnix:
+      return "unix";
+    case Transport::kTcp:
+      return "tcp";
+    case Transport::kTls:
+      return "tls";
+    case Transport::kInternal:
+      break;
+  }
+  return "internal";
 }
 
 namespace {
@@ -71,6 +91,7 @@ StatusOr<Principal> PrincipalFromUnixSocket(int fd) {
   p.uid = cred.uid;
   p.gid = cred.gid;
   p.pid = cred.pid;
+  p.origin.transport = Origin::Transport::kUnix;
 
   char buf[16384];
   struct passwd pw, *pw_result = nullptr;

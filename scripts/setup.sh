@@ -12,7 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libboost-dev
   # tests and benchmarks
-  python3 python3-boto3 python3-cryptography curl openssl
+  python3 python3-boto3 python3-cryptography awscli curl openssl
   fio fsmark gocryptfs bindfs attr xxd util-linux
   # fuzzing (scripts/fuzz.sh): clang and its libFuzzer runtime
   clang libclang-rt-14-dev

@@ -4,7 +4,6 @@
 #include <utility>
 
 #include "core/base/base64.h"
-#include "kms/blob_label.h"
 
 namespace envelope::secrets {
 
@@ -261,23 +260,6 @@ std::map<std::string, std::string> ValueContext(std::string_view app,
           {kContextNameKey, std::string(name)}};
 }
 
-std::optional<BlobInfo> ParseBlobHeader(ByteView blob) {
-  // At least a record version byte inside.
-  if (blob.size() < kms::kBlobOverheadInBytes + 1) return std::nullopt;
-  auto label = kms::ReadBlobLabel(blob);
-  if (!label.ok()) return std::nullopt;
-  BlobInfo info;
-  info.key_id = std::move(label->key_id);
-  info.key_version = label->key_version;
-  info.value_size = blob.size() - kms::kBlobOverheadInBytes - 1;
-  return info;
-}
-
-size_t ValueSizeOfBlob(ByteView blob) {
-  auto info = ParseBlobHeader(blob);
-  return info ? info->value_size : blob.size();
-}
-
 StatusOr<crypto::SecretBytes> MakeValueRecord(ByteView value) {
   if (value.size() > kMaxValueSizeInBytes) {
     return Status::InvalidArgument(
@@ -475,13 +457,13 @@ int SecretsFile::Remove(std::string_view name) {
   return removed;
 }
 
-size_t SecretsFile::EnvironmentSizeOfEntries(
-    const std::set<std::string, std::less<>>& except) const {
+size_t SecretsFile::EnvironmentSizeOfEntries(const std::set<std::string, std::less<>>& except,
+                                             const ValueSizeOfBlobFn& value_size) const {
   size_t total = 0;
   for (const Line& l : lines_) {
     if (l.kind != Line::Kind::kEntry) continue;
     if (except.contains(l.name)) continue;
-    total += l.name.size() + ValueSizeOfBlob(l.blob) + 2;
+    total += l.name.size() + value_size(l.blob) + 2;
   }
   return total;
 }

@@ -1,6 +1,7 @@
 // SecretsFile: an application's encrypted dotenv file, format v1
-// (docs/SECRETS.md). Parsing and serialising only; no key service. The
-// commands in envelopectl_secrets.cc do the KMS calls.
+// (docs/SECRETS.md). Parsing and serialising only; no key service and no
+// disk. tools/secrets_file_io.h reads and rewrites it on disk;
+// tools/secrets_store.h makes the key service calls.
 //
 //   # envelope-secrets v1 app=billing key=arn:aws:kms:local:000000000000:key/…
 //   # database
@@ -23,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -99,19 +101,14 @@ std::map<std::string, std::string> ValueContext(std::string_view app,
 
 // --- Blobs. ---
 
-// What the header of an envelope-keyd v1 blob says. A blob of another
-// service (e.g. AWS KMS) has no readable header: ParseBlobHeader returns
-// nullopt, and the value still decrypts.
-struct BlobInfo {
-  std::string key_id;    // the UUID as text, lower case
-  uint32_t key_version;  // from 1
-  size_t value_size;     // bytes of the value (record without its version)
-};
-std::optional<BlobInfo> ParseBlobHeader(ByteView blob);
-
-// The size of the value a blob holds: exact for an envelope-keyd blob, the
-// blob's size (an upper bound) otherwise.
-size_t ValueSizeOfBlob(ByteView blob);
+// The size of the value a blob holds, or an upper bound of it, without a
+// Decrypt.
+using ValueSizeOfBlobFn = std::function<size_t(ByteView blob)>;
+// The bound for any service's blob: its size (a KMS ciphertext is never
+// shorter than the record it seals). The layout of a blob is the key
+// service's business, so this file does not read it; SecretsStore knows
+// exact sizes where the service's blobs tell.
+inline size_t ValueSizeBoundOfBlob(ByteView blob) { return blob.size(); }
 
 // The value record KMS encrypts: kValueRecordVersion || value.
 // REQUIRES: value.size() <= kMaxValueSizeInBytes (checked).
@@ -212,11 +209,11 @@ class SecretsFile {
   // Returns how many were removed.
   int Remove(std::string_view name);
 
-  // The environment size of the entries, from their blobs' sizes, leaving
-  // out the names in `except` (those about to be replaced). Damaged lines
-  // are not counted.
-  size_t EnvironmentSizeOfEntries(
-      const std::set<std::string, std::less<>>& except = {}) const;
+  // The environment size of the entries, each value counted at
+  // value_size(blob), leaving out the names in `except` (those about to be
+  // replaced). Damaged lines are not counted.
+  size_t EnvironmentSizeOfEntries(const std::set<std::string, std::less<>>& except = {},
+                                  const ValueSizeOfBlobFn& value_size = ValueSizeBoundOfBlob) const;
 
  private:
   SecretsFile() = default;

@@ -39,21 +39,11 @@ TEST(SecretsFileTest, EntryLineKnownAnswer) {
             "Derb7vAAECAwQFBgcICQoLDA0ODw==");
 }
 
-TEST(SecretsFileTest, BlobHeaderGivesKeyIdVersionAndValueSize) {
-  auto info = ParseBlobHeader(SampleBlob());
-  ASSERT_TRUE(info.has_value());
-  EXPECT_EQ(info->key_id, "00112233-4455-6677-8899-aabbccddeeff");
-  EXPECT_EQ(info->key_version, 2u);
-  EXPECT_EQ(info->value_size, 3u);
-  EXPECT_EQ(ValueSizeOfBlob(SampleBlob()), 3u);
-}
-
-TEST(SecretsFileTest, ForeignBlobHasNoHeaderButAnUpperBoundSize) {
-  Bytes blob = SampleBlob();
-  blob[0] = 'X';
-  EXPECT_FALSE(ParseBlobHeader(blob).has_value());
-  EXPECT_EQ(ValueSizeOfBlob(blob), blob.size());
-  EXPECT_FALSE(ParseBlobHeader(Hex("454b01")).has_value());  // too short
+TEST(SecretsFileTest, ValueSizeBoundIsTheBlobSize) {
+  // The file does not read blob layouts (the key service's business): the
+  // bound holds for any service's blobs.
+  EXPECT_EQ(ValueSizeBoundOfBlob(SampleBlob()), SampleBlob().size());
+  EXPECT_EQ(ValueSizeBoundOfBlob(Hex("454b01")), 3u);
 }
 
 TEST(SecretsFileTest, ContextBindsFormatAppAndName) {
@@ -300,13 +290,15 @@ TEST(SecretsFileTest, OversizedFileIsRefused) {
   EXPECT_EQ(SecretsFile::Parse(text).status().code(), StatusCode::kCorruption);
 }
 
-TEST(SecretsFileTest, EnvironmentSizeFromBlobs) {
+TEST(SecretsFileTest, EnvironmentSizeBoundFromBlobs) {
   auto f = SecretsFile::Parse(Header() + "\n" + EntryLine("AB", SampleBlob()) +
-                              "\n" + EntryLine("C", SampleBlob()) + "\n");
+                              "\n" + EntryLine("C", SampleBlob()) + "\n# c\nD=damaged\n");
   ASSERT_TRUE(f.ok());
-  // "AB=xyz\0" and "C=xyz\0".
-  EXPECT_EQ(f->EnvironmentSizeOfEntries(), 7u + 6u);
-  EXPECT_EQ(f->EnvironmentSizeOfEntries({"AB"}), 6u);
+  // "AB=<value>\0" and "C=<value>\0", each value at most the blob's size;
+  // the damaged line is not counted.
+  const size_t blob = SampleBlob().size();
+  EXPECT_EQ(f->EnvironmentSizeOfEntries(), (2 + blob + 2) + (1 + blob + 2));
+  EXPECT_EQ(f->EnvironmentSizeOfEntries({"AB"}), 1 + blob + 2);
 }
 
 }  // namespace

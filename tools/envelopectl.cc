@@ -52,35 +52,31 @@ namespace {
 constexpr size_t kMaxInputFileInBytes = 1 << 20;
 }  // namespace
 
-StatusOr<kms::KmsClient*> Context::Client() {
-  if (client_) return client_.get();
-  kms::KmsClient::Options options;
-  ENVELOPE_ASSIGN_OR_RETURN(options.endpoint,
-                            kms::ResolveEndpoint(endpoint_flag));
-  // Credentials only matter over TCP; over the Unix socket the service
-  // knows the caller by uid, and a half-set AWS environment is no error.
-  if (options.endpoint.kind == kms::Endpoint::kTcp) {
-    ENVELOPE_ASSIGN_OR_RETURN(options.credentials,
-                              kms::CredentialsFromEnvironment());
-    options.region = kms::RegionFromEnvironment();
-  }
-  ENVELOPE_ASSIGN_OR_RETURN(client_, kms::KmsClient::New(std::move(options)));
-  return client_.get();
+StatusOr<kms::StandardKms*> Context::Service() {
+  if (service_) return service_.get();
+  kms::ConnectOptions options;
+  options.endpoint = endpoint_flag;
+  ENVELOPE_ASSIGN_OR_RETURN(options.api, kms::ParseKmsApi(kms_api_flag));
+  options.ca_file = ca_file_flag;
+  ENVELOPE_ASSIGN_OR_RETURN(service_, kms::ConnectKms(options));
+  return service_.get();
+}
+
+StatusOr<kms::KeyService*> Context::Keys() {
+  ENVELOPE_ASSIGN_OR_RETURN(kms::StandardKms * service, Service());
+  return service;
 }
 
 StatusOr<json> Context::Kms(std::string_view operation, const json& request) {
-  ENVELOPE_ASSIGN_OR_RETURN(kms::KmsClient* client, Client());
-  return client->Call(std::string(kms::kTrentServicePrefix) +
-                          std::string(operation),
-                      request);
+  ENVELOPE_ASSIGN_OR_RETURN(kms::StandardKms * service, Service());
+  return service->client().Call(std::string(kms::kTrentServicePrefix) + std::string(operation),
+                                request);
 }
 
-StatusOr<json> Context::Extension(std::string_view operation,
-                                  const json& request) {
-  ENVELOPE_ASSIGN_OR_RETURN(kms::KmsClient* client, Client());
-  return client->Call(std::string(kms::kExtensionServicePrefix) +
-                          std::string(operation),
-                      request);
+StatusOr<json> Context::Extension(std::string_view operation, const json& request) {
+  ENVELOPE_ASSIGN_OR_RETURN(kms::StandardKms * service, Service());
+  return service->client().Call(std::string(kms::kExtensionServicePrefix) + std::string(operation),
+                                request);
 }
 
 void OnRun(CLI::App* command, Context* ctx, Action action) {
@@ -240,6 +236,11 @@ int main(int argc, char** argv) {
                  "unix:/PATH or http://127.0.0.1:PORT (default: "
                  "$ENVELOPE_KMS_ENDPOINT, else unix:" +
                      envelope::kms::DefaultSocketPath() + ")");
+  app.add_option("--kms-api", ctx.kms_api_flag,
+                 "auto (default), envelope (envelope-keyd's extensions) or standard (AWS KMS's "
+                 "published API only)");
+  app.add_option("--ca-file", ctx.ca_file_flag,
+                 "https endpoints: trust this PEM CA bundle instead of the system store");
   app.add_flag("--json", ctx.json_output, "print the service's JSON");
   ctl::AddKeyCommands(&app, &ctx);
   ctl::AddAuditCommands(&app, &ctx);

@@ -18,7 +18,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/base/status.h"
-#include "kms/kms_client.h"
+#include "kms/connect.h"
+#include "kms/standard_kms_service.h"
 
 namespace envelope::envelopectl {
 
@@ -34,27 +35,31 @@ class Context {
  public:
   // Global options.
   std::string endpoint_flag;
+  std::string kms_api_flag = "auto";  // --kms-api: auto, envelope or standard
+  std::string ca_file_flag;           // --ca-file: PEM bundle for https endpoints
   bool json_output = false;
 
   Action action;
   int exit_code = 0;
 
   // Calls "TrentService.<operation>" or "EnvelopeKeyService.<operation>".
-  // The client is made on first use, so parsing and --help need no service.
+  // The service is connected on first use, so parsing and --help need none.
   StatusOr<json> Kms(std::string_view operation, const json& request);
   StatusOr<json> Extension(std::string_view operation, const json& request);
 
-  // The client, for its typed helpers (Encrypt, Decrypt), which keep
-  // plaintext in the secure heap. Made on first use.
-  StatusOr<kms::KmsClient*> Client();
-  // Closes the client and its pooled connections: `secrets exec` calls it
-  // before execve so that the program it starts inherits no connection to
-  // the key service.
-  void CloseClient() { client_.reset(); }
+  // The key service (kms/key_service.h), for the secrets commands: its
+  // typed calls keep plaintext in the secure heap. Connected on first use.
+  StatusOr<kms::KeyService*> Keys();
+  // Closes pooled connections: `secrets exec` calls it before execve so
+  // that the program it starts inherits no connection to the key service.
+  void CloseConnections() {
+    if (service_) service_->CloseConnections();
+  }
 
  private:
+  StatusOr<kms::StandardKms*> Service();
 
-  std::unique_ptr<kms::KmsClient> client_;
+  std::unique_ptr<kms::StandardKms> service_;
 };
 
 // Makes `command` store `action` in ctx->action when it is selected.

@@ -1,22 +1,34 @@
 // Where the key service listens, and the credentials and region a client
 // uses to reach it.
 //
-// Two transports: a Unix stream socket (the default; the daemon identifies
-// callers by SO_PEERCRED) and plain HTTP on loopback TCP, where every request
-// is SigV4-signed. Written forms:
+// Three transports: a Unix stream socket (the default; the daemon identifies
+// callers by SO_PEERCRED), plain HTTP on loopback TCP, and HTTPS to any
+// host (AWS KMS, or a KMS-compatible service behind TLS). Every request
+// over TCP is SigV4-signed. Written forms:
 //
 //   unix:/run/envelope-keyd/kms.sock   absolute path, at most 107 bytes
 //   http://127.0.0.1:7878              any 127.0.0.0/8 address
 //   http://localhost:7878
 //   http://[::1]:7878
+//   https://kms.example.com[:PORT]     any DNS name, IPv4 or [IPv6] address;
+//                                      port 443 by default
+//   aws:REGION                         AWS's public endpoint for REGION:
+//                                      https://kms.REGION.amazonaws.com
+//                                      (amazonaws.com.cn for cn-* regions)
+//   aws                                where the AWS CLI would send a KMS
+//                                      call: $AWS_ENDPOINT_URL_KMS, else
+//                                      $AWS_ENDPOINT_URL, else aws:REGION
+//                                      with REGION from ResolveAwsRegion
+//                                      (kms/aws_config.h)
 //
-// https and non-loopback hosts are refused: the service is local by design
-// and its TCP listener has no TLS, so a remote host could only be reached
-// in the clear.
+// Plain http to a host that is not loopback is refused: requests carry
+// plaintext keys, and envelope-keyd's TCP listener is loopback-only and has
+// no TLS. A remote service is reached over https.
 //
-// Thread safety: ParseEndpoint and Endpoint are pure. DefaultSocketPath,
-// ResolveEndpoint, CredentialsFromEnvironment and RegionFromEnvironment
-// read the environment (getenv), so they must not race with setenv.
+// Thread safety: Endpoint is a value. ParseEndpoint is pure except for the
+// form "aws", which reads the environment and the AWS config file, as do
+// DefaultSocketPath, ResolveEndpoint, CredentialsFromEnvironment and
+// RegionFromEnvironment (getenv): they must not race with setenv.
 #ifndef ENVELOPE_KMS_ENDPOINT_H_
 #define ENVELOPE_KMS_ENDPOINT_H_
 
@@ -37,30 +49,62 @@ inline constexpr char kEndpointEnvironmentVariable[] = "ENVELOPE_KMS_ENDPOINT";
 inline constexpr char kDefaultRegion[] = "us-east-1";
 
 struct Endpoint {
-  enum Kind { kUnix, kTcp };
+  enum Kind { kUnix, kTcp, kHttps };
   Kind kind = kUnix;
   // kUnix: the absolute socket path.
   std::string socket_path;
   // kTcp: "localhost", a dotted 127.x.y.z address, or "::1" (no brackets).
+  // kHttps: a lower-case DNS name, a dotted IPv4 address, or an IPv6
+  // address (no brackets).
   std::string host;
   uint16_t port = 0;
 
-  // The written form ParseEndpoint accepts: "unix:/path" or
-  // "http://host:port" (an IPv6 host in brackets). Used in every message
-  // that names the service.
+  // Facts the written form gave about the service; not part of its
+  // identity (operator== ignores them):
+  // Set by the forms "aws:REGION" and "aws": the user asked for AWS KMS, or
+  // wherever the AWS CLI would send a KMS call, whatever the host.
+  bool aws = false;
+  // The region to sign for when the form implies one: REGION of
+  // aws:REGION, the resolved region of "aws", and REGION of an https host
+  // kms.REGION.amazonaws.com[.cn] or kms-fips.REGION.amazonaws.com (AWS
+  // refuses a signature for any other region there). "" otherwise: the
+  // caller signs with ResolveAwsRegion (see AwsSigningRegion in
+  // kms/aws_config.h).
+  std::string region;
+
+  // The written form ParseEndpoint accepts: "unix:/path",
+  // "http://host:port" or "https://host[:port]" (an IPv6 host in brackets,
+  // no ":443" for https). aws:REGION and aws are written as the https URL
+  // they stand for. Used in every message that names the service.
   std::string ToString() const;
-  // The value of the HTTP Host header: "localhost" for a Unix socket (which
-  // has no host), else "host:port" as written.
+  // The value of the HTTP Host header (and so of SigV4's signed "host"):
+  // "localhost" for a Unix socket (which has no host), "host:port" for
+  // http, and for https "host" on port 443 and "host:port" otherwise, as
+  // browsers, curl and the AWS SDKs send it.
   std::string HostHeader() const;
 
-  bool operator==(const Endpoint&) const = default;
+  // The same server: kind, socket path, host and port.
+  bool operator==(const Endpoint& other) const {
+    return kind == other.kind && socket_path == other.socket_path &&
+           host == other.host && port == other.port;
+  }
 };
+
+inline constexpr uint16_t kDefaultHttpsPort = 443;
 
 // Parses one of the forms above. InvalidArgument, with a message that says
 // what is accepted, for anything else: a relative or over-long socket path,
-// https, a host that is not loopback, a missing or out-of-range port, a
-// path or query after the port (a single trailing '/' is allowed).
+// a plain http host that is not loopback, a malformed host, region or port,
+// a missing http port, userinfo, a path or query after the port (a single
+// trailing '/' is allowed). For "aws", a malformed $AWS_ENDPOINT_URL_KMS or
+// $AWS_ENDPOINT_URL fails with the variable's name in front, and the
+// errors of ResolveAwsRegion pass through.
 StatusOr<Endpoint> ParseEndpoint(std::string_view text);
+
+// True for AWS KMS itself: the forms aws:REGION and aws (whatever
+// AWS_ENDPOINT_URL says), and https hosts under amazonaws.com or
+// amazonaws.com.cn. Such a service speaks only AWS's published API.
+bool IsAwsEndpoint(const Endpoint& endpoint);
 
 // The socket the daemon listens on and clients connect to by default:
 //   uid 0                      /run/envelope-keyd/kms.sock
@@ -99,6 +143,10 @@ Status CheckSocketDirectory(std::string_view socket_path, uid_t self);
 // A malformed value fails with a message naming where it came from.
 StatusOr<Endpoint> ResolveEndpoint(std::string_view flag_value);
 
+// The environment alone, without the AWS config files; new code should use
+// ResolveAwsCredentials and AwsSigningRegion (kms/aws_config.h), which
+// follow the AWS CLI's whole chain.
+//
 // Access-key credentials for the TCP endpoint from AWS_ACCESS_KEY_ID,
 // AWS_SECRET_ACCESS_KEY and (optional) AWS_SESSION_TOKEN. std::nullopt if
 // neither the id nor the secret is set; InvalidArgument if only one is. The

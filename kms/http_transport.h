@@ -1,20 +1,29 @@
 // A minimal synchronous HTTP/1.1 client connection, over a Unix stream
-// socket or loopback TCP, for the KMS JSON protocol: one persistent
-// keep-alive connection, one request at a time, POST with a body, a
-// Content-Length-framed or chunked response of at most 1 MiB.
+// socket, loopback TCP, or TLS to any host, for the KMS JSON protocol: one
+// persistent keep-alive connection, one request at a time, POST with a
+// body, a Content-Length-framed or chunked response of at most 1 MiB.
 //
-// Built on Boost.Beast (the project's HTTP library); Beast and Asio stay
-// inside http_transport.cc. Each connection runs its own io_context on the
-// calling thread, so "synchronous" calls still get real deadlines: Asio's
-// blocking calls ignore SO_RCVTIMEO (they poll again on EAGAIN), so the
-// timeouts here are Beast stream deadlines that close the socket when they
-// expire.
+// Built on Boost.Beast (the project's HTTP library) and, for TLS,
+// boost::asio::ssl over OpenSSL 3; Beast, Asio and OpenSSL stay inside
+// http_transport.cc, the one file of the kms layer that includes OpenSSL.
+// Each connection runs its own io_context on the calling thread, so
+// "synchronous" calls still get real deadlines: Asio's blocking calls
+// ignore SO_RCVTIMEO (they poll again on EAGAIN), so the timeouts here are
+// Beast stream deadlines that close the socket when they expire.
+//
+// TLS (Endpoint::kHttps): TLS 1.2 or later; the server's certificate must
+// chain to the system's default trust store (OpenSSL's default paths:
+// Debian's /etc/ssl/certs) or to TlsOptions::ca_file, and must name the
+// host (DNS name checked with SNI sent; an IP literal checked against the
+// certificate's IP addresses, no SNI).
 //
 // Secrets: the request body is written from the caller's buffer without a
-// copy (the caller wipes it); the read buffer is wiped when it is freed. The
-// response body is moved out of the parser; for a Content-Length response it
-// was allocated once at its final size, so no stale partial copies are left
-// behind for the caller to worry about.
+// copy over a socket, and over TLS from one copy that is wiped (see
+// SerializeRequest in the .cc); the caller wipes its own. The read buffer
+// is wiped when it is freed, and OpenSSL wipes its decrypted records
+// (SSL_OP_CLEANSE_PLAINTEXT). The response body is moved out of the parser;
+// for a Content-Length response it was allocated once at its final size,
+// so no stale partial copies are left behind for the caller to worry about.
 //
 // Thread safety: an HttpConnection is not synchronised; use one per thread
 // (KmsClient pools them).
@@ -48,14 +57,31 @@ struct HttpResponse {
   std::string body;
 };
 
+struct TlsOptions {
+  // A PEM file of CA certificates to trust instead of the system's default
+  // store; "" for the system store. Ignored for endpoints without TLS.
+  std::string ca_file;
+};
+
 class HttpConnection {
  public:
   virtual ~HttpConnection() = default;
 
-  // Connects to `endpoint` ("localhost" tries 127.0.0.1, then ::1) within
-  // `timeout`. Unavailable on failure, the message being the reason only
-  // ("Connection refused", "No such file or directory", "timed out after
-  // 2000 ms"): the caller knows which endpoint it asked for.
+  // Connects to `endpoint` within `timeout`: for http "localhost" tries
+  // 127.0.0.1, then ::1; for https the host is resolved (getaddrinfo), each
+  // address tried in turn, and the TLS handshake done, all by the same
+  // deadline. Unavailable on failure to get there, the message being the
+  // reason only ("Connection refused", "No such file or directory", "timed
+  // out after 2000 ms", "resolving kms.example: Name or service not
+  // known", "TLS handshake: the server closed the connection"): the caller
+  // knows which endpoint it asked for.
+  //
+  // A TLS handshake that fails on TLS's own terms (the certificate does
+  // not verify or does not name the host, no common protocol version) is
+  // FailedPrecondition, not Unavailable, so that a client does not retry
+  // it; the message is whole, e.g. "TLS handshake with kms.example:443
+  // failed: certificate verify failed (hostname mismatch)". A `tls.ca_file`
+  // that cannot be read or holds no certificate is InvalidArgument.
   //
   // A Unix socket is trusted only if its directory passes
   // CheckSocketDirectory (FailedPrecondition otherwise, checked before
@@ -63,7 +89,8 @@ class HttpConnection {
   // (SO_PEERCRED; PermissionDenied otherwise, checked before anything is
   // sent). Both messages name the socket.
   static StatusOr<std::unique_ptr<HttpConnection>> Connect(
-      const Endpoint& endpoint, std::chrono::milliseconds timeout);
+      const Endpoint& endpoint, std::chrono::milliseconds timeout,
+      const TlsOptions& tls = {});
 
   // POSTs `request` and reads the response, all within `timeout`. Any HTTP
   // status is a successful exchange; errors are about the exchange itself:
@@ -80,10 +107,12 @@ class HttpConnection {
                                            bool* request_written) = 0;
 
   // True if the connection may carry another request: the last exchange
-  // succeeded, the server allowed keep-alive, and the server has not closed
-  // the connection since (a zero-timeout poll, so that a pooled connection
-  // the server dropped while idle is discarded before a request is written
-  // to it rather than after).
+  // succeeded, the server allowed keep-alive, nothing past the response was
+  // received, and the server has not closed the connection since (a
+  // zero-timeout poll, so that a pooled connection the server dropped while
+  // idle is discarded before a request is written to it rather than
+  // after). The same over TLS, where anything readable while idle (a
+  // close_notify, a late session ticket) also ends the connection.
   virtual bool Reusable() = 0;
 };
 

@@ -327,14 +327,14 @@ bool ShouldRetry(std::string_view target, const Status& status,
 }
 
 StatusOr<std::unique_ptr<KmsClient>> KmsClient::New(Options options) {
-  if (options.endpoint.kind == Endpoint::kTcp &&
-      !options.credentials.has_value()) {
+  const bool signed_requests = options.endpoint.kind != Endpoint::kUnix;
+  if (signed_requests && !options.credentials.has_value()) {
     return Status::InvalidArgument(
-        "the key service's TCP endpoint " + options.endpoint.ToString() +
+        "the key service at " + options.endpoint.ToString() +
         " requires SigV4 credentials: set AWS_ACCESS_KEY_ID and "
-        "AWS_SECRET_ACCESS_KEY");
+        "AWS_SECRET_ACCESS_KEY, or give them in an AWS profile");
   }
-  if (options.endpoint.kind == Endpoint::kTcp && options.region.empty()) {
+  if (signed_requests && options.region.empty()) {
     return Status::InvalidArgument("the signing region is empty");
   }
   if (options.max_retries < 0) {
@@ -365,7 +365,7 @@ Status KmsClient::SignInto(std::string_view target,
   request->headers = {{"Host", options_.endpoint.HostHeader()},
                       {"Content-Type", kContentType},
                       {"X-Amz-Target", std::string(target)}};
-  if (options_.endpoint.kind != Endpoint::kTcp) return Status::Ok();
+  if (options_.endpoint.kind == Endpoint::kUnix) return Status::Ok();
   // Signed afresh for every attempt: X-Amz-Date must be current, since the
   // service refuses requests outside its clock-skew window.
   HttpRequestParts parts;
@@ -456,7 +456,9 @@ StatusOr<std::unique_ptr<HttpConnection>> KmsClient::Acquire() {
       if (c->Reusable()) return c;
     }
   }
-  return HttpConnection::Connect(options_.endpoint, options_.connect_timeout);
+  TlsOptions tls;
+  tls.ca_file = options_.ca_file;
+  return HttpConnection::Connect(options_.endpoint, options_.connect_timeout, tls);
 }
 
 void KmsClient::Release(std::unique_ptr<HttpConnection> connection) {

@@ -1,5 +1,6 @@
 // KmsClient: the client of the key service's AWS KMS JSON 1.1 protocol
-// (docs/KEYSERVICE.md), over a Unix socket or SigV4-signed loopback TCP.
+// (docs/KEYSERVICE.md), over a Unix socket, SigV4-signed loopback TCP, or
+// SigV4-signed HTTPS (AWS KMS itself, or envelope-keyd behind TLS).
 //
 // A request is HTTP/1.1 "POST /" with Content-Type
 // application/x-amz-json-1.1, X-Amz-Target "TrentService.<Operation>" (AWS
@@ -78,10 +79,15 @@ class KmsClient {
  public:
   struct Options {
     Endpoint endpoint;
-    // Required for a TCP endpoint (every request is signed); unused over
-    // the Unix socket, where the service identifies callers by uid.
+    // Required for an http or https endpoint (every request is signed);
+    // unused over the Unix socket, where the service identifies callers by
+    // uid.
     std::optional<Credentials> credentials;
+    // The SigV4 signing region (AwsSigningRegion, kms/aws_config.h).
     std::string region = "us-east-1";
+    // https: a PEM file of CA certificates to trust instead of the system's
+    // default store (TlsOptions); "" for the system store.
+    std::string ca_file;
     std::chrono::milliseconds connect_timeout{2000};
     // For one attempt: writing the request and reading the whole response.
     std::chrono::milliseconds request_timeout{15000};
@@ -90,8 +96,10 @@ class KmsClient {
   };
 
   // Checks the options; connects lazily, so a client can be made while the
-  // service is down. InvalidArgument for a TCP endpoint without
-  // credentials, a negative retry count, or non-positive timeouts.
+  // service is down. InvalidArgument for an http or https endpoint without
+  // credentials or region, a negative retry count, or non-positive
+  // timeouts. A TLS handshake that fails verification is not retried
+  // (FailedPrecondition, see HttpConnection::Connect).
   static StatusOr<std::unique_ptr<KmsClient>> New(Options options);
 
   KmsClient(const KmsClient&) = delete;

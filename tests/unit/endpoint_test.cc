@@ -1,5 +1,6 @@
 // Endpoint parsing, the default socket path, the socket directory check,
-// and the environment lookups (endpoint precedence, credentials, region).
+// and the environment lookups (endpoint precedence, the "aws" form,
+// credentials, region).
 #include "kms/endpoint.h"
 
 #include <gtest/gtest.h>
@@ -7,10 +8,13 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <ios>
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace envelope::kms {
 namespace {
@@ -68,8 +72,9 @@ TEST(ParseEndpointTest, RejectsWithAReason) {
            Case{"unix:", "absolute"},
            Case{"unix:run/kms.sock", "absolute"},
            Case{"unix:/" + std::string(200, 'a'), "longer than 107"},
-           Case{"https://127.0.0.1:7878", "https is not supported"},
            Case{"http://10.0.0.1:7878", "non-loopback"},
+           Case{"http://10.0.0.1:7878", "over https://HOST"},
+           Case{"http://kms.eu-west-1.amazonaws.com:443", "over plain http"},
            Case{"http://example.com:7878", "non-loopback"},
            Case{"http://0.0.0.0:7878", "non-loopback"},
            Case{"http://127.0.0.01:7878", "non-loopback"},  // octal-looking
@@ -94,6 +99,173 @@ TEST(ParseEndpointTest, RejectsWithAReason) {
     EXPECT_NE(ep.status().message().find(c.reason), std::string::npos)
         << c.text << " -> " << ep.status().message();
   }
+}
+
+TEST(ParseEndpointTest, AcceptsHttpsToAnyHost) {
+  struct Case {
+    const char* text;
+    const char* host;
+    uint16_t port;
+    const char* written;
+    const char* host_header;
+  };
+  for (const Case& c : {
+           Case{"https://kms.example.com", "kms.example.com", 443,
+                "https://kms.example.com", "kms.example.com"},
+           Case{"https://kms.example.com/", "kms.example.com", 443,
+                "https://kms.example.com", "kms.example.com"},
+           Case{"HTTPS://KMS.Example.COM:443", "kms.example.com", 443,
+                "https://kms.example.com", "kms.example.com"},
+           Case{"https://kms.example.com:8443", "kms.example.com", 8443,
+                "https://kms.example.com:8443", "kms.example.com:8443"},
+           Case{"https://localhost:7443", "localhost", 7443,
+                "https://localhost:7443", "localhost:7443"},
+           Case{"https://keys-1.internal", "keys-1.internal", 443,
+                "https://keys-1.internal", "keys-1.internal"},
+           Case{"https://10.1.2.3", "10.1.2.3", 443, "https://10.1.2.3",
+                "10.1.2.3"},
+           Case{"https://127.0.0.1:7878", "127.0.0.1", 7878,
+                "https://127.0.0.1:7878", "127.0.0.1:7878"},
+           Case{"https://[2001:DB8::1]", "2001:db8::1", 443,
+                "https://[2001:db8::1]", "[2001:db8::1]"},
+           Case{"https://[::1]:7443/", "::1", 7443, "https://[::1]:7443",
+                "[::1]:7443"},
+       }) {
+    auto ep = ParseEndpoint(c.text);
+    ASSERT_TRUE(ep.ok()) << c.text << ": " << ep.status().ToString();
+    EXPECT_EQ(ep->kind, Endpoint::kHttps) << c.text;
+    EXPECT_EQ(ep->host, c.host) << c.text;
+    EXPECT_EQ(ep->port, c.port) << c.text;
+    EXPECT_EQ(ep->ToString(), c.written) << c.text;
+    EXPECT_EQ(ep->HostHeader(), c.host_header) << c.text;
+    EXPECT_FALSE(ep->aws) << c.text;
+    EXPECT_EQ(ep->region, "") << c.text;
+    EXPECT_FALSE(IsAwsEndpoint(*ep)) << c.text;
+    auto again = ParseEndpoint(ep->ToString());
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(*again, *ep);
+  }
+}
+
+TEST(ParseEndpointTest, RejectsMalformedHttps) {
+  struct Case {
+    std::string text;
+    const char* reason;
+  };
+  for (const Case& c : {
+           Case{"https://", "host is missing"},
+           Case{"https://:443", "host is missing"},
+           Case{"https://kms.example.com:", "1 to 65535"},
+           Case{"https://kms.example.com:0", "1 to 65535"},
+           Case{"https://kms.example.com:65536", "1 to 65535"},
+           Case{"https://kms.example.com:0443", "1 to 65535"},
+           Case{"https://kms.example.com/kms", "path or query"},
+           Case{"https://kms.example.com?x", "path or query"},
+           Case{"https://kms.example.com#x", "path or query"},
+           Case{"https://key:secret@kms.example.com", "credentials in the URL"},
+           Case{"https://kms_1.example.com", "not a host name"},
+           Case{"https://-kms.example.com", "not a host name"},
+           Case{"https://kms-.example.com", "not a host name"},
+           Case{"https://kms..example.com", "not a host name"},
+           Case{"https://kms.example.com.", "not a host name"},
+           Case{"https://" + std::string(64, 'a') + ".example", "not a host name"},
+           Case{"https://" + std::string(4 * 63 + 3, 'a'), "not a host name"},
+           Case{"https://kms example.com", "not a host name"},
+           // What inet_aton reads as IPv4 but nobody should write.
+           Case{"https://127.1", "dotted-quad"},
+           Case{"https://10.0.0.01", "dotted-quad"},
+           Case{"https://256.1.1.1", "dotted-quad"},
+           Case{"https://0x7f.0.0.1", "dotted-quad"},
+           Case{"https://1.2.3.4.5", "dotted-quad"},
+           Case{"https://[::g]", "not an IPv6 address"},
+           Case{"https://[fe80::1%eth0]", "not an IPv6 address"},
+           Case{"https://[::1", "unterminated"},
+           Case{"https://[::1]x", "':PORT'"},
+       }) {
+    auto ep = ParseEndpoint(c.text);
+    ASSERT_FALSE(ep.ok()) << c.text;
+    EXPECT_EQ(ep.status().code(), StatusCode::kInvalidArgument) << c.text;
+    EXPECT_NE(ep.status().message().find(c.reason), std::string::npos)
+        << c.text << " -> " << ep.status().message();
+  }
+}
+
+TEST(ParseEndpointTest, AwsRegionShorthand) {
+  auto ep = ParseEndpoint("aws:eu-west-1");
+  ASSERT_TRUE(ep.ok()) << ep.status().ToString();
+  EXPECT_EQ(ep->kind, Endpoint::kHttps);
+  EXPECT_EQ(ep->host, "kms.eu-west-1.amazonaws.com");
+  EXPECT_EQ(ep->port, 443);
+  EXPECT_EQ(ep->ToString(), "https://kms.eu-west-1.amazonaws.com");
+  EXPECT_EQ(ep->HostHeader(), "kms.eu-west-1.amazonaws.com");
+  EXPECT_TRUE(ep->aws);
+  EXPECT_EQ(ep->region, "eu-west-1");
+  EXPECT_TRUE(IsAwsEndpoint(*ep));
+  // The URL it stands for is the same server, and names the same region.
+  auto url = ParseEndpoint(ep->ToString());
+  ASSERT_TRUE(url.ok());
+  EXPECT_EQ(*url, *ep);
+  EXPECT_EQ(url->region, "eu-west-1");
+
+  ep = ParseEndpoint("aws:cn-north-1");
+  ASSERT_TRUE(ep.ok()) << ep.status().ToString();
+  EXPECT_EQ(ep->host, "kms.cn-north-1.amazonaws.com.cn");
+  EXPECT_EQ(ep->region, "cn-north-1");
+  EXPECT_TRUE(IsAwsEndpoint(*ep));
+
+  ep = ParseEndpoint("AWS:us-gov-west-1");
+  ASSERT_TRUE(ep.ok()) << ep.status().ToString();
+  EXPECT_EQ(ep->host, "kms.us-gov-west-1.amazonaws.com");
+}
+
+TEST(ParseEndpointTest, AwsRegionMustBeARegionName) {
+  for (const std::string& text : std::vector<std::string>{"aws:", "aws:EU-WEST-1", "aws:eu_west_1", "aws:eu-west-1.", "aws:1eu",
+        "aws:eu-west-", "aws:eu-west-1/x", "aws:evil.com/", "aws:eu west",
+        "aws:" + std::string(64, 'a')}) {
+    auto ep = ParseEndpoint(text);
+    ASSERT_FALSE(ep.ok()) << text;
+    EXPECT_EQ(ep.status().code(), StatusCode::kInvalidArgument) << text;
+    EXPECT_NE(ep.status().message().find("not an AWS region name"),
+              std::string::npos)
+        << text << " -> " << ep.status().message();
+  }
+}
+
+TEST(ParseEndpointTest, RegionOfAnAwsHost) {
+  struct Case {
+    const char* text;
+    const char* region;
+  };
+  for (const Case& c : {
+           Case{"https://kms.ap-south-1.amazonaws.com", "ap-south-1"},
+           Case{"https://kms-fips.us-east-2.amazonaws.com", "us-east-2"},
+           Case{"https://kms.cn-northwest-1.amazonaws.com.cn", "cn-northwest-1"},
+           Case{"https://kms.amazonaws.com", ""},
+           Case{"https://other.eu-west-1.amazonaws.com", ""},
+           Case{"https://kms.eu-west-1.amazonaws.com.example", ""},
+       }) {
+    auto ep = ParseEndpoint(c.text);
+    ASSERT_TRUE(ep.ok()) << c.text << ": " << ep.status().ToString();
+    EXPECT_EQ(ep->region, c.region) << c.text;
+    EXPECT_FALSE(ep->aws) << c.text;
+  }
+}
+
+TEST(IsAwsEndpointTest, ByFormOrHost) {
+  EXPECT_TRUE(IsAwsEndpoint(*ParseEndpoint("https://kms.eu-west-1.amazonaws.com")));
+  EXPECT_TRUE(IsAwsEndpoint(*ParseEndpoint("https://vpce-1.kms.eu-west-1.vpce.amazonaws.com")));
+  EXPECT_TRUE(IsAwsEndpoint(*ParseEndpoint("https://kms.cn-north-1.amazonaws.com.cn:443")));
+  EXPECT_FALSE(IsAwsEndpoint(*ParseEndpoint("https://amazonaws.com")));
+  EXPECT_FALSE(IsAwsEndpoint(*ParseEndpoint("https://notamazonaws.com")));
+  EXPECT_FALSE(IsAwsEndpoint(*ParseEndpoint("https://kms.amazonaws.com.example")));
+  EXPECT_FALSE(IsAwsEndpoint(*ParseEndpoint("https://kms.example.com")));
+  EXPECT_FALSE(IsAwsEndpoint(*ParseEndpoint("http://127.0.0.1:7878")));
+  EXPECT_FALSE(IsAwsEndpoint(*ParseEndpoint("unix:/run/envelope-keyd/kms.sock")));
+  // The form counts whatever the host: "aws" may lead to a local
+  // KMS-compatible service (AWS_ENDPOINT_URL).
+  Endpoint local = *ParseEndpoint("http://127.0.0.1:4566");
+  local.aws = true;
+  EXPECT_TRUE(IsAwsEndpoint(local));
 }
 
 TEST(ParseEndpointTest, RejectsNulByte) {
@@ -122,21 +294,31 @@ TEST(DefaultSocketPathTest, UserFallsBackToTmp) {
 }
 
 // Saves and restores the variables these tests change, so that the order of
-// tests (and the developer's own environment) does not matter.
+// tests (and the developer's own environment) does not matter; HOME is an
+// empty temporary directory, so that the developer's ~/.aws is never read.
 class EnvironmentTest : public ::testing::Test {
  protected:
   static constexpr const char* kVariables[] = {
-      "ENVELOPE_KMS_ENDPOINT", "XDG_RUNTIME_DIR",   "AWS_ACCESS_KEY_ID",
-      "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
-      "AWS_DEFAULT_REGION"};
+      "ENVELOPE_KMS_ENDPOINT",  "XDG_RUNTIME_DIR",
+      "AWS_ACCESS_KEY_ID",      "AWS_SECRET_ACCESS_KEY",
+      "AWS_SESSION_TOKEN",      "AWS_REGION",
+      "AWS_DEFAULT_REGION",     "AWS_PROFILE",
+      "AWS_CONFIG_FILE",        "AWS_SHARED_CREDENTIALS_FILE",
+      "AWS_ENDPOINT_URL",       "AWS_ENDPOINT_URL_KMS",
+      "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "HOME"};
 
   void SetUp() override {
     for (const char* name : kVariables) {
       if (const char* v = std::getenv(name)) saved_[name] = v;
       ::unsetenv(name);
     }
+    char tmpl[] = "/tmp/endpoint-home-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    home_ = tmpl;
+    ::setenv("HOME", home_.c_str(), 1);
   }
   void TearDown() override {
+    std::filesystem::remove_all(home_);
     for (const char* name : kVariables) {
       auto it = saved_.find(name);
       if (it == saved_.end()) {
@@ -147,7 +329,13 @@ class EnvironmentTest : public ::testing::Test {
     }
   }
 
+  void WriteAwsConfig(const std::string& text) {
+    std::filesystem::create_directory(home_ + "/.aws");
+    std::ofstream(home_ + "/.aws/config") << text;
+  }
+
   std::map<std::string, std::string> saved_;
+  std::string home_;
 };
 
 TEST_F(EnvironmentTest, DefaultSocketPathFollowsEuidAndXdg) {
@@ -187,7 +375,7 @@ TEST_F(EnvironmentTest, ResolveIgnoresEmptyEnvironment) {
 }
 
 TEST_F(EnvironmentTest, ResolveNamesTheEnvironmentVariableInErrors) {
-  ::setenv("ENVELOPE_KMS_ENDPOINT", "https://127.0.0.1:9000", 1);
+  ::setenv("ENVELOPE_KMS_ENDPOINT", "http://10.0.0.1:9000", 1);
   auto ep = ResolveEndpoint("");
   ASSERT_FALSE(ep.ok());
   EXPECT_EQ(ep.status().code(), StatusCode::kInvalidArgument);
@@ -196,6 +384,93 @@ TEST_F(EnvironmentTest, ResolveNamesTheEnvironmentVariableInErrors) {
   // A bad flag is reported even when the environment is fine.
   ::setenv("ENVELOPE_KMS_ENDPOINT", "http://127.0.0.1:9000", 1);
   EXPECT_FALSE(ResolveEndpoint("http://192.168.1.1:9000").ok());
+}
+
+TEST_F(EnvironmentTest, AwsWithoutConfigurationIsUsEast1) {
+  auto ep = ParseEndpoint("aws");
+  ASSERT_TRUE(ep.ok()) << ep.status().ToString();
+  EXPECT_EQ(ep->ToString(), "https://kms.us-east-1.amazonaws.com");
+  EXPECT_TRUE(ep->aws);
+  EXPECT_EQ(ep->region, "us-east-1");
+  EXPECT_TRUE(IsAwsEndpoint(*ep));
+}
+
+TEST_F(EnvironmentTest, AwsFollowsTheConfiguredRegion) {
+  WriteAwsConfig("[default]\nregion = ap-south-1\n[profile dev]\nregion = cn-north-1\n");
+  auto ep = ParseEndpoint("aws");
+  ASSERT_TRUE(ep.ok()) << ep.status().ToString();
+  EXPECT_EQ(ep->ToString(), "https://kms.ap-south-1.amazonaws.com");
+
+  ::setenv("AWS_PROFILE", "dev", 1);
+  ep = ParseEndpoint("aws");
+  ASSERT_TRUE(ep.ok()) << ep.status().ToString();
+  EXPECT_EQ(ep->ToString(), "https://kms.cn-north-1.amazonaws.com.cn");
+  EXPECT_EQ(ep->region, "cn-north-1");
+
+  ::setenv("AWS_DEFAULT_REGION", "eu-west-1", 1);
+  EXPECT_EQ(ParseEndpoint("aws")->ToString(), "https://kms.eu-west-1.amazonaws.com");
+  ::setenv("AWS_REGION", "eu-central-1", 1);
+  EXPECT_EQ(ParseEndpoint("AWS")->ToString(), "https://kms.eu-central-1.amazonaws.com");
+}
+
+TEST_F(EnvironmentTest, AwsEndpointUrlVariables) {
+  ::setenv("AWS_REGION", "eu-west-1", 1);
+  ::setenv("AWS_ENDPOINT_URL", "http://localhost:4566", 1);
+  auto ep = ParseEndpoint("aws");
+  ASSERT_TRUE(ep.ok()) << ep.status().ToString();
+  EXPECT_EQ(ep->kind, Endpoint::kTcp);
+  EXPECT_EQ(ep->ToString(), "http://localhost:4566");
+  EXPECT_TRUE(ep->aws);
+  EXPECT_TRUE(IsAwsEndpoint(*ep));
+  EXPECT_EQ(ep->region, "eu-west-1");
+
+  // The KMS-specific variable wins over the general one.
+  ::setenv("AWS_ENDPOINT_URL_KMS", "https://kms.internal:8443/", 1);
+  ep = ParseEndpoint("aws");
+  ASSERT_TRUE(ep.ok()) << ep.status().ToString();
+  EXPECT_EQ(ep->ToString(), "https://kms.internal:8443");
+  EXPECT_TRUE(IsAwsEndpoint(*ep));
+  EXPECT_EQ(ep->region, "eu-west-1");
+
+  // A regional AWS host names its own region, whatever AWS_REGION says.
+  ::setenv("AWS_ENDPOINT_URL_KMS", "https://kms-fips.us-west-2.amazonaws.com", 1);
+  EXPECT_EQ(ParseEndpoint("aws")->region, "us-west-2");
+
+  ::setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true", 1);
+  EXPECT_EQ(ParseEndpoint("aws")->ToString(), "https://kms.eu-west-1.amazonaws.com");
+}
+
+TEST_F(EnvironmentTest, AwsVariablesMatterOnlyForTheAwsForm) {
+  ::setenv("AWS_ENDPOINT_URL_KMS", "https://kms.internal", 1);
+  ::setenv("AWS_REGION", "eu-west-1", 1);
+  auto ep = ResolveEndpoint("");
+  ASSERT_TRUE(ep.ok()) << ep.status().ToString();
+  EXPECT_EQ(ep->kind, Endpoint::kUnix);
+  EXPECT_EQ(ep->socket_path, DefaultSocketPath());
+  EXPECT_EQ(ParseEndpoint("aws:ap-south-1")->ToString(),
+            "https://kms.ap-south-1.amazonaws.com");
+  ::setenv("ENVELOPE_KMS_ENDPOINT", "aws", 1);
+  EXPECT_EQ(ResolveEndpoint("")->ToString(), "https://kms.internal");
+}
+
+TEST_F(EnvironmentTest, AwsNamesTheBadVariable) {
+  for (const char* name : {"AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL"}) {
+    for (const char* url : {"http://10.0.0.1:4566", "kms.example.com", "unix:/x.sock",
+                            "https://kms.example.com/prefix"}) {
+      ::setenv(name, url, 1);
+      auto ep = ParseEndpoint("aws");
+      ASSERT_FALSE(ep.ok()) << name << "=" << url;
+      EXPECT_EQ(ep.status().code(), StatusCode::kInvalidArgument);
+      EXPECT_EQ(ep.status().message().rfind(std::string("$") + name + ": ", 0), 0u)
+          << ep.status().message();
+      ::unsetenv(name);
+    }
+  }
+  ::setenv("AWS_REGION", "not a region", 1);
+  auto ep = ParseEndpoint("aws");
+  ASSERT_FALSE(ep.ok());
+  EXPECT_NE(ep.status().message().find("$AWS_REGION"), std::string::npos)
+      << ep.status().message();
 }
 
 TEST_F(EnvironmentTest, NoCredentials) {

@@ -15,6 +15,7 @@ StatusOr<BlobLabel> ReadBlobLabel(ByteView blob) {
   BlobLabel label;
   label.key_id = FormatUuid(blob.subspan(3, 16));
   label.key_version = DecodeFixed32(blob.data() + 19);
+  label.plaintext_size = blob.size() - kBlobOverheadInBytes;
   return label;
 }
 

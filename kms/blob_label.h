@@ -22,6 +22,7 @@ inline constexpr size_t kBlobOverheadInBytes = kBlobLabelSizeInBytes + 12 + 16;
 struct BlobLabel {
   std::string key_id;  // the key's UUID, lower case
   uint32_t key_version = 0;
+  size_t plaintext_size = 0;  // the blob's size less kBlobOverheadInBytes
 };
 
 // InvalidArgument for bytes that are not a version-1 envelope-keyd blob.

@@ -1,5 +1,6 @@
 #include "kms/connect.h"
 
+#include "kms/aws_config.h"
 #include "kms/endpoint.h"
 #include "kms/keyd_key_service.h"
 #include "kms/kms_client.h"
@@ -15,19 +16,6 @@ StatusOr<KmsApi> ParseKmsApi(std::string_view text) {
                                  "': expected auto, envelope or standard");
 }
 
-namespace {
-
-bool EndsWith(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
-bool IsAws(const Endpoint& endpoint) {
-  return endpoint.kind != Endpoint::kUnix &&
-         (EndsWith(endpoint.host, ".amazonaws.com") || EndsWith(endpoint.host, ".amazonaws.com.cn"));
-}
-
-}  // namespace
-
 StatusOr<std::unique_ptr<KeyService>> ConnectKeyService(const ConnectOptions& options) {
   ENVELOPE_ASSIGN_OR_RETURN(std::unique_ptr<StandardKms> kms, ConnectKms(options));
   return std::unique_ptr<KeyService>(std::move(kms));
@@ -37,11 +25,13 @@ StatusOr<std::unique_ptr<StandardKms>> ConnectKms(const ConnectOptions& options)
   ENVELOPE_ASSIGN_OR_RETURN(Endpoint endpoint, ResolveEndpoint(options.endpoint));
   KmsClient::Options client;
   client.endpoint = endpoint;
-  // Credentials only matter over TCP; over the Unix socket the service
+  client.ca_file = options.ca_file;
+  // Credentials only matter over http(s); over the Unix socket the service
   // knows the caller by uid, and a half-set AWS environment is no error.
+  // Found as the AWS CLI finds them (kms/aws_config.h), never on argv.
   if (endpoint.kind != Endpoint::kUnix) {
-    ENVELOPE_ASSIGN_OR_RETURN(client.credentials, CredentialsFromEnvironment());
-    client.region = RegionFromEnvironment();
+    ENVELOPE_ASSIGN_OR_RETURN(client.credentials, ResolveAwsCredentials());
+    ENVELOPE_ASSIGN_OR_RETURN(client.region, AwsSigningRegion(endpoint));
   }
   if (options.fail_fast) {
     client.connect_timeout = std::chrono::milliseconds(1000);
@@ -50,7 +40,7 @@ StatusOr<std::unique_ptr<StandardKms>> ConnectKms(const ConnectOptions& options)
   }
   ENVELOPE_ASSIGN_OR_RETURN(std::unique_ptr<KmsClient> wire, KmsClient::New(std::move(client)));
   KmsApi api = options.api;
-  if (api == KmsApi::kAuto) api = IsAws(endpoint) ? KmsApi::kStandard : KmsApi::kEnvelope;
+  if (api == KmsApi::kAuto) api = IsAwsEndpoint(endpoint) ? KmsApi::kStandard : KmsApi::kEnvelope;
   if (api == KmsApi::kStandard) return std::make_unique<StandardKms>(std::move(wire));
   return std::unique_ptr<StandardKms>(std::make_unique<KeydKeyService>(std::move(wire)));
 }

@@ -254,7 +254,9 @@ std::optional<BlobVersion> FakeKeyService::VersionOf(ByteView blob) const {
   if (!labelled_ || blob.size() < kPrefixSize || blob[0] != 'F' || blob[1] != 'K') {
     return std::nullopt;
   }
-  return BlobVersion{FormatUuid(blob.subspan(2, 16)), DecodeFixed32(blob.data() + 18)};
+  if (blob.size() < kPrefixSize + crypto::Aes256Gcm::kOverheadInBytes) return std::nullopt;
+  return BlobVersion{FormatUuid(blob.subspan(2, 16)), DecodeFixed32(blob.data() + 18),
+                     blob.size() - kPrefixSize - crypto::Aes256Gcm::kOverheadInBytes};
 }
 
 }  // namespace envelope::kms

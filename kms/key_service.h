@@ -61,9 +61,10 @@ struct KeyInfo {
 // The version of a key that seals new data now.
 struct CurrentVersion {
   // Changes exactly when the key gets a new version: the version number
-  // (envelope-keyd), or the date of the newest rotation, or the key's
-  // creation date if it was never rotated (ListKeyRotations, AWS). "" if
-  // the service cannot say (the caller may not ListKeyRotations).
+  // (envelope-keyd), or the date of the newest rotation with the number of
+  // rotations, or the key's creation date if it was never rotated
+  // (ListKeyRotations, AWS). "" if the service cannot say (the caller may
+  // not ListKeyRotations).
   std::string marker;
   std::optional<uint32_t> number;  // envelope-keyd's version number
   double since = 0;  // epoch seconds it came into force; 0 if unknown
@@ -73,6 +74,7 @@ struct CurrentVersion {
 struct BlobVersion {
   std::string key_id;  // lower-case UUID
   uint32_t version = 0;
+  size_t plaintext_size = 0;  // bytes the blob seals
 };
 
 class KeyService {
@@ -108,8 +110,9 @@ class KeyService {
                                     const std::string& destination_key,
                                     const EncryptionContextMap& destination_context) = 0;
 
-  // Optional capability: the key and version `blob` is under, read from
-  // the blob itself (envelope-keyd's public blob label). nullopt when the
+  // Optional capability: the key and version `blob` is under and the size
+  // of what it seals, read from the blob itself (envelope-keyd's public
+  // blob label). nullopt when the
   // service's blobs are opaque (AWS KMS), or `blob` is not one of its.
   virtual std::optional<BlobVersion> VersionOf(ByteView blob) const;
 

@@ -78,7 +78,7 @@ StatusOr<std::vector<DataKey>> KeydKeyService::GenerateDataKeys(
 std::optional<BlobVersion> KeydKeyService::VersionOf(ByteView blob) const {
   auto label = ReadBlobLabel(blob);
   if (!label.ok()) return std::nullopt;
-  return BlobVersion{label->key_id, label->key_version};
+  return BlobVersion{label->key_id, label->key_version, label->plaintext_size};
 }
 
 }  // namespace envelope::kms

@@ -86,7 +86,9 @@ StatusOr<CurrentVersion> StandardKms::CurrentVersionByDate(const json& metadata)
   double newest = 0;
   for (const json& r : *rotations) newest = std::max(newest, NumberField(r, "RotationDate"));
   if (newest > 0) {
-    v.marker = DateMarker("rotated", newest);
+    // The count too: two rotations can share a date at the resolution a
+    // service reports (envelope-keyd: seconds).
+    v.marker = DateMarker("rotated", newest) + "/" + std::to_string(rotations->size());
     v.since = newest;
   } else {
     v.since = NumberField(metadata, "CreationDate");

@@ -2,7 +2,6 @@
 
 #include <utility>
 
-#include "kms/blob_label.h"
 #include "tools/dotenv.h"
 #include "tools/secrets_file_io.h"
 
@@ -26,10 +25,10 @@ SecretsStore::SecretsStore(kms::KeyService& keys, StoreOptions options)
     : keys_(keys), options_(std::move(options)) {}
 
 std::optional<size_t> SecretsStore::ValueSizeOf(ByteView blob) const {
-  if (!keys_.VersionOf(blob).has_value() || !kms::ReadBlobLabel(blob).ok()) return std::nullopt;
+  auto label = keys_.VersionOf(blob);
   // The sealed record is the value plus its version byte.
-  if (blob.size() < kms::kBlobOverheadInBytes + 1) return std::nullopt;
-  return blob.size() - kms::kBlobOverheadInBytes - 1;
+  if (!label || label->plaintext_size < 1) return std::nullopt;
+  return label->plaintext_size - 1;
 }
 
 size_t SecretsStore::EnvironmentSizeOf(const SecretsFile& file,

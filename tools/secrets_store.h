@@ -116,10 +116,8 @@ class SecretsStore {
   const StoreOptions& options() const { return options_; }
 
   // The exact size of the value in `blob` without a Decrypt, where the key
-  // service's blobs say their version (VersionOf) and the blob is
-  // envelope-keyd's, whose fixed overhead kms/blob_label.h states; nullopt
-  // otherwise. Sizes are the one blob fact kms::KeyService does not offer
-  // yet; everything else comes through it.
+  // service's blobs say what they seal (KeyService::VersionOf); nullopt for
+  // opaque blobs.
   std::optional<size_t> ValueSizeOf(ByteView blob) const;
 
   // Makes NAME hold `value`, creating the file (mode 0600) under

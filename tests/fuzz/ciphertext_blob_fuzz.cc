@@ -1,13 +1,12 @@
 // Fuzzes the key service's ciphertext blob: PeekBlob and OpenBlob (under a
 // fixed test key version, with and without an encryption context), the
-// clients' reading of the clear label (kms::ReadBlobLabel, the secrets
-// file's ParseBlobHeader), and key id parsing. Invariants: the service and
+// clients' reading of the clear label (kms::ReadBlobLabel, which
+// KeydKeyService::VersionOf uses), and key id parsing. Invariants: the service and
 // its clients agree on every label; an opened blob re-seals and reopens to
 // the same plaintext; a parsed key id formats back to the same id.
 #include "keyservice/ciphertext_blob.h"
 #include "kms/blob_label.h"
 #include "tests/fuzz/fuzz_util.h"
-#include "tools/secrets_file.h"
 
 namespace envelope::keyservice {
 namespace {
@@ -25,11 +24,7 @@ void Run(ByteView in) {
     KeyIdBytes parsed;
     FUZZ_CHECK(ParseKeyId(label->key_id, &parsed) && parsed == header->key_id);
   }
-  auto info = secrets::ParseBlobHeader(in);
-  if (info) {
-    FUZZ_CHECK(header.ok() && info->key_version == header->key_version);
-    FUZZ_CHECK(info->value_size + kBlobOverheadInBytes + 1 == in.size());
-  }
+  if (label.ok()) FUZZ_CHECK(label->plaintext_size + kBlobOverheadInBytes == in.size());
 
   for (const EncryptionContext& context :
        {EncryptionContext{}, EncryptionContext{{"app", "fuzz"}}}) {

@@ -592,11 +592,11 @@ class KeydLabelFake : public kms::FakeKeyService {
   std::optional<kms::BlobVersion> VersionOf(ByteView blob) const override {
     auto label = kms::ReadBlobLabel(blob);
     if (!label.ok()) return FakeKeyService::VersionOf(blob);
-    return kms::BlobVersion{label->key_id, label->key_version};
+    return kms::BlobVersion{label->key_id, label->key_version, label->plaintext_size};
   }
 };
 
-TEST(SecretsStoreSizeTest, ExactValueSizeOnlyForEnvelopeKeydBlobs) {
+TEST(SecretsStoreSizeTest, ExactValueSizeOnlyForLabelledBlobs) {
   KeydLabelFake keys;
   const std::string key = keys.CreateKey();
   TempDir dir;
@@ -615,7 +615,8 @@ TEST(SecretsStoreSizeTest, ExactValueSizeOnlyForEnvelopeKeydBlobs) {
   ASSERT_TRUE(listing.ok()) << listing.status().ToString();
   ASSERT_EQ(listing->entries.size(), 2u);
   EXPECT_TRUE(listing->entries[0].version.has_value());
-  EXPECT_FALSE(listing->entries[0].value_size.has_value());  // layout unknown
+  ASSERT_TRUE(listing->entries[0].value_size.has_value());  // the fake's labels say it too
+  EXPECT_EQ(*listing->entries[0].value_size, 3u);
   ASSERT_TRUE(listing->entries[1].version.has_value());
   EXPECT_EQ(listing->entries[1].version->key_id, "00112233-4455-6677-8899-aabbccddeeff");
   EXPECT_EQ(listing->entries[1].version->version, 2u);

@@ -10,8 +10,10 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -22,6 +24,7 @@
 #include "core/base/fd_io.h"
 #include "fs/backing_tree.h"
 #include "fs/inode_table.h"
+#include "fs/shared_storage.h"
 
 namespace envelope::fs {
 
@@ -55,12 +58,57 @@ struct NewOwner {
 // file makes none itself.
 class EnvelopeFs {
  public:
-  EnvelopeFs(Volume* volume, int root_fd, double timeout)
-      : volume_(volume), inodes_(root_fd), timeout_(timeout) {}
+  // `shared_storage`: other mounts change the same cipherdir
+  // (docs/SHARED_STORAGE.md, fs/shared_storage.h).
+  EnvelopeFs(Volume* volume, int root_fd, double timeout, bool shared_storage)
+      : volume_(volume),
+        inodes_(root_fd, shared_storage),
+        timeout_(timeout),
+        shared_(shared_storage) {}
 
   Volume* volume() { return volume_; }
   InodeTable& inodes() { return inodes_; }
   double timeout() const { return timeout_; }
+  bool shared() const { return shared_; }
+
+  // Runs `op` on inode->content: as it is, or with shared storage under the
+  // backing file's lock, the content state re-validated first (`op` may
+  // run twice). REQUIRES: inode->mu held (exclusively with shared storage),
+  // inode->content set.
+  Status OnContent(Inode* inode, shared::LockKind kind, const std::function<Status()>& op) {
+    return shared_ ? shared::WithContent(volume_, inode, kind, op) : op();
+  }
+
+  // With shared storage a recorded name may lead to another object by now
+  // (another mount renamed ours and put something else there, perhaps of
+  // another type under the same inode number): true if the backing stat
+  // `st` is not the inode's object. The caller answers ESTALE, which makes
+  // the kernel look a path up again and retry.
+  bool Replaced(const Inode* inode, const struct stat& st) const {
+    return shared_ && (st.st_dev != inode->dev || st.st_ino != inode->ino ||
+                       (st.st_mode & S_IFMT) != inode->type);
+  }
+
+  // `w` (the inode's where() or Locate()), checked with shared storage to
+  // still be the inode's own object (ESTALE otherwise): what the calls that
+  // act on a backing name (xattrs, access, readlink) use.
+  StatusOr<Where> Checked(Inode* inode, Where w) {
+    if (!w.known()) return Status::NotFound("unlinked");
+    if (shared_ && !w.name.empty()) {
+      struct stat st;
+      ENVELOPE_RETURN_IF_ERROR(backing::Stat(w.dirfd, w.name, &st));
+      if (Replaced(inode, st)) return Status::IoError("the backing name was replaced", ESTALE);
+    }
+    return w;
+  }
+
+  // Hard links are refused with shared storage (docs/SHARED_STORAGE.md);
+  // logged once per mount.
+  void LogLinkRefused() {
+    if (!link_refusal_logged_.exchange(true)) {
+      spdlog::warn("sharedstorage: hard links are refused (EPERM) on this mount");
+    }
+  }
 
   StatusOr<DirId> DirIdOf(Inode* dir) {
     std::lock_guard lock(dir->mu);
@@ -86,7 +134,8 @@ class EnvelopeFs {
       // name was unlinked or renamed elsewhere.
       std::lock_guard lock(inode->mu);
       if (inode->content_fd >= 0) {
-        s = backing::Stat(inode->content_fd, "", st);
+        s = shared_ ? shared::StatLocked(inode->content_fd, st)
+                    : backing::Stat(inode->content_fd, "", st);
       } else {
         Where w = inode->where();
         if (!w.known()) return Status::NotFound("unlinked");
@@ -94,6 +143,7 @@ class EnvelopeFs {
       }
     }
     ENVELOPE_RETURN_IF_ERROR(s);
+    if (Replaced(inode, *st)) return Status::IoError("the backing name was replaced", ESTALE);
     ShowStat(inode, st);
     return Status::Ok();
   }
@@ -120,9 +170,11 @@ class EnvelopeFs {
   }
 
   StatusOr<std::string> ReadLink(Inode* inode) {
-    Where w = inode->where();
-    if (!w.known()) return Status::NotFound("unlinked");
-    return volume_->ReadSymlink(w.dirfd, w.name);
+    ENVELOPE_ASSIGN_OR_RETURN(Where w, Checked(inode, inode->where()));
+    auto target = volume_->ReadSymlink(w.dirfd, w.name);
+    // With shared storage: and still the inode's after the read.
+    ENVELOPE_RETURN_IF_ERROR(Checked(inode, w).status());
+    return target;
   }
 
   // The plaintext path of an inode for a log line ("/docs/a.txt"), or its
@@ -243,7 +295,8 @@ class EnvelopeFs {
     if (st.st_dev != inode->dev || st.st_ino != inode->ino) {
       return Status::IoError("the backing name was replaced", ESTALE);
     }
-    auto content = volume_->OpenContent(fd->get());
+    auto content = shared_ ? shared::OpenContent(volume_, fd->get(), &inode->seen)
+                           : volume_->OpenContent(fd->get());
     if (!content.ok()) {
       spdlog::error("cannot open {}: {}", PathForLog(inode), content.status().ToString());
       return content.status();
@@ -258,10 +311,12 @@ class EnvelopeFs {
   // and the backing file may not have changed at all.
   // REQUIRES: inode->mu held, inode->content set.
   Status Truncate(Inode* inode, uint64_t size) {
-    ENVELOPE_RETURN_IF_ERROR(inode->content->Truncate(size));
-    const struct timespec now[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
-    if (::futimens(inode->content_fd, now) != 0) return Status::FromErrno("futimens");
-    return Status::Ok();
+    return OnContent(inode, shared::LockKind::kExclusive, [&] {
+      ENVELOPE_RETURN_IF_ERROR(inode->content->Truncate(size));
+      const struct timespec now[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
+      if (::futimens(inode->content_fd, now) != 0) return Status::FromErrno("futimens");
+      return Status::Ok();
+    });
   }
 
   // REQUIRES: inode->mu held.
@@ -278,6 +333,8 @@ class EnvelopeFs {
   Volume* const volume_;
   InodeTable inodes_;
   const double timeout_;
+  const bool shared_;
+  std::atomic<bool> link_refusal_logged_{false};
 };
 
 EnvelopeFs* Fs(fuse_req_t req) { return static_cast<EnvelopeFs*>(fuse_req_userdata(req)); }
@@ -288,7 +345,6 @@ void ReplyError(fuse_req_t req, const Status& s) { fuse_reply_err(req, ToErrno(s
 // ---- lookup, attributes ---------------------------------------------------
 
 void OpInit(void* userdata, fuse_conn_info* conn) {
-  (void)userdata;
   // Local POSIX and flock locks (the kernel handles them for one mount).
   conn->want &= ~FUSE_CAP_POSIX_LOCKS;
   conn->want &= ~FUSE_CAP_FLOCK_LOCKS;
@@ -296,6 +352,9 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
   // The kernel applies the caller's umask before it calls us.
   conn->want &= ~FUSE_CAP_DONT_MASK;
+  // Never a writeback cache (it is never asked for; with shared storage it
+  // would also keep written data from the other mounts for a while).
+  if (static_cast<EnvelopeFs*>(userdata)->shared()) conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -462,7 +521,9 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
     // A regular file needs its header and DEK like any created file.
     auto fd = backing::CreateRegular(dir->fd, en->backing_name, mode & 07777, /*exclusive=*/true);
     if (!fd.ok()) return FailNewName(req, fs, dir, *en, ToErrno(fd.status()));
-    auto content = fs->volume()->CreateContent(fd->get());
+    shared::BackingStamp unused;
+    auto content = fs->shared() ? shared::CreateContent(fs->volume(), fd->get(), &unused)
+                                : fs->volume()->CreateContent(fd->get());
     if (!content.ok()) {
       (void)backing::Unlink(dir->fd, en->backing_name);
       fs->volume()->RemoveLongNameFile(dir->fd, *en);
@@ -500,6 +561,10 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
 
 void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
   EnvelopeFs* fs = Fs(req);
+  if (fs->shared()) {
+    fs->LogLinkRefused();
+    return (void)fuse_reply_err(req, EPERM);
+  }
   Inode* inode = Node(req, ino);
   Inode* dir = Node(req, newparent);
   auto en = PrepareNewName(fs, dir, newname);
@@ -554,12 +619,18 @@ void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   if (!en.ok()) return ReplyError(req, en.status());
   struct stat st;
   const bool known = backing::Stat(dir->fd, en->backing_name, &st).ok();
-  const std::string raw_target = known ? LastLinkTarget(dir->fd, en->backing_name, st) : "";
+  // With shared storage the symlink is held across the unlink, which may
+  // remove another object (shared::LastLink).
+  const bool guarded = fs->shared() && known;
+  const std::string raw_target =
+      known && !guarded ? LastLinkTarget(dir->fd, en->backing_name, st) : "";
+  const shared::LastLink last =
+      guarded ? shared::LastLink::Before(dir->fd, en->backing_name, st) : shared::LastLink();
   Status s = backing::Unlink(dir->fd, en->backing_name);
   if (!s.ok()) return ReplyError(req, s);
   fs->volume()->RemoveLongNameFile(dir->fd, *en);
   if (known) {
-    fs->volume()->DropSymlinkTarget(raw_target, st.st_uid);
+    fs->volume()->DropSymlinkTarget(guarded ? last.TargetToDrop() : raw_target, st.st_uid);
     // Other links of the file must not be reached through this name any more.
     fs->inodes().Unbind(st.st_dev, st.st_ino, dir, en->backing_name);
   }
@@ -589,8 +660,12 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   // The object a plain rename replaces loses that name.
   struct stat victim;
   const bool replaces = !exchange && backing::Stat(to_dir->fd, to->backing_name, &victim).ok();
+  const bool guarded = fs->shared() && replaces;  // as in OpUnlink
   const std::string victim_target =
-      replaces ? LastLinkTarget(to_dir->fd, to->backing_name, victim) : "";
+      replaces && !guarded ? LastLinkTarget(to_dir->fd, to->backing_name, victim) : "";
+  const shared::LastLink victim_last =
+      guarded ? shared::LastLink::Before(to_dir->fd, to->backing_name, victim)
+              : shared::LastLink();
   if (!exchange) {
     Status s = fs->volume()->WriteLongNameFile(to_dir->fd, *to);
     if (!s.ok()) return ReplyError(req, s);
@@ -620,7 +695,8 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   if (backing::Stat(to_dir->fd, to->backing_name, &st).ok()) {
     if (replaces && (victim.st_dev != st.st_dev || victim.st_ino != st.st_ino)) {
       fs->inodes().Unbind(victim.st_dev, victim.st_ino, to_dir, to->backing_name);
-      fs->volume()->DropSymlinkTarget(victim_target, victim.st_uid);
+      fs->volume()->DropSymlinkTarget(guarded ? victim_last.TargetToDrop() : victim_target,
+                                      victim.st_uid);
     }
     fs->inodes().Rebind(st.st_dev, st.st_ino, from_dir, from->backing_name, to_dir,
                         to->backing_name);
@@ -778,8 +854,16 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   const int fd = opened->release();
   struct stat st;
   if (!backing::Stat(fd, "", &st).ok()) st.st_size = 1;  // never treated as new
-  StatusOr<std::unique_ptr<format::ContentFile>> content =
-      st.st_size == 0 ? fs->volume()->CreateContent(fd) : fs->volume()->OpenContent(fd);
+  shared::BackingStamp seen;
+  StatusOr<std::unique_ptr<format::ContentFile>> content = Status::Internal("unset");
+  if (fs->shared()) {
+    // Only a file this call made gets a header: an empty file someone else
+    // made may be another mount's create whose header is on its way.
+    content = created ? shared::CreateContent(fs->volume(), fd, &seen)
+                      : shared::OpenContent(fs->volume(), fd, &seen);
+  } else {
+    content = st.st_size == 0 ? fs->volume()->CreateContent(fd) : fs->volume()->OpenContent(fd);
+  }
   if (!content.ok()) {
     ::close(fd);
     if (created) {
@@ -810,6 +894,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
       inode->content_fd = fd;
       inode->content_writable = true;
       inode->content = std::move(*content);
+      inode->seen = seen;
     } else {
       content->reset();
       ::close(fd);
@@ -824,6 +909,9 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     if (!s.ok()) return ReplyError(req, s);
   }
   fi->keep_cache = 0;
+  // With shared storage no file data is cached in the kernel: every read
+  // comes here and sees what the other mounts wrote.
+  fi->direct_io = fs->shared();
   fuse_reply_create(req, &e, fi);
 }
 
@@ -846,6 +934,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   if (!s.ok()) return ReplyError(req, s);
   fi->keep_cache = 0;
+  fi->direct_io = fs->shared();  // as in OpCreate
   fuse_reply_open(req, fi);
 }
 
@@ -867,12 +956,22 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
   thread_local std::vector<uint8_t> buf;
   buf.resize(size);
   StatusOr<size_t> n = Status::Internal("BUG: read without content");
-  {
+  EnvelopeFs* fs = Fs(req);
+  if (fs->shared()) {
+    std::lock_guard lock(inode->mu);  // one request per file at a time
+    if (inode->content) {
+      Status s = fs->OnContent(inode, shared::LockKind::kShared, [&] {
+        n = inode->content->Read(static_cast<uint64_t>(off), buf);
+        return n.status();
+      });
+      if (!s.ok()) n = s;
+    }
+  } else {
     std::shared_lock lock(inode->mu);  // reads of one file run in parallel
     if (inode->content) n = inode->content->Read(static_cast<uint64_t>(off), buf);
   }
   if (!n.ok()) {
-    spdlog::error("read of {} at offset {}: {}", Fs(req)->PathForLog(inode), off,
+    spdlog::error("read of {} at offset {}: {}", fs->PathForLog(inode), off,
                   n.status().ToString());
     return ReplyError(req, n.status());
   }
@@ -886,8 +985,10 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   {
     std::lock_guard lock(inode->mu);
     if (inode->content) {
-      s = inode->content->Write(static_cast<uint64_t>(off),
-                                ByteView(reinterpret_cast<const uint8_t*>(data), size));
+      s = Fs(req)->OnContent(inode, shared::LockKind::kExclusive, [&] {
+        return inode->content->Write(static_cast<uint64_t>(off),
+                                     ByteView(reinterpret_cast<const uint8_t*>(data), size));
+      });
     }
   }
   if (!s.ok()) {
@@ -926,17 +1027,17 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
   Status s;
   {
     std::lock_guard lock(inode->mu);
-    format::ContentFile* content = inode->content.get();
     const auto off = static_cast<uint64_t>(offset);
     const auto len = static_cast<uint64_t>(length);
-    if (!content) {
+    if (!inode->content) {
       s = Status::Internal("BUG: fallocate without content");
-    } else if (kind == FALLOC_FL_PUNCH_HOLE) {
-      s = content->PunchHole(off, len);
-    } else if (kind == FALLOC_FL_ZERO_RANGE) {
-      s = content->ZeroRange(off, len, keep_size);
     } else {
-      s = content->Allocate(off, len, keep_size);
+      s = Fs(req)->OnContent(inode, shared::LockKind::kExclusive, [&] {
+        format::ContentFile* content = inode->content.get();
+        if (kind == FALLOC_FL_PUNCH_HOLE) return content->PunchHole(off, len);
+        if (kind == FALLOC_FL_ZERO_RANGE) return content->ZeroRange(off, len, keep_size);
+        return content->Allocate(off, len, keep_size);
+      });
     }
   }
   if (!s.ok()) {
@@ -958,8 +1059,12 @@ void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_in
   {
     std::lock_guard lock(inode->mu);
     if (inode->content) {
-      at = whence == SEEK_DATA ? inode->content->SeekData(static_cast<uint64_t>(off))
-                               : inode->content->SeekHole(static_cast<uint64_t>(off));
+      Status s = Fs(req)->OnContent(inode, shared::LockKind::kShared, [&] {
+        at = whence == SEEK_DATA ? inode->content->SeekData(static_cast<uint64_t>(off))
+                                 : inode->content->SeekHole(static_cast<uint64_t>(off));
+        return at.status();
+      });
+      if (!s.ok()) at = s;
     }
   }
   if (!at.ok()) return ReplyError(req, at.status());
@@ -969,9 +1074,10 @@ void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_in
 // Only called without default_permissions, when the caller is the user the
 // daemon runs as: the backing object's own answer is the caller's.
 void OpAccess(fuse_req_t req, fuse_ino_t ino, int mask) {
-  const Where w = Fs(req)->Locate(Node(req, ino));
-  if (!w.known()) return (void)fuse_reply_err(req, ENOENT);
-  Status s = backing::Access(w.dirfd, w.name, mask);
+  Inode* inode = Node(req, ino);
+  const auto w = Fs(req)->Checked(inode, Fs(req)->Locate(inode));
+  if (!w.ok()) return ReplyError(req, w.status());
+  Status s = backing::Access(w->dirfd, w->name, mask);
   fuse_reply_err(req, s.ok() ? 0 : ToErrno(s));
 }
 
@@ -1012,9 +1118,9 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
   if (!backing.ok()) return ReplyError(req, backing.status());
   auto sealed = fs->volume()->SealXattrValue(name, ByteView(reinterpret_cast<const uint8_t*>(value), size));
   if (!sealed.ok()) return ReplyError(req, sealed.status());
-  const Where w = inode->where();
-  if (!w.known()) return (void)fuse_reply_err(req, ENOENT);
-  Status s = backing::SetXattr(w.dirfd, w.name, *backing, AsBytes(*sealed), flags);
+  const auto w = fs->Checked(inode, inode->where());
+  if (!w.ok()) return ReplyError(req, w.status());
+  Status s = backing::SetXattr(w->dirfd, w->name, *backing, AsBytes(*sealed), flags);
   fuse_reply_err(req, s.ok() ? 0 : ToErrno(s));
 }
 
@@ -1026,9 +1132,9 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     return (void)fuse_reply_err(req, ToErrno(backing.status()) == EOPNOTSUPP ? ENODATA : ToErrno(backing.status()));
   }
   std::vector<uint8_t> buf(64 * 1024 + 64);
-  const Where w = inode->where();
-  if (!w.known()) return (void)fuse_reply_err(req, ENOENT);
-  auto n = backing::GetXattr(w.dirfd, w.name, *backing, buf);
+  const auto w = fs->Checked(inode, inode->where());
+  if (!w.ok()) return ReplyError(req, w.status());
+  auto n = backing::GetXattr(w->dirfd, w->name, *backing, buf);
   if (!n.ok()) return ReplyError(req, n.status());
   auto value = fs->volume()->OpenXattrValue(name, ByteView(buf.data(), *n));
   if (!value.ok()) return (void)fuse_reply_err(req, EIO);
@@ -1041,9 +1147,9 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   EnvelopeFs* fs = Fs(req);
   Inode* inode = Node(req, ino);
   std::vector<char> buf(64 * 1024);
-  const Where w = inode->where();
-  if (!w.known()) return (void)fuse_reply_err(req, ENOENT);
-  auto n = backing::ListXattr(w.dirfd, w.name, buf.data(), buf.size());
+  const auto w = fs->Checked(inode, inode->where());
+  if (!w.ok()) return ReplyError(req, w.status());
+  auto n = backing::ListXattr(w->dirfd, w->name, buf.data(), buf.size());
   if (!n.ok()) {
     const int err = ToErrno(n.status());
     return (void)fuse_reply_err(req, err == ENOTSUP ? 0 : err);
@@ -1067,9 +1173,10 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   EnvelopeFs* fs = Fs(req);
   auto backing = BackingXattrName(fs, name);
   if (!backing.ok()) return ReplyError(req, backing.status());
-  const Where w = Node(req, ino)->where();
-  if (!w.known()) return (void)fuse_reply_err(req, ENOENT);
-  Status s = backing::RemoveXattr(w.dirfd, w.name, *backing);
+  Inode* inode = Node(req, ino);
+  const auto w = fs->Checked(inode, inode->where());
+  if (!w.ok()) return ReplyError(req, w.status());
+  Status s = backing::RemoveXattr(w->dirfd, w->name, *backing);
   fuse_reply_err(req, s.ok() ? 0 : ToErrno(s));
 }
 
@@ -1129,11 +1236,24 @@ Status MountAndServe(Volume* volume, const MountOptions& options) {
     }
   }
   ENVELOPE_ASSIGN_OR_RETURN(UniqueFd root, backing::OpenRoot(volume->cipherdir()));
+  if (options.shared_storage) {
+    // Every content request locks its backing file: refuse at once where
+    // the backing filesystem cannot (docs/SHARED_STORAGE.md).
+    ENVELOPE_ASSIGN_OR_RETURN(
+        UniqueFd conf,
+        backing::OpenRegular(root.get(), std::string(format::kVolumeConfigFileName), O_RDONLY));
+    ENVELOPE_RETURN_IF_ERROR(shared::CheckLocksWork(conf.get()));
+    spdlog::info("sharedstorage: entry and attribute timeouts 0, no kernel data cache, every "
+                 "content request under the backing file's lock, hard links refused");
+  }
   const int root_fd = root.release();  // the inode table's from here on
   // Backing modes are exactly what callers asked for (the kernel has already
   // applied their umask), so ours must not interfere.
   ::umask(0);
-  EnvelopeFs fs(volume, root_fd, options.attr_timeout_seconds);
+  // With shared storage the kernel caches no attribute, entry or negative
+  // entry: what another mount changed is seen at the next system call.
+  EnvelopeFs fs(volume, root_fd, options.shared_storage ? 0.0 : options.attr_timeout_seconds,
+                options.shared_storage);
 
   std::vector<std::string> arg_strings = {"envelopefs"};
   // Who checks permissions. Without allow_other only the mounting user

@@ -23,6 +23,11 @@ struct MountOptions {
   std::vector<std::string> fuse_options;
   double attr_timeout_seconds = 1.0;
   unsigned max_threads = 16;
+  // -o sharedstorage: other mounts (other hosts) change the same cipherdir
+  // at the same time (docs/SHARED_STORAGE.md). Timeouts 0 (whatever
+  // attr_timeout_seconds says), no kernel data cache, per-request backing
+  // file locks, hard links refused.
+  bool shared_storage = false;
 };
 
 // Mounts `volume` and serves requests until unmounted. In the background

@@ -12,7 +12,7 @@ Inode::~Inode() {
   if (fd >= 0) ::close(fd);
 }
 
-InodeTable::InodeTable(int root_fd) {
+InodeTable::InodeTable(int root_fd, bool shared_storage) : shared_storage_(shared_storage) {
   root_.fd = root_fd;
   struct stat st;
   if (::fstat(root_fd, &st) == 0) {
@@ -25,6 +25,7 @@ InodeTable::InodeTable(int root_fd) {
 
 InodeTable::~InodeTable() {
   for (auto& [key, inode] : inodes_) delete inode;
+  for (Inode* inode : retired_) delete inode;
 }
 
 Inode* InodeTable::Get(uint64_t ino) {
@@ -82,7 +83,7 @@ Inode* InodeTable::AddIfKnown(Inode* parent, const std::string& name, const stru
 
 Inode* InodeTable::AddOrFind(Inode* parent, const std::string& name, const struct stat& st,
                              int dir_fd, bool create) {
-  Inode* unpin = nullptr;  // a parent no longer recorded, released below
+  std::vector<Inode*> unpin;  // parents no longer recorded, released below
   Inode* result = nullptr;
   {
     std::lock_guard lock(table_mu_);
@@ -93,13 +94,37 @@ Inode* InodeTable::AddOrFind(Inode* parent, const std::string& name, const struc
     }
     auto key = std::make_pair(st.st_dev, st.st_ino);
     auto it = inodes_.find(key);
+    if (it != inodes_.end() && shared_storage_ && it->second->type != (st.st_mode & S_IFMT)) {
+      // Another mount removed the object we know by this number and made
+      // one of another type that reused it.
+      if (!create) return nullptr;
+      retired_.insert(it->second);
+      inodes_.erase(it);
+      it = inodes_.end();
+    }
     if (it != inodes_.end()) {
       if (dir_fd >= 0) ::close(dir_fd);
       result = it->second;
       ++result->nlookup;
       if (result->fd < 0) {
         std::lock_guard where(result->where_mu);
-        if (RememberName(result, parent, name)) ++parent->nlookup;
+        if (shared_storage_ && st.st_nlink == 1) {
+          // Its one name is this one: any other recorded name was renamed
+          // or removed by another mount (or belonged to an object whose
+          // number this one reused).
+          bool had = false;
+          for (auto& [p, n] : result->names) {
+            if (p == parent && n == name) {
+              had = true;
+            } else {
+              unpin.push_back(p);
+            }
+          }
+          result->names.assign(1, {parent, name});
+          if (!had) ++parent->nlookup;
+        } else if (RememberName(result, parent, name)) {
+          ++parent->nlookup;
+        }
       }
     } else if (!create) {
       return nullptr;
@@ -117,7 +142,7 @@ Inode* InodeTable::AddOrFind(Inode* parent, const std::string& name, const struc
       inodes_[key] = result;
     }
   }
-  if (unpin != nullptr) Forget(unpin, 1);
+  for (Inode* p : unpin) Forget(p, 1);
   return result;
 }
 
@@ -158,7 +183,10 @@ void InodeTable::Forget(Inode* inode, uint64_t n) {
     std::lock_guard lock(table_mu_);
     uint64_t before = inode->nlookup.fetch_sub(n);
     if (before > n) return;
-    inodes_.erase(std::make_pair(inode->dev, inode->ino));
+    // A retired inode's number may belong to a newer inode by now.
+    auto it = inodes_.find(std::make_pair(inode->dev, inode->ino));
+    if (it != inodes_.end() && it->second == inode) inodes_.erase(it);
+    retired_.erase(inode);
     unpin.swap(inode->names);
     delete inode;
   }

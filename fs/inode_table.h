@@ -5,6 +5,14 @@
 // Thread safety: InodeTable is thread-safe (table_mu_). Each Inode's mutable
 // state is guarded by its own `mu`. Lock order: InodeTable::table_mu_ before
 // Inode::mu; never hold either across fuse_reply_*.
+//
+// With -o sharedstorage another mount changes the tree behind our back, so
+// a backing (dev, ino) can be a new object that reused the number of one
+// we know, and a recorded name can be stale (docs/SHARED_STORAGE.md): a
+// lookup that finds a known number with another file type gives the new
+// object an inode of its own (the old one keeps serving the kernel's
+// references to the old object until forgotten), and a lookup of a
+// non-directory with one link makes the name found its only name.
 #ifndef ENVELOPE_FS_INODE_TABLE_H_
 #define ENVELOPE_FS_INODE_TABLE_H_
 
@@ -18,12 +26,14 @@
 #include <mutex>
 #include <shared_mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/format/content_file.h"
 #include "core/format/name_codec.h"
+#include "fs/shared_storage.h"
 
 namespace envelope::fs {
 
@@ -67,13 +77,17 @@ struct Inode {
   bool content_writable = false;
   std::unique_ptr<format::ContentFile> content;
   int open_count = 0;
+  // -o sharedstorage: the backing file as this mount's last request on
+  // `content` left it (shared::WithContent).
+  shared::BackingStamp seen;
 
   ~Inode();
 };
 
 class InodeTable {
  public:
-  explicit InodeTable(int root_fd);
+  // `shared_storage`: other mounts change the same tree (see above).
+  InodeTable(int root_fd, bool shared_storage);
   ~InodeTable();
 
   Inode* root() { return &root_; }
@@ -102,8 +116,12 @@ class InodeTable {
   Inode* AddOrFind(Inode* parent, const std::string& name, const struct stat& st, int dir_fd,
                    bool create);
   Inode root_;
-  std::mutex table_mu_;  // guards inodes_
+  const bool shared_storage_;
+  std::mutex table_mu_;  // guards inodes_ and retired_
   std::map<std::pair<dev_t, ino_t>, Inode*> inodes_;
+  // Inodes whose number a new object took (shared storage only): out of
+  // inodes_, deleted when the kernel forgets them or with the table.
+  std::set<Inode*> retired_;
 };
 
 }  // namespace envelope::fs

@@ -14,6 +14,8 @@
 // Mount options of our own: kms=ENDPOINT, key=KEYID (may repeat), kms_api=API,
 // ca_file=PEM, log=PATH. Everything
 // else (allow_other, ro, ...) goes to the kernel and libfuse.
+// sharedstorage: other mounts (other hosts) change the same cipherdir at the same
+// time; no kernel caches, per-request file locks, no hard links (docs/SHARED_STORAGE.md).
 //
 // Trust (docs/FORMAT.md §8.1): the key service is --kms / kms=, else
 // $ENVELOPE_KMS_ENDPOINT, else the default socket, never the endpoint the
@@ -351,6 +353,8 @@ int Mount(const std::string& cipherdir, efs::MountOptions options, efs::OpenOpti
         open.keys.push_back(opt.substr(4));
       } else if (opt.rfind("log=", 0) == 0) {
         log_file = opt.substr(4);
+      } else if (opt == "sharedstorage") {
+        options.shared_storage = true;
       } else {
         passthrough.push_back(opt);
       }

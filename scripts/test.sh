@@ -31,6 +31,11 @@ bash scripts/setup.sh
 stage "release build"
 bash scripts/build.sh release
 stage "tests (release)"
+# The fleet suite builds its own hosts as network namespaces; say so when
+# this machine cannot (the suite then skips itself with the same reason).
+if ! { ip netns add envelopefs-probe && ip netns del envelopefs-probe; } 2>/dev/null; then
+  echo "test.sh: network namespaces unavailable here: fleet.FleetTest will skip"
+fi
 ctest --test-dir "$repo/build" --output-on-failure -j"$(nproc)" --timeout 900
 
 if [[ "${ENVELOPE_SKIP_FSTESTS:-0}" != 1 ]]; then

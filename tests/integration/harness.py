@@ -46,13 +46,14 @@ class KmsError(Exception):
 class Keyd:
     """One envelope-keyd process on a temporary data directory."""
 
-    def __init__(self, tcp=False, extra_args=(), data_dir=None):
+    def __init__(self, tcp=False, extra_args=(), data_dir=None, prefix=()):
         self.tmp = tempfile.mkdtemp(prefix="keyd-test-")
         os.chmod(self.tmp, 0o755)  # other test users must reach the socket
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.socket = os.path.join(self.tmp, "kms.sock")
         self.tcp = tcp
         self.extra_args = list(extra_args)
+        self.prefix = list(prefix)  # e.g. ["ip", "netns", "exec", NS]: where it runs
         self.port = None
         self.proc = None
         self.access_keys = os.path.join(self.tmp, "access-keys")
@@ -62,7 +63,7 @@ class Keyd:
         self._conn = None
 
     def start(self, extra_args=None, pass_fds=()):
-        args = [KEYD, "--data-dir", self.data_dir, "--socket", self.socket, "-f"]
+        args = self.prefix + [KEYD, "--data-dir", self.data_dir, "--socket", self.socket, "-f"]
         if self.tcp:
             args += ["--listen", "127.0.0.1:0", "--access-keys", self.access_keys]
         args += self.extra_args + list(extra_args or [])

@@ -64,9 +64,14 @@ StatusOr<BackingLock> BackingLock::Acquire(int fd, LockKind kind) {
     ENVELOPE_ASSIGN_OR_RETURN(bool taken, TryLock(fd, type));
     if (taken) return BackingLock(fd);
     if (Clock::now() >= deadline) {
-      return Status::IoError("the backing file stayed locked by another process for " +
-                                 std::to_string(kLockWait.count()) + " s",
-                             EIO);
+      // Logged here, whichever request waited: a stuck or hostile holder is
+      // worth a line even where the request's own error is not logged.
+      Status s = Status::IoError("a backing file stayed locked by another process for " +
+                                     std::to_string(kLockWait.count()) + " s",
+                                 EIO);
+      auto path = backing::DescriptorPath(fd);
+      spdlog::error("sharedstorage: {}: {}", path.ok() ? *path : "?", s.ToString());
+      return s;
     }
     std::this_thread::sleep_for(backoff);
     backoff = std::min(backoff * 2, kMaxBackoff);

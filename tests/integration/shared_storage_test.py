@@ -4,9 +4,11 @@ mount does, the other sees at its next system call: the entry and
 attribute timeouts are 0, so every assertion is immediate (no sleep)."""
 import ctypes
 import errno
+import fcntl
 import json
 import mmap
 import os
+import struct
 import subprocess
 import threading
 import time
@@ -20,6 +22,12 @@ FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
 
 CHUNK = 4096  # the volume's chunk size (the default)
+F_OFD_SETLK = 37  # linux/fcntl.h; Python's fcntl module lacks it
+
+
+def ofd_lock(fd, kind):
+    """fcntl(F_OFD_SETLK) over the whole file; struct flock on x86_64."""
+    fcntl.fcntl(fd, F_OFD_SETLK, struct.pack("hhqqi4x", kind, os.SEEK_SET, 0, 0, 0))
 
 
 def punch_hole(fd, off, length):
@@ -282,6 +290,32 @@ class SharedStorageTest(SharedStorageTestCase):
         os.rename(self.b.path("plain"), self.b.path("long2"))  # over the symlink
         self.assertEqual(os.listdir(store), [])
         self.assertEqual(self.read(self.a("long2")), b"x")
+
+    def test_a_lock_held_elsewhere_fails_a_request_after_a_bound(self):
+        # Someone with access to the cipherdir holds a backing file's lock:
+        # B's read waits, then fails with EIO and a log line (10 s,
+        # shared::kLockWait), never hangs; it works again once released.
+        before = set(os.listdir(self.m.cipherdir))
+        self.write(self.a("held"), b"locked out")
+        (entry,) = set(os.listdir(self.m.cipherdir)) - before
+        reader = os.open(self.b.path("held"), os.O_RDONLY)
+        backing = os.open(os.path.join(self.m.cipherdir, entry), os.O_RDWR)
+        try:
+            ofd_lock(backing, fcntl.F_WRLCK)
+            start = time.monotonic()
+            with self.assertRaises(OSError) as cm:
+                os.pread(reader, 100, 0)
+            elapsed = time.monotonic() - start
+            self.assertEqual(cm.exception.errno, errno.EIO)
+            self.assertGreaterEqual(elapsed, 9.5)
+            self.assertLess(elapsed, 60)
+            with open(self.b.log) as f:
+                self.assertIn("stayed locked by another process", f.read())
+            ofd_lock(backing, fcntl.F_UNLCK)
+            self.assertEqual(os.pread(reader, 100, 0), b"locked out")
+        finally:
+            os.close(backing)
+            os.close(reader)
 
     def test_hard_links_are_refused(self):
         self.write(self.a("f"), b"one name only")

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 
 #include "core/base/ascii.h"
@@ -316,10 +319,57 @@ std::string StringToSign(std::string_view amz_date,
   return out;
 }
 
-StatusOr<crypto::SecretBytes> SigningKey(const crypto::SecretBytes& secret,
-                                         std::string_view date,
-                                         std::string_view region,
-                                         std::string_view service) {
+namespace {
+
+// Derived signing keys by (secret, scope), as the AWS SDKs keep them: a key
+// is good for a whole day's scope, and deriving it is four HMACs, which
+// were a tenth of the key service's CPU per signed request. The values are
+// key material and live in the secure heap; the secret appears in the map
+// key only as its SHA-256 (of a high-entropy secret). Bounded: when full it
+// is emptied, so no sequence of scopes a client chooses can grow it.
+class SigningKeyCache {
+ public:
+  using Key = std::shared_ptr<const crypto::SecretBytes>;
+
+  static SigningKeyCache& Instance() {
+    static SigningKeyCache* const cache = new SigningKeyCache;  // never destroyed
+    return *cache;
+  }
+
+  static std::string KeyFor(const crypto::SecretBytes& secret, std::string_view date,
+                            std::string_view region, std::string_view service) {
+    std::string key = HexEncode(crypto::Sha256(secret.view()));
+    for (std::string_view part : {date, region, service}) {
+      key.push_back('/');
+      key.append(part);
+    }
+    return key;
+  }
+
+  // Shared, not copied: a copy is a secure-heap allocation, and that heap
+  // has one lock for the whole process.
+  Key Find(const std::string& key) {
+    std::lock_guard lock(mu_);
+    auto it = keys_.find(key);
+    return it == keys_.end() ? nullptr : it->second;
+  }
+
+  void Insert(std::string key, Key value) {
+    std::lock_guard lock(mu_);
+    if (keys_.size() >= kMaxEntries) keys_.clear();
+    keys_.insert_or_assign(std::move(key), std::move(value));
+  }
+
+ private:
+  static constexpr size_t kMaxEntries = 64;
+  std::mutex mu_;
+  std::map<std::string, Key> keys_;  // guarded by mu_
+};
+
+StatusOr<crypto::SecretBytes> DeriveSigningKey(const crypto::SecretBytes& secret,
+                                               std::string_view date,
+                                               std::string_view region,
+                                               std::string_view service) {
   // "AWS4" + secret is as secret as the secret: build it in the secure heap.
   constexpr std::string_view kPrefix = "AWS4";
   ENVELOPE_ASSIGN_OR_RETURN(
@@ -340,6 +390,30 @@ StatusOr<crypto::SecretBytes> SigningKey(const crypto::SecretBytes& secret,
   auto signing_key = crypto::SecretBytes::CopyOf(key);
   crypto::Cleanse(key);
   return signing_key;
+}
+
+
+// The cached signing key for the scope, derived on a miss.
+StatusOr<SigningKeyCache::Key> SharedSigningKey(const crypto::SecretBytes& secret,
+                                                std::string_view date, std::string_view region,
+                                                std::string_view service) {
+  SigningKeyCache& cache = SigningKeyCache::Instance();
+  std::string cache_key = SigningKeyCache::KeyFor(secret, date, region, service);
+  if (SigningKeyCache::Key cached = cache.Find(cache_key)) return cached;
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes key, DeriveSigningKey(secret, date, region, service));
+  auto shared = std::make_shared<const crypto::SecretBytes>(std::move(key));
+  cache.Insert(std::move(cache_key), shared);
+  return shared;
+}
+
+}  // namespace
+
+StatusOr<crypto::SecretBytes> SigningKey(const crypto::SecretBytes& secret,
+                                         std::string_view date,
+                                         std::string_view region,
+                                         std::string_view service) {
+  ENVELOPE_ASSIGN_OR_RETURN(SigningKeyCache::Key key, SharedSigningKey(secret, date, region, service));
+  return crypto::SecretBytes::CopyOf(key->view());
 }
 
 Status SignRequest(const Credentials& creds, std::string_view region,
@@ -394,8 +468,8 @@ Status SignRequest(const Credentials& creds, std::string_view region,
 
   // The last step that can fail; after it *r is changed.
   ENVELOPE_ASSIGN_OR_RETURN(
-      crypto::SecretBytes key,
-      SigningKey(creds.secret_access_key, date, region, service));
+      SigningKeyCache::Key key,
+      SharedSigningKey(creds.secret_access_key, date, region, service));
   r->headers = std::move(headers);
   const std::string scope = CredentialScope(date, region, service);
   const std::string canonical_request = CanonicalRequest(
@@ -409,7 +483,7 @@ Status SignRequest(const Credentials& creds, std::string_view region,
   authorization += ", SignedHeaders=";
   authorization += JoinSignedHeaders(signed_headers);
   authorization += ", Signature=";
-  authorization += SignatureHex(key, amz_date, scope, canonical_request);
+  authorization += SignatureHex(*key, amz_date, scope, canonical_request);
   r->headers.emplace_back("Authorization", std::move(authorization));
   return Status::Ok();
 }
@@ -564,10 +638,10 @@ StatusOr<std::string> VerifyRequest(const HttpRequestParts& r,
     return Status::PermissionDenied("unknown access key id");
   }
   ENVELOPE_ASSIGN_OR_RETURN(
-      crypto::SecretBytes key,
-      SigningKey(*secret, auth.date, auth.region, auth.service));
+      SigningKeyCache::Key key,
+      SharedSigningKey(*secret, auth.date, auth.region, auth.service));
   const std::string expected = SignatureHex(
-      key, amz_date, CredentialScope(auth.date, auth.region, auth.service),
+      *key, amz_date, CredentialScope(auth.date, auth.region, auth.service),
       CanonicalRequest(r, auth.signed_headers, payload_hash));
   if (!crypto::ConstantTimeEquals(AsBytes(expected),
                                   AsBytes(auth.signature_hex))) {

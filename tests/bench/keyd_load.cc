@@ -3,8 +3,12 @@
 // for a fixed time through the project's client library, the same path the
 // filesystem uses. Prints one JSON line: throughput and latency quantiles.
 //
-//   keyd_load --endpoint unix:/path --key KEY --op Decrypt|GenerateDataKey
+//   keyd_load --endpoint unix:/path|http://127.0.0.1:P|https://HOST:P
+//             [--ca-file PEM] --key KEY --op Decrypt|GenerateDataKey
 //             --clients N --seconds S
+//
+// Over http(s), requests are SigV4-signed with the credentials the AWS CLI
+// would find (kms/aws_config.h: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY ...).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -15,6 +19,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "kms/aws_config.h"
 #include "kms/endpoint.h"
 #include "kms/kms_client.h"
 
@@ -26,12 +31,13 @@ namespace kms = envelope::kms;
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string endpoint, key, op = "Decrypt";
+  std::string endpoint, key, op = "Decrypt", ca_file;
   int clients = 1;
   double seconds = 5;
   CLI::App app{"keyd_load"};
   app.add_option("--endpoint", endpoint)->required();
   app.add_option("--key", key)->required();
+  app.add_option("--ca-file", ca_file, "https: the CA bundle to trust");
   app.add_option("--op", op)->check(CLI::IsMember({"Decrypt", "GenerateDataKey"}));
   app.add_option("--clients", clients)->check(CLI::Range(1, 256));
   app.add_option("--seconds", seconds);
@@ -46,13 +52,21 @@ int main(int argc, char** argv) {
 
   // One blob to decrypt over and over (a DEK wrapped for a file header).
   // Options hold credentials (move-only), so each client gets its own.
-  auto new_client = [&] {
+  auto new_client = [&]() -> envelope::StatusOr<std::unique_ptr<kms::KmsClient>> {
     kms::KmsClient::Options options;
     options.endpoint = *ep;
+    options.ca_file = ca_file;
+    if (ep->kind != kms::Endpoint::kUnix) {
+      ENVELOPE_ASSIGN_OR_RETURN(options.credentials, kms::ResolveAwsCredentials());
+      ENVELOPE_ASSIGN_OR_RETURN(options.region, kms::AwsSigningRegion(*ep));
+    }
     return kms::KmsClient::New(std::move(options));
   };
   auto setup = new_client();
-  if (!setup.ok()) return 1;
+  if (!setup.ok()) {
+    std::fprintf(stderr, "keyd_load: %s\n", setup.status().ToString().c_str());
+    return 1;
+  }
   auto dk = (*setup)->GenerateDataKey(key, context);
   if (!dk.ok()) {
     std::fprintf(stderr, "keyd_load: %s\n", dk.status().ToString().c_str());

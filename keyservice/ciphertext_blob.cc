@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/base/uuid.h"
 #include "core/crypto/aes_gcm.h"
 
 namespace envelope::keyservice {
@@ -50,11 +51,7 @@ bool ParseKeyId(std::string_view text, KeyIdBytes* out) {
   return true;
 }
 
-std::string FormatKeyId(const KeyIdBytes& id) {
-  std::string hex = HexEncode(id);
-  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) +
-         "-" + hex.substr(16, 4) + "-" + hex.substr(20);
-}
+std::string FormatKeyId(const KeyIdBytes& id) { return FormatUuid(id); }
 
 StatusOr<Bytes> SealBlob(const crypto::SecretBytes& material,
                          const BlobHeader& header,

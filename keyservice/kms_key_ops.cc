@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "core/base/uuid.h"
 #include "core/base/base64.h"
 #include "core/crypto/random.h"
 #include "keyservice/kms_call.h"
@@ -19,9 +20,7 @@ constexpr int64_t kSecondsPerDay = 86400;
 std::string NewKeyId() {
   KeyIdBytes id;
   (void)crypto::RandomBytes(id);
-  id[6] = static_cast<uint8_t>((id[6] & 0x0f) | 0x40);  // UUID version 4
-  id[8] = static_cast<uint8_t>((id[8] & 0x3f) | 0x80);  // RFC 4122 variant
-  return FormatKeyId(id);
+  return FormatRandomUuid(id);  // version 4
 }
 
 // ^alias/[a-zA-Z0-9/_-]+$, at most 256 characters, not alias/aws/ (AWS's

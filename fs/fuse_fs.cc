@@ -79,19 +79,22 @@ class EnvelopeFs {
     return shared_ ? shared::WithContent(volume_, inode, kind, op) : op();
   }
 
-  // With shared storage a recorded name may lead to another object by now
-  // (another mount renamed ours and put something else there, perhaps of
-  // another type under the same inode number): true if the backing stat
-  // `st` is not the inode's object. The caller answers ESTALE, which makes
-  // the kernel look a path up again and retry.
-  bool Replaced(const Inode* inode, const struct stat& st) const {
-    return shared_ && (st.st_dev != inode->dev || st.st_ino != inode->ino ||
-                       (st.st_mode & S_IFMT) != inode->type);
-  }
+  // A recorded name may lead to another object by now: another mount, or a
+  // local user who owns the backing directory, renamed or removed ours and
+  // put something else there, perhaps of another type under the same inode
+  // number (fs/inode_table.h). True if the backing stat `st` is not the
+  // inode's object; the caller answers ESTALE, as a network filesystem
+  // does for a file handle whose object is gone, which makes the kernel
+  // look a path up again and retry.
+  static bool Replaced(const Inode* inode, const struct stat& st) { return !inode->Is(st); }
 
   // `w` (the inode's where() or Locate()), checked with shared storage to
   // still be the inode's own object (ESTALE otherwise): what the calls that
-  // act on a backing name (xattrs, access, readlink) use.
+  // act on a backing name (xattrs, access, readlink) use. Without shared
+  // storage the check, a stat per call, is not made: there only a local
+  // user changes names behind the mount, in a backing directory they own,
+  // so such a call reaches an object in that user's directory; Stat, where
+  // the check costs nothing, still refuses every other object.
   StatusOr<Where> Checked(Inode* inode, Where w) {
     if (!w.known()) return Status::NotFound("unlinked");
     if (shared_ && !w.name.empty()) {
@@ -292,9 +295,7 @@ class EnvelopeFs {
     // the lookup opens nothing.
     struct stat st;
     ENVELOPE_RETURN_IF_ERROR(backing::Stat(fd->get(), "", &st));
-    if (st.st_dev != inode->dev || st.st_ino != inode->ino) {
-      return Status::IoError("the backing name was replaced", ESTALE);
-    }
+    if (Replaced(inode, st)) return Status::IoError("the backing name was replaced", ESTALE);
     auto content = shared_ ? shared::OpenContent(volume_, fd->get(), &inode->seen)
                            : volume_->OpenContent(fd->get());
     if (!content.ok()) {
@@ -577,7 +578,7 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   // lookup must not give anyone a link to some other file.
   struct stat st;
   s = backing::Stat(dir->fd, en->backing_name, &st);
-  if (s.ok() && (st.st_dev != inode->dev || st.st_ino != inode->ino)) {
+  if (s.ok() && EnvelopeFs::Replaced(inode, st)) {
     (void)backing::Unlink(dir->fd, en->backing_name);
     return FailNewName(req, fs, dir, *en, ESTALE);
   }
@@ -632,7 +633,7 @@ void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   if (known) {
     fs->volume()->DropSymlinkTarget(guarded ? last.TargetToDrop() : raw_target, st.st_uid);
     // Other links of the file must not be reached through this name any more.
-    fs->inodes().Unbind(st.st_dev, st.st_ino, dir, en->backing_name);
+    fs->inodes().Unbind(st, dir, en->backing_name);
   }
   fuse_reply_err(req, 0);
 }
@@ -694,16 +695,14 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   struct stat st;
   if (backing::Stat(to_dir->fd, to->backing_name, &st).ok()) {
     if (replaces && (victim.st_dev != st.st_dev || victim.st_ino != st.st_ino)) {
-      fs->inodes().Unbind(victim.st_dev, victim.st_ino, to_dir, to->backing_name);
+      fs->inodes().Unbind(victim, to_dir, to->backing_name);
       fs->volume()->DropSymlinkTarget(guarded ? victim_last.TargetToDrop() : victim_target,
                                       victim.st_uid);
     }
-    fs->inodes().Rebind(st.st_dev, st.st_ino, from_dir, from->backing_name, to_dir,
-                        to->backing_name);
+    fs->inodes().Rebind(st, from_dir, from->backing_name, to_dir, to->backing_name);
   }
   if (exchange && backing::Stat(from_dir->fd, from->backing_name, &st).ok()) {
-    fs->inodes().Rebind(st.st_dev, st.st_ino, to_dir, to->backing_name, from_dir,
-                        from->backing_name);
+    fs->inodes().Rebind(st, to_dir, to->backing_name, from_dir, from->backing_name);
   }
   fuse_reply_err(req, 0);
 }

@@ -94,9 +94,11 @@ Inode* InodeTable::AddOrFind(Inode* parent, const std::string& name, const struc
     }
     auto key = std::make_pair(st.st_dev, st.st_ino);
     auto it = inodes_.find(key);
-    if (it != inodes_.end() && shared_storage_ && it->second->type != (st.st_mode & S_IFMT)) {
-      // Another mount removed the object we know by this number and made
-      // one of another type that reused it.
+    if (it != inodes_.end() && !it->second->Is(st)) {
+      // The object we know by this number was removed and one of another
+      // type took the number (another mount, a local user acting on the
+      // backing objects they own, or a create of ours after an unlink whose
+      // inode the kernel has not forgotten yet): another object.
       if (!create) return nullptr;
       retired_.insert(it->second);
       inodes_.erase(it);
@@ -146,14 +148,19 @@ Inode* InodeTable::AddOrFind(Inode* parent, const std::string& name, const struc
   return result;
 }
 
-void InodeTable::Rebind(dev_t dev, ino_t ino, Inode* old_parent, const std::string& old_name,
+Inode* InodeTable::KnownNonDirectory(const struct stat& st) {
+  auto it = inodes_.find(std::make_pair(st.st_dev, st.st_ino));
+  if (it == inodes_.end() || it->second->fd >= 0 || !it->second->Is(st)) return nullptr;
+  return it->second;
+}
+
+void InodeTable::Rebind(const struct stat& st, Inode* old_parent, const std::string& old_name,
                         Inode* parent, const std::string& name) {
   Inode* unpin = nullptr;
   {
     std::lock_guard lock(table_mu_);
-    auto it = inodes_.find(std::make_pair(dev, ino));
-    if (it == inodes_.end() || it->second->fd >= 0) return;
-    Inode* inode = it->second;
+    Inode* inode = KnownNonDirectory(st);
+    if (inode == nullptr) return;
     std::lock_guard where(inode->where_mu);
     if (RememberName(inode, parent, name)) ++parent->nlookup;
     if (old_parent != nullptr && !(old_parent == parent && old_name == name) &&
@@ -164,14 +171,14 @@ void InodeTable::Rebind(dev_t dev, ino_t ino, Inode* old_parent, const std::stri
   if (unpin != nullptr) Forget(unpin, 1);
 }
 
-void InodeTable::Unbind(dev_t dev, ino_t ino, Inode* parent, const std::string& name) {
+void InodeTable::Unbind(const struct stat& st, Inode* parent, const std::string& name) {
   bool dropped = false;
   {
     std::lock_guard lock(table_mu_);
-    auto it = inodes_.find(std::make_pair(dev, ino));
-    if (it == inodes_.end() || it->second->fd >= 0) return;
-    std::lock_guard where(it->second->where_mu);
-    dropped = DropName(it->second, parent, name);
+    Inode* inode = KnownNonDirectory(st);
+    if (inode == nullptr) return;
+    std::lock_guard where(inode->where_mu);
+    dropped = DropName(inode, parent, name);
   }
   if (dropped) Forget(parent, 1);
 }

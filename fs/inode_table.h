@@ -6,13 +6,27 @@
 // state is guarded by its own `mu`. Lock order: InodeTable::table_mu_ before
 // Inode::mu; never hold either across fuse_reply_*.
 //
-// With -o sharedstorage another mount changes the tree behind our back, so
-// a backing (dev, ino) can be a new object that reused the number of one
-// we know, and a recorded name can be stale (docs/SHARED_STORAGE.md): a
-// lookup that finds a known number with another file type gives the new
-// object an inode of its own (the old one keeps serving the kernel's
-// references to the old object until forgotten), and a lookup of a
-// non-directory with one link makes the name found its only name.
+// A backing inode number can be reused: an object is removed and a new one
+// takes its number while the kernel still holds this table's inode of the
+// old one. With -o sharedstorage another mount does that; without it, a
+// local user who owns backing objects (allow_other) can do it behind the
+// mount's back, and so can the mount itself (an unlink frees a number whose
+// inode the kernel forgets later, if a process still holds a reference,
+// and the next create gets it). The rule, in both modes: an inode stands
+// for one object, its (dev, ino) and file type (Inode::Is). A lookup that
+// finds a known number with another file type gives the new object an inode
+// of its own, as a kernel filesystem gives a new object a new inode; the old
+// inode keeps serving the kernel's references to the old object until they
+// are forgotten, and its recorded names lead to nothing (ENOENT) or to
+// another object (ESTALE: EnvelopeFs::Stat). A number reused by an object
+// of the same type cannot be told apart, and need not be: an inode of a
+// non-directory that is not open holds nothing but its names, and an open
+// file's descriptor pins its number (docs/SHARED_STORAGE.md §4). A
+// directory's inode holds a descriptor, which pins its number.
+//
+// With -o sharedstorage a recorded name can also be stale
+// (docs/SHARED_STORAGE.md): a lookup of a non-directory with one link makes
+// the name found its only name.
 #ifndef ENVELOPE_FS_INODE_TABLE_H_
 #define ENVELOPE_FS_INODE_TABLE_H_
 
@@ -66,6 +80,12 @@ struct Inode {
   std::vector<std::pair<Inode*, std::string>> names;
 
   Where where() const;
+  // Whether the backing stat `st` is this inode's object: the same (dev,
+  // ino) and file type. The one test of identity for the table's merges by
+  // number and for the calls that stat a recorded name.
+  bool Is(const struct stat& st) const {
+    return st.st_dev == dev && st.st_ino == ino && (st.st_mode & S_IFMT) == type;
+  }
 
   // Guards everything below. Shared only by reads of `content`
   // (ContentFile::Read may run in parallel); exclusive for everything else.
@@ -96,31 +116,36 @@ class InodeTable {
   // Finds or adds the inode of the backing object `name` in `parent` (whose
   // stat is `st`) and counts one lookup. For a directory `dir_fd` is its
   // O_PATH descriptor, owned from here on (closed if the inode exists);
-  // other objects pass -1 and are recorded by (parent, name).
+  // other objects pass -1 and are recorded by (parent, name). A known inode
+  // of the same number and another type is retired (see above) and the
+  // object gets a new one.
   Inode* Add(Inode* parent, const std::string& name, const struct stat& st, int dir_fd);
-  // The same if the inode is already known, else nullptr and nothing done:
-  // a directory looked up again needs no new descriptor.
+  // The same if the inode is already known (Inode::Is), else nullptr and
+  // nothing done: a directory looked up again needs no new descriptor.
   Inode* AddIfKnown(Inode* parent, const std::string& name, const struct stat& st);
-  // Records that the non-directory (dev, ino), if known, is now `name` in
-  // `parent` (after a rename, a link) and, if `old_parent` is not null, no
-  // longer `old_name` in `old_parent`.
-  void Rebind(dev_t dev, ino_t ino, Inode* old_parent, const std::string& old_name,
+  // Records that the non-directory `st`, if known (Inode::Is), is now `name`
+  // in `parent` (after a rename, a link) and, if `old_parent` is not null,
+  // no longer `old_name` in `old_parent`.
+  void Rebind(const struct stat& st, Inode* old_parent, const std::string& old_name,
               Inode* parent, const std::string& name);
-  // Records that `name` in `parent` no longer names (dev, ino) (after an
-  // unlink, or a rename over it).
-  void Unbind(dev_t dev, ino_t ino, Inode* parent, const std::string& name);
+  // Records that `name` in `parent` no longer names the object `st` (after
+  // an unlink, or a rename over it).
+  void Unbind(const struct stat& st, Inode* parent, const std::string& name);
   // Drops `n` lookups; deletes the inode when none remain.
   void Forget(Inode* inode, uint64_t n);
 
  private:
   Inode* AddOrFind(Inode* parent, const std::string& name, const struct stat& st, int dir_fd,
                    bool create);
+  // The inode of the non-directory `st` if the table knows it.
+  // REQUIRES: table_mu_ held.
+  Inode* KnownNonDirectory(const struct stat& st);
   Inode root_;
   const bool shared_storage_;
   std::mutex table_mu_;  // guards inodes_ and retired_
   std::map<std::pair<dev_t, ino_t>, Inode*> inodes_;
-  // Inodes whose number a new object took (shared storage only): out of
-  // inodes_, deleted when the kernel forgets them or with the table.
+  // Inodes whose number a new object of another type took: out of inodes_,
+  // deleted when the kernel forgets them or with the table.
   std::set<Inode*> retired_;
 };
 

@@ -29,6 +29,22 @@ NOGROUP = grp.getgrnam("nogroup").gr_gid
 PROMPT_SECONDS = 20
 
 
+# A script prelude for as_nobody: make(kind, path, content, target) makes a
+# file (with `content`), a directory, a symlink (to `target`) or a FIFO.
+MAKE_OBJECT = """import os
+def make(kind, path, content, target):
+    if kind == "file":
+        with open(path, "wb") as f:
+            f.write(content)
+    elif kind == "dir":
+        os.mkdir(path)
+    elif kind == "symlink":
+        os.symlink(target, path)
+    else:
+        os.mkfifo(path)
+"""
+
+
 def backing_path_of(cipherdir, mount_path):
     """The backing object of a plaintext path: the mount reports the backing
     inode number."""
@@ -216,6 +232,156 @@ class SymlinkAttackTest(AttackTestCase):
         self.assertEqual(os.stat(os.path.join(store, name)).st_uid, NOBODY)
         self.as_nobody(f"import os; os.unlink({mine!r})")
         self.assertEqual(os.listdir(store), [])
+
+    # The kinds of object a backing inode number can pass between. A
+    # directory's number cannot be reused while the mount knows it (its
+    # inode holds a descriptor of it), so directories appear only as the new
+    # object.
+    REUSE_KINDS = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK,
+                   "fifo": stat.S_IFIFO}
+    REUSE_CONTENT = b"the planted file's own bytes"
+    REUSE_TARGET = "planted/target"
+
+    def test_a_backing_inode_number_reused_with_another_type_is_a_new_object(self):
+        # nobody removes one of their backing objects while the kernel still
+        # knows it (root holds an O_PATH descriptor of it, as any process
+        # holding a reference would) and makes an object of another type that
+        # takes its backing inode number, under a valid backing name learnt
+        # through the mount. The mount must show the new object as what it
+        # is, with its own content, and never show it through a reference to
+        # the old one.
+        for old in ("file", "symlink", "fifo"):
+            for new in ("dir", "file", "symlink", "fifo"):
+                if new != old:
+                    with self.subTest(old=old, new=new):
+                        self.check_inode_number_reuse(old, new)
+
+    def check_inode_number_reuse(self, old, new):
+        # All in a new directory of nobody's: the backing filesystem puts its
+        # files and subdirectories in one place (ext4: the block group of
+        # the directory), so a file's number can go to a directory.
+        where = self.m.path("home", f"{old}-{new}")
+        self.as_nobody(f"import os; os.mkdir({where!r})")
+        backing_dir = backing_path_of(self.m.cipherdir, where)
+        old_path = os.path.join(where, "old")
+        new_path = os.path.join(where, "new")
+        # Through the mount: the backing name and a valid backing form of the
+        # new object (made and removed again), then the old object.
+        r = self.as_nobody(MAKE_OBJECT + textwrap.dedent(f"""
+            import json
+            directory = {backing_dir!r}
+            before = set(os.listdir(directory))
+            make({new!r}, {new_path!r}, {self.REUSE_CONTENT!r}, {self.REUSE_TARGET!r})
+            (new_backing,) = set(os.listdir(directory)) - before
+            payload = ""
+            if {new!r} == "file":
+                with open(os.path.join(directory, new_backing), "rb") as f:
+                    payload = f.read().hex()
+            elif {new!r} == "symlink":
+                payload = os.readlink(os.path.join(directory, new_backing))
+            (os.rmdir if {new!r} == "dir" else os.unlink)({new_path!r})
+            before = set(os.listdir(directory))
+            make({old!r}, {old_path!r}, b"the old file", "old/target")
+            (old_backing,) = set(os.listdir(directory)) - before
+            print(json.dumps([new_backing, old_backing, payload]))
+        """))
+        new_backing, old_backing, payload = json.loads(r.stdout)
+        held = os.open(old_path, os.O_PATH | os.O_NOFOLLOW)
+        try:
+            self.assertEqual(stat.S_IFMT(os.fstat(held).st_mode), self.REUSE_KINDS[old])
+            # In the backing directory: the old object goes, and objects of
+            # the new kind are made (at names the mount ignores) until one
+            # gets its number; that one is renamed to the new backing name.
+            r = self.as_nobody(MAKE_OBJECT + textwrap.dedent(f"""
+                directory = {backing_dir!r}
+                new_kind = {new!r}
+                payload = {payload!r}
+                content = bytes.fromhex(payload) if new_kind == "file" else b""
+                target = payload if new_kind == "symlink" else "x"
+                old = os.path.join(directory, {old_backing!r})
+                planted = os.path.join(directory, {new_backing!r})
+                number = os.lstat(old).st_ino
+                os.unlink(old)
+                fillers = []
+                for i in range(2000):
+                    filler = os.path.join(directory, "filler." + str(i))
+                    make(new_kind, filler, content, target)
+                    if os.lstat(filler).st_ino == number:
+                        os.rename(filler, planted)
+                        break
+                    fillers.append(filler)
+                else:
+                    print("not reused")
+                for filler in fillers:
+                    (os.rmdir if new_kind == "dir" else os.unlink)(filler)
+                if new_kind == "dir" and os.path.isdir(planted):
+                    with open(os.path.join(planted, ".envelopefs.dirid"), "wb") as f:
+                        f.write(os.urandom(16))
+            """))
+            if "not reused" in r.stdout:
+                self.skipTest("the backing filesystem did not reuse the inode number")
+            # The new object is what it is, with its own content.
+            st = os.lstat(new_path)
+            self.assertEqual(stat.S_IFMT(st.st_mode), self.REUSE_KINDS[new])
+            if new == "dir":
+                self.assertEqual(os.listdir(new_path), [])
+                with open(os.path.join(new_path, "inside"), "w") as f:
+                    f.write("made inside")
+                self.assertEqual(os.listdir(new_path), ["inside"])
+                with open(os.path.join(new_path, "inside")) as f:
+                    self.assertEqual(f.read(), "made inside")
+                # ... and lands in the planted directory, nowhere else.
+                self.assertEqual(len(os.listdir(os.path.join(backing_dir, new_backing))), 2)
+            elif new == "file":
+                with open(new_path, "rb") as f:
+                    self.assertEqual(f.read(), self.REUSE_CONTENT)
+                os.chmod(new_path, 0o640)
+                self.assertEqual(stat.S_IMODE(os.lstat(new_path).st_mode), 0o640)
+                os.truncate(new_path, 3)
+                with open(new_path, "rb") as f:
+                    self.assertEqual(f.read(), self.REUSE_CONTENT[:3])
+            elif new == "symlink":
+                self.assertEqual(os.readlink(new_path), self.REUSE_TARGET)
+                self.assertEqual(st.st_size, len(self.REUSE_TARGET))
+            # The old object's references never show the new one: they show
+            # the old object (from the kernel's caches) or fail.
+            for look in (lambda: os.fstat(held), lambda: os.lstat(old_path)):
+                try:
+                    self.assertEqual(stat.S_IFMT(look().st_mode), self.REUSE_KINDS[old])
+                except OSError:
+                    pass
+            # The mount still serves the rest.
+            self.assertEqual(os.listdir(where), ["new"])
+            self.assertTrue(os.path.ismount(self.m.mnt))
+        finally:
+            os.close(held)
+
+    def test_a_number_freed_by_the_mounts_own_unlink_is_a_new_object_when_reused(self):
+        # No attacker: the kernel still holds a removed FIFO (a process keeps
+        # a reference to it), so the mount still knows its backing number, and
+        # the next mkdir through the mount gets that number from the backing
+        # filesystem. The new directory must be a working directory.
+        where = self.m.path("own")
+        os.mkdir(where)  # a new directory: see check_inode_number_reuse
+        fifo = os.path.join(where, "fifo")
+        os.mkfifo(fifo)
+        number = os.lstat(fifo).st_ino  # the backing inode number
+        held = os.open(fifo, os.O_PATH)
+        try:
+            os.unlink(fifo)
+            for i in range(20):  # ext4 hands out the lowest free number: the first try
+                d = os.path.join(where, f"d{i}")
+                os.mkdir(d)
+                if os.lstat(d).st_ino == number:
+                    break
+            else:
+                self.skipTest("the backing filesystem did not reuse the inode number")
+            self.assertTrue(stat.S_ISDIR(os.lstat(d).st_mode))
+            with open(os.path.join(d, "inside"), "w") as f:
+                f.write("made inside")
+            self.assertEqual(os.listdir(d), ["inside"])
+        finally:
+            os.close(held)
 
 
 class FifoAttackTest(AttackTestCase):

@@ -1,8 +1,9 @@
 // The FUSE front end: libfuse's low-level API over a Volume. The only file
-// set that includes fuse_lowlevel.h. Callbacks stay thin: they translate
-// FUSE requests into backing-file operations with encrypted names and hand
-// file content to format::ContentFile; every error is a Status turned into
-// an errno by ToErrno() at the reply.
+// set that includes fuse_lowlevel.h: fs/fuse_*.cc, one file per group of
+// operations, sharing fs/fuse_fs_internal.h (which lists them). Callbacks
+// stay thin: they translate FUSE requests into backing-file operations
+// with encrypted names and hand file content to format::ContentFile; every
+// error is a Status turned into an errno by ToErrno() at the reply.
 #ifndef ENVELOPE_FS_FUSE_FS_H_
 #define ENVELOPE_FS_FUSE_FS_H_
 

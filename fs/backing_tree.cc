@@ -258,33 +258,67 @@ Status Access(int dirfd, const std::string& name, int mask) {
   return Status::Ok();
 }
 
-StatusOr<size_t> GetXattr(int dirfd, const std::string& name, const std::string& key,
-                          MutableByteView out) {
-  ENVELOPE_ASSIGN_OR_RETURN(std::string path, XattrPath(dirfd, name));
-  ssize_t n = ::lgetxattr(path.c_str(), key.c_str(), out.data(), out.size());
+namespace {
+
+// Where an xattr call on the object (dev, ino) goes: `dirfd` itself
+// through "/proc/self/fd/N/." with the l* calls (the directory, not the
+// magic link), or the checked O_PATH descriptor of `name` through
+// "/proc/self/fd/N" with the following calls, which the magic link
+// resolves to that very object and no further (a symlink stays itself).
+struct XattrTarget {
+  UniqueFd held;  // keeps the checked object open for the call
+  std::string path;
+  bool follow = false;
+};
+
+StatusOr<XattrTarget> XattrTargetOf(int dirfd, const std::string& name, dev_t dev, ino_t ino) {
+  XattrTarget t;
+  if (name.empty()) {
+    ENVELOPE_ASSIGN_OR_RETURN(t.path, XattrPath(dirfd, name));
+    return t;
+  }
+  ENVELOPE_ASSIGN_OR_RETURN(t.held, OpenObject(dirfd, name, dev, ino));
+  t.path = ProcPath(t.held.get());
+  t.follow = true;
+  return t;
+}
+
+}  // namespace
+
+StatusOr<size_t> GetXattr(int dirfd, const std::string& name, dev_t dev, ino_t ino,
+                          const std::string& key, MutableByteView out) {
+  ENVELOPE_ASSIGN_OR_RETURN(XattrTarget t, XattrTargetOf(dirfd, name, dev, ino));
+  const ssize_t n = t.follow ? ::getxattr(t.path.c_str(), key.c_str(), out.data(), out.size())
+                             : ::lgetxattr(t.path.c_str(), key.c_str(), out.data(), out.size());
   if (n < 0) return Status::FromErrno("getxattr");
   return static_cast<size_t>(n);
 }
 
-Status SetXattr(int dirfd, const std::string& name, const std::string& key, ByteView value,
-                int flags) {
-  ENVELOPE_ASSIGN_OR_RETURN(std::string path, XattrPath(dirfd, name));
-  if (::lsetxattr(path.c_str(), key.c_str(), value.data(), value.size(), flags) != 0) {
-    return Status::FromErrno("setxattr");
-  }
+Status SetXattr(int dirfd, const std::string& name, dev_t dev, ino_t ino, const std::string& key,
+                ByteView value, int flags) {
+  ENVELOPE_ASSIGN_OR_RETURN(XattrTarget t, XattrTargetOf(dirfd, name, dev, ino));
+  const int rc =
+      t.follow ? ::setxattr(t.path.c_str(), key.c_str(), value.data(), value.size(), flags)
+               : ::lsetxattr(t.path.c_str(), key.c_str(), value.data(), value.size(), flags);
+  if (rc != 0) return Status::FromErrno("setxattr");
   return Status::Ok();
 }
 
-StatusOr<size_t> ListXattr(int dirfd, const std::string& name, char* out, size_t size) {
-  ENVELOPE_ASSIGN_OR_RETURN(std::string path, XattrPath(dirfd, name));
-  ssize_t n = ::llistxattr(path.c_str(), out, size);
+StatusOr<size_t> ListXattr(int dirfd, const std::string& name, dev_t dev, ino_t ino, char* out,
+                           size_t size) {
+  ENVELOPE_ASSIGN_OR_RETURN(XattrTarget t, XattrTargetOf(dirfd, name, dev, ino));
+  const ssize_t n = t.follow ? ::listxattr(t.path.c_str(), out, size)
+                             : ::llistxattr(t.path.c_str(), out, size);
   if (n < 0) return Status::FromErrno("listxattr");
   return static_cast<size_t>(n);
 }
 
-Status RemoveXattr(int dirfd, const std::string& name, const std::string& key) {
-  ENVELOPE_ASSIGN_OR_RETURN(std::string path, XattrPath(dirfd, name));
-  if (::lremovexattr(path.c_str(), key.c_str()) != 0) return Status::FromErrno("removexattr");
+Status RemoveXattr(int dirfd, const std::string& name, dev_t dev, ino_t ino,
+                   const std::string& key) {
+  ENVELOPE_ASSIGN_OR_RETURN(XattrTarget t, XattrTargetOf(dirfd, name, dev, ino));
+  const int rc = t.follow ? ::removexattr(t.path.c_str(), key.c_str())
+                          : ::lremovexattr(t.path.c_str(), key.c_str());
+  if (rc != 0) return Status::FromErrno("removexattr");
   return Status::Ok();
 }
 

@@ -87,14 +87,20 @@ Status SetTimes(int objfd, const struct timespec times[2]);
 // faccessat of `name` in `dirfd` ("" = `dirfd`) with the effective ids.
 Status Access(int dirfd, const std::string& name, int mask);
 
-// Extended attributes of `name` in `dirfd` ("" = `dirfd`), never through a
-// symlink. Return the size, as the system calls do.
-StatusOr<size_t> GetXattr(int dirfd, const std::string& name, const std::string& key,
-                          MutableByteView out);
-Status SetXattr(int dirfd, const std::string& name, const std::string& key, ByteView value,
-                int flags);
-StatusOr<size_t> ListXattr(int dirfd, const std::string& name, char* out, size_t size);
-Status RemoveXattr(int dirfd, const std::string& name, const std::string& key);
+// Extended attributes of the object (dev, ino) that `name` in `dirfd` ("" =
+// `dirfd` itself) is, never through a symlink. The name is opened O_PATH
+// and checked to be that object first (ESTALE otherwise, as OpenObject),
+// and the call acts on that descriptor: a backing name swapped between the
+// lookup and the call cannot carry one user's value to another's object.
+// Return the size, as the system calls do.
+StatusOr<size_t> GetXattr(int dirfd, const std::string& name, dev_t dev, ino_t ino,
+                          const std::string& key, MutableByteView out);
+Status SetXattr(int dirfd, const std::string& name, dev_t dev, ino_t ino, const std::string& key,
+                ByteView value, int flags);
+StatusOr<size_t> ListXattr(int dirfd, const std::string& name, dev_t dev, ino_t ino, char* out,
+                           size_t size);
+Status RemoveXattr(int dirfd, const std::string& name, dev_t dev, ino_t ino,
+                   const std::string& key);
 
 // ---- creating and removing names ------------------------------------------
 

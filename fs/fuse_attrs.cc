@@ -209,7 +209,7 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
   if (!sealed.ok()) return ReplyError(req, sealed.status());
   const auto w = fs->Checked(inode, inode->where());
   if (!w.ok()) return ReplyError(req, w.status());
-  Status s = backing::SetXattr(w->dirfd, w->name, *backing, AsBytes(*sealed), flags);
+  Status s = backing::SetXattr(w->dirfd, w->name, inode->dev, inode->ino, *backing, AsBytes(*sealed), flags);
   fuse_reply_err(req, s.ok() ? 0 : ToErrno(s));
 }
 
@@ -223,7 +223,7 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   std::vector<uint8_t> buf(64 * 1024 + 64);
   const auto w = fs->Checked(inode, inode->where());
   if (!w.ok()) return ReplyError(req, w.status());
-  auto n = backing::GetXattr(w->dirfd, w->name, *backing, buf);
+  auto n = backing::GetXattr(w->dirfd, w->name, inode->dev, inode->ino, *backing, buf);
   if (!n.ok()) return ReplyError(req, n.status());
   auto value = fs->volume()->OpenXattrValue(name, ByteView(buf.data(), *n));
   if (!value.ok()) return (void)fuse_reply_err(req, EIO);
@@ -238,7 +238,7 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   std::vector<char> buf(64 * 1024);
   const auto w = fs->Checked(inode, inode->where());
   if (!w.ok()) return ReplyError(req, w.status());
-  auto n = backing::ListXattr(w->dirfd, w->name, buf.data(), buf.size());
+  auto n = backing::ListXattr(w->dirfd, w->name, inode->dev, inode->ino, buf.data(), buf.size());
   if (!n.ok()) {
     const int err = ToErrno(n.status());
     return (void)fuse_reply_err(req, err == ENOTSUP ? 0 : err);
@@ -265,7 +265,7 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   Inode* inode = Node(req, ino);
   const auto w = fs->Checked(inode, inode->where());
   if (!w.ok()) return ReplyError(req, w.status());
-  Status s = backing::RemoveXattr(w->dirfd, w->name, *backing);
+  Status s = backing::RemoveXattr(w->dirfd, w->name, inode->dev, inode->ino, *backing);
   fuse_reply_err(req, s.ok() ? 0 : ToErrno(s));
 }
 

@@ -6,6 +6,7 @@ the real key service. The test's temporary directories are opened up so that
 nobody can reach the cipherdir: exactly the situation `envelopefs init`'s
 0700 cipherdir prevents, and which the mount must survive anyway."""
 import json
+import errno
 import os
 import pwd
 import grp
@@ -382,6 +383,58 @@ class SymlinkAttackTest(AttackTestCase):
             self.assertEqual(os.listdir(d), ["inside"])
         finally:
             os.close(held)
+
+
+class XattrAttackTest(AttackTestCase):
+    def test_an_xattr_set_through_a_swapped_backing_name_never_reaches_the_swapper(self):
+        # root keeps a file open in nobody's directory; nobody swaps its
+        # backing name for a backing file of their own, then swaps back and
+        # reads that file's xattrs through the mount. Values are sealed
+        # bound to the attribute's name, not to the file, so a value that
+        # landed on nobody's object would read back in the clear.
+        bait = self.m.path("home", "bait")
+        r = self.as_nobody(f"""
+            import os
+            fd = os.open({bait!r}, os.O_RDWR | os.O_CREAT, 0o644)
+            print(os.fstat(fd).st_ino)
+        """)
+        bait_ino = int(r.stdout.split()[0])
+        victim = self.m.path("home", "victim")
+        fd = os.open(victim, os.O_RDWR | os.O_CREAT, 0o600)
+        self.addCleanup(os.close, fd)
+        victim_ino = os.fstat(fd).st_ino
+
+        def backing_name(ino):
+            for n in os.listdir(self.home_backing):
+                if os.lstat(os.path.join(self.home_backing, n)).st_ino == ino:
+                    return n
+            raise AssertionError(f"no backing name with inode {ino}")
+        b, v = backing_name(bait_ino), backing_name(victim_ino)
+        home = self.home_backing
+        self.as_nobody(f"""
+            import os
+            os.rename(os.path.join({home!r}, {v!r}), os.path.join({home!r}, "kept"))
+            os.rename(os.path.join({home!r}, {b!r}), os.path.join({home!r}, {v!r}))
+        """)
+        with self.assertRaises(OSError) as refused:
+            os.setxattr(fd, "user.secret", b"root's value")
+        self.assertEqual(refused.exception.errno, errno.ESTALE)
+        self.as_nobody(f"""
+            import os
+            os.rename(os.path.join({home!r}, {v!r}), os.path.join({home!r}, {b!r}))
+            os.rename(os.path.join({home!r}, "kept"), os.path.join({home!r}, {v!r}))
+        """)
+        r = self.as_nobody(f"""
+            import errno, os
+            try:
+                print("LEAK", os.getxattr({bait!r}, "user.secret"))
+            except OSError as e:
+                print("no value", errno.errorcode[e.errno])
+        """)
+        self.assertNotIn("LEAK", r.stdout)
+        # With its name back, the victim's own file takes the value.
+        os.setxattr(fd, "user.secret", b"root's value")
+        self.assertEqual(os.getxattr(victim, "user.secret"), b"root's value")
 
 
 class FifoAttackTest(AttackTestCase):

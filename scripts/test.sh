@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # The README's test command: installs dependencies, builds, runs every test.
 #
-#   scripts/test.sh            release build + every test; the clang
-#                              sanitizer build (ASan + UBSan) beside those
-#                              tests, then the libFuzzer targets in it for a
-#                              bounded time (scripts/fuzz.sh,
-#                              docs/FUZZING.md) and the tests again under
-#                              the sanitizers
+#   scripts/test.sh            release build + every test; then the clang
+#                              sanitizer build (ASan + UBSan), the libFuzzer
+#                              targets in it for a bounded time
+#                              (scripts/fuzz.sh, docs/FUZZING.md) and the
+#                              tests again under the sanitizers
 #   ENVELOPE_SKIP_SANITIZE=1   skip the sanitizer pass (quicker local runs)
 #   ENVELOPE_SKIP_FUZZ=1       skip the fuzz stage
 #   ENVELOPE_SKIP_FSTESTS=1    skip the fstests smoke list (scripts/conformance/xfstests.sh)
@@ -31,23 +30,6 @@ bash scripts/setup.sh
 
 stage "release build"
 bash scripts/build.sh release
-
-# One clang build serves both the fuzz targets and the sanitizer tests. It
-# runs beside the release tests and the fstests smoke list, which leave
-# much of the CPU idle (they wait on FUSE round trips, daemons and the
-# disk): sequentially the suite came to 883-924 s of its 15 minutes.
-sanitize_pid=
-if [[ "${ENVELOPE_SKIP_SANITIZE:-0}" != 1 || "${ENVELOPE_SKIP_FUZZ:-0}" != 1 ]]; then
-  sanitize_log=$(mktemp)
-  sanitize_started=$SECONDS
-  # In a session of its own, so that its whole process group (cmake, make,
-  # the compilers) can be stopped: if a stage below fails, the build must
-  # not outlive the script.
-  setsid bash scripts/build.sh sanitize >"$sanitize_log" 2>&1 &
-  sanitize_pid=$!
-  trap '[[ -n $sanitize_pid ]] && kill -- "-$sanitize_pid" 2>/dev/null; rm -f "$sanitize_log"' EXIT
-fi
-
 stage "tests (release)"
 # The fleet suite builds its own hosts as network namespaces; say so when
 # this machine cannot (the suite then skips itself with the same reason).
@@ -68,17 +50,10 @@ if [[ "${ENVELOPE_SKIP_FSTESTS:-0}" != 1 ]]; then
   fi
 fi
 
-if [[ -n $sanitize_pid ]]; then
-  stage "sanitizer build (clang, ASan + UBSan, fuzz targets; the rest of it)"
-  if ! wait "$sanitize_pid"; then
-    sanitize_pid=
-    cat "$sanitize_log"
-    echo "test.sh: the sanitizer build failed"
-    exit 1
-  fi
-  sanitize_pid=
-  tail -n 3 "$sanitize_log"
-  echo "test.sh: sanitizer build took $((SECONDS - sanitize_started)) s in all, beside the stages above"
+if [[ "${ENVELOPE_SKIP_SANITIZE:-0}" != 1 || "${ENVELOPE_SKIP_FUZZ:-0}" != 1 ]]; then
+  # One clang build serves both the fuzz targets and the sanitizer tests.
+  stage "sanitizer build (clang, ASan + UBSan, fuzz targets)"
+  bash scripts/build.sh sanitize
 fi
 
 if [[ "${ENVELOPE_SKIP_FUZZ:-0}" != 1 ]]; then

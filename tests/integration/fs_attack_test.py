@@ -401,7 +401,12 @@ class XattrAttackTest(AttackTestCase):
         bait_ino = int(r.stdout.split()[0])
         victim = self.m.path("home", "victim")
         fd = os.open(victim, os.O_RDWR | os.O_CREAT, 0o600)
-        self.addCleanup(os.close, fd)
+        try:
+            self.swap_and_set_xattr(fd, bait, bait_ino, victim)
+        finally:
+            os.close(fd)  # before tearDown's unmount, which it would hold up
+
+    def swap_and_set_xattr(self, fd, bait, bait_ino, victim):
         victim_ino = os.fstat(fd).st_ino
 
         def backing_name(ino):

@@ -517,11 +517,15 @@ class FileKeyPoolTest(MountTestCase):
         singles = [r for r in records if r["operation"] == "GenerateDataKey"]
         batches = [r for r in records if r["operation"] == "EnvelopeKeyService.GenerateDataKeys"]
         batched = sum(len(b["encryption_contexts"]) for b in batches)
-        # A key made on demand for the first file (and for any create that
-        # finds the pool empty on a loaded machine), most of them in batches.
+        # A key made on demand for the first file, and for any create that
+        # finds the pool empty: how many depends on how loaded the machine
+        # is (a CI run with a build beside the tests made 64 of 80 on
+        # demand), so only what holds on any machine is checked here; the
+        # pool's refill rules are unit-tested with a fake clock
+        # (tests/unit/dek_pool_test.cc).
         detail = f"{len(singles)} single keys, batches of {[len(b['encryption_contexts']) for b in batches]}"
         self.assertGreaterEqual(len(batches), 1, detail)
-        self.assertGreater(batched, len(singles), detail)
+        self.assertTrue(all(len(b["encryption_contexts"]) > 1 for b in batches), detail)
         self.assertGreaterEqual(len(singles) + batched, 80, detail)
 
 

@@ -23,8 +23,8 @@ import time
 import unittest
 
 from fs_harness import ENVELOPEFS
-from harness import ENVELOPECTL
-from keyd_tls_test import Pki, TlsKeyd, wait_for
+from harness import ENVELOPECTL, wait_for
+from keyd_tls_test import Pki, TlsKeyd
 
 TAG = str(os.getpid() % 100000)
 KEYD_NS, HOST_A, HOST_B = f"efk{TAG}", f"efa{TAG}", f"efb{TAG}"

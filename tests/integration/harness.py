@@ -24,6 +24,19 @@ ACCESS_KEY_ID = "AKIAENVELOPETEST0001"
 SECRET_KEY = "envelope/test/secret/key/0001/abcdefghij"
 
 
+def wait_for(predicate, what, timeout=60):
+    """Polls `predicate` until it returns something true, and returns it: a
+    bound generous for loaded machines, never a fixed sleep standing in
+    for a condition."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 class UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path, timeout=30):
         super().__init__("localhost", timeout=timeout)

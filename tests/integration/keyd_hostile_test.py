@@ -17,6 +17,7 @@ import tempfile
 import time
 import unittest
 
+import harness
 from harness import ENVELOPECTL, Keyd
 
 NOBODY = pwd.getpwnam("nobody").pw_uid
@@ -27,14 +28,8 @@ SECRET = "hunter2-do-not-leak-7f3a"
 
 
 def wait_for(predicate, what, timeout=30):
-    """Polls `predicate` until it is true; generous, for loaded machines."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    """harness.wait_for with this suite's bound."""
+    return harness.wait_for(predicate, what, timeout)
 
 
 def response_complete(data):

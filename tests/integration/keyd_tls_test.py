@@ -23,7 +23,7 @@ import tempfile
 import time
 import unittest
 
-from harness import ACCESS_KEY_ID, KEYD, SECRET_KEY, Keyd
+from harness import ACCESS_KEY_ID, KEYD, SECRET_KEY, Keyd, wait_for
 
 AWS_CLI = "/usr/bin/aws"  # Debian's awscli (scripts/setup.sh)
 HOSTILE_ADDRESS = "127.0.0.2"
@@ -49,18 +49,6 @@ NEWER_AWS_OPERATIONS = {
 AWS_ROTATIONS_LIST_ENTRY = {"KeyId", "KeyMaterialId", "KeyMaterialDescription", "ImportState",
                             "KeyMaterialState", "ExpirationModel", "ValidTo", "RotationDate",
                             "RotationType"}
-
-
-def wait_for(predicate, what, timeout=60):
-    """Polls `predicate` until it returns something true; a generous bound
-    for loaded machines, never a fixed sleep standing in for a condition."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def openssl(*args, cwd):

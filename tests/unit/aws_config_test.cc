@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/unit/scoped_environment.h"
+
 namespace envelope::kms {
 namespace {
 
@@ -26,33 +28,13 @@ std::string SecretText(const Credentials& c) {
 // is a fresh temporary directory.
 class AwsConfigTest : public ::testing::Test {
  protected:
-  static constexpr const char* kVariables[] = {
+  void SetUp() override { ASSERT_FALSE(home_.empty()); }
+
+  envelope::testing::ScopedEnvironment env_{
       "HOME",          "AWS_ACCESS_KEY_ID",   "AWS_SECRET_ACCESS_KEY",
       "AWS_SESSION_TOKEN", "AWS_PROFILE",     "AWS_SHARED_CREDENTIALS_FILE",
       "AWS_CONFIG_FILE", "AWS_REGION",        "AWS_DEFAULT_REGION"};
-
-  void SetUp() override {
-    for (const char* name : kVariables) {
-      if (const char* v = std::getenv(name)) saved_[name] = v;
-      ::unsetenv(name);
-    }
-    char tmpl[] = "/tmp/aws-config-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    home_ = tmpl;
-    ::setenv("HOME", home_.c_str(), 1);
-  }
-
-  void TearDown() override {
-    std::filesystem::remove_all(home_);
-    for (const char* name : kVariables) {
-      auto it = saved_.find(name);
-      if (it == saved_.end()) {
-        ::unsetenv(name);
-      } else {
-        ::setenv(name, it->second.c_str(), 1);
-      }
-    }
-  }
+  const std::string home_ = env_.home();
 
   // Writes HOME/`relative`, making its directory.
   std::string Write(const std::string& relative, const std::string& text) {
@@ -68,9 +50,6 @@ class AwsConfigTest : public ::testing::Test {
     if (!creds->has_value()) return Status::NotFound("no credentials");
     return std::move(**creds);
   }
-
-  std::map<std::string, std::string> saved_;
-  std::string home_;
 };
 
 TEST_F(AwsConfigTest, NoCredentialsAnywhere) {

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/unit/scoped_environment.h"
+
 namespace envelope::kms {
 namespace {
 
@@ -298,7 +300,14 @@ TEST(DefaultSocketPathTest, UserFallsBackToTmp) {
 // empty temporary directory, so that the developer's ~/.aws is never read.
 class EnvironmentTest : public ::testing::Test {
  protected:
-  static constexpr const char* kVariables[] = {
+  void SetUp() override { ASSERT_FALSE(home_.empty()); }
+
+  void WriteAwsConfig(const std::string& text) {
+    std::filesystem::create_directory(home_ + "/.aws");
+    std::ofstream(home_ + "/.aws/config") << text;
+  }
+
+  envelope::testing::ScopedEnvironment env_{
       "ENVELOPE_KMS_ENDPOINT",  "XDG_RUNTIME_DIR",
       "AWS_ACCESS_KEY_ID",      "AWS_SECRET_ACCESS_KEY",
       "AWS_SESSION_TOKEN",      "AWS_REGION",
@@ -306,36 +315,7 @@ class EnvironmentTest : public ::testing::Test {
       "AWS_CONFIG_FILE",        "AWS_SHARED_CREDENTIALS_FILE",
       "AWS_ENDPOINT_URL",       "AWS_ENDPOINT_URL_KMS",
       "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "HOME"};
-
-  void SetUp() override {
-    for (const char* name : kVariables) {
-      if (const char* v = std::getenv(name)) saved_[name] = v;
-      ::unsetenv(name);
-    }
-    char tmpl[] = "/tmp/endpoint-home-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    home_ = tmpl;
-    ::setenv("HOME", home_.c_str(), 1);
-  }
-  void TearDown() override {
-    std::filesystem::remove_all(home_);
-    for (const char* name : kVariables) {
-      auto it = saved_.find(name);
-      if (it == saved_.end()) {
-        ::unsetenv(name);
-      } else {
-        ::setenv(name, it->second.c_str(), 1);
-      }
-    }
-  }
-
-  void WriteAwsConfig(const std::string& text) {
-    std::filesystem::create_directory(home_ + "/.aws");
-    std::ofstream(home_ + "/.aws/config") << text;
-  }
-
-  std::map<std::string, std::string> saved_;
-  std::string home_;
+  const std::string home_ = env_.home();
 };
 
 TEST_F(EnvironmentTest, DefaultSocketPathFollowsEuidAndXdg) {

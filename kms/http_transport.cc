@@ -2,7 +2,8 @@
 
 #include <fcntl.h>
 #include <netdb.h>
-#include <openssl/bio.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <exception>
 #include <future>
@@ -22,29 +24,15 @@
 #include <type_traits>
 #include <vector>
 
-#include <boost/asio/buffer.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/error.hpp>
-#include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/beast/core/basic_stream.hpp>
-#include <boost/beast/core/error.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/stream_traits.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/serializer.hpp>
-#include <boost/beast/http/span_body.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
 
-#include "core/crypto/secret_bytes.h"
+#include "core/base/fd_io.h"
+#include "kms/http_transport_stream.h"
 
 namespace envelope::kms {
 
@@ -55,155 +43,16 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 
 using std::chrono::milliseconds;
-
-// An allocator that wipes memory before giving it back, for the read buffer:
-// it holds the raw response, which may carry plaintext, and Beast may
-// reallocate it while reading.
-template <typename T>
-struct WipingAllocator {
-  using value_type = T;
-  WipingAllocator() = default;
-  template <typename U>
-  WipingAllocator(const WipingAllocator<U>&) {}  // NOLINT: rebinding
-  T* allocate(size_t n) { return std::allocator<T>().allocate(n); }
-  void deallocate(T* p, size_t n) {
-    crypto::Cleanse({reinterpret_cast<uint8_t*>(p), n * sizeof(T)});
-    std::allocator<T>().deallocate(p, n);
-  }
-  friend bool operator==(const WipingAllocator&, const WipingAllocator&) {
-    return true;
-  }
-};
-
-using WipingFlatBuffer = beast::basic_flat_buffer<WipingAllocator<char>>;
-
-std::string Reason(const beast::error_code& ec, milliseconds timeout) {
-  if (ec == beast::error::timeout) {
-    return "timed out after " + std::to_string(timeout.count()) + " ms";
-  }
-  if (ec == http::error::end_of_stream || ec == net::error::eof) {
-    return "the server closed the connection";
-  }
-  return ec.message();
-}
-
-using WipingChars = std::vector<char, WipingAllocator<char>>;
-
 using Tcp = net::ip::tcp;
-using Local = net::local::stream_protocol;
-using SteadyTime = std::chrono::steady_clock::time_point;
-// asio's ssl::stream straight over the TCP stream, not beast::ssl_stream:
-// the latter's flat_stream copies small multi-buffer writes (the request,
-// body included) into a buffer of its own that is freed unwiped.
-using TlsStream = net::ssl::stream<beast::tcp_stream>;
 
+// Stream: SocketStream (a Unix socket or loopback TCP) or TlsStream. One
+// implementation of the exchange for both; the stream reads and writes
+// with the connection's deadline (http_transport_stream.h).
 template <typename Stream>
-inline constexpr bool kIsTls = std::is_same_v<Stream, TlsStream>;
-
-// The whole request in one buffer, wiped when freed. Given several buffers
-// (the header's pieces and the body), asio's ssl::stream first copies them
-// into an 8 KiB stack buffer that nobody wipes (buffer_sequence_adapter::
-// linearise) and sends each write as a small TLS record of its own; a
-// single buffer is encrypted where it lies.
-template <typename Body>
-Status SerializeRequest(http::request<Body>& request, WipingChars* out) {
-  http::request_serializer<Body> serializer{request};
-  beast::error_code ec;
-  while (!ec && !serializer.is_done()) {
-    serializer.next(ec, [&](beast::error_code&, const auto& buffers) {
-      const size_t n = net::buffer_size(buffers);
-      const size_t old = out->size();
-      out->resize(old + n);
-      net::buffer_copy(net::buffer(out->data() + old, n), buffers);
-      serializer.consume(n);
-    });
-  }
-  if (ec) return Status::Internal("serializing the request: " + ec.message());
-  return Status::Ok();
-}
-
-// Stream: beast::basic_stream<Local>, beast::tcp_stream, or TlsStream. One
-// implementation of the exchange for all three; the lowest layer (a
-// basic_stream) carries the deadlines either way.
-template <typename Stream>
-class BeastConnection final : public HttpConnection {
+class Connection final : public HttpConnection {
  public:
-  BeastConnection() requires(!kIsTls<Stream>) : stream_(ioc_) {}
-  explicit BeastConnection(std::unique_ptr<net::ssl::context> tls) requires(kIsTls<Stream>)
-      : tls_(std::move(tls)), stream_(ioc_, *tls_) {}
-
-  template <typename ProtocolEndpoint>
-  Status ConnectTo(const std::vector<ProtocolEndpoint>& endpoints, SteadyTime deadline,
-                   milliseconds timeout) {
-    beast::error_code ec = net::error::host_not_found;
-    auto& lowest = Lowest();
-    for (const ProtocolEndpoint& ep : endpoints) {
-      beast::error_code ignored;
-      lowest.socket().close(ignored);
-      lowest.socket().open(ep.protocol(), ec);
-      if (ec) continue;
-      // Not inherited by programs the caller may exec (the FUSE daemon
-      // runs helpers); Asio opens sockets without SOCK_CLOEXEC.
-      const int fd = lowest.socket().native_handle();
-      (void)::fcntl(fd, F_SETFD, ::fcntl(fd, F_GETFD) | FD_CLOEXEC);
-      lowest.expires_at(deadline);
-      lowest.async_connect(ep, [&ec](beast::error_code e) { ec = e; });
-      Run();
-      lowest.expires_never();
-      if (!ec) return Status::Ok();
-      if (ec == beast::error::timeout) break;
-    }
-    return Status::Unavailable(Reason(ec, timeout));
-  }
-
-  // SNI and the name the certificate must carry (a DNS name, or an IP
-  // address for an IP literal, which gets no SNI: RFC 6066 section 3),
-  // then the handshake, by `deadline`. See HttpConnection::Connect for the
-  // codes.
-  Status Handshake(const Endpoint& endpoint, SteadyTime deadline, milliseconds timeout)
-    requires(kIsTls<Stream>)
-  {
-    SSL* ssl = stream_.native_handle();
-    const std::string& host = endpoint.host;
-    beast::error_code ec;
-    net::ip::make_address(host, ec);
-    const bool ip_literal = !ec;
-    SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    if (ip_literal) {
-      if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str()) != 1) {
-        return Status::Internal("cannot set the IP address to verify: " + host);
-      }
-    } else if (SSL_set_tlsext_host_name(ssl, host.c_str()) != 1 ||
-               SSL_set1_host(ssl, host.c_str()) != 1) {
-      return Status::Internal("cannot set the TLS host name: " + host);
-    }
-    // Whole messages are written at once (SerializeRequest), so Nagle's
-    // algorithm could only hold back their last segment.
-    Lowest().socket().set_option(Tcp::no_delay(true), ec);
-
-    ec = {};
-    Lowest().expires_at(deadline);
-    stream_.async_handshake(net::ssl::stream_base::client,
-                            [&ec](beast::error_code e) { ec = e; });
-    Run();
-    Lowest().expires_never();
-    if (!ec) return Status::Ok();
-    Close();
-    const long verify = SSL_get_verify_result(ssl);
-    ::ERR_clear_error();
-    if (ec.category() != net::error::get_ssl_category()) {
-      // The connection broke or timed out: worth another try.
-      return Status::Unavailable("TLS handshake: " + Reason(ec, timeout));
-    }
-    std::string why = ec.message();
-    if (verify != X509_V_OK) {
-      why += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
-    }
-    const bool ipv6 = host.find(':') != std::string::npos;
-    return Status::FailedPrecondition("TLS handshake with " +
-                                      (ipv6 ? "[" + host + "]" : host) + ":" +
-                                      std::to_string(endpoint.port) + " failed: " + why);
-  }
+  Connection(UniqueFd fd, Stream stream) : fd_(std::move(fd)), stream_(std::move(stream)) {}
+  ~Connection() override { Close(); }
 
   StatusOr<HttpResponse> RoundTrip(const HttpRequest& request,
                                    milliseconds timeout,
@@ -212,25 +61,23 @@ class BeastConnection final : public HttpConnection {
     try {
       return Exchange(request, timeout, request_written);
     } catch (const std::exception& e) {
-      // Asio and Beast report I/O errors through error_code here; only
-      // allocation or timer failures throw. Nothing crosses the boundary.
+      // Beast reports I/O errors through error_code here; only allocation
+      // failures throw. Nothing crosses the boundary.
       reusable_ = false;
       Close();
       return Status::Internal(std::string("HTTP exchange failed: ") + e.what());
     }
   }
 
-  int native_handle() { return Lowest().socket().native_handle(); }
-
   bool Reusable() override {
-    if (!reusable_ || !Lowest().socket().is_open()) return false;
+    if (!reusable_ || !fd_.valid()) return false;
     // Readable while idle means end of stream, an error, or bytes nobody
     // asked for: the connection is done either way. (Over TLS that
     // includes a record that is not application data, such as a late
     // session ticket: the connection is dropped, which costs a reconnect
     // and nothing else.)
     pollfd p{};
-    p.fd = Lowest().socket().native_handle();
+    p.fd = fd_.get();
     p.events = POLLIN;
     if (::poll(&p, 1, 0) != 0) {
       reusable_ = false;
@@ -241,30 +88,14 @@ class BeastConnection final : public HttpConnection {
   }
 
  private:
-  auto& Lowest() { return beast::get_lowest_layer(stream_); }
-
-  // No bytes past the response anywhere: in the read buffer, and over TLS
-  // in OpenSSL's record buffer or the BIO that asio feeds it from.
-  bool NothingBuffered(const WipingFlatBuffer& buffer) {
-    if (buffer.size() != 0) return false;
-    if constexpr (kIsTls<Stream>) {
-      SSL* ssl = stream_.native_handle();
-      return SSL_has_pending(ssl) == 0 && BIO_ctrl_pending(SSL_get_rbio(ssl)) == 0;
-    }
-    return true;
-  }
-
   StatusOr<HttpResponse> Exchange(const HttpRequest& request,
                                   milliseconds timeout,
                                   bool* request_written) {
     reusable_ = false;
-    if (!Lowest().socket().is_open()) {
-      return Status::Unavailable("the connection is closed");
-    }
+    if (!fd_.valid()) return Status::Unavailable("the connection is closed");
 
-    // span_body: the body is written straight from the caller's buffer, so
-    // a body that carries plaintext is never copied here (over TLS: once,
-    // into a buffer that is wiped).
+    // span_body: the body is written straight from the caller's buffer
+    // (over TLS: once into a buffer that is wiped; see TlsStream).
     http::request<http::span_body<const char>> req;
     req.method(http::verb::post);
     req.target(request.target);
@@ -273,64 +104,45 @@ class BeastConnection final : public HttpConnection {
     req.body() = {request.body.data(), request.body.size()};
     req.prepare_payload();
 
-    beast::error_code ec;
-    WipingChars serialized;
-    if constexpr (kIsTls<Stream>) {
-      serialized.reserve(request.body.size() + 1024);
-      ENVELOPE_RETURN_IF_ERROR(SerializeRequest(req, &serialized));
-    }
     // One deadline covers the whole exchange.
-    Lowest().expires_after(timeout);
-    if constexpr (kIsTls<Stream>) {
-      net::async_write(stream_, net::buffer(serialized),
-                       [&ec](beast::error_code e, size_t) { ec = e; });
-    } else {
-      http::async_write(stream_, req,
-                        [&ec](beast::error_code e, size_t) { ec = e; });
-    }
-    Run();
+    stream_.set_deadline(std::chrono::steady_clock::now() + timeout);
+    beast::error_code ec = stream_.WriteRequest(req);
     if (ec) {
       Close();
-      return Status::Unavailable("sending the request: " +
-                                 Reason(ec, timeout));
+      return Status::Unavailable("sending the request: " + Reason(ec, timeout));
     }
     *request_written = true;
 
     WipingFlatBuffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(kMaxHttpResponseBodyInBytes);
+    // The server needs time to answer: wait before the first read instead
+    // of trying one that cannot succeed yet.
+    ec = stream_.WaitReadable();
     // The header first, then the body: Beast 1.74's eager parsing (what
-    // async_read does) skips the body limit check for a Content-Length that
-    // arrives in the same read as the first body bytes, so the limit is
-    // checked here, before any of the body is stored.
-    http::async_read_header(stream_, buffer, parser,
-                            [&ec](beast::error_code e, size_t) { ec = e; });
-    Run();
-    if (!ec && parser.content_length().value_or(0) >
-                   kMaxHttpResponseBodyInBytes) {
+    // http::read does) skips the body limit check for a Content-Length
+    // that arrives in the same read as the first body bytes, so the limit
+    // is checked here, before any of the body is stored.
+    if (!ec) http::read_header(stream_, buffer, parser, ec);
+    if (!ec && parser.content_length().value_or(0) > kMaxHttpResponseBodyInBytes) {
       ec = http::error::body_limit;
     }
-    if (!ec && !parser.is_done()) {
-      http::async_read(stream_, buffer, parser,
-                       [&ec](beast::error_code e, size_t) { ec = e; });
-      Run();
-    }
-    Lowest().expires_never();
+    if (!ec && !parser.is_done()) http::read(stream_, buffer, parser, ec);
     if (ec == http::error::body_limit) {
       Close();
-      return Status::ResourceExhausted(
-          "the response body is larger than " +
-          std::to_string(kMaxHttpResponseBodyInBytes) + " bytes");
+      return Status::ResourceExhausted("the response body is larger than " +
+                                       std::to_string(kMaxHttpResponseBodyInBytes) + " bytes");
     }
     if (ec) {
       Close();
-      return Status::Unavailable("reading the response: " +
-                                 Reason(ec, timeout));
+      return Status::Unavailable("reading the response: " + Reason(ec, timeout));
     }
     http::response<http::string_body>& msg = parser.get();
     // Bytes past the response mean the framing went wrong somewhere; never
-    // read the next response out of them.
-    reusable_ = msg.keep_alive() && NothingBuffered(buffer);
+    // read the next response out of them. need_eof: the server did not
+    // allow keep-alive, or the body was framed by the end of the stream
+    // (which has come, though over TLS the socket may still be open).
+    reusable_ = !msg.need_eof() && buffer.size() == 0 && !stream_.HasPending();
     if (!reusable_) Close();
     HttpResponse out;
     out.status = static_cast<int>(msg.result_int());
@@ -338,23 +150,16 @@ class BeastConnection final : public HttpConnection {
     return out;
   }
 
-  // Runs the operations just started (and the stream's deadline timer, which
-  // Beast cancels when they finish) to completion on this thread.
-  void Run() {
-    ioc_.restart();
-    ioc_.run();
-  }
-
   // Over TLS without a close_notify: nothing is sent after the last
   // response, and HTTP's framing, not TLS's, says where a response ends.
   void Close() {
-    beast::error_code ignored;
-    Lowest().socket().shutdown(net::socket_base::shutdown_both, ignored);
-    Lowest().socket().close(ignored);
+    if (!fd_.valid()) return;
+    stream_.Release();
+    ::shutdown(fd_.get(), SHUT_RDWR);
+    fd_ = UniqueFd();
   }
 
-  net::io_context ioc_{1};
-  std::unique_ptr<net::ssl::context> tls_;  // TlsStream only; outlives stream_
+  UniqueFd fd_;     // the socket; stream_ uses it, Close() ends both
   Stream stream_;
   bool reusable_ = false;
 };
@@ -379,11 +184,77 @@ Status CheckServerCredentials(int fd, const std::string& socket_path) {
       " or root; nothing was sent");
 }
 
+// A Unix stream socket connected to `path` by `deadline`, non-blocking.
+// The connect itself blocks (a non-blocking one fails with EAGAIN when the
+// listen queue is full, and nothing can be waited for then), bounded by
+// SO_SNDTIMEO, which Linux applies to a Unix socket's connect.
+StatusOr<UniqueFd> ConnectUnix(const std::string& path, SteadyTime deadline,
+                               milliseconds timeout) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return Status::FromErrno("socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  while (true) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) break;
+    const auto left = std::chrono::ceil<std::chrono::microseconds>(deadline - now).count();
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(left / 1000000);
+    tv.tv_usec = static_cast<suseconds_t>(left % 1000000);
+    if (::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
+      return Status::FromErrno("setsockopt SO_SNDTIMEO");
+    }
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) {
+      ENVELOPE_RETURN_IF_ERROR(SetNonBlocking(fd.get()));
+      return fd;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EINPROGRESS) break;  // SO_SNDTIMEO expired
+    return Status::Unavailable(std::strerror(errno));
+  }
+  return Status::Unavailable(Reason(beast::error::timeout, timeout));
+}
+
+// A non-blocking TCP socket connected to the first of `endpoints` that
+// accepts by `deadline`.
+StatusOr<UniqueFd> ConnectTcp(const std::vector<Tcp::endpoint>& endpoints, SteadyTime deadline,
+                              milliseconds timeout) {
+  beast::error_code ec = net::error::host_not_found;
+  for (const Tcp::endpoint& ep : endpoints) {
+    // Not inherited by programs the caller may exec (the FUSE daemon runs
+    // helpers).
+    UniqueFd fd(::socket(ep.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd.valid()) {
+      ec = {errno, beast::system_category()};
+      continue;
+    }
+    if (::connect(fd.get(), ep.data(), static_cast<socklen_t>(ep.size())) != 0) {
+      if (errno != EINPROGRESS) {
+        ec = {errno, beast::system_category()};
+        continue;
+      }
+      ec = WaitFor(fd.get(), POLLOUT, deadline);
+      if (ec == beast::error::timeout) break;
+      int error = 0;
+      socklen_t len = sizeof(error);
+      if (!ec && ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &error, &len) != 0) error = errno;
+      if (!ec && error != 0) ec = {error, beast::system_category()};
+      if (ec) continue;
+    }
+    // Whole messages are written at once, so Nagle's algorithm could only
+    // hold back their last segment.
+    const int one = 1;
+    (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+  }
+  return Status::Unavailable(Reason(ec, timeout));
+}
+
 // getaddrinfo has no timeout and cannot be cancelled, so it runs on a
 // thread of its own that the caller stops waiting for at `deadline`; the
-// thread then finishes on its own, owning everything it touches. (Asio's
-// resolver would do the same on a thread that destroying the io_context
-// joins, blocking past the deadline.) An IP literal needs no lookup.
+// thread then finishes on its own, owning everything it touches. An IP
+// literal needs no lookup.
 StatusOr<std::vector<Tcp::endpoint>> ResolveHost(const std::string& host, uint16_t port,
                                                  SteadyTime deadline, milliseconds timeout) {
   beast::error_code ec;
@@ -433,38 +304,86 @@ StatusOr<std::vector<Tcp::endpoint>> ResolveHost(const std::string& host, uint16
   return future.get();
 }
 
+// OpenSSL's reason for its oldest queued error, and the queue emptied.
+std::string TakeOpenSslError() {
+  const unsigned long e = ::ERR_peek_error();
+  const char* reason = e != 0 ? ::ERR_reason_error_string(e) : nullptr;
+  ::ERR_clear_error();
+  return reason != nullptr ? reason : "unknown OpenSSL error";
+}
+
 // Peer verification against the system's default trust store or
 // `ca_file`, TLS 1.2 or later.
-StatusOr<std::unique_ptr<net::ssl::context>> MakeTlsContext(const TlsOptions& options) {
-  auto tls = std::make_unique<net::ssl::context>(net::ssl::context::tls_client);
-  SSL_CTX* ctx = tls->native_handle();
-  if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
+StatusOr<SslCtxPtr> MakeTlsContext(const TlsOptions& options) {
+  SslCtxPtr ctx(::SSL_CTX_new(::TLS_client_method()));
+  if (ctx == nullptr) return Status::Internal("SSL_CTX_new: " + TakeOpenSslError());
+  if (SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION) != 1) {
     return Status::Internal("cannot require TLS 1.2");
   }
   // SSL_OP_CLEANSE_PLAINTEXT: OpenSSL wipes each decrypted record once it
   // is handed over, instead of keeping it in its buffer until overwritten
   // (responses carry plaintext data keys).
-  SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT | SSL_OP_NO_COMPRESSION |
-                               SSL_OP_NO_RENEGOTIATION);
-  tls->set_verify_mode(net::ssl::verify_peer);
-  beast::error_code ec;
+  SSL_CTX_set_options(ctx.get(), SSL_OP_CLEANSE_PLAINTEXT | SSL_OP_NO_COMPRESSION |
+                                     SSL_OP_NO_RENEGOTIATION);
+  ::SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   if (options.ca_file.empty()) {
-    tls->set_default_verify_paths(ec);
-    if (ec) return Status::FailedPrecondition("cannot load the system's CA certificates: " + ec.message());
-    return tls;
+    if (::SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
+      return Status::FailedPrecondition("cannot load the system's CA certificates: " +
+                                        TakeOpenSslError());
+    }
+    return ctx;
   }
   // The OS error first: OpenSSL's own says "system lib" and nothing else.
   if (::access(options.ca_file.c_str(), R_OK) != 0) {
     return Status::InvalidArgument("cannot read the CA file " + options.ca_file + ": " +
                                    std::strerror(errno));
   }
-  tls->load_verify_file(options.ca_file, ec);
-  ::ERR_clear_error();
-  if (ec) {
+  if (::SSL_CTX_load_verify_locations(ctx.get(), options.ca_file.c_str(), nullptr) != 1) {
     return Status::InvalidArgument("the CA file " + options.ca_file +
-                                   " holds no usable PEM certificate: " + ec.message());
+                                   " holds no usable PEM certificate: " + TakeOpenSslError());
   }
-  return tls;
+  ::ERR_clear_error();
+  return ctx;
+}
+
+// SNI and the name the certificate must carry (a DNS name, or an IP
+// address for an IP literal, which gets no SNI: RFC 6066 section 3), then
+// the handshake, by `deadline`. See HttpConnection::Connect for the codes.
+StatusOr<TlsStream> Handshake(int fd, SslCtxPtr ctx, const Endpoint& endpoint,
+                              SteadyTime deadline, milliseconds timeout) {
+  TlsStream stream(fd, std::move(ctx));
+  ENVELOPE_RETURN_IF_ERROR(stream.status());
+  SSL* ssl = stream.ssl();
+  const std::string& host = endpoint.host;
+  beast::error_code ec;
+  net::ip::make_address(host, ec);
+  const bool ip_literal = !ec;
+  SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  if (ip_literal) {
+    if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str()) != 1) {
+      return Status::Internal("cannot set the IP address to verify: " + host);
+    }
+  } else if (SSL_set_tlsext_host_name(ssl, host.c_str()) != 1 ||
+             SSL_set1_host(ssl, host.c_str()) != 1) {
+    return Status::Internal("cannot set the TLS host name: " + host);
+  }
+
+  stream.set_deadline(deadline);
+  std::string openssl_reason;
+  ec = stream.Connect(&openssl_reason);
+  if (!ec) return stream;
+  const long verify = SSL_get_verify_result(ssl);
+  if (openssl_reason.empty()) {
+    // The connection broke or timed out: worth another try.
+    return Status::Unavailable("TLS handshake: " + Reason(ec, timeout));
+  }
+  std::string why = openssl_reason;
+  if (verify != X509_V_OK) {
+    why += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
+  }
+  const bool ipv6 = host.find(':') != std::string::npos;
+  return Status::FailedPrecondition("TLS handshake with " + (ipv6 ? "[" + host + "]" : host) +
+                                    ":" + std::to_string(endpoint.port) + " failed: " + why);
 }
 
 StatusOr<std::unique_ptr<HttpConnection>> OpenConnection(
@@ -475,24 +394,23 @@ StatusOr<std::unique_ptr<HttpConnection>> OpenConnection(
         endpoint.socket_path.size() >= sizeof(sockaddr_un::sun_path)) {
       return Status::InvalidArgument("bad Unix socket path length");
     }
-    ENVELOPE_RETURN_IF_ERROR(
-        CheckSocketDirectory(endpoint.socket_path, ::geteuid()));
-    auto conn = std::make_unique<BeastConnection<beast::basic_stream<Local>>>();
-    ENVELOPE_RETURN_IF_ERROR(conn->ConnectTo(
-        std::vector<Local::endpoint>{Local::endpoint(endpoint.socket_path)}, deadline, timeout));
-    ENVELOPE_RETURN_IF_ERROR(
-        CheckServerCredentials(conn->native_handle(), endpoint.socket_path));
-    return std::unique_ptr<HttpConnection>(std::move(conn));
+    ENVELOPE_RETURN_IF_ERROR(CheckSocketDirectory(endpoint.socket_path, ::geteuid()));
+    ENVELOPE_ASSIGN_OR_RETURN(UniqueFd fd, ConnectUnix(endpoint.socket_path, deadline, timeout));
+    ENVELOPE_RETURN_IF_ERROR(CheckServerCredentials(fd.get(), endpoint.socket_path));
+    SocketStream stream(fd.get());
+    return std::unique_ptr<HttpConnection>(
+        std::make_unique<Connection<SocketStream>>(std::move(fd), std::move(stream)));
   }
 
   if (endpoint.kind == Endpoint::kHttps) {
     ENVELOPE_ASSIGN_OR_RETURN(std::vector<Tcp::endpoint> endpoints,
                               ResolveHost(endpoint.host, endpoint.port, deadline, timeout));
-    ENVELOPE_ASSIGN_OR_RETURN(std::unique_ptr<net::ssl::context> context, MakeTlsContext(tls));
-    auto conn = std::make_unique<BeastConnection<TlsStream>>(std::move(context));
-    ENVELOPE_RETURN_IF_ERROR(conn->ConnectTo(endpoints, deadline, timeout));
-    ENVELOPE_RETURN_IF_ERROR(conn->Handshake(endpoint, deadline, timeout));
-    return std::unique_ptr<HttpConnection>(std::move(conn));
+    ENVELOPE_ASSIGN_OR_RETURN(SslCtxPtr context, MakeTlsContext(tls));
+    ENVELOPE_ASSIGN_OR_RETURN(UniqueFd fd, ConnectTcp(endpoints, deadline, timeout));
+    ENVELOPE_ASSIGN_OR_RETURN(TlsStream stream,
+                              Handshake(fd.get(), std::move(context), endpoint, deadline, timeout));
+    return std::unique_ptr<HttpConnection>(
+        std::make_unique<Connection<TlsStream>>(std::move(fd), std::move(stream)));
   }
 
   std::vector<Tcp::endpoint> endpoints;
@@ -513,9 +431,10 @@ StatusOr<std::unique_ptr<HttpConnection>> OpenConnection(
     }
     endpoints.emplace_back(address, endpoint.port);
   }
-  auto conn = std::make_unique<BeastConnection<beast::tcp_stream>>();
-  ENVELOPE_RETURN_IF_ERROR(conn->ConnectTo(endpoints, deadline, timeout));
-  return std::unique_ptr<HttpConnection>(std::move(conn));
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd fd, ConnectTcp(endpoints, deadline, timeout));
+  SocketStream stream(fd.get());
+  return std::unique_ptr<HttpConnection>(
+      std::make_unique<Connection<SocketStream>>(std::move(fd), std::move(stream)));
 }
 
 }  // namespace

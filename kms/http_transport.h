@@ -3,13 +3,13 @@
 // persistent keep-alive connection, one request at a time, POST with a
 // body, a Content-Length-framed or chunked response of at most 1 MiB.
 //
-// Built on Boost.Beast (the project's HTTP library) and, for TLS,
-// boost::asio::ssl over OpenSSL 3; Beast, Asio and OpenSSL stay inside
-// http_transport.cc, the one file of the kms layer that includes OpenSSL.
-// Each connection runs its own io_context on the calling thread, so
-// "synchronous" calls still get real deadlines: Asio's blocking calls
-// ignore SO_RCVTIMEO (they poll again on EAGAIN), so the timeouts here are
-// Beast stream deadlines that close the socket when they expire.
+// Plain blocking I/O, no event loop: the socket is non-blocking, and each
+// read or write makes its system call (for TLS, its OpenSSL call) first,
+// waiting in poll() only when that would block, never past the exchange's
+// deadline. HTTP is parsed by Boost.Beast's parser reading from that
+// stream; TLS is OpenSSL 3's SSL object over the socket. Beast and OpenSSL
+// stay inside http_transport.cc and http_transport_stream.{h,cc}, the only
+// files of the kms layer that include them.
 //
 // TLS (Endpoint::kHttps): TLS 1.2 or later; the server's certificate must
 // chain to the system's default trust store (OpenSSL's default paths:
@@ -19,7 +19,7 @@
 //
 // Secrets: the request body is written from the caller's buffer without a
 // copy over a socket, and over TLS from one copy that is wiped (see
-// SerializeRequest in the .cc); the caller wipes its own. The read buffer
+// http_transport_stream.h); the caller wipes its own. The read buffer
 // is wiped when it is freed, and OpenSSL wipes its decrypted records
 // (SSL_OP_CLEANSE_PLAINTEXT). The response body is moved out of the parser;
 // for a Content-Length response it was allocated once at its final size,
@@ -107,7 +107,8 @@ class HttpConnection {
                                            bool* request_written) = 0;
 
   // True if the connection may carry another request: the last exchange
-  // succeeded, the server allowed keep-alive, nothing past the response was
+  // succeeded, the server allowed keep-alive (and did not end the response
+  // body by ending the stream), nothing past the response was
   // received, and the server has not closed the connection since (a
   // zero-timeout poll, so that a pooled connection the server dropped while
   // idle is discarded before a request is written to it rather than

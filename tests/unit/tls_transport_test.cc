@@ -1,8 +1,10 @@
 // HttpConnection over TLS against an in-process TLS server (asio ssl on
 // 127.0.0.1) with certificates the openssl CLI makes for the test suite: a
 // trusted CA and a name that matches, an untrusted CA, a certificate for
-// another name, keep-alive, SNI, and KmsClient signing over https. Every
-// wait is for an event (a promise, a condition), never for time.
+// another name, keep-alive, SNI, KmsClient signing over https, and servers
+// that misbehave (never answer, close mid-response, end a response with or
+// without a close_notify, close an idle connection). Every wait is for an
+// event (a promise, a condition), never for time.
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
 #include <unistd.h>
@@ -57,7 +59,13 @@ void WriteText(const std::string& path, const std::string& text) {
 // A TLS server on 127.0.0.1 that answers every HTTP request with 200 and
 // the body {"connection":C,"request":R} (C counts connections, R requests
 // on this one), keeping the connection open unless the request carries
-// "X-Test-Close: 1". It records, for each accepted connection, the client's
+// "X-Test-Close: 1". "X-Test-Reply" scripts a misbehaviour instead: "hang"
+// (never answer), "partial" (half a Content-Length body, then the TCP
+// connection closed without a close_notify), "until-close" (a body framed
+// by the end of the connection, ended without a close_notify),
+// "until-close-notify" (the same, ended with one), "close-idle" (a normal
+// keep-alive answer, then the connection closed without warning). It
+// records, for each accepted connection, the client's
 // port, whether the handshake succeeded and the SNI name, and the headers
 // of each request.
 class TlsServer {
@@ -111,6 +119,11 @@ class TlsServer {
     });
     return accepted_;
   }
+  // Once `n` connections were closed after a "close-idle" answer.
+  bool WaitForIdleCloses(int n) {
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, kEventWait, [&] { return idle_closed_ >= n; });
+  }
   // Headers of every request so far, in order.
   std::vector<std::map<std::string, std::string>> requests() {
     std::lock_guard lock(mu_);
@@ -157,7 +170,28 @@ class TlsServer {
         headers[std::string(field.name_string())] = std::string(field.value());
       }
       const bool close = request["X-Test-Close"] == "1";
+      const std::string script(request["X-Test-Reply"]);
       server->Record([&] { server->requests_.push_back(headers); });
+      if (script == "hang") {
+        // Kept (and the connection open) until the server is destroyed.
+        server->Record([&] { server->hung_.push_back(shared_from_this()); });
+        return;
+      }
+      if (script == "partial" || script == "until-close" || script == "until-close-notify") {
+        raw = script == "partial" ? "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"
+                                  : "HTTP/1.1 200 OK\r\n\r\npart";
+        net::async_write(stream, net::buffer(raw),
+                         [self = shared_from_this(), script](beast::error_code ec, size_t) {
+                           if (ec) return;
+                           if (script != "until-close-notify") return self->CloseTcp();
+                           // Sends the close_notify, then waits for the
+                           // client's, which never comes: it closes.
+                           self->stream.async_shutdown(
+                               [self](beast::error_code) { self->CloseTcp(); });
+                         });
+        return;
+      }
+      const bool close_idle = script == "close-idle";
       ++requests;
       response = {};
       response.result(http::status::ok);
@@ -168,17 +202,25 @@ class TlsServer {
       response.keep_alive(!close);
       response.prepare_payload();
       http::async_write(stream, response,
-                        [self = shared_from_this(), close](beast::error_code ec, size_t) {
+                        [self = shared_from_this(), close, close_idle](beast::error_code ec,
+                                                                      size_t) {
                           if (ec) return;
-                          if (close) {
-                            beast::error_code ignored;
-                            self->stream.next_layer().shutdown(Tcp::socket::shutdown_both,
-                                                               ignored);
-                            self->stream.next_layer().close(ignored);
+                          if (close || close_idle) {
+                            self->CloseTcp();
+                            if (close_idle) {
+                              self->server->Record([&] { ++self->server->idle_closed_; });
+                            }
                             return;
                           }
                           self->Read();
                         });
+    }
+
+    // The TCP connection, without a close_notify.
+    void CloseTcp() {
+      beast::error_code ignored;
+      stream.next_layer().shutdown(Tcp::socket::shutdown_both, ignored);
+      stream.next_layer().close(ignored);
     }
 
     TlsServer* server;
@@ -189,6 +231,7 @@ class TlsServer {
     beast::flat_buffer buffer;
     http::request<http::string_body> request;
     http::response<http::string_body> response;
+    std::string raw;
   };
 
   // The peer's address comes from accept() itself: by the time a
@@ -229,6 +272,9 @@ class TlsServer {
   std::map<uint16_t, Handshake> handshakes_;                // guarded by mu_
   std::vector<uint16_t> order_;                             // guarded by mu_
   std::vector<std::map<std::string, std::string>> requests_;  // guarded by mu_
+  int idle_closed_ = 0;                                       // guarded by mu_
+  // Declared after ioc_, so released before it is destroyed.
+  std::vector<std::shared_ptr<Session>> hung_;  // guarded by mu_
 };
 
 class TlsTransportTest : public ::testing::Test {
@@ -316,6 +362,16 @@ class TlsTransportTest : public ::testing::Test {
     EXPECT_TRUE(written);
     EXPECT_EQ(response->status, 200);
     return response->body;
+  }
+
+  // One POST with "X-Test-Reply: `script`": the response, or the error.
+  static StatusOr<HttpResponse> Scripted(HttpConnection* c, const Endpoint& ep,
+                                         const std::string& script, milliseconds timeout,
+                                         bool* written) {
+    HttpRequest request;
+    request.headers = {{"Host", ep.HostHeader()}, {"X-Test-Reply", script}};
+    request.body = "{}";
+    return c->RoundTrip(request, timeout, written);
   }
 
   static std::string* dir_;
@@ -470,6 +526,80 @@ TEST_F(TlsTransportTest, SilentServerTimesOutAsUnavailable) {
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), StatusCode::kUnavailable) << c.status().ToString();
   EXPECT_EQ(c.status().message(), "TLS handshake: timed out after 200 ms");
+}
+
+TEST_F(TlsTransportTest, ServerThatNeverAnswersHitsTheDeadline) {
+  TlsServer server(File("localhost.pem"), File("localhost.key"));
+  const Endpoint ep = Https("localhost", server.port());
+  auto c = Connect(ep, File("ca.pem"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  bool written = false;
+  auto r = Scripted(c->get(), ep, "hang", milliseconds(200), &written);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(r.status().message(), "reading the response: timed out after 200 ms");
+  EXPECT_TRUE(written);
+  EXPECT_FALSE((*c)->Reusable());
+}
+
+TEST_F(TlsTransportTest, ServerThatClosesMidResponse) {
+  TlsServer server(File("localhost.pem"), File("localhost.key"));
+  const Endpoint ep = Https("localhost", server.port());
+  auto c = Connect(ep, File("ca.pem"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  bool written = false;
+  auto r = Scripted(c->get(), ep, "partial", kTimeout, &written);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(r.status().message(),
+            "reading the response: the server closed the connection without a TLS close_notify");
+  EXPECT_TRUE(written);
+  EXPECT_FALSE((*c)->Reusable());
+}
+
+// A body framed by the end of the connection is complete only if TLS says
+// the server ended it (a close_notify): anyone on the path can end the TCP
+// connection.
+TEST_F(TlsTransportTest, BodyEndedByTheConnectionNeedsACloseNotify) {
+  TlsServer server(File("localhost.pem"), File("localhost.key"));
+  const Endpoint ep = Https("localhost", server.port());
+  auto c = Connect(ep, File("ca.pem"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  bool written = false;
+  auto r = Scripted(c->get(), ep, "until-close", kTimeout, &written);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(r.status().message(),
+            "reading the response: the server closed the connection without a TLS close_notify");
+
+  c = Connect(ep, File("ca.pem"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  r = Scripted(c->get(), ep, "until-close-notify", kTimeout, &written);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "part");
+  EXPECT_FALSE((*c)->Reusable());
+}
+
+TEST_F(TlsTransportTest, PooledConnectionClosedWhileIdleIsNotReused) {
+  TlsServer server(File("localhost.pem"), File("localhost.key"));
+  const Endpoint ep = Https("localhost", server.port());
+  auto c = Connect(ep, File("ca.pem"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  bool written = false;
+  auto r = Scripted(c->get(), ep, "close-idle", kTimeout, &written);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(server.WaitForIdleCloses(1));
+  // The FIN is on its way or here; wait for it (bounded), not for a time.
+  const auto give_up = std::chrono::steady_clock::now() + kEventWait;
+  bool reusable = true;
+  while ((reusable = (*c)->Reusable()) && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::yield();
+  }
+  EXPECT_FALSE(reusable);
+  auto again = Post(c->get(), ep);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().message(), "the connection is closed");
 }
 
 TEST_F(TlsTransportTest, KmsClientSignsForTheHttpsHost) {

@@ -1,17 +1,32 @@
 #!/usr/bin/env bash
-# envelope-keyd throughput and latency: Decrypt and GenerateDataKey with 1
-# and 8 concurrent keep-alive clients over the Unix socket, and Decrypt with
-# 1, 8 and 64 clients over TLS (SigV4-signed, TLS 1.3, a P-256 certificate
-# made here with openssl), all against one daemon in the same run, through
-# the project's client library (tests/bench/keyd_load). Prints a Markdown
-# table for docs/BENCHMARKS.md. SECONDS_PER_RUN (default 5) sets each run's
-# length.
+# envelope-keyd throughput and latency through the project's client library
+# (tests/bench/keyd_load: N threads, each with its own keep-alive
+# connection, calling one operation in a loop): Decrypt with 1, 8 and 64
+# clients over the Unix socket and over TLS (SigV4-signed, TLS 1.3, a P-256
+# certificate made here with openssl), GenerateDataKey with 1 and 8 over
+# the Unix socket, all against one daemon in the same run. Each row runs
+# ROUNDS times (default 3) and reports the median requests/s, with the p50
+# and p99 latency of the median run, and the median of the client
+# process's CPU time (user + system, /usr/bin/time) per request.
+# SECONDS_PER_RUN (default 5) sets each run's length.
+#
+# OLD_KEYD_LOAD=PATH adds a second client to compare: a keyd_load binary
+# built from another commit (e.g. before a change to the client library),
+# run against the same daemon, alternating with this tree's in every round
+# (which goes first alternates too), so both see the same machine.
+#
+# Prints a Markdown table for docs/BENCHMARKS.md and, with BENCH_JSON=FILE,
+# writes the results there (group "keyd": Decrypt/s against clients, one
+# series per transport and client; a table row per run with the samples).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 bash "$repo/scripts/setup.sh" >/dev/null
-BUILD_DIR="$repo/build" bash "$repo/scripts/build.sh" >/dev/null
+BUILD_DIR="$repo/build" bash "$repo/scripts/build.sh" --target keyd_load envelope-keyd envelopectl >/dev/null
 build="$repo/build"
 seconds=${SECONDS_PER_RUN:-5}
+rounds=${ROUNDS:-3}
+old_load=${OLD_KEYD_LOAD:-}
+[[ -z $old_load || -x $old_load ]] || { echo "OLD_KEYD_LOAD=$old_load is not executable" >&2; exit 1; }
 
 work=$(mktemp -d)
 keyd=
@@ -45,6 +60,7 @@ for _ in $(seq 200); do
 done
 [[ -n $port ]] || { cat "$work/keyd.log" >&2; exit 1; }
 unix="unix:$work/kms.sock"
+https="https://127.0.0.1:$port"
 key=$("$build/tools/envelopectl" --endpoint "$unix" key create --description bench)
 # The access key's principal may use root's key.
 cat >"$work/policy.json" <<JSON
@@ -53,25 +69,140 @@ cat >"$work/policy.json" <<JSON
 JSON
 "$build/tools/envelopectl" --endpoint "$unix" key policy put "$key" "$work/policy.json" >/dev/null
 
-row() {  # row TRANSPORT ENDPOINT OP CLIENTS [keyd_load args]
-  local transport=$1 endpoint=$2 op=$3 clients=$4
-  shift 4
-  "$build/tests/keyd_load" --endpoint "$endpoint" --key "$key" --op "$op" \
-    --clients "$clients" --seconds "$seconds" "$@" |
-    TRANSPORT=$transport /usr/bin/python3 -c '
-import json, os, sys
-r = json.load(sys.stdin)
-print("| %s | %s | %d | %s | %.0f | %.0f |" % (os.environ["TRANSPORT"], r["op"], r["clients"],
-      format(round(r["per_second"]), ","), r["p50_us"], r["p99_us"]))'
+# The rows: transport, operation, clients.
+rows=(
+  "unix Decrypt 1" "unix Decrypt 8" "unix Decrypt 64"
+  "unix GenerateDataKey 1" "unix GenerateDataKey 8"
+  "tls Decrypt 1" "tls Decrypt 8" "tls Decrypt 64"
+)
+clients_to_run=(new)
+[[ -n $old_load ]] && clients_to_run+=(old)
+
+# One run: appends its JSON line, tagged, to $work/results.jsonl.
+run() {  # run CLIENT TRANSPORT OP CLIENTS ROUND
+  local client=$1 transport=$2 op=$3 n=$4 round=$5 load=$build/tests/keyd_load
+  [[ $client == old ]] && load=$old_load
+  local args=(--key "$key" --op "$op" --clients "$n" --seconds "$seconds")
+  if [[ $transport == unix ]]; then
+    args+=(--endpoint "$unix")
+  else
+    args+=(--endpoint "$https" --ca-file "$work/ca.pem")
+  fi
+  local line cpu
+  line=$(/usr/bin/time -f '%U %S' -o "$work/cpu" "$load" "${args[@]}")
+  # The client's own CPU (user + system) per request: what the client
+  # library costs, less sensitive than throughput to a shared machine.
+  cpu=$(awk '{print $1 + $2}' "$work/cpu")
+  printf '{"client":"%s","transport":"%s","round":%d,"cpu_seconds":%s,"result":%s}\n' \
+    "$client" "$transport" "$round" "$cpu" "$line" >>"$work/results.jsonl"
 }
 
-echo "| transport | operation | clients | requests/s | p50 µs | p99 µs |"
-echo "|---|---|---|---|---|---|"
-for op in Decrypt GenerateDataKey; do
-  for clients in 1 8; do row "Unix socket" "$unix" "$op" "$clients"; done
+for round in $(seq "$rounds"); do
+  for row in "${rows[@]}"; do
+    read -r transport op n <<<"$row"
+    order=("${clients_to_run[@]}")
+    if (( round % 2 == 0 )) && [[ -n $old_load ]]; then order=(old new); fi
+    for client in "${order[@]}"; do run "$client" "$transport" "$op" "$n" "$round"; done
+  done
 done
-for clients in 1 8 64; do
-  row "TLS 1.3 + SigV4" "https://127.0.0.1:$port" Decrypt "$clients" --ca-file "$work/ca.pem"
-done
+
+commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+RESULTS="$work/results.jsonl" COMMIT="$commit" SECONDS_PER_RUN="$seconds" \
+  OLD="${old_load:+1}" /usr/bin/python3 - <<'PY'
+import datetime, json, os
+
+runs = [json.loads(l) for l in open(os.environ["RESULTS"])]
+for r in runs:
+    r["result"]["cpu_us"] = r["cpu_seconds"] * 1e6 / max(1, r["result"]["requests"])
+old = bool(os.environ.get("OLD"))
+names = {"unix": "Unix socket", "tls": "TLS 1.3 + SigV4"}
+clients = {"new": "this client", "old": "old client"}
+
+def key(r):
+    return (r["transport"], r["result"]["op"], r["result"]["clients"])
+
+rows = []
+for r in runs:
+    if key(r) not in rows:
+        rows.append(key(r))
+
+def median_run(client, row):
+    """The run with the median requests/s (the upper middle one of an even count)."""
+    rs = sorted((r["result"] for r in runs if r["client"] == client and key(r) == row),
+                key=lambda x: x["per_second"])
+    return rs[len(rs) // 2]
+
+def cpu(client, row):
+    """The median over the rounds of the client's CPU µs per request."""
+    xs = sorted(r["result"]["cpu_us"] for r in runs if r["client"] == client and key(r) == row)
+    return xs[len(xs) // 2]
+
+def samples(client, row):
+    return [r["result"]["per_second"] for r in sorted(
+        (r for r in runs if r["client"] == client and key(r) == row), key=lambda r: r["round"])]
+
+failures = sum(r["result"]["failures"] for r in runs)
+head = "| transport | operation | clients | requests/s | p50 µs | p99 µs | client CPU µs/request |"
+rule = "|---|---|---|---|---|---|---|"
+if old:
+    head += " old client requests/s | old p50 µs | old p99 µs | old client CPU µs/request | new/old requests/s |"
+    rule += "---|---|---|---|---|"
+print(head)
+print(rule)
+table = []
+for row in rows:
+    transport, op, n = row
+    new_med = median_run("new", row)
+    cells = [names[transport], op, str(n), format(round(new_med["per_second"]), ","),
+             "%.0f" % new_med["p50_us"], "%.0f" % new_med["p99_us"], "%.1f" % cpu("new", row)]
+    entry = {"workload": "%s, %s, %d clients" % (names[transport], op, n),
+             "unit": "requests/s", "higher_is_better": True,
+             "samples": {clients["new"]: samples("new", row)},
+             "median": {clients["new"]: new_med["per_second"]}}
+    if old:
+        old_med = median_run("old", row)
+        cells += [format(round(old_med["per_second"]), ","), "%.0f" % old_med["p50_us"],
+                  "%.0f" % old_med["p99_us"], "%.1f" % cpu("old", row),
+                  "%.2f" % (new_med["per_second"] / old_med["per_second"])]
+        entry["samples"][clients["old"]] = samples("old", row)
+        entry["median"][clients["old"]] = old_med["per_second"]
+    print("| " + " | ".join(cells) + " |")
+    table.append(entry)
+    cpu_entry = {"workload": "%s, %s, %d clients: client CPU" % (names[transport], op, n),
+                 "unit": "µs/request", "higher_is_better": False,
+                 "samples": {clients[c]: [r["result"]["cpu_us"] for r in sorted(
+                     (r for r in runs if r["client"] == c and key(r) == row),
+                     key=lambda r: r["round"])] for c in (["new", "old"] if old else ["new"])},
+                 "median": {clients[c]: cpu(c, row) for c in (["new", "old"] if old else ["new"])}}
+    table.append(cpu_entry)
+print()
+print("Median of %d runs of %s s each; samples (requests/s, in round order):" %
+      (len(samples("new", rows[0])), os.environ["SECONDS_PER_RUN"]))
+print()
+print("```")
+for row in rows:
+    for c in (["new", "old"] if old else ["new"]):
+        print("%s, %s, %d clients, %s: %s" % (names[row[0]], row[1], row[2], clients[c],
+              " ".join(format(round(x), ",") for x in samples(c, row))))
+print("```")
+print()
+print("failed requests: %d" % failures)
+
+if os.environ.get("BENCH_JSON"):
+    series = []
+    for transport in ["unix", "tls"]:
+        for c in (["new", "old"] if old else ["new"]):
+            points = [[row[2], median_run(c, row)["per_second"]]
+                      for row in rows if row[0] == transport and row[1] == "Decrypt"]
+            title = "Decrypt, " + names[transport]
+            if old:
+                title += ", " + clients[c]
+            series.append({"group": "keyd", "title": title, "x": "clients",
+                           "y": "Decrypt/s", "log_x": True, "points": points})
+    out = {"bench": "keyd", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+           "commit": os.environ["COMMIT"], "series": series, "table": table}
+    with open(os.environ["BENCH_JSON"], "w") as f:
+        json.dump(out, f, indent=1)
+PY
 echo
 echo "audit log after the run: $(wc -l <"$work/data/audit.log") records"

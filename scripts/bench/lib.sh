@@ -14,8 +14,10 @@ declare -a BENCH_MOUNTS=() # FUSE mount points this script mounted
 
 bench_cleanup() {
   local m p
+  # /proc/mounts, not mountpoint(1): the mount of a daemon that died is
+  # still there, but stat fails on it (ENOTCONN).
   for m in "${BENCH_MOUNTS[@]}"; do
-    if mountpoint -q "$m"; then
+    if grep -q " $m fuse" /proc/mounts; then
       fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || true
     fi
   done

@@ -286,8 +286,9 @@ for step, r, h in rss:
 o, w, g = key["open"][1], key["walk"][1], key["forgot"][1]
 print(f"\nWith {opened:,} files open: VmRSS {o:.1f} MiB "
       f"({'within' if o < target else 'OVER'} the {target} MiB target). "
-      f"After the walk of {walk:,} files: {w:.1f} MiB; after the kernel forgot them: "
-      f"{g:.1f} MiB after the second walk and forget ({'came down' if g < w * 0.5 else 'did NOT come down by half'}).")
+      f"After a walk of {walk:,} files (the larger of two): {w:.1f} MiB; after the kernel "
+      f"forgot them the second time: {g:.1f} MiB "
+      f"({'came down' if g < w * 0.5 else 'did NOT come down by half'}).")
 if bench_json:
     series = [{"group": "creates", "title": f"creates/s, 4 KiB files, {fs}",
                "x": "concurrent writers", "y": "creates/s", "log_x": True,

@@ -3,7 +3,7 @@
 # ceiling (libfuse's passthrough_hp: the same kernel path without crypto),
 # with the plain backing filesystem for reference, in one run on this machine.
 #
-#   scripts/bench/fs.sh                    all workloads (about 15 min)
+#   scripts/bench/fs.sh                    all workloads (about 15 min, estimated)
 #   QUICK=1 scripts/bench/fs.sh            smaller sizes (a smoke run, not for the docs)
 #   BENCH_JSON=FILE scripts/bench/fs.sh    also write the results as JSON (for plot.py)
 #

@@ -4,7 +4,7 @@
 # run), and the mount daemon's memory with many files open and after a walk
 # of a large tree.
 #
-#   scripts/bench/scale.sh                   all of it (about 10 min)
+#   scripts/bench/scale.sh                   all of it (about 10 min, estimated)
 #   QUICK=1 scripts/bench/scale.sh           smaller sizes (a smoke run, not for the docs)
 #   BENCH_JSON=FILE scripts/bench/scale.sh   also write the results as JSON (for plot.py)
 #

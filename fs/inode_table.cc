@@ -1,6 +1,9 @@
 #include "fs/inode_table.h"
 
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 
@@ -186,6 +189,7 @@ void InodeTable::Unbind(const struct stat& st, Inode* parent, const std::string&
 void InodeTable::Forget(Inode* inode, uint64_t n) {
   if (inode == &root_) return;
   std::vector<std::pair<Inode*, std::string>> unpin;
+  bool trim = false;
   {
     std::lock_guard lock(table_mu_);
     uint64_t before = inode->nlookup.fetch_sub(n);
@@ -196,7 +200,16 @@ void InodeTable::Forget(Inode* inode, uint64_t n) {
     retired_.erase(inode);
     unpin.swap(inode->names);
     delete inode;
+    if (++deleted_since_trim_ >= kTrimAfter) {
+      deleted_since_trim_ = 0;
+      trim = true;
+    }
   }
+#ifdef __GLIBC__
+  if (trim) ::malloc_trim(0);
+#else
+  (void)trim;
+#endif
   // A child pinned its directories; they may now go too.
   for (auto& [parent, name] : unpin) Forget(parent, 1);
 }

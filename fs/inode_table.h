@@ -131,8 +131,15 @@ class InodeTable {
   // Records that `name` in `parent` no longer names the object `st` (after
   // an unlink, or a rename over it).
   void Unbind(const struct stat& st, Inode* parent, const std::string& name);
-  // Drops `n` lookups; deletes the inode when none remain.
+  // Drops `n` lookups; deletes the inode when none remain. After every
+  // kTrimAfter deleted inodes it hands the process's free heap memory back
+  // to the kernel (malloc_trim), outside table_mu_: glibc keeps what a
+  // thread frees in that thread's arena, libfuse's workers come and go, and
+  // the inodes of a forgotten tree stayed as free chunks that later lookups
+  // (in other arenas) did not reuse. Measured in docs/BENCHMARKS.md
+  // ("Scaling").
   void Forget(Inode* inode, uint64_t n);
+  static constexpr uint64_t kTrimAfter = 8192;
 
  private:
   Inode* AddOrFind(Inode* parent, const std::string& name, const struct stat& st, int dir_fd,
@@ -142,11 +149,13 @@ class InodeTable {
   Inode* KnownNonDirectory(const struct stat& st);
   Inode root_;
   const bool shared_storage_;
-  std::mutex table_mu_;  // guards inodes_ and retired_
+  std::mutex table_mu_;  // guards inodes_, retired_ and deleted_since_trim_
   std::map<std::pair<dev_t, ino_t>, Inode*> inodes_;
   // Inodes whose number a new object of another type took: out of inodes_,
   // deleted when the kernel forgets them or with the table.
   std::set<Inode*> retired_;
+  // Inodes deleted since the last malloc_trim; guarded by table_mu_.
+  uint64_t deleted_since_trim_ = 0;
 };
 
 }  // namespace envelope::fs

@@ -13,7 +13,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libboost-dev
   # tests and benchmarks
   python3 python3-boto3 python3-cryptography awscli curl openssl
-  fio fsmark gocryptfs bindfs attr xxd util-linux iproute2
+  fio fsmark gocryptfs attr xxd util-linux iproute2
   # fuzzing (scripts/fuzz.sh): clang and its libFuzzer runtime
   clang libclang-rt-14-dev
 )

@@ -1,222 +1,280 @@
 #!/usr/bin/env bash
-# Filesystem benchmarks, envelopefs against gocryptfs and bindfs (both from
-# Debian) and the plain backing filesystem, in one run on this machine.
+# Filesystem benchmarks: envelopefs against gocryptfs (Debian) and the FUSE
+# ceiling (libfuse's passthrough_hp: the same kernel path without crypto),
+# with the plain backing filesystem for reference, in one run on this machine.
 #
-#   scripts/bench/fs.sh            all workloads
-#   QUICK=1 scripts/bench/fs.sh    smaller sizes (a smoke run, not for the docs)
+#   scripts/bench/fs.sh                    all workloads (about 15 min, estimated)
+#   QUICK=1 scripts/bench/fs.sh            smaller sizes (a smoke run, not for the docs)
+#   BENCH_JSON=FILE scripts/bench/fs.sh    also write the results as JSON (for plot.py)
 #
-# Workloads: fio sequential write of 1 GiB (end_fsync, no fallocate: see
-# docs/BENCHMARKS.md) and cold read of it,
-# fio 4 KiB random read and random write, fs_mark 4 KiB files without and
-# with fsync, and untar, ls -lR and rm -rf of the Linux 6.1 source tree
-# (Debian's linux-source-6.1): each workload on every filesystem in turn,
-# sequential I/O and fs_mark three times (the median counts). Prints a Markdown table with ratios of
-# envelopefs to each peer (higher is better for envelopefs).
-set -euo pipefail
+# Other knobs: BUILD_DIR (envelopefs build, default build/), CEILING_SRC (a
+# libfuse example/ tree to build passthrough_hp from; default
+# ../shared/ceiling), TREE=full|subtree (default: the whole Linux tree only
+# if this process may raise the descriptor limit for the ceiling),
+# TREE_DIRS (the subtree's top-level directories, default "fs include").
+#
+# Workloads, each three rounds on every filesystem in turn, median kept:
+# fio sequential write of 1 GiB (end_fsync, no fallocate: see
+# docs/BENCHMARKS.md) and cold read of it, fio 4 KiB random read and random
+# write, dd write of 512 MiB + fsync and cold dd read of it, fs_mark 3,000
+# 4 KiB files without fsync and 1,000 with fsync each, and untar, ls -lR
+# (cold) and rm -rf of Linux 6.1 source (Debian's linux-source-6.1).
+# Prints every round's samples on stderr and a Markdown table on stdout:
+# medians, and envelopefs's ratio to gocryptfs and to the ceiling (> 1 means
+# envelopefs is faster).
+set -Eeuo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-bash "$repo/scripts/setup.sh" >/dev/null
 export DEBIAN_FRONTEND=noninteractive
 dpkg-query -W -f='${Status}' linux-source-6.1 2>/dev/null | grep -q "install ok installed" ||
   { apt-get update -qq && apt-get install -y -qq linux-source-6.1 >/dev/null; }
-BUILD_DIR="$repo/build" bash "$repo/scripts/build.sh" >/dev/null
-build="$repo/build"
+
+work=$(mktemp -d /var/tmp/envelopefs-bench.XXXXXX)
+# shellcheck source=scripts/bench/lib.sh
+source "$repo/scripts/bench/lib.sh"
+trap bench_cleanup EXIT
+workload="setup"
+trap 'echo "fs.sh: FAILED in workload \"$workload\" (line $LINENO): see above" >&2' ERR
+start=$(now)
+bench_build
 
 quick=${QUICK:-0}
-seq_size=$([[ $quick == 1 ]] && echo 128m || echo 1g)
-rand_size=$([[ $quick == 1 ]] && echo 64m || echo 256m)
-rand_time=$([[ $quick == 1 ]] && echo 5 || echo 20)
-files=$([[ $quick == 1 ]] && echo 1000 || echo 5000)
+if [[ $quick == 1 ]]; then
+  seq_size=128m; rand_size=64m; rand_time=3; dd_mib=128; files0=500; files1=200
+else
+  seq_size=1g; rand_size=256m; rand_time=10; dd_mib=512; files0=3000; files1=1000
+fi
 tarballs=(/usr/src/linux-source-6.1*.tar.xz)
 tarball=${tarballs[0]}
 
-work=$(mktemp -d /var/tmp/envelopefs-bench.XXXXXX)
-cleanup() {
-  for m in "$work"/*/mnt; do mountpoint -q "$m" && fusermount3 -u "$m" 2>/dev/null || true; done
-  pkill -f "envelope-keyd --data-dir $work" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
 # The source tree, uncompressed once so that untar measures the filesystem.
-# QUICK=1 takes one subdirectory of it instead.
+# passthrough_hp holds a descriptor for every inode the kernel knows, so the
+# whole tree (83,731 entries) fits only where the hard limit can be raised;
+# elsewhere a subtree is used (each round's tree is walked and removed on its
+# own, and dropping the caches makes the kernel forget the earlier rounds').
+# QUICK=1 takes one small directory.
+tree=${TREE:-auto}
+if [[ $tree == auto ]]; then
+  tree=subtree
+  [[ $CEILING_NOFILE == unlimited || $CEILING_NOFILE -ge 200000 ]] && tree=full
+fi
 if [[ $quick == 1 ]]; then
-  mkdir "$work/quick" && xz -dc "$tarball" | tar -C "$work/quick" -xf - --wildcards '*/fs/ext4/*'
-  tar -C "$work/quick" -cf "$work/linux.tar" . && rm -rf "$work/quick"
+  patterns=('*/fs/ext4/*')
+elif [[ $tree == full ]]; then
+  patterns=()
+else
+  read -r -a dirs <<<"${TREE_DIRS:-fs include}"
+  patterns=()
+  for d in "${dirs[@]}"; do patterns+=("*/$d/*"); done
+fi
+if ((${#patterns[@]})); then
+  mkdir "$work/src" && xz -dc "$tarball" | tar -C "$work/src" -xf - --wildcards "${patterns[@]}"
+  tar -C "$work/src" -cf "$work/linux.tar" . && rm -rf "$work/src"
+  tree_label="Linux 6.1 $([[ $quick == 1 ]] && echo fs/ext4 || echo "${dirs[*]/%//}")"
 else
   xz -dc "$tarball" > "$work/linux.tar"
+  tree_label="Linux 6.1"
 fi
 entries=$(tar -tf "$work/linux.tar" | wc -l)
+# The ceiling needs a descriptor per entry of one round's tree, besides its own.
+if [[ $CEILING_NOFILE != unlimited ]] && ((entries + 1000 > CEILING_NOFILE)); then
+  die "the tree has $entries entries, the ceiling may hold only $CEILING_NOFILE descriptors: set TREE=subtree or TREE_DIRS"
+fi
 
-setup_envelopefs() {
-  mkdir -p "$work/envelopefs/mnt"
-  "$build/keyservice/envelope-keyd" --data-dir "$work/keyd" --socket "$work/kms.sock"
-  local key
-  key=$("$build/tools/envelopectl" --endpoint "unix:$work/kms.sock" key create)
-  "$build/fs/envelopefs" init "$work/envelopefs/cipher" --key "$key" --kms "unix:$work/kms.sock" >/dev/null
-  "$build/fs/envelopefs" mount "$work/envelopefs/cipher" "$work/envelopefs/mnt" -o "kms=unix:$work/kms.sock,key=$key"
-}
-setup_gocryptfs() {
-  mkdir -p "$work/gocryptfs/cipher" "$work/gocryptfs/mnt"
-  gocryptfs -init -q -extpass "echo bench-password" "$work/gocryptfs/cipher" >/dev/null
-  gocryptfs -q -extpass "echo bench-password" "$work/gocryptfs/cipher" "$work/gocryptfs/mnt"
-}
-setup_bindfs() {
-  mkdir -p "$work/bindfs/cipher" "$work/bindfs/mnt"
-  bindfs "$work/bindfs/cipher" "$work/bindfs/mnt"
-}
-setup_plain() { mkdir -p "$work/plain/mnt"; }
-
-remount() {  # cold caches: drop the page cache (and for FUSE, its caches too)
-  sync
-  echo 3 > /proc/sys/vm/drop_caches
-}
-
-secs() { /usr/bin/python3 -c 'import sys,time; print(f"{time.time():.3f}")'; }
-
-fio_bw() {  # prints MiB/s
-  fio --output-format=json "$@" | /usr/bin/python3 -c '
-import json, sys
-j = json.load(sys.stdin)["jobs"][0]
-bw = j["write"]["bw_bytes"] if j["write"]["bw_bytes"] else j["read"]["bw_bytes"]
-print(f"{bw / 2**20:.1f}")'
-}
-fio_iops() {
-  fio --output-format=json "$@" | /usr/bin/python3 -c '
-import json, sys
-j = json.load(sys.stdin)["jobs"][0]
-print("%.0f" % (j["write"]["iops"] + j["read"]["iops"]))'
-}
-
-declare -A R
-filesystems=(envelopefs gocryptfs bindfs plain)
-remount
+filesystems=(envelopefs gocryptfs ceiling plain)
+setup_keyd
 for fs in "${filesystems[@]}"; do "setup_$fs"; done
+# Let the writeback of linux.tar finish before the first measurement: it
+# once landed on whichever filesystem the rotation put first.
+cold
 
 # Workload by workload, each on every filesystem in turn, the one going
 # first rotating from step to step: the disk's speed drifts over a run (its
 # sync latency varies by a factor of two within minutes here), and
 # measuring one filesystem's whole series before the next one's put that
 # drift on whichever filesystem ran at a bad moment. Before every
-# measurement the script syncs and drops the page cache (remount), so no
-# workload flushes what the previous one left dirty.
+# measurement the script syncs and drops the page cache (cold), so no
+# workload flushes what the previous one left dirty. Every workload runs
+# three rounds in turn and the median counts: a slow moment of the disk
+# then weighs on one sample.
 step=0
 next_turn() {  # sets turn: the filesystems, starting at a different one each step
   local k=$((step % ${#filesystems[@]}))
   step=$((step + 1))
   turn=("${filesystems[@]:k}" "${filesystems[@]:0:k}")
 }
-mnt() { echo "$work/$1/mnt"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 
-# Short measurements (a few seconds each) are taken three times, in turn,
-# and the median kept: a slow moment of the disk then weighs on one sample.
-declare -A SAMPLES
-keep_median() {  # KEY LABEL: R[fs,KEY] = median of SAMPLES[fs,KEY]
+# Results: for each workload (in order) its label, unit, direction, and
+# every filesystem's samples.
+declare -a KEYS=()
+declare -A LABEL UNIT HIGHER SAMPLES
+
+fio_json() {  # FIO-ARGS...: runs fio, prints MiB/s and IOPS of its one job
+  fio --output-format=json "$@" >"$work/fio.json"
+  /usr/bin/python3 - "$work/fio.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))["jobs"][0]
+rw = j["write"] if j["write"]["io_bytes"] else j["read"]
+if j["error"] or not rw["io_bytes"]:
+    sys.exit(f"fio: job error {j['error']}, {rw['io_bytes']} bytes")
+print(f"{rw['bw_bytes'] / 2**20:.1f} {rw['iops']:.0f}")
+PY
+}
+
+# The measurements: each takes the filesystem's mount point, runs on cold
+# caches (the caller drops them) and sets VAL. A failing command stops the
+# whole run (set -e, the ERR trap names the workload).
+m_seqwrite() {
+  read -r VAL _ < <(fio_json --name=seq --filename="$1/seq.dat" --rw=write --bs=1m \
+    --size="$seq_size" --ioengine=psync --fallocate=none --end_fsync=1)
+}
+m_seqread() {
+  read -r VAL _ < <(fio_json --name=seq --filename="$1/seq.dat" --rw=read --bs=1m \
+    --size="$seq_size" --ioengine=psync)
+}
+m_randread() {
+  read -r _ VAL < <(fio_json --name=rand --filename="$1/rand.dat" --rw=randread --bs=4k \
+    --size="$rand_size" --ioengine=psync --time_based --runtime="$rand_time")
+}
+m_randwrite() {
+  read -r _ VAL < <(fio_json --name=rand --filename="$1/rand.dat" --rw=randwrite --bs=4k \
+    --size="$rand_size" --ioengine=psync --time_based --runtime="$rand_time" --fallocate=none)
+}
+m_ddwrite() {
+  local t0; t0=$(now)
+  dd if=/dev/zero of="$1/dd.dat" bs=1M count="$dd_mib" conv=fsync status=none
+  VAL=$(elapsed "$t0" "$(now)")
+}
+m_ddread() {
+  local t0; t0=$(now)
+  dd if="$1/dd.dat" of=/dev/null bs=1M status=none
+  VAL=$(elapsed "$t0" "$(now)")
+}
+m_untar() {
+  mkdir "$1/tree.$round"
+  local t0; t0=$(now)
+  tar -C "$1/tree.$round" -xf "$work/linux.tar"
+  sync
+  VAL=$(elapsed "$t0" "$(now)")
+}
+m_lslr() {
+  local t0; t0=$(now)
+  ls -lR "$1/tree.$round" >/dev/null
+  VAL=$(elapsed "$t0" "$(now)")
+}
+m_fsmark() {  # SYNC FILES
+  local d="$1" n
+  mkdir "$d/fsmark$2.$round"
+  # fs_mark wants a directory path under 40 bytes: run it from inside.
+  if ! (cd "$d" && fs_mark -d "fsmark$2.$round" -s 4096 -n "$3" -S "$2" -L 1) \
+      >"$work/fsmark.log" 2>&1; then
+    cat "$work/fsmark.log" >&2
+    return 1
+  fi
+  n=$(awk '/^ *[0-9]+ +[0-9]+ +4096/ {print $4}' "$work/fsmark.log" | tail -1)
+  is_number "$n" || { cat "$work/fsmark.log" >&2; return 1; }
+  VAL=$n
+}
+m_fsmark0() { m_fsmark "$1" 0 "$files0"; }
+m_fsmark1() { m_fsmark "$1" 1 "$files1"; }
+m_rmrf() {
+  local t0; t0=$(now)
+  rm -rf "$1/tree.$round"
+  sync
+  VAL=$(elapsed "$t0" "$(now)")
+}
+
+# run KEY UNIT HIGHER LABEL [PREP]: three rounds of m_KEY, in turn; PREP FS
+# (untimed, before the caches are dropped) readies a filesystem for a round.
+run() {
+  local key=$1 prep=${5:-}
+  KEYS+=("$key"); UNIT[$key]=$2; HIGHER[$key]=$3; LABEL[$key]=$4
+  workload=$4
+  for round in 1 2 3; do
+    next_turn
+    for fs in "${turn[@]}"; do
+      [[ -n $prep ]] && "$prep" "$(mnt "$fs")"
+      cold
+      VAL=
+      "m_$key" "$(mnt "$fs")"
+      is_number "$VAL" || die "$workload on $fs: no result (got '$VAL')"
+      SAMPLES[$fs,$key]+="${SAMPLES[$fs,$key]:+ }$VAL"
+    done
+  done
   for fs in "${filesystems[@]}"; do
     # shellcheck disable=SC2086  # the list of samples
-    R[$fs,$1]=$(median ${SAMPLES[$fs,$1]})
-    echo "$2, $fs:${SAMPLES[$fs,$1]} (median ${R[$fs,$1]})" >&2
+    echo "$4, $fs: ${SAMPLES[$fs,$key]} (median $(median ${SAMPLES[$fs,$key]}))" >&2
   done
 }
-for round in 1 2 3; do
-  next_turn
-  for fs in "${turn[@]}"; do
-    rm -f "$(mnt "$fs")"/seq*
-    remount
-    SAMPLES[$fs,seqwrite]+=" $(fio_bw --name=seq --directory="$(mnt "$fs")" --rw=write \
-      --bs=1m --size="$seq_size" --ioengine=psync --fallocate=none --end_fsync=1)"
-  done
+rm_seq() { rm -f "$1/seq.dat"; }
+rm_dd() { rm -f "$1/dd.dat"; }
+
+run seqwrite MiB/s 1 "fio sequential write $seq_size, 1 MiB, end_fsync" rm_seq
+run seqread MiB/s 1 "fio cold sequential read $seq_size"
+for fs in "${filesystems[@]}"; do rm -f "$(mnt "$fs")/seq.dat"; done
+# The random workloads' file is written once, untimed, before their rounds.
+workload="fio random layout"
+for fs in "${filesystems[@]}"; do
+  fio --name=layout --filename="$(mnt "$fs")/rand.dat" --rw=write --bs=1m \
+    --size="$rand_size" --ioengine=psync --fallocate=none >/dev/null
 done
-keep_median seqwrite "fio sequential write, MiB/s"
-for round in 1 2 3; do
-  next_turn
-  for fs in "${turn[@]}"; do
-    remount
-    SAMPLES[$fs,seqread]+=" $(fio_bw --name=seq --directory="$(mnt "$fs")" --rw=read \
-      --bs=1m --size="$seq_size" --ioengine=psync)"
-  done
-done
-keep_median seqread "fio cold sequential read, MiB/s"
-for fs in "${filesystems[@]}"; do rm -f "$(mnt "$fs")"/seq*; done
-for rw in randread randwrite; do
-  next_turn
-  for fs in "${turn[@]}"; do
-    remount
-    R[$fs,$rw]=$(fio_iops --name="$rw" --directory="$(mnt "$fs")" --rw="$rw" --bs=4k \
-      --size="$rand_size" --ioengine=psync --time_based --runtime="$rand_time")
-  done
-done
-for fs in "${filesystems[@]}"; do rm -f "$(mnt "$fs")"/rand*; done
+run randread IOPS 1 "fio 4 KiB random read, ${rand_time} s"
+run randwrite IOPS 1 "fio 4 KiB random write, ${rand_time} s"
+for fs in "${filesystems[@]}"; do rm -f "$(mnt "$fs")/rand.dat"; done
+run ddwrite s 0 "dd write ${dd_mib} MiB + fsync" rm_dd
+run ddread s 0 "dd cold read ${dd_mib} MiB"
+for fs in "${filesystems[@]}"; do rm -f "$(mnt "$fs")/dd.dat"; done
 # No mass deletion before a workload that creates files: on ext4 without a
 # journal (this machine's disk) the inode allocator checks every recently
 # deleted inode of a block group (recently_deleted()) on each create for
 # about 30 s afterwards, which taxes whichever filesystem's directories land
-# in those groups. So the tree is untarred first, fs_mark's files stay
-# until after the timed rm -rf, and that rm -rf comes last.
-next_turn
-for fs in "${turn[@]}"; do
-  remount
-  t0=$(secs); tar -C "$(mnt "$fs")" -xf "$work/linux.tar"; sync; t1=$(secs)
-  R[$fs,untar]=$(/usr/bin/python3 -c "print(f'{$t1 - $t0:.1f}')")
-done
-next_turn
-for fs in "${turn[@]}"; do
-  remount
-  t0=$(secs); ls -lR "$(mnt "$fs")" >/dev/null; t1=$(secs)
-  R[$fs,lslr]=$(/usr/bin/python3 -c "print(f'{$t1 - $t0:.1f}')")
-done
-for sync in 0 1; do
-  for round in 1 2 3; do
-    next_turn
-    for fs in "${turn[@]}"; do
-      remount
-      d=$(mnt "$fs")
-      mkdir -p "$d/fsmark$sync.$round"
-      # fs_mark wants a directory path under 40 bytes: run it from inside.
-      if ! (cd "$d" && fs_mark -d "fsmark$sync.$round" -s 4096 -n "$files" -S "$sync" -L 1) \
-          >"$work/fsmark.log" 2>&1; then
-        echo "fs_mark failed on $fs:" >&2
-        cat "$work/fsmark.log" >&2
-        exit 1
-      fi
-      SAMPLES[$fs,fsmark$sync]+=" $(awk '/^ *[0-9]+ +[0-9]+ +4096/ {print $4}' "$work/fsmark.log" | tail -1)"
-    done
-  done
-  keep_median "fsmark$sync" "fs_mark -S $sync, files/s"
-done
-next_turn
-for fs in "${turn[@]}"; do
-  remount
-  d=$(mnt "$fs")
-  tree=$(find "$d" -mindepth 1 -maxdepth 1 ! -name 'fsmark*')
-  t0=$(secs); rm -rf $tree; sync; t1=$(secs)
-  R[$fs,rmrf]=$(/usr/bin/python3 -c "print(f'{$t1 - $t0:.1f}')")
-done
-for fs in "${filesystems[@]}"; do
-  d=$(mnt "$fs")
-  rm -rf "${d:?}"/fsmark*
-  [[ $fs != plain ]] && fusermount3 -u "$d"
-done
+# in those groups. So the trees are untarred first, fs_mark's files stay
+# until the end, and the timed rm -rf comes last.
+run untar s 0 "untar $tree_label, $entries entries"
+run lslr s 0 "ls -lR, cold, $entries entries"
+run fsmark0 files/s 1 "fs_mark $files0 × 4 KiB, no fsync"
+run fsmark1 files/s 1 "fs_mark $files1 × 4 KiB, fsync each"
+run rmrf s 0 "rm -rf, $entries entries"
+workload="teardown"
+for fs in "${filesystems[@]}"; do rm -rf "$(mnt "$fs")"/fsmark*; done
+minutes=$(awk -v s="$(elapsed "$start" "$(now)")" 'BEGIN {printf "%.1f", s / 60}')
+echo "fs.sh: whole run $minutes min" >&2
 
-/usr/bin/python3 - "$entries" <<PY
-import sys
-R = {}
-$(for k in "${!R[@]}"; do echo "R['$k'] = float('${R[$k]:-0}')"; done)
-rows = [("seqwrite", "fio sequential write $seq_size, 1 MiB, end_fsync, median of 3 (MiB/s)", True),
-        ("seqread", "fio cold sequential read $seq_size, median of 3 (MiB/s)", True),
-        ("randread", "fio 4 KiB random read (IOPS)", True),
-        ("randwrite", "fio 4 KiB random write (IOPS)", True),
-        ("fsmark0", "fs_mark 4 KiB files, no fsync, median of 3 (files/s)", True),
-        ("fsmark1", "fs_mark 4 KiB files, fsync, median of 3 (files/s)", True),
-        ("untar", f"untar Linux 6.1, {sys.argv[1]} entries (s)", False),
-        ("lslr", "ls -lR, cold (s)", False),
-        ("rmrf", "rm -rf (s)", False)]
-print("| workload | envelopefs | gocryptfs | bindfs | plain | vs gocryptfs | vs bindfs |")
-print("|---|---|---|---|---|---|---|")
-for key, label, higher in rows:
-    e, g, b, p = (R.get(f"{fs},{key}", 0) for fs in ("envelopefs", "gocryptfs", "bindfs", "plain"))
-    def ratio(peer):
-        if not e or not peer: return "n/a"
-        return f"{(e / peer if higher else peer / e):.2f}"
-    print(f"| {label} | {e:g} | {g:g} | {b:g} | {p:g} | {ratio(g)} | {ratio(b)} |")
+# The table (stdout) and BENCH_JSON, from every sample: one line per
+# workload and filesystem.
+commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+for key in "${KEYS[@]}"; do
+  for fs in "${filesystems[@]}"; do
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "${LABEL[$key]}" "${UNIT[$key]}" \
+      "${HIGHER[$key]}" "$fs" "${SAMPLES[$fs,$key]}"
+  done
+done >"$work/samples.tsv"
+/usr/bin/python3 - "$work/samples.tsv" "${BENCH_JSON:-}" "$commit" "${filesystems[*]}" <<'PY'
+import json, statistics, sys, time
+samples_tsv, bench_json, commit, fss = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split()
+rows = {}
+for line in open(samples_tsv):
+    key, label, unit, higher, fs, samples = line.rstrip("\n").split("\t")
+    r = rows.setdefault(key, {"workload": label, "unit": unit,
+                              "higher_is_better": higher == "1",
+                              "samples": {}, "median": {}})
+    s = [float(x) for x in samples.split()]
+    r["samples"][fs] = s
+    r["median"][fs] = statistics.median_low(s)
+
+def ratio(r, peer):  # > 1: envelopefs is faster
+    e, p = r["median"]["envelopefs"], r["median"][peer]
+    if not e or not p:
+        return "n/a"
+    return f"{(e / p if r['higher_is_better'] else p / e):.2f}"
+
+print("| workload | " + " | ".join(fss) + " | vs gocryptfs | vs ceiling |")
+print("|---" * (len(fss) + 3) + "|")
+for r in rows.values():
+    cells = " | ".join(f"{r['median'][fs]:g}" for fs in fss)
+    print(f"| {r['workload']} ({r['unit']}) | {cells} | {ratio(r, 'gocryptfs')} | {ratio(r, 'ceiling')} |")
+if bench_json:
+    with open(bench_json, "w") as f:
+        json.dump({"bench": "fs", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                   "commit": commit, "series": [], "table": list(rows.values())},
+                  f, indent=1, ensure_ascii=False)
 PY

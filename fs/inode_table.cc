@@ -195,8 +195,11 @@ void InodeTable::Forget(Inode* inode, uint64_t n) {
     if (it != inodes_.end() && it->second == inode) inodes_.erase(it);
     retired_.erase(inode);
     unpin.swap(inode->names);
-    delete inode;
   }
+  // Out of the table, so no other thread reaches it: its descriptors are
+  // closed without holding up every lookup (close can wait on the backing
+  // filesystem).
+  delete inode;
   // A child pinned its directories; they may now go too.
   for (auto& [parent, name] : unpin) Forget(parent, 1);
 }

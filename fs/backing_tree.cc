@@ -326,8 +326,18 @@ Status RemoveXattr(int dirfd, const std::string& name, dev_t dev, ino_t ino,
 
 StatusOr<UniqueFd> CreateRegular(int dirfd, const std::string& name, mode_t mode, bool exclusive) {
   ENVELOPE_RETURN_IF_ERROR(CheckName(name));
-  UniqueFd fd(::openat(dirfd, name.c_str(), O_RDWR | O_CREAT | kFileFlags | (exclusive ? O_EXCL : 0),
-                       mode));
+  if (exclusive) {
+    // O_CREAT | O_EXCL succeeds only by making a new regular file (any
+    // existing name, a symlink or FIFO included, is EEXIST): nothing to
+    // check, and no FIFO to block on, so neither O_NONBLOCK nor the fstat
+    // and two fcntl calls of RequireRegular (a create is the hot path of
+    // untar and fs_mark).
+    UniqueFd fd(::openat(dirfd, name.c_str(),
+                         O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, mode));
+    if (!fd.valid()) return OpenError("create backing file");
+    return fd;
+  }
+  UniqueFd fd(::openat(dirfd, name.c_str(), O_RDWR | O_CREAT | kFileFlags, mode));
   if (!fd.valid()) return OpenError("create backing file");
   struct stat st;
   ENVELOPE_RETURN_IF_ERROR(RequireRegular(fd.get(), "backing file", &st));

@@ -17,7 +17,9 @@
 //   the caller expects (checked by dev and inode number).
 // * Files are opened with O_NONBLOCK and checked to be regular before they
 //   are used, so a planted FIFO or device answers with an error, never a
-//   hang. Small side files are read only up to a bound.
+//   hang; a file created with O_CREAT | O_EXCL is a new regular file by
+//   construction and needs neither. Small side files are read only up to a
+//   bound.
 // * Files we create are created exclusively (O_EXCL); a side file that may
 //   replace an older one is written at a random temporary name and renamed
 //   into place, so no predictable name is ever opened for writing.
@@ -105,7 +107,8 @@ Status RemoveXattr(int dirfd, const std::string& name, dev_t dev, ino_t ino,
 // ---- creating and removing names ------------------------------------------
 
 // Creates the regular file `name` (O_CREAT | O_NOFOLLOW, plus O_EXCL if
-// `exclusive`) and opens it O_RDWR; an existing name must be a regular file.
+// `exclusive`) and opens it O_RDWR; an existing name must be a regular file
+// (checked without `exclusive`; with it, any existing name is EEXIST).
 StatusOr<UniqueFd> CreateRegular(int dirfd, const std::string& name, mode_t mode, bool exclusive);
 Status MakeNode(int dirfd, const std::string& name, mode_t mode, dev_t rdev);
 Status MakeSymlink(const std::string& target, int dirfd, const std::string& name);

@@ -107,8 +107,11 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     return FailNewName(req, fs, dir, *en, ToErrno(opened.status()));
   }
   const int fd = opened->release();
+  // A file this call made is empty; only an existing one is asked.
   struct stat st;
-  if (!backing::Stat(fd, "", &st).ok()) st.st_size = 1;  // never treated as new
+  st.st_size = 0;
+  if (!created && !backing::Stat(fd, "", &st).ok()) st.st_size = 1;  // never treated as new
+  const bool truncate = !created && (fi->flags & O_TRUNC) && st.st_size != 0;
   shared::BackingStamp seen;
   StatusOr<std::unique_ptr<format::ContentFile>> content = Status::Internal("unset");
   if (fs->shared()) {
@@ -130,11 +133,23 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   }
   if (created) fs->GiveToOwner(owner, dir, en->backing_name, fd, S_IFREG);
   fuse_entry_param e;
-  Status s = fs->LookupBacking(dir, en->backing_name, &e);
-  if (s.ok() && (e.attr.st_dev != st.st_dev || e.attr.st_ino != st.st_ino)) {
-    // The name was swapped since the create: this descriptor is not its.
-    fs->inodes().Forget(fs->inodes().Get(e.ino), 1);
-    s = Status::IoError("the backing name was replaced", ESTALE);
+  Status s;
+  if (created) {
+    // The descriptor is the object this call made under that name: its
+    // stat (header written, owner given) is the entry, with no lookup of
+    // the name. A name swapped since is the same as one swapped after any
+    // lookup: every later call by name checks the object's identity
+    // (ESTALE), and the content goes through this descriptor.
+    struct stat now;
+    s = backing::Stat(fd, "", &now);
+    if (s.ok()) fs->AddNonDirectory(dir, en->backing_name, now, &e);
+  } else {
+    s = fs->LookupBacking(dir, en->backing_name, &e);
+    if (s.ok() && (e.attr.st_dev != st.st_dev || e.attr.st_ino != st.st_ino)) {
+      // The name was swapped since the open: this descriptor is not its.
+      fs->inodes().Forget(fs->inodes().Get(e.ino), 1);
+      s = Status::IoError("the backing name was replaced", ESTALE);
+    }
   }
   if (!s.ok()) {
     content->reset();
@@ -142,7 +157,6 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     return ReplyError(req, s);
   }
   Inode* inode = fs->inodes().Get(e.ino);
-  const bool truncate = (fi->flags & O_TRUNC) && st.st_size != 0;
   {
     std::lock_guard lock(inode->mu);
     if (!inode->content) {
@@ -158,7 +172,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     ++inode->open_count;
   }
   if (!s.ok()) return ReplyError(req, s);
-  // LookupBacking already filled e.attr; only a truncation changed it since.
+  // e.attr is the stat made above; only a truncation changed it since.
   if (truncate) {
     s = fs->Stat(inode, &e.attr);
     if (!s.ok()) return ReplyError(req, s);

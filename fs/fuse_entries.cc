@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -42,7 +43,10 @@ StatusOr<DirId> EnvelopeFs::DirIdOf(Inode* dir) {
 
 StatusOr<format::EncodedName> EnvelopeFs::Encode(Inode* dir, const char* name) {
   ENVELOPE_ASSIGN_OR_RETURN(DirId id, DirIdOf(dir));
-  return volume_->names().EncodeName(name, id);
+  if (std::optional<format::EncodedName> hit = names_.Find(id, name)) return std::move(*hit);
+  ENVELOPE_ASSIGN_OR_RETURN(format::EncodedName en, volume_->names().EncodeName(name, id));
+  names_.Insert(id, name, en);
+  return en;
 }
 
 Status EnvelopeFs::LookupBacking(Inode* parent, const std::string& name, fuse_entry_param* e) {
@@ -65,6 +69,16 @@ Status EnvelopeFs::LookupBacking(Inode* parent, const std::string& name, fuse_en
     }
     inode = inodes_.Add(parent, name, st, dir_fd.release());
   }
+  FillEntry(inode, st, e);
+  return Status::Ok();
+}
+
+void EnvelopeFs::AddNonDirectory(Inode* parent, const std::string& name, const struct stat& st,
+                                 fuse_entry_param* e) {
+  FillEntry(inodes_.Add(parent, name, st, -1), st, e);
+}
+
+void EnvelopeFs::FillEntry(Inode* inode, const struct stat& st, fuse_entry_param* e) {
   std::memset(e, 0, sizeof(*e));
   e->ino = inode == inodes_.root() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(inode);
   e->attr_timeout = timeout_;
@@ -72,20 +86,19 @@ Status EnvelopeFs::LookupBacking(Inode* parent, const std::string& name, fuse_en
   // The stat just made is the object's: no second system call.
   e->attr = st;
   ShowStat(inode, &e->attr);
-  return Status::Ok();
 }
 
 NewOwner EnvelopeFs::OwnerForNew(fuse_req_t req, Inode* dir) {
   NewOwner o;
   if (!running_as_root_) return o;
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  if (ctx->uid == ::geteuid() && ctx->gid == ::getegid()) return o;
+  if (ctx->uid == euid_ && ctx->gid == egid_) return o;
   struct stat parent;
   const bool setgid = backing::Stat(dir->fd, "", &parent).ok() && (parent.st_mode & S_ISGID);
   // The backing object already has the setgid directory's group (the
   // backing filesystem gave it), and a new object is already ours.
-  if (ctx->uid != ::geteuid()) o.uid = ctx->uid;
-  if (!setgid && ctx->gid != ::getegid()) o.gid = ctx->gid;
+  if (ctx->uid != euid_) o.uid = ctx->uid;
+  if (!setgid && ctx->gid != egid_) o.gid = ctx->gid;
   return o;
 }
 
@@ -96,7 +109,7 @@ void EnvelopeFs::GiveToOwner(const NewOwner& owner, Inode* dir, const std::strin
   if (fd < 0) {
     struct stat st;
     if (!backing::Stat(dir->fd, name, &st).ok() || (st.st_mode & S_IFMT) != type ||
-        st.st_uid != ::geteuid() || st.st_nlink != 1) {
+        st.st_uid != euid_ || st.st_nlink != 1) {
       spdlog::warn("new backing object {} was replaced before its chown", name);
       return;
     }

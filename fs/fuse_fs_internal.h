@@ -44,6 +44,7 @@
 #include "core/base/status.h"
 #include "core/format/name_codec.h"
 #include "fs/inode_table.h"
+#include "fs/name_cache.h"
 #include "fs/shared_storage.h"
 #include "fs/volume.h"
 
@@ -101,11 +102,17 @@ class EnvelopeFs {
   // directory once, then cached in the inode.
   StatusOr<format::DirId> DirIdOf(Inode* dir);
 
-  // The backing name of `name` in `dir`, writing nothing.
+  // The backing name of `name` in `dir`, writing nothing: from the name
+  // cache (a LOOKUP's encoding serves the CREATE, UNLINK or RENAME that
+  // follows it), else encrypted and cached.
   StatusOr<format::EncodedName> Encode(Inode* dir, const char* name);
 
   // Looks up an entry by backing name and fills `e`.
   Status LookupBacking(Inode* parent, const std::string& name, fuse_entry_param* e);
+  // Adds the non-directory `name` in `parent` whose stat `st` the caller
+  // has (of the descriptor of the file it just created) and fills `e`.
+  void AddNonDirectory(Inode* parent, const std::string& name, const struct stat& st,
+                       fuse_entry_param* e);
 
   // The owner a new object in `dir` gets when we are root (a non-root
   // daemon can only create objects it owns): the caller, and the group of
@@ -163,11 +170,19 @@ class EnvelopeFs {
   // REQUIRES: inode->mu held.
   void MaybeCloseContent(Inode* inode);
 
-  bool running_as_root_ = ::geteuid() == 0;
+  // The daemon's ids never change: asked once, not twice per create.
+  const uid_t euid_ = ::geteuid();
+  const gid_t egid_ = ::getegid();
+  const bool running_as_root_ = euid_ == 0;
 
  private:
+  // Fills `e` for `inode`, whose backing stat is `st`.
+  void FillEntry(Inode* inode, const struct stat& st, fuse_entry_param* e);
+
   Volume* const volume_;
   InodeTable inodes_;
+  // Encoded names by (directory id, name): 512 slots, each under 1 KiB.
+  NameCache names_{512};
   const double timeout_;
   const bool shared_;
   std::atomic<bool> link_refusal_logged_{false};

@@ -199,12 +199,15 @@ void InodeTable::Forget(Inode* inode, uint64_t n) {
     if (it != inodes_.end() && it->second == inode) inodes_.erase(it);
     retired_.erase(inode);
     unpin.swap(inode->names);
-    delete inode;
     if (++deleted_since_trim_ >= kTrimAfter) {
       deleted_since_trim_ = 0;
       trim = true;
     }
   }
+  // Out of the table, so no other thread reaches it: its descriptors are
+  // closed without holding up every lookup (close can wait on the backing
+  // filesystem).
+  delete inode;
 #ifdef __GLIBC__
   if (trim) ::malloc_trim(0);
 #else

@@ -478,11 +478,15 @@ StatusOr<std::unique_ptr<format::ContentFile>> Volume::CreateContent(int fd) {
   ENVELOPE_ASSIGN_OR_RETURN(format::Commitment c, format::ComputeCommitment(dk->plaintext, id));
   ENVELOPE_ASSIGN_OR_RETURN(format::FileHeader header,
                             format::NewFileHeader(layout_, id, c, dk->ciphertext_blob));
-  ENVELOPE_ASSIGN_OR_RETURN(format::ChunkCipher cipher, format::ChunkCipher::New(dk->plaintext, header));
+  // The commitment was derived just above: not again.
+  ENVELOPE_ASSIGN_OR_RETURN(format::ChunkCipher cipher,
+                            format::ChunkCipher::New(dk->plaintext, header, c));
   ENVELOPE_RETURN_IF_ERROR(format::WriteNewFile(fd, header, &cipher));
   dek_cache_.Insert(std::string(dk->ciphertext_blob.begin(), dk->ciphertext_blob.end()),
                     std::make_shared<const crypto::SecretBytes>(std::move(dk->plaintext)));
-  return std::make_unique<format::ContentFile>(fd, layout_, std::move(cipher));
+  auto content = std::make_unique<format::ContentFile>(fd, layout_, std::move(cipher));
+  content->TrustNewEmptyFile();
+  return content;
 }
 
 StatusOr<std::unique_ptr<format::ContentFile>> Volume::OpenContent(int fd) {

@@ -4,11 +4,12 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/kdf.h>
 #include <openssl/params.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 
 namespace envelope::crypto {
@@ -111,6 +112,35 @@ Sha256Digest HmacSha256(ByteView key, ByteView data) {
   return out;
 }
 
+namespace {
+
+// HMAC-SHA256 under `key` of the concatenation of `parts`, into `out`
+// (kSha256SizeInBytes): the keyed state stays in OpenSSL's context, which
+// is wiped when freed, and the output goes straight to the caller's
+// (secure) buffer. An input part may alias `out`: all are read before the
+// result is written.
+bool HmacSha256Into(ByteView key, std::initializer_list<ByteView> parts, uint8_t* out) {
+  static const unsigned char kEmpty = 0;
+  EVP_MAC_CTX* ctx = EVP_MAC_CTX_dup(HmacSha256Template());
+  bool ok = ctx != nullptr &&
+            EVP_MAC_init(ctx, key.empty() ? &kEmpty : key.data(), key.size(), nullptr) == 1;
+  for (ByteView part : parts) {
+    ok = ok && (part.empty() || EVP_MAC_update(ctx, part.data(), part.size()) == 1);
+  }
+  size_t len = 0;
+  ok = ok && EVP_MAC_final(ctx, out, &len, kSha256SizeInBytes) == 1 && len == kSha256SizeInBytes;
+  EVP_MAC_CTX_free(ctx);
+  return ok;
+}
+
+}  // namespace
+
+// RFC 5869 on the HMAC template above. OpenSSL 3.0's own HKDF (EVP_KDF)
+// fetches the digest and the MAC again on every derivation (EVP_Q_mac),
+// which made it the largest item of a file create's CPU time (four
+// derivations per create, docs/BENCHMARKS.md); two HMAC contexts
+// duplicated from the template derive the same bytes (the RFC's test
+// vectors, tests/unit/hash_test.cc).
 StatusOr<SecretBytes> HkdfSha256(ByteView ikm, ByteView salt,
                                  std::string_view info, size_t length) {
   if (length == 0 || length > 255 * kSha256SizeInBytes) {
@@ -118,38 +148,26 @@ StatusOr<SecretBytes> HkdfSha256(ByteView ikm, ByteView salt,
   }
   auto out = SecretBytes::Zeroed(length);
   if (!out.ok()) return out;
-
-  // Fetched once for the process (a fetch takes a lock and a lookup, and
-  // every file create derives keys here). Never freed: it lives as long as
-  // libcrypto. (A context duplicated per call would also save the digest
-  // lookup, but OpenSSL 3.0's HKDF cannot be duplicated.)
-  static EVP_KDF* const kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
-  if (kdf == nullptr) return Status::Internal("OpenSSL has no HKDF");
-  EVP_KDF_CTX* ctx = EVP_KDF_CTX_new(kdf);
-  if (ctx == nullptr) return Status::Internal("EVP_KDF_CTX_new failed");
-
-  std::string digest = "SHA256";
-  // OpenSSL's params take non-const pointers but do not write through them.
-  auto* ikm_p = const_cast<uint8_t*>(ikm.data());
-  auto* salt_p = const_cast<uint8_t*>(salt.data());
-  auto* info_p = const_cast<char*>(info.data());
-  // An empty salt or info is left out: OpenSSL rejects zero-length octet
-  // parameters, and RFC 5869 defines a missing salt as HashLen zero bytes,
-  // which is what OpenSSL then uses.
-  OSSL_PARAM params[5];
-  size_t n = 0;
-  params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest.data(), 0);
-  params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, ikm_p, ikm.size());
-  if (!salt.empty()) {
-    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, salt_p, salt.size());
+  // PRK, then the block T(i) being made: one secure allocation for both.
+  ENVELOPE_ASSIGN_OR_RETURN(SecretBytes scratch, SecretBytes::Zeroed(2 * kSha256SizeInBytes));
+  uint8_t* prk = scratch.data();
+  uint8_t* block = scratch.data() + kSha256SizeInBytes;
+  // Extract. A missing salt is HashLen zero bytes (RFC 5869 §2.2), which
+  // as an HMAC key is the same as an empty one.
+  if (!HmacSha256Into(salt, {ikm}, prk)) return Status::Internal("HKDF extract failed");
+  // Expand: T(i) = HMAC(PRK, T(i-1) || info || i), T(0) empty.
+  const ByteView info_bytes(reinterpret_cast<const uint8_t*>(info.data()), info.size());
+  size_t done = 0;
+  for (uint8_t i = 1; done < length; ++i) {
+    const ByteView previous(block, i == 1 ? 0 : kSha256SizeInBytes);
+    if (!HmacSha256Into(ByteView(prk, kSha256SizeInBytes), {previous, info_bytes, ByteView(&i, 1)},
+                        block)) {
+      return Status::Internal("HKDF expand failed");
+    }
+    const size_t n = std::min(kSha256SizeInBytes, length - done);
+    std::memcpy(out->data() + done, block, n);
+    done += n;
   }
-  if (!info.empty()) {
-    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info_p, info.size());
-  }
-  params[n] = OSSL_PARAM_construct_end();
-  int rc = EVP_KDF_derive(ctx, out->data(), length, params);
-  EVP_KDF_CTX_free(ctx);
-  if (rc != 1) return Status::Internal("HKDF derivation failed");
   return out;
 }
 

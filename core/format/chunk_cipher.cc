@@ -46,6 +46,17 @@ StatusOr<ChunkCipher> ChunkCipher::New(const crypto::SecretBytes& dek,
     return Status::Corruption(
         "key commitment mismatch: the DEK does not belong to this header");
   }
+  return New(dek, header, want);
+}
+
+StatusOr<ChunkCipher> ChunkCipher::New(const crypto::SecretBytes& dek,
+                                       const FileHeader& header,
+                                       const Commitment& derived) {
+  ENVELOPE_RETURN_IF_ERROR(CheckDekSize(dek));
+  if (!crypto::ConstantTimeEquals(derived, header.commitment)) {
+    return Status::InvalidArgument("BUG: the commitment given is not the header's");
+  }
+  const Commitment& want = derived;
   Commitment sparse_commitment = want;
   if (!header.sparse()) {
     ENVELOPE_ASSIGN_OR_RETURN(

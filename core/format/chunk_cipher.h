@@ -34,6 +34,13 @@ class ChunkCipher {
   // to another file or the header was altered.
   static StatusOr<ChunkCipher> New(const crypto::SecretBytes& dek,
                                    const FileHeader& header);
+  // The same for a header its caller has just made with the commitment
+  // `derived`, computed from `dek` by ComputeCommitment (a new file): that
+  // derivation is not made a second time. InvalidArgument if `derived` is
+  // not the header's commitment.
+  static StatusOr<ChunkCipher> New(const crypto::SecretBytes& dek,
+                                   const FileHeader& header,
+                                   const Commitment& derived);
 
   const FileId& file_id() const { return file_id_; }
 

@@ -40,11 +40,6 @@ constexpr std::array<std::string_view, 5> kCredentialSourcesBeforeFiles = {
 // config file.
 constexpr std::string_view kCredentialProcessKey = "credential_process";
 
-const char* GetNonEmptyEnv(const char* name) {
-  const char* v = std::getenv(name);
-  return (v != nullptr && v[0] != '\0') ? v : nullptr;
-}
-
 constexpr char kBlanks[] = " \t\r\f\v";
 
 std::string_view Trim(std::string_view s) {
@@ -224,6 +219,11 @@ Status Unsupported(const Profile& profile, const AwsFile& file, std::string_view
 }
 
 }  // namespace
+
+const char* GetNonEmptyEnv(const char* name) {
+  const char* v = std::getenv(name);
+  return (v != nullptr && v[0] != '\0') ? v : nullptr;
+}
 
 bool IsValidAwsRegion(std::string_view region) {
   constexpr size_t kMaxRegionInChars = 63;

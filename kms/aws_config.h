@@ -53,6 +53,10 @@
 
 namespace envelope::kms {
 
+// getenv, with an empty value counted as unset (as the AWS CLI and SDKs
+// count it). Shared by the credential, region and endpoint lookups.
+const char* GetNonEmptyEnv(const char* name);
+
 // The largest AWS config or credentials file read; a real one is a few KiB.
 inline constexpr size_t kMaxAwsConfigFileInBytes = size_t{1} << 20;
 

@@ -66,12 +66,6 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
          s.substr(s.size() - suffix.size()) == suffix;
 }
 
-// getenv, with an empty value counted as unset.
-const char* GetNonEmptyEnv(const char* name) {
-  const char* v = std::getenv(name);
-  return (v != nullptr && v[0] != '\0') ? v : nullptr;
-}
-
 // A decimal number of 1..max_digits digits without a leading zero (so that
 // "0177" cannot mean octal to one reader and decimal to another).
 std::optional<uint32_t> ParseDecimal(std::string_view s, size_t max_digits) {

@@ -5,11 +5,11 @@
 #include <string>
 #include <utility>
 
+#include "core/base/ascii.h"
+
 namespace envelope::secrets {
 
 namespace {
-
-bool IsBlank(char c) { return c == ' ' || c == '\t'; }
 
 // The end of a line's content: a '\n' or the end of the text, with a
 // preceding '\r' left out.
@@ -90,8 +90,8 @@ StatusOr<ValueScan> ScanValue(std::string_view t, size_t pos,
   size_t i = pos;
   size_t kept_end = pos;
   while (!AtLineEnd(t, i)) {
-    if (t[i] == '#' && i > 0 && IsBlank(t[i - 1])) break;
-    if (!IsBlank(t[i])) kept_end = i + 1;
+    if (t[i] == '#' && i > 0 && ascii::IsBlank(t[i - 1])) break;
+    if (!ascii::IsBlank(t[i])) kept_end = i + 1;
     ++i;
   }
   for (size_t j = pos; j < kept_end; ++j) put(t[j]);
@@ -139,7 +139,7 @@ StatusOr<std::vector<NamedValue>> ParseDotenv(ByteView bytes,
     return Status::InvalidArgument(Where(source, line) + ": " + std::move(why));
   };
   auto skip_blanks = [&t, &pos] {
-    while (pos < t.size() && IsBlank(t[pos])) ++pos;
+    while (pos < t.size() && ascii::IsBlank(t[pos])) ++pos;
   };
   auto next_line = [&t, &pos, &line] {
     while (pos < t.size() && t[pos] != '\n') ++pos;
@@ -153,12 +153,12 @@ StatusOr<std::vector<NamedValue>> ParseDotenv(ByteView bytes,
       continue;
     }
     if (t.substr(pos, 6) == "export" && pos + 6 < t.size() &&
-        IsBlank(t[pos + 6])) {
+        ascii::IsBlank(t[pos + 6])) {
       pos += 6;
       skip_blanks();
     }
     const size_t name_start = pos;
-    while (pos < t.size() && t[pos] != '=' && !IsBlank(t[pos]) &&
+    while (pos < t.size() && t[pos] != '=' && !ascii::IsBlank(t[pos]) &&
            !AtLineEnd(t, pos)) {
       ++pos;
     }

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <utility>
 
+#include "core/base/ascii.h"
 #include "core/base/base64.h"
 
 namespace envelope::secrets {
@@ -12,9 +13,6 @@ namespace {
 bool IsAsciiAlpha(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
-bool IsAsciiDigit(char c) { return c >= '0' && c <= '9'; }
-
-bool IsBlank(char c) { return c == ' ' || c == '\t'; }
 
 std::string_view StripCarriageReturn(std::string_view s) {
   // A file that went through a Windows checkout (git autocrlf) still
@@ -28,9 +26,9 @@ std::vector<std::string_view> SplitBlanks(std::string_view s) {
   std::vector<std::string_view> out;
   size_t i = 0;
   while (i < s.size()) {
-    while (i < s.size() && IsBlank(s[i])) ++i;
+    while (i < s.size() && ascii::IsBlank(s[i])) ++i;
     size_t start = i;
-    while (i < s.size() && !IsBlank(s[i])) ++i;
+    while (i < s.size() && !ascii::IsBlank(s[i])) ++i;
     if (i > start) out.push_back(s.substr(start, i - start));
   }
   return out;
@@ -57,7 +55,7 @@ StatusOr<Header> ParseHeader(std::string_view raw, std::string_view source) {
   };
   if (line.substr(0, kHeaderMagic.size()) != kHeaderMagic ||
       (line.size() > kHeaderMagic.size() &&
-       !IsBlank(line[kHeaderMagic.size()]))) {
+       !ascii::IsBlank(line[kHeaderMagic.size()]))) {
     return bad("not an envelope secrets file (the first line must be '" +
                std::string(kHeaderMagic) + " " + std::string(kFormatVersion) +
                " app=APP key=KEY')");
@@ -115,7 +113,7 @@ Line DamagedLine(std::string_view raw, std::string name, std::string reason) {
 Line ParseLine(std::string_view raw) {
   const std::string_view s = StripCarriageReturn(raw);
   size_t first = 0;
-  while (first < s.size() && IsBlank(s[first])) ++first;
+  while (first < s.size() && ascii::IsBlank(s[first])) ++first;
   if (first == s.size() || s[first] == '#') {
     Line l;
     l.text = std::string(raw);
@@ -163,16 +161,16 @@ bool IsValidName(std::string_view name) {
   if (name.empty() || name.size() > kMaxNameLength) return false;
   if (!IsAsciiAlpha(name[0]) && name[0] != '_') return false;
   for (char c : name) {
-    if (!IsAsciiAlpha(c) && !IsAsciiDigit(c) && c != '_') return false;
+    if (!IsAsciiAlpha(c) && !ascii::IsDigit(c) && c != '_') return false;
   }
   return true;
 }
 
 bool IsValidAppName(std::string_view app) {
   if (app.empty() || app.size() > kMaxAppNameLength) return false;
-  if (!IsAsciiAlpha(app[0]) && !IsAsciiDigit(app[0])) return false;
+  if (!IsAsciiAlpha(app[0]) && !ascii::IsDigit(app[0])) return false;
   for (char c : app) {
-    if (!IsAsciiAlpha(c) && !IsAsciiDigit(c) && c != '.' && c != '_' &&
+    if (!IsAsciiAlpha(c) && !ascii::IsDigit(c) && c != '.' && c != '_' &&
         c != '-') {
       return false;
     }

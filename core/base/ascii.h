@@ -12,6 +12,9 @@ namespace envelope::ascii {
 
 constexpr bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
+// A space or a tab: the blanks of dotenv and secrets-file lines.
+constexpr bool IsBlank(char c) { return c == ' ' || c == '\t'; }
+
 constexpr char ToLower(char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
 }

@@ -295,7 +295,9 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
   // offset down, and each batch puts its bytes past the old end first: all
   // growth is written before any old byte is overwritten. If growth fails,
   // nothing old was touched, and cutting the file back below restores it.
-  // Overwriting bytes that already have space does not fail with ENOSPC.
+  // Overwriting bytes that already have space does not fail with ENOSPC;
+  // bytes written in place into a hole of a sparse file get their space
+  // reserved first (ReserveHoles), so they do not either.
   //
   // Not fallocate: reserving only the growth allocates those blocks now and
   // the rest of the file at writeback, in two places. Half of all small files
@@ -345,7 +347,12 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
             cipher_.Seal(i, i == new_final, ByteView(plain_buf_.data(), plain), out));
       }
       const uint64_t split = std::clamp(old_backing, from, to);
-      Status s = PwriteFull(fd_, ByteView(write_buf_.data() + (split - from), to - split), split);
+      // In-place bytes that land in a hole of a sparse file need space too:
+      // reserved before anything of this batch is written.
+      Status s = ReserveHoles(from, split);
+      if (s.ok()) {
+        s = PwriteFull(fd_, ByteView(write_buf_.data() + (split - from), to - split), split);
+      }
       if (s.ok() && split > from) {
         touched_old = true;
         s = PwriteFull(fd_, ByteView(write_buf_.data(), split - from), from);

@@ -131,6 +131,13 @@ class ContentFile {
   StatusOr<uint64_t> FallocateEnd(uint64_t offset, uint64_t length) const;
   // Makes the header version 2, if it is not yet (before the first hole).
   Status EnsureSparse();
+  // Before bytes are written in place over backing range [from, to) (all of
+  // it inside the backing file): in a sparse file, reserves every backing
+  // hole in it (fallocate KEEP_SIZE), so that the write cannot fail half-way
+  // for lack of space and leave a hole chunk torn, neither zeros nor a
+  // sealed chunk. ENOSPC here changes nothing. Without fallocate support in
+  // the backing filesystem it reserves nothing.
+  Status ReserveHoles(uint64_t from, uint64_t to);
   // Zeros plaintext [lo, hi) of a file of `size` bytes, hi <= size: whole
   // interior chunks by `backing_mode` (a fallocate mode on their backing
   // range: a punched or zeroed range reads as zeros, i.e. as holes), the

@@ -55,6 +55,17 @@ StatusOr<uint64_t> ContentFile::NextBackingChunk(uint64_t index, int whence) con
   return std::max(index, layout_.ChunkIndexAt(std::max(from, static_cast<uint64_t>(at))));
 }
 
+Status ContentFile::ReserveHoles(uint64_t from, uint64_t to) {
+  if (!sparse_ || from >= to) return Status::Ok();  // a version-1 file has no holes
+  const off_t hole = ::lseek(fd_, static_cast<off_t>(from), SEEK_HOLE);
+  if (hole < 0) return Status::FromErrno("lseek SEEK_HOLE in the backing file");
+  if (static_cast<uint64_t>(hole) >= to) return Status::Ok();  // all allocated
+  Status s = Fallocate(fd_, FALLOC_FL_KEEP_SIZE, static_cast<uint64_t>(hole),
+                       to - static_cast<uint64_t>(hole));
+  if (!s.ok() && s.sys_errno() == EOPNOTSUPP) return Status::Ok();
+  return s;
+}
+
 Status ContentFile::Allocate(uint64_t offset, uint64_t length, bool keep_size) {
   ENVELOPE_ASSIGN_OR_RETURN(uint64_t end, FallocateEnd(offset, length));
   ENVELOPE_ASSIGN_OR_RETURN(uint64_t size,

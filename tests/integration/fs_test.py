@@ -1,5 +1,6 @@
 """Integration tests of the envelopefs mount: real key service, real LMDB,
 real FUSE mount, ordinary system calls."""
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -712,16 +713,27 @@ class MountFormsTest(unittest.TestCase):
             open(self.m.path("g"), "w")
         self.assertEqual(cm.exception.errno, errno.EROFS)
 
-    def test_enospc_reaches_the_caller_and_leaves_no_torn_chunk(self):
-        # A 4 MiB tmpfs as the backing filesystem.
-        run("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", self.m.cipherdir + ".small")
+    @contextlib.contextmanager
+    def small_backing(self):
+        """The volume moved onto a 4 MiB tmpfs and mounted there."""
         small = self.m.cipherdir + ".small"
+        run("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", small)
         try:
             for name in os.listdir(self.m.cipherdir):
                 shutil.move(os.path.join(self.m.cipherdir, name), os.path.join(small, name))
             os.rmdir(self.m.cipherdir)
             os.symlink(small, self.m.cipherdir)
             self.m.mount()
+            yield
+            self.m.unmount()
+        finally:
+            self.m.unmount()
+            subprocess.run(["umount", small], capture_output=True)
+            if os.path.islink(self.m.cipherdir):
+                os.unlink(self.m.cipherdir)
+
+    def test_enospc_reaches_the_caller_and_leaves_no_torn_chunk(self):
+        with self.small_backing():
             written = 0
             # Short appends: every write starts inside the partial final chunk
             # that holds data of the writes before, and grows it.
@@ -740,12 +752,37 @@ class MountFormsTest(unittest.TestCase):
             self.assertGreater(written, 0)
             self.assertGreaterEqual(len(data), written)  # nothing acknowledged is lost
             self.assertEqual(data, (chunk * (len(data) // len(chunk) + 1))[:len(data)])
-            self.m.unmount()
-        finally:
-            self.m.unmount()
-            subprocess.run(["umount", small], capture_output=True)
-            if os.path.islink(self.m.cipherdir):
-                os.unlink(self.m.cipherdir)
+
+    def test_enospc_inside_holes_leaves_every_chunk_readable(self):
+        # Writes into the holes of a sparse file need new space in place;
+        # one that fails half-way used to leave a torn chunk (EIO on read).
+        # Out of order, as the kernel's writeback sends them, until the
+        # 4 MiB backing filesystem is full and past it.
+        mib = 1 << 20
+        rng = random.Random(14)
+        offsets = [20 * mib, 3 * mib, 2 * mib, mib, 5 * mib, 4 * mib, 6 * mib, 21 * mib,
+                   7 * mib + 100] + [rng.randrange(24 * mib) for _ in range(40)]
+        with self.small_backing():
+            ref = bytearray(b"a" * mib)
+            fd = os.open(self.m.path("sparse"), os.O_RDWR | os.O_CREAT, 0o644)
+            failures = 0
+            try:
+                os.pwrite(fd, bytes(ref), 0)
+                for off in offsets:
+                    data = rng.randbytes(rng.choice([mib, 5000, 100000]))
+                    try:
+                        n = os.pwrite(fd, data, off)
+                    except OSError as e:
+                        self.assertEqual(e.errno, errno.ENOSPC)
+                        failures += 1
+                        continue
+                    ref.extend(bytes(max(0, off + n - len(ref))))
+                    ref[off:off + n] = data[:n]
+            finally:
+                os.close(fd)
+            self.assertGreater(failures, 0)  # the disk did fill up
+            with open(self.m.path("sparse"), "rb") as f:
+                self.assertEqual(f.read(), bytes(ref))
 
 
 class FsxTest(MountTestCase):

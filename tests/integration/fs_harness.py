@@ -36,6 +36,12 @@ class Mount:
         # volume config (docs/FORMAT.md §8.1).
         if not any(o.startswith("kms=") for o in opts):
             opts = ("kms=" + self.endpoint,) + tuple(opts)
+        # ENVELOPE_TEST_MOUNT_OPTIONS=writeback_cache runs a suite with the
+        # kernel's writeback cache (never beside sharedstorage, which
+        # refuses it).
+        extra = [o for o in os.environ.get("ENVELOPE_TEST_MOUNT_OPTIONS", "").split(",") if o]
+        if not any("sharedstorage" in o for o in opts):
+            opts = tuple(opts) + tuple(o for o in extra if o not in opts)
         for o in opts:
             args += ["-o", o]
         run(*args)

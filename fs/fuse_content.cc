@@ -74,6 +74,11 @@ Status EnvelopeFs::EnsureContent(Inode* inode) {
 Status EnvelopeFs::Truncate(Inode* inode, uint64_t size) {
   return OnContent(inode, shared::LockKind::kExclusive, [&] {
     ENVELOPE_RETURN_IF_ERROR(inode->content->Truncate(size));
+    // With the writeback cache the kernel stamps the times itself and
+    // sends them in this SETATTR when the size changes (after the size, so
+    // they win), or later for O_TRUNC; a truncate(2) to the same size then
+    // changes no time, as POSIX allows, and neither may we.
+    if (writeback()) return Status::Ok();
     const struct timespec now[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
     if (::futimens(inode->content_fd, now) != 0) return Status::FromErrno("futimens");
     return Status::Ok();

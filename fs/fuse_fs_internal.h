@@ -168,7 +168,8 @@ class EnvelopeFs {
 
   // truncate(2), ftruncate(2), O_TRUNC: POSIX marks mtime and ctime for
   // update even when the size does not change (truncating an empty file),
-  // and the backing file may not have changed at all.
+  // and the backing file may not have changed at all. With the writeback
+  // cache the kernel owns those times and sends them: they are left alone.
   // REQUIRES: inode->mu held, inode->content set.
   Status Truncate(Inode* inode, uint64_t size);
 

@@ -15,6 +15,12 @@ def run(*cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120, **kw)
 
 
+# Whether the suites run with -o writeback_cache (ENVELOPE_TEST_MOUNT_OPTIONS,
+# below): then write errors come at fsync or close, and the kernel owns a
+# file's times.
+WRITEBACK = "writeback_cache" in os.environ.get("ENVELOPE_TEST_MOUNT_OPTIONS", "").split(",")
+
+
 class Mount:
     def __init__(self, dek_in="header", extra_init=()):
         self.keyd = Keyd().start()

@@ -114,6 +114,21 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   EnvelopeFs* fs = Fs(req);
   Inode* inode = Node(req, ino);
   const Where w = fs->Locate(inode);
+  constexpr int kTimes = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+                         FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
+  if (!w.known() && (to_set & ~kTimes) == 0) {
+    // The times of a file whose last name is gone and that nobody holds
+    // open: the kernel's writeback cache sends them when it evicts the
+    // inode after the unlink. There is nothing left to stamp, and an error
+    // would surface in the next syncfs(2) of the whole mount.
+    struct stat st = {};
+    st.st_ino = inode->ino;
+    st.st_mode = inode->type;
+    st.st_atim = attr->st_atim;
+    st.st_mtim = attr->st_mtim;
+    st.st_ctim = attr->st_ctim;
+    return (void)fuse_reply_attr(req, &st, 0.0);
+  }
   if (!w.known()) return (void)fuse_reply_err(req, ENOENT);
   // Everything below acts on this descriptor: the object the kernel means,
   // never what its backing name may lead to by now (a symlink swapped in
@@ -163,7 +178,13 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
     } else if (to_set & FUSE_SET_ATTR_MTIME) {
       tv[1] = attr->st_mtim;
     }
-    Status s = backing::SetTimes(obj->get(), tv);
+    Status s;
+    {
+      // Never between a WRITE's write and its restoring the mtime (with
+      // the writeback cache, OpWrite).
+      std::lock_guard lock(inode->mu);
+      s = backing::SetTimes(obj->get(), tv);
+    }
     if (!s.ok()) return ReplyError(req, s);
   }
   OpGetattr(req, ino, nullptr);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -73,6 +74,11 @@ Status EnvelopeFs::EnsureContent(Inode* inode) {
 Status EnvelopeFs::Truncate(Inode* inode, uint64_t size) {
   return OnContent(inode, shared::LockKind::kExclusive, [&] {
     ENVELOPE_RETURN_IF_ERROR(inode->content->Truncate(size));
+    // With the writeback cache the kernel stamps the times itself and
+    // sends them in this SETATTR when the size changes (after the size, so
+    // they win), or later for O_TRUNC; a truncate(2) to the same size then
+    // changes no time, as POSIX allows, and neither may we.
+    if (writeback()) return Status::Ok();
     const struct timespec now[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
     if (::futimens(inode->content_fd, now) != 0) return Status::FromErrno("futimens");
     return Status::Ok();
@@ -254,10 +260,21 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   {
     std::lock_guard lock(inode->mu);
     if (inode->content) {
+      // With the writeback cache the kernel owns the mtime: it stamps it at
+      // write(2) time and sends it in a SETATTR that may reach us before
+      // the WRITE it covers (both are asynchronous). So a WRITE leaves the
+      // backing mtime as it was, and only SETATTR moves it (under
+      // inode->mu too, so the two never interleave).
+      struct stat before;
+      const bool keep_mtime = Fs(req)->writeback() && ::fstat(inode->content_fd, &before) == 0;
       s = Fs(req)->OnContent(inode, shared::LockKind::kExclusive, [&] {
         return inode->content->Write(static_cast<uint64_t>(off),
                                      ByteView(reinterpret_cast<const uint8_t*>(data), size));
       });
+      if (s.ok() && keep_mtime) {
+        const struct timespec times[2] = {{0, UTIME_OMIT}, before.st_mtim};
+        if (::futimens(inode->content_fd, times) != 0) s = Status::FromErrno("futimens");
+      }
     }
   }
   if (!s.ok()) {
@@ -320,9 +337,9 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
 
 // lseek(2) SEEK_DATA and SEEK_HOLE (the kernel answers the other whence
 // values itself), at chunk granularity.
-void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
-  if (whence != SEEK_DATA && whence != SEEK_HOLE) return (void)fuse_reply_err(req, EINVAL);
-  if (off < 0) return (void)fuse_reply_err(req, ENXIO);
+namespace {
+
+void AnswerLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence) {
   Inode* inode = Node(req, ino);
   StatusOr<uint64_t> at = Status::Internal("BUG: lseek without content");
   {
@@ -338,6 +355,32 @@ void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_in
   }
   if (!at.ok()) return ReplyError(req, at.status());
   fuse_reply_lseek(req, static_cast<off_t>(*at));
+}
+
+}  // namespace
+
+void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return (void)fuse_reply_err(req, EINVAL);
+  if (off < 0) return (void)fuse_reply_err(req, ENXIO);
+  EnvelopeFs* fs = Fs(req);
+  if (!fs->writeback()) return AnswerLseek(req, ino, off, whence);
+  // With the writeback cache, data written but not yet sent to us lives
+  // only in the kernel's dirty pages, and the kernel does not write them
+  // back before an LSEEK: the answer would skip that data (cp --sparse
+  // would lose it). Invalidating the pages from `off` on makes the kernel
+  // write the dirty ones back first (and wait for them), so the backing
+  // file holds everything when we look. That wait needs other worker
+  // threads to serve the WRITEs, so it runs on the waiter thread, never on
+  // a worker. It costs the file's cached pages from `off` on, once per
+  // SEEK_DATA/SEEK_HOLE.
+  fs->waiter().Post([fs, req, ino, off, whence] {
+    const int rc = fuse_lowlevel_notify_inval_inode(fs->session(), ino, off, 0);
+    if (rc != 0 && rc != -ENOENT) {
+      spdlog::error("lseek: cannot write back the kernel's cached pages: {}", std::strerror(-rc));
+      return (void)fuse_reply_err(req, EIO);
+    }
+    AnswerLseek(req, ino, off, whence);
+  });
 }
 
 }  // namespace envelope::fs::frontend

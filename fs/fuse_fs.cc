@@ -27,6 +27,7 @@ namespace envelope::fs {
 namespace frontend {
 
 void OpInit(void* userdata, fuse_conn_info* conn) {
+  auto* fs = static_cast<EnvelopeFs*>(userdata);
   // Local POSIX and flock locks (the kernel handles them for one mount).
   conn->want &= ~FUSE_CAP_POSIX_LOCKS;
   conn->want &= ~FUSE_CAP_FLOCK_LOCKS;
@@ -34,9 +35,20 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
   // The kernel applies the caller's umask before it calls us.
   conn->want &= ~FUSE_CAP_DONT_MASK;
-  // Never a writeback cache (it is never asked for; with shared storage it
-  // would also keep written data from the other mounts for a while).
-  if (static_cast<EnvelopeFs*>(userdata)->shared()) conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // The writeback cache only when asked for (-o writeback_cache, never
+  // with shared storage: MountAndServe) and the kernel has it; from here
+  // on fs->writeback() says whether it is on.
+  if (fs->writeback() && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
+    conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  } else {
+    if (fs->writeback()) spdlog::warn("writeback_cache: the kernel does not offer it");
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+    fs->set_writeback(false);
+  }
+  // max_write stays libfuse 3.14's default, 1 MiB (its session buffer is
+  // 256 pages, and the kernel's max_pages_limit is 256): one WRITE carries
+  // up to 256 chunks. max_readahead stays the kernel's (128 KiB, the
+  // bdi's read_ahead_kb): the INIT reply can only lower it.
 }
 
 namespace {
@@ -118,6 +130,7 @@ Status MountAndServe(Volume* volume, const MountOptions& options) {
   frontend::EnvelopeFs fs(volume, root_fd,
                           options.shared_storage ? 0.0 : options.attr_timeout_seconds,
                           options.shared_storage);
+  fs.set_writeback(options.writeback_cache && !options.shared_storage);
 
   std::vector<std::string> arg_strings = {"envelopefs"};
   // Who checks permissions. Without allow_other only the mounting user
@@ -154,6 +167,7 @@ Status MountAndServe(Volume* volume, const MountOptions& options) {
   fuse_lowlevel_ops ops = frontend::MakeOps();
   fuse_session* se = fuse_session_new(&args, &ops, sizeof(ops), &fs);
   if (se == nullptr) return Status::InvalidArgument("fuse_session_new failed (bad -o option?)");
+  fs.set_session(se);
   if (fuse_set_signal_handlers(se) != 0) {
     fuse_session_destroy(se);
     return Status::Internal("fuse_set_signal_handlers failed");
@@ -169,6 +183,7 @@ Status MountAndServe(Volume* volume, const MountOptions& options) {
   fuse_loop_cfg_set_idle_threads(config, 4);
   int rc = fuse_session_loop_mt(se, config);
   fuse_loop_cfg_destroy(config);
+  fs.waiter().Stop();
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);

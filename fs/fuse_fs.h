@@ -29,6 +29,11 @@ struct MountOptions {
   // attr_timeout_seconds says), no kernel data cache, per-request backing
   // file locks, hard links refused.
   bool shared_storage = false;
+  // -o writeback_cache: the kernel keeps written data in its page cache and
+  // sends it in large WRITEs later (close, fsync, memory pressure); it owns
+  // a cached file's size, mtime and ctime. Write errors such as ENOSPC then
+  // reach the writer at fsync(2) or close(2). Never with shared_storage.
+  bool writeback_cache = false;
 };
 
 // Mounts `volume` and serves requests until unmounted. In the background

@@ -42,6 +42,7 @@
 #include <string>
 
 #include "core/base/status.h"
+#include "fs/serial_worker.h"
 #include "core/format/name_codec.h"
 #include "fs/inode_table.h"
 #include "fs/name_cache.h"
@@ -74,6 +75,17 @@ class EnvelopeFs {
   InodeTable& inodes() { return inodes_; }
   double timeout() const { return timeout_; }
   bool shared() const { return shared_; }
+  // Whether the kernel's writeback cache is on (set once by OpInit, before
+  // any other request): then the kernel owns a file's size, mtime and
+  // ctime while it caches the inode, and sends them in SETATTR.
+  bool writeback() const { return writeback_.load(std::memory_order_relaxed); }
+  void set_writeback(bool on) { writeback_.store(on, std::memory_order_relaxed); }
+  // The session, for notifications to the kernel (set before the loop).
+  fuse_session* session() const { return session_; }
+  void set_session(fuse_session* se) { session_ = se; }
+  // Where requests that wait on the kernel are answered (OpLseek); stopped
+  // after the session loop, before the session goes.
+  SerialWorker& waiter() { return waiter_; }
 
   // Runs `op` on inode->content: as it is, or with shared storage under the
   // backing file's lock, the content state re-validated first (`op` may
@@ -163,7 +175,8 @@ class EnvelopeFs {
 
   // truncate(2), ftruncate(2), O_TRUNC: POSIX marks mtime and ctime for
   // update even when the size does not change (truncating an empty file),
-  // and the backing file may not have changed at all.
+  // and the backing file may not have changed at all. With the writeback
+  // cache the kernel owns those times and sends them: they are left alone.
   // REQUIRES: inode->mu held, inode->content set.
   Status Truncate(Inode* inode, uint64_t size);
 
@@ -186,6 +199,9 @@ class EnvelopeFs {
   const double timeout_;
   const bool shared_;
   std::atomic<bool> link_refusal_logged_{false};
+  std::atomic<bool> writeback_{false};
+  fuse_session* session_ = nullptr;
+  SerialWorker waiter_;
 };
 
 // The filesystem and the inode of a request.

@@ -16,6 +16,8 @@
 // else (allow_other, ro, ...) goes to the kernel and libfuse.
 // sharedstorage: other mounts (other hosts) change the same cipherdir at the same
 // time; no kernel caches, per-request file locks, no hard links (docs/SHARED_STORAGE.md).
+// writeback_cache: the kernel's writeback cache (docs/ARCHITECTURE.md, "Caches");
+// refused with sharedstorage.
 //
 // Trust (docs/FORMAT.md §8.1): the key service is --kms / kms=, else
 // $ENVELOPE_KMS_ENDPOINT, else the default socket, never the endpoint the
@@ -355,12 +357,19 @@ int Mount(const std::string& cipherdir, efs::MountOptions options, efs::OpenOpti
         log_file = opt.substr(4);
       } else if (opt == "sharedstorage") {
         options.shared_storage = true;
+      } else if (opt == "writeback_cache") {
+        options.writeback_cache = true;
       } else {
         passthrough.push_back(opt);
       }
     }
   }
   options.fuse_options = passthrough;
+  if (options.writeback_cache && options.shared_storage) {
+    std::fprintf(stderr, "envelopefs: writeback_cache and sharedstorage exclude each other: "
+                         "with shared storage the kernel caches no file data\n");
+    return 2;
+  }
   options.mountpoint = Absolute(options.mountpoint);
   if (std::find(passthrough.begin(), passthrough.end(), "remount") != passthrough.end()) {
     return Remount(options.mountpoint, passthrough);

@@ -9,6 +9,7 @@
 #   FSTESTS_LIST=smoke scripts/conformance/xfstests.sh    the subset scripts/test.sh runs
 #   FSTESTS_DIR=~/src/xfstests-dev scripts/...       any fstests tree instead of the pinned one
 #   FSTESTS_FS="envelopefs" scripts/...              one filesystem only
+#   FSTESTS_ENVELOPEFS_OPTIONS=writeback_cache ...   more -o options for envelopefs
 #
 # Exit status: 1 if a test failed on envelopefs (gocryptfs is the bar, not a
 # gate), 0 otherwise; 2 for a setup problem.
@@ -161,7 +162,7 @@ if [[ ! -e \$src/envelopefs.conf ]]; then
   \"$build_dir/fs/envelopefs\" init \"\$src\" --key \"$key\" --kms \"$endpoint\" >/dev/null
   chmod 755 \"\$src\"  # the mount's root, 0755 like a fresh mkfs (init makes it 0700)
 fi
-opts=\"fsname=\$dev,kms=$endpoint,key=$key\"
+opts=\"fsname=\$dev,kms=$endpoint,key=$key${FSTESTS_ENVELOPEFS_OPTIONS:+,$FSTESTS_ENVELOPEFS_OPTIONS}\"
 for o in \"\${rest[@]}\"; do opts+=\",\$o\"; done
 exec \"$build_dir/fs/envelopefs\" \"\$src\" \"\$mnt\" -o \"\$opts\""
 write_helper gocryptfs "$parse_opts

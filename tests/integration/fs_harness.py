@@ -15,6 +15,12 @@ def run(*cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120, **kw)
 
 
+# Whether the suites run with -o writeback_cache (ENVELOPE_TEST_MOUNT_OPTIONS,
+# below): then write errors come at fsync or close, and the kernel owns a
+# file's times.
+WRITEBACK = "writeback_cache" in os.environ.get("ENVELOPE_TEST_MOUNT_OPTIONS", "").split(",")
+
+
 class Mount:
     def __init__(self, dek_in="header", extra_init=()):
         self.keyd = Keyd().start()
@@ -36,6 +42,12 @@ class Mount:
         # volume config (docs/FORMAT.md §8.1).
         if not any(o.startswith("kms=") for o in opts):
             opts = ("kms=" + self.endpoint,) + tuple(opts)
+        # ENVELOPE_TEST_MOUNT_OPTIONS=writeback_cache runs a suite with the
+        # kernel's writeback cache (never beside sharedstorage, which
+        # refuses it).
+        extra = [o for o in os.environ.get("ENVELOPE_TEST_MOUNT_OPTIONS", "").split(",") if o]
+        if not any("sharedstorage" in o for o in opts):
+            opts = tuple(opts) + tuple(o for o in extra if o not in opts)
         for o in opts:
             args += ["-o", o]
         run(*args)

@@ -18,7 +18,7 @@ import threading
 import time
 import unittest
 
-from fs_harness import Mount, run
+from fs_harness import WRITEBACK, Mount, run
 from harness import UnixHTTPConnection
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -313,7 +313,10 @@ class PosixTest(MountTestCase):
         time.sleep(0.05)
         os.close(os.open(self.m.path("empty"), os.O_WRONLY | os.O_TRUNC))
         os.truncate(self.m.path("five"), 5)
-        for n in ("empty", "five"):
+        # With the writeback cache the kernel owns the times, and it leaves
+        # them for a truncate(2) to the same size (POSIX: "if the file size
+        # is changed"); open(O_TRUNC) marks them always.
+        for n in ("empty",) if WRITEBACK else ("empty", "five"):
             st = os.stat(self.m.path(n))
             self.assertGreater(st.st_mtime_ns, old[n].st_mtime_ns, n)
             self.assertGreater(st.st_ctime_ns, old[n].st_ctime_ns, n)
@@ -743,14 +746,21 @@ class MountFormsTest(unittest.TestCase):
                 with self.assertRaises(OSError) as cm:
                     for _ in range(10000):
                         written += os.write(fd, chunk[written % len(chunk):])
+                    if WRITEBACK:  # the error comes when the pages go out
+                        os.fsync(fd)
             finally:
-                os.close(fd)
+                try:
+                    os.close(fd)
+                except OSError as e:  # with the writeback cache close may report it again
+                    if not WRITEBACK or e.errno != errno.ENOSPC:
+                        raise
             self.assertEqual(cm.exception.errno, errno.ENOSPC)
             # Whatever the file holds now reads back as what was written.
             with open(self.m.path("fill"), "rb") as f:
                 data = f.read()
             self.assertGreater(written, 0)
-            self.assertGreaterEqual(len(data), written)  # nothing acknowledged is lost
+            if not WRITEBACK:  # with it, write(2) acknowledges only the page cache
+                self.assertGreaterEqual(len(data), written)  # nothing acknowledged is lost
             self.assertEqual(data, (chunk * (len(data) // len(chunk) + 1))[:len(data)])
 
     def test_enospc_inside_holes_leaves_every_chunk_readable(self):

@@ -67,6 +67,9 @@ class AuditLog {
   // are added here. Fails (and the caller must fail the request) if the
   // line cannot be written in full; a partial write is cut off again.
   Status Append(nlohmann::ordered_json record);
+  // Appends `records`, in order, as consecutive lines of the chain, in one
+  // write: all of them or (a partial write is cut off again) none.
+  Status AppendAll(std::vector<nlohmann::ordered_json> records);
 
   // The last line written (with the file size after it).
   AuditHead head() const;

@@ -115,6 +115,7 @@ KmsService::Outcome KmsService::Dispatch(Call& c) {
   } else {
     if (c.op == "RetireKeyVersions") return RetireKeyVersions(c);
     if (c.op == "GenerateDataKeys") return GenerateDataKeys(c);
+    if (c.op == "ReEncryptBatch") return ReEncryptBatch(c);
     if (c.op == "VerifyAudit") return VerifyAudit(c);
     if (c.op == "TailAudit") return TailAudit(c);
   }
@@ -223,6 +224,10 @@ json KmsService::KeyMetadata(const KeyRecord& r) const {
 
 Status KmsService::AppendAudit(Call& c, const Error* error) {
   c.audited = true;
+  return audit_->Append(AuditRecord(c, error));
+}
+
+nlohmann::ordered_json KmsService::AuditRecord(const Call& c, const Error* error) const {
   nlohmann::ordered_json rec;
   nlohmann::ordered_json who;
   if (c.who.kind == Principal::Kind::kUnix) {
@@ -263,7 +268,7 @@ Status KmsService::AppendAudit(Call& c, const Error* error) {
   } else {
     rec["result"] = "ok";
   }
-  return audit_->Append(std::move(rec));
+  return rec;
 }
 
 std::optional<KmsService::Error> KmsService::CommitWithAudit(Call& c,

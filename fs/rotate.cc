@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
@@ -439,7 +440,15 @@ void Walk::Worker() {
 Status Walk::Run(int threads, RotateSummary* summary) {
   summary_ = summary;
   const size_t batches = (files_.size() + kFilesPerBatch - 1) / kFilesPerBatch;
-  const size_t count = std::min<size_t>(batches, static_cast<size_t>(std::max(threads, 1)));
+  // A worker holds up to two batches' descriptors: no more workers than the
+  // descriptor limit allows (with room for everything else).
+  struct rlimit files_limit {};
+  size_t most = static_cast<size_t>(std::max(threads, 1));
+  if (::getrlimit(RLIMIT_NOFILE, &files_limit) == 0 && files_limit.rlim_cur != RLIM_INFINITY) {
+    const size_t fds = static_cast<size_t>(files_limit.rlim_cur);
+    most = std::min(most, std::max<size_t>(1, fds > 64 ? (fds - 64) / (2 * kFilesPerBatch) : 1));
+  }
+  const size_t count = std::min(batches, most);
   std::vector<std::thread> pool;
   for (size_t t = 1; t < count; ++t) pool.emplace_back([this] { Worker(); });
   if (count > 0) Worker();

@@ -194,6 +194,10 @@ Status AuditLog::AppendAll(std::vector<nlohmann::ordered_json> records) {
     std::string f = DumpJson(record);  // "{...}"
     fields.push_back(f.size() > 2 ? f.substr(1, f.size() - 2) + "," : std::string());
   }
+  return AppendFields(std::move(fields));
+}
+
+Status AuditLog::AppendFields(std::vector<std::string> fields) {
   std::lock_guard lock(mu_);
   std::string text;
   AuditHead head = head_;

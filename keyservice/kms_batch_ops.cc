@@ -12,6 +12,7 @@
 // in its result; a malformed request fails whole, before any item is
 // opened.
 #include "core/base/base64.h"
+#include "keyservice/json_output.h"
 #include "keyservice/kms_call.h"
 
 namespace envelope::keyservice {
@@ -83,7 +84,11 @@ KmsService::Outcome KmsService::ReEncryptBatch(Call& c) {
   const SealingKey& dest = std::get<SealingKey>(sealing);
 
   json results = json::array();
-  std::vector<nlohmann::ordered_json> records;
+  // Every item's record starts with the same caller and operation:
+  // serialised once.
+  std::string caller = DumpJson(AuditCaller(c));
+  caller = caller.substr(1, caller.size() - 2) + ",";
+  std::vector<std::string> records;
   records.reserve(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
     const BatchItem& item = items[i];
@@ -117,11 +122,12 @@ KmsService::Outcome KmsService::ReEncryptBatch(Call& c) {
     if (error) results.push_back({{"ErrorType", error->type}, {"ErrorMessage", error->message}});
     one.extra["batch_item"] = i;
     one.extra["batch_size"] = items.size();
-    records.push_back(AuditRecord(one, error ? &*error : nullptr));
+    const std::string facts = DumpJson(AuditFacts(one, error ? &*error : nullptr));
+    records.push_back(caller + facts.substr(1, facts.size() - 2) + ",");
   }
   // Every item's record, or none (fail closed: no result leaves without
   // its record).
-  Status s = audit_->AppendAll(std::move(records));
+  Status s = audit_->AppendFields(std::move(records));
   if (!s.ok()) {
     return Error{"KMSInternalException", "the audit records could not be written", 500};
   }

@@ -228,6 +228,13 @@ Status KmsService::AppendAudit(Call& c, const Error* error) {
 }
 
 nlohmann::ordered_json KmsService::AuditRecord(const Call& c, const Error* error) const {
+  nlohmann::ordered_json rec = AuditCaller(c);
+  nlohmann::ordered_json facts = AuditFacts(c, error);
+  for (auto& [k, v] : facts.items()) rec[k] = std::move(v);
+  return rec;
+}
+
+nlohmann::ordered_json KmsService::AuditCaller(const Call& c) const {
   nlohmann::ordered_json rec;
   nlohmann::ordered_json who;
   if (c.who.kind == Principal::Kind::kUnix) {
@@ -257,6 +264,11 @@ nlohmann::ordered_json KmsService::AuditRecord(const Call& c, const Error* error
     rec["tls_client_subject"] = origin.tls_client_subject;
   }
   rec["operation"] = (c.extension ? "EnvelopeKeyService." : "") + c.op;
+  return rec;
+}
+
+nlohmann::ordered_json KmsService::AuditFacts(const Call& c, const Error* error) const {
+  nlohmann::ordered_json rec = nlohmann::ordered_json::object();
   if (!c.key_id.empty()) rec["key_id"] = c.key_id;
   if (c.key_version != 0) rec["key_version"] = c.key_version;
   if (c.has_context) rec["encryption_context"] = c.context;

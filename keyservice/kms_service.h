@@ -180,8 +180,12 @@ class KmsService {
   // transaction; maps failures to KMSInternalException.
   std::optional<Error> CommitWithAudit(Call& c, const KeyStore::Change& change);
   Status AppendAudit(Call& c, const Error* error);
-  // The record AppendAudit writes, without writing it.
+  // The record AppendAudit writes, without writing it: the caller's part
+  // (principal, connection, operation) and then the request's facts (key,
+  // context, extras, result).
   nlohmann::ordered_json AuditRecord(const Call& c, const Error* error) const;
+  nlohmann::ordered_json AuditCaller(const Call& c) const;
+  nlohmann::ordered_json AuditFacts(const Call& c, const Error* error) const;
 
   // New key material and its limits (kms_limits.cc).
   // Makes the material of a new version. ResourceExhausted if it would eat

@@ -204,6 +204,9 @@ int Rotate(const std::string& cipherdir, efs::OpenOptions open, const WalkFlags&
                         {"failures", r.failures},
                         {"bytes_written", r.bytes_written},
                         {"seconds", r.seconds},
+                        {"walk_seconds", r.walk_seconds},
+                        {"sync_seconds", r.sync_seconds},
+                        {"durability", r.durability},
                         {"from_versions", VersionsJson(r.from_versions)}};
     std::printf("%s\n", j.dump().c_str());
   } else {

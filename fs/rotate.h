@@ -11,8 +11,15 @@
 // rotation journal remembers the blobs this rotation made
 // (fs/rotation_journal.h).
 // Crash-safe per file: format::RewriteWrappedDek writes only the inactive
-// slot. Durable at the end: one syncfs of the cipherdir (and one at the
-// start, for slots left unsynced by an interrupted earlier run).
+// slot. Durable at the end, without syncing anyone else's writes where the
+// filesystem allows (ext4, XFS): each slot's writeback is started as it is
+// written and waited for a batch later, then one fsync of the cipherdir
+// commits and flushes; elsewhere one syncfs. A marker file tells the next
+// run that this one stopped before that point (it then syncs first).
+//
+// Per file: open, fstat, one header pread, a 512-byte pwrite, futimens;
+// the re-wraps go to the key service 64 files at a time
+// (KeyService::ReEncryptMany: one request with envelope-keyd).
 #ifndef ENVELOPE_FS_ROTATE_H_
 #define ENVELOPE_FS_ROTATE_H_
 
@@ -47,6 +54,11 @@ struct RotateSummary {
   uint64_t skipped_empty = 0;    // empty backing files (a create in flight)
   uint64_t bytes_written = 0;    // header slots / xattr values written
   double seconds = 0;  // the whole run, the mount wait excluded
+  double walk_seconds = 0;  // of which listing the cipherdir
+  double sync_seconds = 0;  // of which the final sync
+  // How the writes were made durable: "per-file writeback, one fsync" or
+  // "syncfs" (docs/ROTATION.md, "Durability").
+  std::string durability;
   // "KEYID:VERSION" ("unknown" for an opaque blob) -> number of files this
   // run moved away from it.
   std::map<std::string, uint64_t> from_versions;

@@ -173,25 +173,46 @@ StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path,
 }
 
 Status AuditLog::Append(nlohmann::ordered_json record) {
-  // The record's own fields are serialised before the lock is taken: with
+  std::vector<nlohmann::ordered_json> one;
+  one.push_back(std::move(record));
+  return AppendAll(std::move(one));
+}
+
+Status AuditLog::AppendAll(std::vector<nlohmann::ordered_json> records) {
+  // The records' own fields are serialised before the lock is taken: with
   // many connections, every request's audit record waits for this lock, so
   // only what the chain needs (seq, time, prev, MAC, write) is done under
-  // it. The line is byte for byte what DumpJson of {"seq", "time", the
+  // it. Each line is byte for byte what DumpJson of {"seq", "time", the
   // record's fields, "prev"} gives.
-  record.erase("seq");
-  record.erase("time");
-  record.erase("prev");
-  record.erase("mac");
-  std::string fields = DumpJson(record);  // "{...}"
-  fields = fields.size() > 2 ? fields.substr(1, fields.size() - 2) + "," : std::string();
+  std::vector<std::string> fields;
+  fields.reserve(records.size());
+  for (nlohmann::ordered_json& record : records) {
+    record.erase("seq");
+    record.erase("time");
+    record.erase("prev");
+    record.erase("mac");
+    std::string f = DumpJson(record);  // "{...}"
+    fields.push_back(f.size() > 2 ? f.substr(1, f.size() - 2) + "," : std::string());
+  }
+  return AppendFields(std::move(fields));
+}
+
+Status AuditLog::AppendFields(std::vector<std::string> fields) {
   std::lock_guard lock(mu_);
-  std::string body = "{\"seq\":" + std::to_string(head_.seq + 1) + ",\"time\":\"" + NowIso8601() +
-                     "\"," + fields + "\"prev\":\"" + head_.mac_hex + "\"}";
-  std::string mac = ComputeMac(mac_key_, head_.mac_hex, body);
-  std::string text = body.substr(0, body.size() - 1);
-  text += kMacField;
-  text += mac;
-  text += "\"}\n";
+  std::string text;
+  AuditHead head = head_;
+  const std::string now = NowIso8601();
+  for (const std::string& f : fields) {
+    std::string body = "{\"seq\":" + std::to_string(head.seq + 1) + ",\"time\":\"" + now + "\"," +
+                       f + "\"prev\":\"" + head.mac_hex + "\"}";
+    std::string mac = ComputeMac(mac_key_, head.mac_hex, body);
+    text.append(body, 0, body.size() - 1);
+    text += kMacField;
+    text += mac;
+    text += "\"}\n";
+    head.seq += 1;
+    head.mac_hex = std::move(mac);
+  }
   ssize_t n = ::write(fd_, text.data(), text.size());
   if (n != static_cast<ssize_t>(text.size())) {
     Status s = n < 0 ? Status::FromErrno("write audit log")
@@ -201,7 +222,8 @@ Status AuditLog::Append(nlohmann::ordered_json record) {
     return s;
   }
   size_ += text.size();
-  head_ = AuditHead{head_.seq + 1, mac, size_};
+  head.end_offset = size_;
+  head_ = std::move(head);
   return Status::Ok();
 }
 

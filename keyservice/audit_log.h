@@ -67,6 +67,14 @@ class AuditLog {
   // are added here. Fails (and the caller must fail the request) if the
   // line cannot be written in full; a partial write is cut off again.
   Status Append(nlohmann::ordered_json record);
+  // Appends `records`, in order, as consecutive lines of the chain, in one
+  // write: all of them or (a partial write is cut off again) none.
+  Status AppendAll(std::vector<nlohmann::ordered_json> records);
+  // The same for records already serialised: each the members of one
+  // record as JSON text without its braces, followed by a comma (none
+  // named seq, time, prev or mac), so that a part many records share is
+  // serialised once.
+  Status AppendFields(std::vector<std::string> fields);
 
   // The last line written (with the file size after it).
   AuditHead head() const;

@@ -12,6 +12,9 @@
 
 namespace envelope::keyservice {
 
+// Decrypt, ReEncrypt and ReEncryptBatch: the largest blob accepted.
+inline constexpr size_t kMaxCiphertextInBytes = 6144;
+
 struct KmsService::Call {
   explicit Call(const Principal& p) : who(p), req(in) {}
   Call(const Call&) = delete;

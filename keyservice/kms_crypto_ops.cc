@@ -12,7 +12,6 @@ using json = nlohmann::json;
 namespace {
 
 constexpr size_t kMaxPlaintextInBytes = 4096;   // Encrypt
-constexpr size_t kMaxCiphertextInBytes = 6144;  // Decrypt / ReEncrypt
 
 std::optional<FieldError> CheckAlgorithm(const KmsRequest& req, const char* field) {
   std::string algorithm;

@@ -115,6 +115,7 @@ KmsService::Outcome KmsService::Dispatch(Call& c) {
   } else {
     if (c.op == "RetireKeyVersions") return RetireKeyVersions(c);
     if (c.op == "GenerateDataKeys") return GenerateDataKeys(c);
+    if (c.op == "ReEncryptBatch") return ReEncryptBatch(c);
     if (c.op == "VerifyAudit") return VerifyAudit(c);
     if (c.op == "TailAudit") return TailAudit(c);
   }
@@ -223,6 +224,17 @@ json KmsService::KeyMetadata(const KeyRecord& r) const {
 
 Status KmsService::AppendAudit(Call& c, const Error* error) {
   c.audited = true;
+  return audit_->Append(AuditRecord(c, error));
+}
+
+nlohmann::ordered_json KmsService::AuditRecord(const Call& c, const Error* error) const {
+  nlohmann::ordered_json rec = AuditCaller(c);
+  nlohmann::ordered_json facts = AuditFacts(c, error);
+  for (auto& [k, v] : facts.items()) rec[k] = std::move(v);
+  return rec;
+}
+
+nlohmann::ordered_json KmsService::AuditCaller(const Call& c) const {
   nlohmann::ordered_json rec;
   nlohmann::ordered_json who;
   if (c.who.kind == Principal::Kind::kUnix) {
@@ -252,6 +264,11 @@ Status KmsService::AppendAudit(Call& c, const Error* error) {
     rec["tls_client_subject"] = origin.tls_client_subject;
   }
   rec["operation"] = (c.extension ? "EnvelopeKeyService." : "") + c.op;
+  return rec;
+}
+
+nlohmann::ordered_json KmsService::AuditFacts(const Call& c, const Error* error) const {
+  nlohmann::ordered_json rec = nlohmann::ordered_json::object();
   if (!c.key_id.empty()) rec["key_id"] = c.key_id;
   if (c.key_version != 0) rec["key_version"] = c.key_version;
   if (c.has_context) rec["encryption_context"] = c.context;
@@ -263,7 +280,7 @@ Status KmsService::AppendAudit(Call& c, const Error* error) {
   } else {
     rec["result"] = "ok";
   }
-  return audit_->Append(std::move(rec));
+  return rec;
 }
 
 std::optional<KmsService::Error> KmsService::CommitWithAudit(Call& c,

@@ -2,10 +2,11 @@
 // (principal, X-Amz-Target, body) and the answer is (HTTP status, body).
 // docs/KEYSERVICE.md lists the operations, the fields and the errors.
 //
-// Every request produces exactly one audit record. Mutations write it inside
-// the store's transaction, before commit; reads and cryptographic operations
-// write it before the response leaves. If the record cannot be written the
-// request fails (fail closed).
+// Every request produces exactly one audit record, except ReEncryptBatch,
+// which produces one per item (or one for the request, if it fails before
+// its items). Mutations write it inside the store's transaction, before
+// commit; reads and cryptographic operations write it before the response
+// leaves. If the record cannot be written the request fails (fail closed).
 //
 // Thread safety: Handle() and RunScheduledWork() are thread-safe.
 #ifndef ENVELOPE_KEYSERVICE_KMS_SERVICE_H_
@@ -30,6 +31,8 @@ namespace envelope::keyservice {
 
 // EnvelopeKeyService.GenerateDataKeys: encryption contexts per request.
 inline constexpr size_t kMaxDataKeysPerRequest = 256;
+// EnvelopeKeyService.ReEncryptBatch: items per request.
+inline constexpr size_t kMaxReEncryptsPerRequest = 128;
 
 struct KmsResponse {
   int http_status = 200;
@@ -135,6 +138,8 @@ class KmsService {
   Outcome GenerateDataKey(Call& c, bool with_plaintext);
   Outcome GenerateDataKeys(Call& c);
   Outcome GenerateRandom(Call& c);
+  // The batch extension (kms_batch_ops.cc).
+  Outcome ReEncryptBatch(Call& c);
 
   // The key that seals new blobs for a request: resolved (aliases allowed),
   // authorised for the action, usable, at its newest version (recorded in
@@ -175,6 +180,12 @@ class KmsService {
   // transaction; maps failures to KMSInternalException.
   std::optional<Error> CommitWithAudit(Call& c, const KeyStore::Change& change);
   Status AppendAudit(Call& c, const Error* error);
+  // The record AppendAudit writes, without writing it: the caller's part
+  // (principal, connection, operation) and then the request's facts (key,
+  // context, extras, result).
+  nlohmann::ordered_json AuditRecord(const Call& c, const Error* error) const;
+  nlohmann::ordered_json AuditCaller(const Call& c) const;
+  nlohmann::ordered_json AuditFacts(const Call& c, const Error* error) const;
 
   // New key material and its limits (kms_limits.cc).
   // Makes the material of a new version. ResourceExhausted if it would eat

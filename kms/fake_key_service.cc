@@ -250,6 +250,15 @@ StatusOr<Bytes> FakeKeyService::ReEncrypt(ByteView blob, const std::string& sour
   return Seal(to, plain.view(), destination_context);
 }
 
+std::vector<StatusOr<Bytes>> FakeKeyService::ReEncryptMany(std::span<const ReEncryptItem> items,
+                                                           const std::string& destination_key) {
+  {
+    std::lock_guard lock(mu_);
+    ++calls_["ReEncryptMany"];
+  }
+  return KeyService::ReEncryptMany(items, destination_key);
+}
+
 std::optional<BlobVersion> FakeKeyService::VersionOf(ByteView blob) const {
   if (!labelled_ || blob.size() < kPrefixSize || blob[0] != 'F' || blob[1] != 'K') {
     return std::nullopt;

@@ -54,6 +54,8 @@ class FakeKeyService : public KeyService {
   // were denied by policy).
   void SetVersionsVisible(bool visible);
   // How many times `operation` ("Decrypt", "ReEncrypt", ...) was called.
+  // A ReEncryptMany call counts once as "ReEncryptMany" and once per item
+  // as "ReEncrypt" (FailAfter counts items).
   int64_t Calls(const std::string& operation) const;
   // The version `blob` is under, whatever `labelled` says.
   uint32_t VersionInBlob(ByteView blob) const;
@@ -73,6 +75,8 @@ class FakeKeyService : public KeyService {
                             const EncryptionContextMap& source_context,
                             const std::string& destination_key,
                             const EncryptionContextMap& destination_context) override;
+  std::vector<StatusOr<Bytes>> ReEncryptMany(std::span<const ReEncryptItem> items,
+                                             const std::string& destination_key) override;
   std::optional<BlobVersion> VersionOf(ByteView blob) const override;
 
  private:

@@ -9,6 +9,17 @@ StatusOr<DataKey> KeyService::GenerateDataKey(const std::string& key,
   return std::move(keys.front());
 }
 
+std::vector<StatusOr<Bytes>> KeyService::ReEncryptMany(std::span<const ReEncryptItem> items,
+                                                       const std::string& destination_key) {
+  std::vector<StatusOr<Bytes>> out;
+  out.reserve(items.size());
+  for (const ReEncryptItem& item : items) {
+    out.push_back(ReEncrypt(item.blob, item.source_key_id, item.source_context, destination_key,
+                            item.destination_context));
+  }
+  return out;
+}
+
 std::optional<BlobVersion> KeyService::VersionOf(ByteView) const { return std::nullopt; }
 
 }  // namespace envelope::kms

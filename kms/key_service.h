@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,15 @@ struct CurrentVersion {
   std::string marker;
   std::optional<uint32_t> number;  // envelope-keyd's version number
   double since = 0;  // epoch seconds it came into force; 0 if unknown
+};
+
+// One blob to re-wrap (KeyService::ReEncryptMany): what ReEncrypt takes,
+// but for the destination key, which is the batch's.
+struct ReEncryptItem {
+  ByteView blob;              // must outlive the call
+  std::string source_key_id;  // the pin: required
+  EncryptionContextMap source_context;
+  EncryptionContextMap destination_context;
 };
 
 // What a blob says about itself without asking the service.
@@ -109,6 +119,13 @@ class KeyService {
                                     const EncryptionContextMap& source_context,
                                     const std::string& destination_key,
                                     const EncryptionContextMap& destination_context) = 0;
+  // ReEncrypt of every item to the current version of `destination_key`:
+  // one result per item, in order, each what ReEncrypt would have returned
+  // for it (an item fails alone). Batched where the service can
+  // (envelope-keyd's ReEncryptBatch, many blobs a request); otherwise one
+  // ReEncrypt each, which is this default.
+  virtual std::vector<StatusOr<Bytes>> ReEncryptMany(std::span<const ReEncryptItem> items,
+                                                     const std::string& destination_key);
 
   // Optional capability: the key and version `blob` is under and the size
   // of what it seals, read from the blob itself (envelope-keyd's public

@@ -75,6 +75,43 @@ StatusOr<std::vector<DataKey>> KeydKeyService::GenerateDataKeys(
   return keys;
 }
 
+std::vector<StatusOr<Bytes>> KeydKeyService::ReEncryptMany(std::span<const ReEncryptItem> items,
+                                                           const std::string& destination_key) {
+  if (items.size() <= 1 || !has_rewrap_batches_.load(std::memory_order_relaxed)) {
+    return StandardKms::ReEncryptMany(items, destination_key);
+  }
+  std::vector<StatusOr<Bytes>> out;
+  out.reserve(items.size());
+  const size_t body = ReEncryptBatchBodySize(destination_key);
+  for (size_t start = 0; start < items.size();) {
+    // As many items as one request carries: a count and a body limit.
+    size_t end = start, bytes = body;
+    while (end < items.size() && end - start < kMaxReEncryptsPerRequest) {
+      const size_t more = ReEncryptBatchItemSize(items[end]);
+      if (end > start && bytes + more > kMaxKeydRequestBodyBytes) break;
+      bytes += more;
+      ++end;
+    }
+    auto batch = client().ReEncryptBatch(items.subspan(start, end - start), destination_key);
+    if (!batch.ok()) {
+      if (KmsErrorType(batch.status()) == "UnknownOperationException") {
+        has_rewrap_batches_ = false;
+        for (auto& r : StandardKms::ReEncryptMany(items.subspan(start), destination_key)) {
+          out.push_back(std::move(r));
+        }
+        return out;
+      }
+      // The request failed as a whole (the service, the destination key):
+      // so does every item not yet done.
+      while (out.size() < items.size()) out.push_back(batch.status());
+      return out;
+    }
+    for (auto& r : *batch) out.push_back(std::move(r));
+    start = end;
+  }
+  return out;
+}
+
 std::optional<BlobVersion> KeydKeyService::VersionOf(ByteView blob) const {
   auto label = ReadBlobLabel(blob);
   if (!label.ok()) return std::nullopt;

@@ -3,6 +3,8 @@
 //   * GenerateDataKeys: up to 256 data keys in one request (falls back to
 //     one GenerateDataKey each if the service answers UnknownOperation,
 //     as a keyd started with --standard-only does);
+//   * ReEncryptBatch: up to 128 re-wraps in one request (falls back to one
+//     ReEncrypt each on UnknownOperation, the same way);
 //   * DescribeKey's CurrentKeyVersion and Creator fields;
 //   * the public blob label (kms/blob_label.h), so a rotation can tell
 //     which blobs are already under the current version without asking.
@@ -29,10 +31,15 @@ class KeydKeyService : public StandardKms {
   StatusOr<CurrentVersion> DescribeCurrentVersion(const std::string& key) override;
   StatusOr<std::vector<DataKey>> GenerateDataKeys(
       const std::string& key, const std::vector<EncryptionContextMap>& contexts) override;
+  std::vector<StatusOr<Bytes>> ReEncryptMany(std::span<const ReEncryptItem> items,
+                                             const std::string& destination_key) override;
   std::optional<BlobVersion> VersionOf(ByteView blob) const override;
 
  private:
-  std::atomic<bool> has_batches_{true};  // until the service answers UnknownOperation
+  // Until the service answers UnknownOperation to GenerateDataKeys,
+  // ReEncryptBatch.
+  std::atomic<bool> has_batches_{true};
+  std::atomic<bool> has_rewrap_batches_{true};
 };
 
 }  // namespace envelope::kms

@@ -39,7 +39,7 @@ constexpr std::array<std::string_view, 15> kNonIdempotentOperations = {
 
 // The rest of what the service implements. An operation in neither list
 // is treated as non-idempotent: retrying something unknown is not safe.
-constexpr std::array<std::string_view, 16> kIdempotentOperations = {
+constexpr std::array<std::string_view, 17> kIdempotentOperations = {
     "TrentService.DescribeKey",
     "TrentService.ListKeys",
     "TrentService.ListAliases",
@@ -54,6 +54,7 @@ constexpr std::array<std::string_view, 16> kIdempotentOperations = {
     "TrentService.GetKeyPolicy",
     "TrentService.ListResourceTags",
     "EnvelopeKeyService.GenerateDataKeys",
+    "EnvelopeKeyService.ReEncryptBatch",
     "EnvelopeKeyService.VerifyAudit",
     "EnvelopeKeyService.TailAudit",
 };
@@ -579,6 +580,91 @@ StatusOr<Bytes> KmsClient::ReEncrypt(
   ENVELOPE_ASSIGN_OR_RETURN(json response,
                             Call("TrentService.ReEncrypt", request));
   return GetBlob(response, "CiphertextBlob", endpoint_name_);
+}
+
+namespace {
+
+// The length of `s` as nlohmann::json writes it (quotes, escapes; UTF-8
+// passed through).
+size_t JsonStringSize(std::string_view s) {
+  size_t n = 2;
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' ||
+        c == '\t') {
+      n += 2;
+    } else if (c < 0x20) {
+      n += 6;  // \u00XX
+    } else {
+      n += 1;
+    }
+  }
+  return n;
+}
+
+size_t ContextSize(const EncryptionContextMap& context) {
+  size_t n = 2;  // {}
+  for (const auto& [k, v] : context) n += JsonStringSize(k) + 1 + JsonStringSize(v) + 1;
+  return context.empty() ? n : n - 1;  // no comma after the last pair
+}
+
+json ReEncryptItemJson(const ReEncryptItem& item) {
+  return {{"CiphertextBlob", Base64Encode(item.blob)},
+          {"SourceKeyId", item.source_key_id},
+          {"SourceEncryptionContext", ContextJson(item.source_context)},
+          {"DestinationEncryptionContext", ContextJson(item.destination_context)}};
+}
+
+}  // namespace
+
+size_t ReEncryptBatchItemSize(const ReEncryptItem& item) {
+  // {"CiphertextBlob":B,"DestinationEncryptionContext":C,"SourceEncryptionContext":C,
+  //  "SourceKeyId":S} (nlohmann::json sorts members), and a comma.
+  constexpr size_t kFixed = sizeof(R"({"CiphertextBlob":,"DestinationEncryptionContext":,)"
+                                   R"("SourceEncryptionContext":,"SourceKeyId":})") - 1 + 1;
+  return kFixed + 2 + (item.blob.size() + 2) / 3 * 4 + ContextSize(item.destination_context) +
+         ContextSize(item.source_context) + JsonStringSize(item.source_key_id);
+}
+
+size_t ReEncryptBatchBodySize(const std::string& destination_key_id) {
+  // {"DestinationKeyId":D,"Items":[...]}
+  return sizeof(R"({"DestinationKeyId":,"Items":[]})") - 1 + JsonStringSize(destination_key_id);
+}
+
+StatusOr<std::vector<StatusOr<Bytes>>> KmsClient::ReEncryptBatch(
+    std::span<const ReEncryptItem> items, const std::string& destination_key_id) {
+  if (items.empty() || items.size() > kMaxReEncryptsPerRequest) {
+    return Status::InvalidArgument("ReEncryptBatch takes 1 to " +
+                                   std::to_string(kMaxReEncryptsPerRequest) + " items");
+  }
+  json list = json::array();
+  for (const ReEncryptItem& item : items) {
+    if (item.source_key_id.empty()) {
+      return Status::InvalidArgument(
+          "ReEncryptBatch item without a SourceKeyId: every unwrap names the key it expects");
+    }
+    list.push_back(ReEncryptItemJson(item));
+  }
+  json request = {{"DestinationKeyId", destination_key_id}, {"Items", std::move(list)}};
+  ENVELOPE_ASSIGN_OR_RETURN(
+      json response, Call(std::string(kExtensionServicePrefix) + "ReEncryptBatch", request));
+  auto results = response.find("Results");
+  if (results == response.end() || !results->is_array() || results->size() != items.size()) {
+    return Malformed(endpoint_name_, "ReEncryptBatch: no Results array with one result per item");
+  }
+  std::vector<StatusOr<Bytes>> out;
+  out.reserve(items.size());
+  for (const json& result : *results) {
+    std::string type, message;
+    if (GetString(result, "ErrorType", &type)) {
+      GetString(result, "ErrorMessage", &message);
+      out.push_back(MakeStatus(CodeForType(type, 400), type + ": " + message));
+      continue;
+    }
+    auto blob = GetBlob(result, "CiphertextBlob", endpoint_name_);
+    if (!blob.ok()) return blob.status();
+    out.push_back(std::move(*blob));
+  }
+  return out;
 }
 
 void KmsClient::CloseIdleConnections() {

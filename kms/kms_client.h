@@ -53,6 +53,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -73,6 +74,10 @@ inline constexpr char kTrentServicePrefix[] = "TrentService.";
 inline constexpr char kExtensionServicePrefix[] = "EnvelopeKeyService.";
 // envelope-keyd's limit on GenerateDataKeys (docs/KEYSERVICE.md).
 inline constexpr size_t kMaxDataKeysPerRequest = 256;
+// envelope-keyd's limits on ReEncryptBatch: items per request, and the
+// body of any request (docs/KEYSERVICE.md).
+inline constexpr size_t kMaxReEncryptsPerRequest = 128;
+inline constexpr size_t kMaxKeydRequestBodyBytes = 64 * 1024;
 inline constexpr char kKmsSigningService[] = "kms";
 
 class KmsClient {
@@ -142,6 +147,16 @@ class KmsClient {
                             const std::string& destination_key_id,
                             const EncryptionContextMap& destination_context);
 
+  // EnvelopeKeyService.ReEncryptBatch: ReEncrypt of every item to the
+  // current version of `destination_key_id`, in one request of 1 to
+  // kMaxReEncryptsPerRequest items (ReEncryptBatchBodySize says whether
+  // they fit one body). One result per item, in order: the new blob, or
+  // the item's own error as a Status like ReEncrypt's. The outer Status is
+  // the request's (every item's, then); a key service without the
+  // extension (AWS KMS itself) answers UnknownOperationException.
+  StatusOr<std::vector<StatusOr<Bytes>>> ReEncryptBatch(std::span<const ReEncryptItem> items,
+                                                        const std::string& destination_key_id);
+
   const Endpoint& endpoint() const { return options_.endpoint; }
 
   // Closes the pooled idle connections (before execve: the program started
@@ -180,6 +195,12 @@ class KmsClient {
 // only the service knows). Over `endpoint`'s Unix socket the caller is the
 // effective uid, named as the service names it ("user:NAME" or "uid:N").
 std::string ForeignKeyCreator(const nlohmann::json& key_metadata, const Endpoint& endpoint);
+
+// The bytes `item` adds to a ReEncryptBatch body (its JSON object and a
+// comma), and the bytes of the body around the items: exact, so that a
+// client can fill a request up to kMaxKeydRequestBodyBytes.
+size_t ReEncryptBatchItemSize(const ReEncryptItem& item);
+size_t ReEncryptBatchBodySize(const std::string& destination_key_id);
 
 // --- The pieces of Call() that need no service, exposed for tests. ---
 

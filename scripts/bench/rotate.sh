@@ -1,48 +1,69 @@
 #!/usr/bin/env bash
-# Volume rotation against re-encryption: `envelopefs rotate` re-wraps each
-# file's DEK (one KMS ReEncrypt and one 512-byte header slot per file), so
-# its time should follow the number of files, not their bytes. The
-# alternative it replaces is re-encrypting the tree: copying it into a
-# fresh volume. Both are measured on the same three trees, in one run:
+# How `envelopefs rotate` scales: rotation of 1,000, 10,000, 100,000 and
+# 1,000,000 files of 1 KiB (time, files/s), and whether unrelated dirty data
+# on the same filesystem slows it down.
 #
-#   A: 10,000 files of 1 KiB    B: 100 files of 100 MiB    C: 10 files of 1 GiB
+#   scripts/bench/rotate.sh              1k, 10k, 100k, 1M files (~4 GiB of
+#                                        backing blocks at 1M; each tree is
+#                                        deleted after use), then the dirty row
+#   QUICK=1 scripts/bench/rotate.sh      1k and 10k files, 1 GiB dirty (a smoke run)
+#   SIZES="1000 50000" ...               other tree sizes
+#   NO_BUILD=1 ...                       use the binaries in build/ as they are
+#   BIN=DIR ...                          use DIR/{envelopefs,envelope-keyd,envelopectl}
+#                                        instead of build/ (an A/B run of another build)
+#   THREADS=N ...                        envelopefs rotate --threads N (default: its own, 8)
+#   WRITERS=N ...                        processes creating the files (default 8)
+#   DIRTY_MIB=N ...                      unrelated dirty data for the last row (default 2048)
+#   ROUNDS=N ...                         rounds of the dirty row (default 3; 0: no dirty row)
+#   WARM=1 ...                           do not drop the page cache before each rotation
+#   BENCH_JSON=FILE ...                  also write the results as JSON (group "rotate")
 #
-#   scripts/bench/rotate.sh              all three trees (~20 GiB written)
-#   QUICK=1 scripts/bench/rotate.sh      1,000 × 1 KiB, 10 × 10 MiB, 2 × 100 MiB
-#                                        (a smoke run, not for the docs)
-#   NO_BUILD=1 scripts/bench/rotate.sh   use the binaries in build/ as they are
-#   THREADS=N scripts/bench/rotate.sh    envelopefs rotate --threads N
-#                                        (default: rotate's own, 8)
+# Per tree size: a fresh volume is mounted and the files are written through
+# the mount by WRITERS processes at once (1,000 files a directory; the time
+# is reported separately), then unmounted and synced. A new key version is
+# made (`envelopectl key rotate`), the page cache dropped (unless WARM=1),
+# and `envelopefs rotate --json` timed: "rotate s" is the run's own
+# `seconds`, "wall s" the whole command. Every file must be re-wrapped to
+# the new version, and a second rotation must find every file current (10k
+# files and fewer: `envelopefs fsck` must also find the volume clean).
 #
-# Per tree: write it through a mount, unmount, sync; make a new key version;
-# with cold caches, time `envelopefs rotate --json` (its "seconds" and the
-# wall time of the whole command) and check that every file was re-wrapped;
-# `envelopefs fsck --json` must find the volume clean with every file under
-# the new version; then, with cold caches again, time `cp -a` of the
-# rotated volume's mount into a fresh volume's mount plus `sync` (rotate
-# ends with a syncfs, so the copy's data must be on disk too). A tree that
-# does not fit twice on the disk (source and copy) is skipped with a note.
-# Prints a Markdown table and whether the issue's targets are met.
+# The dirty row: on the 10,000-file volume, ROUNDS times, rotate once with
+# nothing else dirty and once right after another process has written
+# DIRTY_MIB MiB (not synced) to a file on the same filesystem, the volume's
+# files in the page cache both times (no drop_caches). A rotation
+# that ended with syncfs waited for all of it; one that syncs only its own
+# writes does not (docs/ROTATION.md, "Durability").
+#
+# Needs root (drop_caches) and FUSE. Prints a Markdown table.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-bash "$repo/scripts/setup.sh" >/dev/null
-[[ ${NO_BUILD:-0} == 1 ]] || BUILD_DIR="$repo/build" bash "$repo/scripts/build.sh" >/dev/null
-build="$repo/build"
 export LC_ALL=C  # $EPOCHREALTIME and printf use the locale's decimal point
 
 quick=${QUICK:-0}
-threads=${THREADS:-}
-# name, files, bytes per file
-if [[ $quick == 1 ]]; then
-  trees=("A 1000 1024" "B 10 $((10 << 20))" "C 2 $((100 << 20))")
+if [[ -n ${SIZES:-} ]]; then
+  read -r -a sizes <<<"$SIZES"
+elif [[ $quick == 1 ]]; then
+  sizes=(1000 10000)
 else
-  trees=("A 10000 1024" "B 100 $((100 << 20))" "C 10 $((1 << 30))")
+  sizes=(1000 10000 100000 1000000)
+fi
+writers=${WRITERS:-8}
+threads=${THREADS:-}
+dirty_mib=${DIRTY_MIB:-$([[ $quick == 1 ]] && echo 1024 || echo 2048)}
+rounds=${ROUNDS:-3}
+warm=${WARM:-0}
+
+if [[ -z ${BIN:-} ]]; then
+  bash "$repo/scripts/setup.sh" >/dev/null
+  [[ ${NO_BUILD:-0} == 1 ]] || BUILD_DIR="$repo/build" bash "$repo/scripts/build.sh" \
+    --target envelopefs envelope-keyd envelopectl >/dev/null
 fi
 
 work=$(mktemp -d /var/tmp/envelopefs-rotate.XXXXXX)
+keyd_pid=
 cleanup() {
-  for m in "$work"/*/*/mnt; do mountpoint -q "$m" && fusermount3 -u "$m" 2>/dev/null || true; done
-  pkill -f -- "envelope-keyd --data-dir $work/keyd" 2>/dev/null || true
+  for m in "$work"/*/mnt; do mountpoint -q "$m" 2>/dev/null && fusermount3 -u "$m" 2>/dev/null || true; done
+  [[ -n $keyd_pid ]] && kill "$keyd_pid" 2>/dev/null && wait "$keyd_pid" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -51,152 +72,169 @@ trap cleanup EXIT
 # must come from one build even if build/ is rebuilt meanwhile.
 bin="$work/bin"
 mkdir "$bin"
-cp "$build/fs/envelopefs" "$build/keyservice/envelope-keyd" "$build/tools/envelopectl" "$bin/"
+if [[ -n ${BIN:-} ]]; then
+  cp "$BIN/envelopefs" "$BIN/envelope-keyd" "$BIN/envelopectl" "$bin/"
+else
+  cp "$repo/build/fs/envelopefs" "$repo/build/keyservice/envelope-keyd" \
+     "$repo/build/tools/envelopectl" "$bin/"
+fi
 
 note() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 cold() {  # nothing dirty left to flush, nothing cached to read from
   sync
-  echo 3 > /proc/sys/vm/drop_caches
+  [[ $warm == 1 ]] || echo 3 > /proc/sys/vm/drop_caches
 }
 
-note "revision $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD -- core fs kms keyservice tools 2>/dev/null || echo ' (+ uncommitted changes)'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+commit=$(git -C "$repo" rev-parse --short HEAD)
+note "revision $commit$(git -C "$repo" diff --quiet HEAD -- core fs kms keyservice tools 2>/dev/null || echo ' (+ uncommitted changes)')${BIN:+ (binaries from $BIN)}, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(findmnt -no FSTYPE -T "$work") under $work"
 
-"$bin/envelope-keyd" --data-dir "$work/keyd" --socket "$work/kms.sock"
+"$bin/envelope-keyd" -f --data-dir "$work/keyd" --socket "$work/kms.sock" >"$work/keyd.log" 2>&1 &
+keyd_pid=$!
+for _ in $(seq 100); do [[ -S $work/kms.sock ]] && break; sleep 0.1; done
 kms="unix:$work/kms.sock"
 key=$("$bin/envelopectl" --endpoint "$kms" key create)
 
-new_volume() {  # DIR: a fresh volume in DIR/cipher, mount point DIR/mnt
-  mkdir -p "$1/mnt"
-  "$bin/envelopefs" init "$1/cipher" --key "$key" --kms "$kms" >/dev/null
-}
-mount_volume() { "$bin/envelopefs" mount "$1/cipher" "$1/mnt" -o "kms=$kms,key=$key"; }
-umount_volume() { fusermount3 -u "$1/mnt"; }
-
-write_tree() {  # DIR FILES SIZE: zeros (encrypted all the same), 1,000 files a directory
+write_tree() {  # MOUNT FILES WRITERS: 1 KiB files, 1,000 a directory, WRITERS processes
   /usr/bin/python3 - "$@" <<'PY'
 import os, sys
-root, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-block = b"\0" * min(size, 1 << 20)
-for i in range(n):
-    d = os.path.join(root, f"d{i // 1000:03d}")
-    if i % 1000 == 0:
-        os.mkdir(d)
-    with open(os.path.join(d, f"f{i:05d}"), "wb") as f:
-        left = size
-        while left:
-            left -= f.write(block[:left])
+from multiprocessing import Pool
+root, n, writers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = os.urandom(1024)
+def one_dir(d):
+    path = os.path.join(root, f"d{d:04d}")
+    os.mkdir(path)
+    for i in range(d * 1000, min(n, (d + 1) * 1000)):
+        fd = os.open(os.path.join(path, f"f{i:07d}"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, data)
+        os.close(fd)
+with Pool(writers) as pool:
+    pool.map(one_dir, range((n + 999) // 1000), chunksize=1)
 PY
 }
 
-declare -A R
-ran=()
-for tree in "${trees[@]}"; do
-  read -r name files size <<<"$tree"
-  bytes=$((files * size))
-  # Source and copy both on this disk: each is the plaintext plus 28 bytes
-  # per 4 KiB chunk and a header per file (<1% and <8 KiB), and 2 GiB to spare.
-  need=$((2 * (bytes + bytes / 100 + files * 8192) + (2 << 30)))
-  avail=$(df --output=avail -B1 "$work" | tail -1)
-  if ((avail < need)); then
-    note "tree $name ($files × $size B) SKIPPED: needs $((need >> 20)) MiB free on $work, $((avail >> 20)) MiB available"
-    R[$name,skipped]=1
-    continue
-  fi
-  ran+=("$name")
-  R[$name,files]=$files R[$name,bytes]=$bytes
-  t="$work/$name"
-
-  note "tree $name: writing $files × $size B through a mount"
-  new_volume "$t/src"
-  mount_volume "$t/src"
-  t0=$EPOCHREALTIME
-  write_tree "$t/src/mnt" "$files" "$size"
-  umount_volume "$t/src"
-  sync
-  note "tree $name: written and synced in $(elapsed "$t0" "$EPOCHREALTIME") s"
-
+# rotate VOLUME FILES [warm]: a new key version, then a timed rotation;
+# prints "SECONDS WALL WALK SYNC DURABILITY".
+rotate() {
+  local dir=$1 files=$2 version json t0 t1
   version=$("$bin/envelopectl" --endpoint "$kms" key rotate "$key")
-  cold
+  [[ ${3:-} == warm ]] || cold
   t0=$EPOCHREALTIME
-  json=$("$bin/envelopefs" rotate "$t/src/cipher" --kms "$kms" --key "$key" --json ${threads:+--threads "$threads"})
+  json=$("$bin/envelopefs" rotate "$dir/cipher" --kms "$kms" --key "$key" --json ${threads:+--threads "$threads"})
   t1=$EPOCHREALTIME
-  R[$name,wall]=$(elapsed "$t0" "$t1")
-  # Every file found, every file re-wrapped to the version just made.
-  out=$(/usr/bin/python3 -c '
+  /usr/bin/python3 -c '
 import json, sys
-j, files, version = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+j, files, version, wall = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 if (j["files"], j["rewrapped"], j["failed"], j["key_version"]) != (files, files, 0, version):
-    sys.exit(f"rotate: expected {files} files re-wrapped to version {version}: {sys.argv[1]}")
-print(j["seconds"], j["bytes_written"])' "$json" "$files" "$version")
-  read -r "R[$name,seconds]" "R[$name,written]" <<<"$out"
-  note "tree $name: rotate to version $version: ${R[$name,seconds]} s (wall ${R[$name,wall]} s)"
+    sys.exit(f"rotate: expected {files} files re-wrapped to version {version}: {sys.argv[1][:2000]}")
+print(j["seconds"], wall, j.get("walk_seconds", 0), j.get("sync_seconds", 0), j.get("durability", "?"))
+' "$json" "$files" "$version" "$(elapsed "$t0" "$t1")"
+}
 
-  # fsck: clean, and the key_versions count puts every file under $version.
-  "$bin/envelopefs" fsck "$t/src/cipher" --kms "$kms" --key "$key" --json | /usr/bin/python3 -c '
-import json, sys
-j, files, key, version = json.load(sys.stdin), int(sys.argv[1]), sys.argv[2], sys.argv[3]
-if not j["clean"] or j["files"] != files or j["key_versions"] != {key: {version: files}}:
-    sys.exit(f"fsck: expected a clean volume, {files} files under {key} version {version}: {json.dumps(j)}")
-' "$files" "$key" "$version"
-  note "tree $name: fsck clean, all $files files under version $version"
-
-  # Re-encryption: the copy also reads every byte of the rotated volume back
-  # through a mount, so a rotation that broke a file would fail here.
-  new_volume "$t/copy"
-  mount_volume "$t/src"
-  mount_volume "$t/copy"
-  cold
+declare -A R
+for n in "${sizes[@]}"; do
+  t="$work/t$n"
+  mkdir -p "$t/mnt"
+  "$bin/envelopefs" init "$t/cipher" --key "$key" --kms "$kms" >/dev/null
+  "$bin/envelopefs" mount "$t/cipher" "$t/mnt" -o "kms=$kms,key=$key"
+  note "$n files: writing through the mount with $writers writers"
   t0=$EPOCHREALTIME
-  cp -a "$t/src/mnt/." "$t/copy/mnt/"
+  write_tree "$t/mnt" "$n" "$writers"
+  fusermount3 -u "$t/mnt"
   sync
-  t1=$EPOCHREALTIME
-  R[$name,copy]=$(elapsed "$t0" "$t1")
-  copied=$(find "$t/copy/mnt" -type f | wc -l)
-  ((copied == files)) || { note "copy: $copied files of $files"; exit 1; }
-  umount_volume "$t/src"
-  umount_volume "$t/copy"
-  note "tree $name: re-encryption (cp -a + sync) ${R[$name,copy]} s"
+  R[$n,create]=$(elapsed "$t0" "$EPOCHREALTIME")
+  note "$n files: written and synced in ${R[$n,create]} s"
+
+  out=$(rotate "$t" "$n")
+  read -r "R[$n,seconds]" "R[$n,wall]" "R[$n,walk]" "R[$n,sync]" "R[$n,durability]" <<<"$out"
+  note "$n files: rotate ${R[$n,seconds]} s (wall ${R[$n,wall]} s; walk ${R[$n,walk]} s, final sync ${R[$n,sync]} s, ${R[$n,durability]})"
+
+  # Resumable: a second run finds every file current and writes nothing.
+  "$bin/envelopefs" rotate "$t/cipher" --kms "$kms" --key "$key" --json | /usr/bin/python3 -c '
+import json, sys
+j, files = json.load(sys.stdin), int(sys.argv[1])
+if (j["rewrapped"], j["already_current"], j["failed"]) != (0, files, 0):
+    sys.exit(f"a second rotation should find all {files} files current: {json.dumps(j)[:2000]}")
+' "$n"
+  if ((n <= 10000)); then
+    "$bin/envelopefs" fsck "$t/cipher" --kms "$kms" --key "$key" --json | /usr/bin/python3 -c '
+import json, sys
+j, files = json.load(sys.stdin), int(sys.argv[1])
+if not j["clean"] or j["files"] != files:
+    sys.exit(f"fsck: expected a clean volume of {files} files: {json.dumps(j)[:2000]}")
+' "$n"
+    note "$n files: rerun writes nothing, fsck clean"
+  else
+    note "$n files: rerun writes nothing"
+  fi
+
+  if ((rounds > 0)) && { ((n == 10000)) || [[ $n == "${sizes[-1]}" && -z ${R[dirty_done]:-} ]]; }; then
+    # The dirty row, on this volume, its files in the page cache both times.
+    R[dirty_files]=$n
+    for r in $(seq "$rounds"); do
+      sync
+      out=$(rotate "$t" "$n" warm)
+      read -r s _ <<<"$out"
+      R[clean,$r]=$s
+      # Another writer: DIRTY_MIB MiB into the page cache, not synced.
+      dd if=/dev/zero of="$work/unrelated" bs=1M count="$dirty_mib" status=none
+      version=$("$bin/envelopectl" --endpoint "$kms" key rotate "$key")
+      dirty=$(awk '/^Dirty:/ {print int($2 / 1024)}' /proc/meminfo)
+      t0=$EPOCHREALTIME
+      "$bin/envelopefs" rotate "$t/cipher" --kms "$kms" --key "$key" --json ${threads:+--threads "$threads"} >"$work/dirty.json"
+      t1=$EPOCHREALTIME
+      R[dirty,$r]=$(/usr/bin/python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["rewrapped"] == int(sys.argv[2]), j; print(j["seconds"])' "$work/dirty.json" "$n")
+      R[dirty_mib,$r]=$dirty
+      note "dirty row, round $r: rotate $n files ${R[clean,$r]} s clean, ${R[dirty,$r]} s with $dirty MiB dirty in the page cache"
+      rm -f "$work/unrelated"
+      sync
+    done
+    R[dirty_done]=1
+  fi
   # Free the disk for the next tree.
   rm -rf "$t"
 done
 
-((${#ran[@]})) || { note "no tree fitted on the disk"; exit 1; }
-/usr/bin/python3 - "$quick" "${ran[@]}" <<PY
-import sys
+/usr/bin/python3 - "$quick" "$rounds" "$dirty_mib" "$commit" "${BENCH_JSON:-}" "${sizes[@]}" <<PY
+import datetime, json, statistics, sys
 R = {}
 $(for k in "${!R[@]}"; do echo "R['$k'] = '${R[$k]}'"; done)
-quick, ran = sys.argv[1] == "1", sys.argv[2:]
+quick, rounds, dirty_mib, commit, out = sys.argv[1] == "1", int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+sizes = [int(n) for n in sys.argv[6:]]
 
-def size(b):
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if b >= 1 << shift:
-            v = b / (1 << shift)
-            return f"{v:.0f} {unit}" if v == int(v) else f"{v:.2f} {unit}"
-    return f"{b} B"
-
-print("| tree | files | bytes | rotate s | rotate wall s | files/s | bytes written by rotate "
-      "| re-encrypt (cp -a + sync) s | speed-up (copy / rotate wall) |")
-print("|---|---|---|---|---|---|---|---|---|")
-for t in ran:
-    files, b = int(R[f"{t},files"]), int(R[f"{t},bytes"])
-    s, wall, copy = float(R[f"{t},seconds"]), float(R[f"{t},wall"]), float(R[f"{t},copy"])
-    print(f"| {t}: {files:,} × {size(b // files)} | {files:,} | {size(b)} | {s:.3f} | {wall:.3f} "
-          f"| {files / s:,.0f} | {int(R[f'{t},written']):,} | {copy:.1f} | {copy / wall:,.0f}× |")
-for t in "ABC":
-    if f"{t},skipped" in R:
-        print(f"\nTree {t} skipped: not enough free disk space.")
-
-print()
-if "A" in ran and int(R["A,files"]) == 10000:
-    wall = float(R["A,wall"])
-    print(f"Target 10,000 files in at most 3 s: {'met' if wall <= 3 else 'NOT met'} ({wall:.3f} s wall).")
-else:
-    print("Target 10,000 files in at most 3 s: not measured (no 10,000-file tree in this run).")
-big = max(ran, key=lambda t: int(R[f"{t},bytes"]))
-x = float(R[f"{big},copy"]) / float(R[f"{big},wall"])
-print(f"Target at least 100× faster than re-encryption, largest tree run ({big}): "
-      f"{'met' if x >= 100 else 'NOT met'} ({x:,.0f}×).")
+print("| files of 1 KiB | create through the mount s | rotate s | rotate wall s | files/s | walk s | final sync s |")
+print("|---|---|---|---|---|---|---|")
+for n in sizes:
+    s = float(R[f"{n},seconds"])
+    print(f"| {n:,} | {float(R[f'{n},create']):.1f} | {s:.3f} | {float(R[f'{n},wall']):.3f} | {n / s:,.0f} "
+          f"| {float(R[f'{n},walk']):.3f} | {float(R[f'{n},sync']):.3f} |")
+print(f"\nDurability: {R[f'{sizes[0]},durability']}.")
+table = []
+if "dirty_done" in R:
+    files = int(R["dirty_files"])
+    clean = [float(R[f"clean,{r}"]) for r in range(1, rounds + 1)]
+    dirty = [float(R[f"dirty,{r}"]) for r in range(1, rounds + 1)]
+    mib = [int(R[f"dirty_mib,{r}"]) for r in range(1, rounds + 1)]
+    print(f"\n| rotate {files:,} files of 1 KiB (s) | rounds | median |")
+    print("|---|---|---|")
+    print(f"| nothing else dirty | {', '.join(f'{x:.3f}' for x in clean)} | {statistics.median(clean):.3f} |")
+    print(f"| right after {dirty_mib} MiB of unrelated writes (Dirty: {', '.join(map(str, mib))} MiB) "
+          f"| {', '.join(f'{x:.3f}' for x in dirty)} | {statistics.median(dirty):.3f} |")
+    table.append({"workload": f"rotate {files:,} × 1 KiB: clean vs {dirty_mib} MiB unrelated dirty data",
+                  "unit": "s", "higher_is_better": False,
+                  "samples": {"clean": clean, "dirty": dirty},
+                  "median": {"clean": statistics.median(clean), "dirty": statistics.median(dirty)}})
+if 1000000 in sizes:
+    s = float(R["1000000,seconds"])
+    print(f"\nTarget 1,000,000 files in at most 60 s: {'met' if s <= 60 else 'NOT met'} ({s:.1f} s).")
 if quick:
     print("(QUICK=1: reduced sizes, not for the docs.)")
+if out:
+    series = [{"group": "rotate", "title": "rotate, 1 KiB files", "x": "files", "y": "seconds",
+               "log_x": True, "points": [[n, float(R[f"{n},seconds"])] for n in sizes]},
+              {"group": "rotate", "title": "create through the mount", "x": "files", "y": "seconds",
+               "log_x": True, "points": [[n, float(R[f"{n},create"])] for n in sizes]}]
+    with open(out, "w") as f:
+        json.dump({"bench": "rotate", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                   "commit": commit, "series": series, "table": table}, f, indent=1)
 PY

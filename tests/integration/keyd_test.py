@@ -358,6 +358,201 @@ class GenerateDataKeysTest(KeydTestCase):
             self.assertNotIn(key["CiphertextBlob"], raw)
 
 
+class ReEncryptBatchTest(KeydTestCase):
+    """The EnvelopeKeyService.ReEncryptBatch extension: ReEncrypt for many
+    blobs in one request, each item pinned, authorised, answered and audited
+    on its own; a malformed request fails whole."""
+
+    def batch(self, body):
+        return self.keyd.call("ReEncryptBatch", body, prefix="EnvelopeKeyService")
+
+    def encrypt(self, key_id, context, plaintext=b"a data key of 32 bytes, exactly!"):
+        return self.keyd.call("Encrypt", {"KeyId": key_id, "Plaintext": b64(plaintext),
+                                          "EncryptionContext": context})["CiphertextBlob"]
+
+    def item(self, blob, source, context, dest_context=None):
+        return {"CiphertextBlob": blob, "SourceKeyId": source,
+                "SourceEncryptionContext": context,
+                "DestinationEncryptionContext": context if dest_context is None else dest_context}
+
+    def audit(self):
+        with open(os.path.join(self.keyd.data_dir, "audit.log")) as f:
+            raw = f.read()
+        return raw, [json.loads(l) for l in raw.splitlines()]
+
+    def test_each_item_is_a_reencrypt_of_its_own(self):
+        a, b, dest = self.create_key(), self.create_key(), self.create_key()
+        contexts = [{"volume": "v", "file": f"{i:032x}"} for i in range(6)]
+        plaintexts = [os.urandom(32) for _ in contexts]
+        blobs = [self.encrypt(a if i % 2 == 0 else b, c, p)
+                 for i, (c, p) in enumerate(zip(contexts, plaintexts))]
+        # Mixed source keys, each item pinned to its own, and one item moved
+        # to another context on the way.
+        items = [self.item(blob, a if i % 2 == 0 else b, c)
+                 for i, (blob, c) in enumerate(zip(blobs, contexts))]
+        items[5]["DestinationEncryptionContext"] = {"moved": "yes"}
+        out = self.batch({"DestinationKeyId": dest, "Items": items})
+        self.assertTrue(out["KeyId"].endswith(":key/" + dest), out["KeyId"])
+        results = out["Results"]
+        self.assertEqual(len(results), len(items))
+        for i, r in enumerate(results):
+            self.assertNotIn("ErrorType", r, r)
+            self.assertTrue(r["SourceKeyId"].endswith(":key/" + (a if i % 2 == 0 else b)))
+            context = {"moved": "yes"} if i == 5 else contexts[i]
+            got = self.keyd.call("Decrypt", {"CiphertextBlob": r["CiphertextBlob"], "KeyId": dest,
+                                             "EncryptionContext": context})
+            self.assertEqual(base64.b64decode(got["Plaintext"]), plaintexts[i])
+        # An alias names the destination as it would for ReEncrypt.
+        self.keyd.call("CreateAlias", {"AliasName": "alias/dest", "TargetKeyId": dest})
+        out = self.batch({"DestinationKeyId": "alias/dest", "Items": items[:1]})
+        self.assertIn("CiphertextBlob", out["Results"][0])
+
+    def test_a_bad_item_fails_alone(self):
+        a, other, dest = self.create_key(), self.create_key(), self.create_key()
+        ctx = {"file": "1"}
+        good = self.encrypt(a, ctx)
+        under_other = self.encrypt(other, ctx)
+        items = [
+            self.item(good, a, ctx),
+            self.item(under_other, a, ctx),                  # mixed keys: not under its pin
+            self.item(good, a, {"file": "2"}),               # wrong context
+            self.item(b64(b"EK\x01" + bytes(60)), a, ctx),   # not a blob of a known key
+            self.item(b64(b"garbage"), a, ctx),              # not a blob at all
+            self.item(good, "alias/missing", ctx),           # a pin that names nothing
+            self.item(good, a, ctx),
+        ]
+        results = self.batch({"DestinationKeyId": dest, "Items": items})["Results"]
+        self.assertEqual([r.get("ErrorType") for r in results],
+                         [None, "IncorrectKeyException", "InvalidCiphertextException",
+                          "NotFoundException", "InvalidCiphertextException",
+                          "NotFoundException", None])
+        for r in results:
+            if "ErrorType" in r:
+                self.assertTrue(r["ErrorMessage"], r)
+                self.assertNotIn("CiphertextBlob", r)
+
+    def test_a_retired_version_fails_its_item(self):
+        a, dest = self.create_key(), self.create_key()
+        old = self.encrypt(a, {})
+        self.keyd.call("RotateKeyOnDemand", {"KeyId": a})
+        new = self.encrypt(a, {})
+        self.keyd.call("RetireKeyVersions", {"KeyId": a, "BelowVersion": 2},
+                       prefix="EnvelopeKeyService")
+        results = self.batch({"DestinationKeyId": dest,
+                              "Items": [self.item(old, a, {}), self.item(new, a, {})]})["Results"]
+        self.assertEqual(results[0]["ErrorType"], "KMSInvalidStateException")
+        self.assertIn("retired", results[0]["ErrorMessage"])
+        self.assertIn("CiphertextBlob", results[1])
+
+    def test_malformed_batches_fail_whole(self):
+        a, dest = self.create_key(), self.create_key()
+        blob = self.encrypt(a, {})
+        one = self.item(blob, a, {})
+        good = {"DestinationKeyId": dest, "Items": [one]}
+        for change, want in [
+                ({"Items": None}, "ValidationException"),
+                ({"Items": []}, "ValidationException"),
+                ({"Items": [one] * 129}, "ValidationException"),
+                ({"Items": one}, "SerializationException"),
+                ({"Items": ["x"]}, "SerializationException"),
+                ({"Items": [one, dict(one, CiphertextBlob=None)]}, "ValidationException"),
+                ({"Items": [dict(one, SourceKeyId=None)]}, "ValidationException"),
+                ({"Items": [dict(one, SourceKeyId="")]}, "ValidationException"),
+                ({"Items": [dict(one, SourceKeyId=7)]}, "SerializationException"),
+                ({"Items": [dict(one, CiphertextBlob="!!not base64")]}, "SerializationException"),
+                ({"Items": [dict(one, CiphertextBlob=b64(bytes(6145)))]}, "ValidationException"),
+                ({"Items": [dict(one, SourceEncryptionContext={"a": 1})]},
+                 "SerializationException"),
+                ({"Items": [dict(one, DestinationEncryptionContext=["a"])]},
+                 "SerializationException"),
+                ({"DestinationKeyId": None}, "ValidationException"),
+                ({"DestinationKeyId": "alias/missing"}, "NotFoundException")]:
+            body = dict(good, **change)
+            body = {k: v for k, v in body.items() if v is not None}
+            for item in body.get("Items", []) if isinstance(body.get("Items"), list) else []:
+                if isinstance(item, dict):
+                    for k in [k for k, v in item.items() if v is None]:
+                        del item[k]
+            with self.subTest(change=str(change)[:80]):
+                self.assertKmsError(want, self.batch, body)
+        # A malformed item names its place in the batch.
+        e = self.assertKmsError("ValidationException", self.batch,
+                                dict(good, Items=[one, {"CiphertextBlob": blob}]))
+        self.assertIn("Items[1]", e.message)
+        # 128 items is the limit, not past it; a body over 64 KiB is refused
+        # before it is parsed.
+        self.assertEqual(len(self.batch(dict(good, Items=[one] * 128))["Results"]), 128)
+        status, out = self.keyd.raw("EnvelopeKeyService.ReEncryptBatch",
+                                    dict(good, Items=[dict(one, Pad="x" * 70000)]))
+        self.assertEqual(status, 413, out)
+        # Nothing was re-wrapped by a malformed request: one error record each,
+        # no item records.
+        _, lines = self.audit()
+        batch_lines = [l for l in lines if l["operation"] == "EnvelopeKeyService.ReEncryptBatch"]
+        self.assertTrue(all("batch_item" not in l for l in batch_lines
+                            if l["result"] == "error"), batch_lines)
+
+    def test_the_destination_is_checked_once_and_fails_the_request(self):
+        a, dest = self.create_key(), self.create_key()
+        blob = self.encrypt(a, {})
+        self.keyd.call("DisableKey", {"KeyId": dest})
+        self.assertKmsError("DisabledException", self.batch,
+                            {"DestinationKeyId": dest, "Items": [self.item(blob, a, {})]})
+        self.keyd.call("EnableKey", {"KeyId": dest})
+        self.deny(dest, "kms:ReEncryptTo")
+        self.assertKmsError("AccessDeniedException", self.batch,
+                            {"DestinationKeyId": dest, "Items": [self.item(blob, a, {})]})
+
+    def deny(self, key_id, action):
+        policy = json.loads(self.keyd.call("GetKeyPolicy", {"KeyId": key_id})["Policy"])
+        policy["Statement"].append({"Effect": "Deny", "Principal": {"Local": f"uid:{os.getuid()}"},
+                                    "Action": action, "Resource": "*"})
+        self.keyd.call("PutKeyPolicy", {"KeyId": key_id, "Policy": json.dumps(policy)})
+
+    def test_the_policy_is_checked_per_item(self):
+        allowed, denied, no_decrypt, dest = (self.create_key() for _ in range(4))
+        self.deny(denied, "kms:ReEncryptFrom")
+        # ReEncrypt from a key is refused when kms:Decrypt on it is denied
+        # (docs/KEYSERVICE.md): so is its batch item.
+        self.deny(no_decrypt, "kms:Decrypt")
+        items = [self.item(self.encrypt(k, {}), k, {}) for k in (allowed, denied, no_decrypt, allowed)]
+        results = self.batch({"DestinationKeyId": dest, "Items": items})["Results"]
+        self.assertEqual([r.get("ErrorType") for r in results],
+                         [None, "AccessDeniedException", "AccessDeniedException", None])
+        self.assertIn("kms:ReEncryptFrom", results[1]["ErrorMessage"])
+        self.assertIn("kms:Decrypt", results[2]["ErrorMessage"])
+
+    def test_one_audit_record_per_item_and_no_secret(self):
+        a, other, dest = self.create_key(), self.create_key(), self.create_key()
+        contexts = [{"file": str(i)} for i in range(3)]
+        items = [self.item(self.encrypt(a, c), a, c) for c in contexts]
+        items[1] = self.item(self.encrypt(other, contexts[1]), a, contexts[1])
+        _, before = self.audit()
+        out = self.batch({"DestinationKeyId": dest, "Items": items})
+        raw, lines = self.audit()
+        new = lines[len(before):]
+        self.assertEqual([l["operation"] for l in new], ["EnvelopeKeyService.ReEncryptBatch"] * 3)
+        self.assertEqual([l["batch_item"] for l in new], [0, 1, 2])
+        self.assertEqual({l["batch_size"] for l in new}, {3})
+        self.assertEqual([l["result"] for l in new], ["ok", "error", "ok"])
+        self.assertEqual(new[1]["error_type"], "IncorrectKeyException")
+        for i in (0, 2):
+            self.assertEqual(new[i]["key_id"], dest)
+            self.assertEqual(new[i]["key_version"], 1)
+            self.assertEqual(new[i]["source_key_id"], a)
+            self.assertEqual(new[i]["source_key_version"], 1)
+            self.assertEqual(new[i]["encryption_context"], contexts[i])
+            self.assertEqual(new[i]["source_encryption_context"], contexts[i])
+        for item in items:
+            self.assertNotIn(item["CiphertextBlob"], raw)
+        for r in out["Results"]:
+            if "CiphertextBlob" in r:
+                self.assertNotIn(r["CiphertextBlob"], raw)
+        # The chain holds across the lines one write appended.
+        v = self.keyd.call("VerifyAudit", {}, prefix="EnvelopeKeyService")
+        self.assertTrue(v["Ok"], v)
+
+
 class EnvelopectlTest(KeydTestCase):
     """The project's own client end to end: envelopectl over KmsClient."""
 

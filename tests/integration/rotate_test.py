@@ -21,7 +21,9 @@ HEADER_PREFIX = 64
 SLOT_SIZE = 512
 HEADER_SIZE = HEADER_PREFIX + 2 * SLOT_SIZE
 DEK_XATTR = "user.envelopefs.dek"
-INTERNAL = {"envelopefs.conf", "envelopefs.conf.tmp", ".envelopefs.dirid"}
+# .envelopefs.rotating: the marker of a rotation in progress (or killed).
+INTERNAL = {"envelopefs.conf", "envelopefs.conf.tmp", ".envelopefs.dirid", ".envelopefs.rotating"}
+MARKER = ".envelopefs.rotating"
 
 
 def content_files(cipherdir):
@@ -316,10 +318,15 @@ class CrashTest(unittest.TestCase):
                     with open(v.m.path(name), "rb") as f:
                         self.assertEqual(sha(f.read()), h, name)
                 v.m.unmount()
-            # A rerun completes the job.
+            # A rerun completes the job; if the kill left the run's marker,
+            # the rerun syncs what the killed run wrote first, and says so.
+            interrupted = os.path.exists(os.path.join(v.m.cipherdir, MARKER))
             summary = json.loads(v.rotate().stdout)
             self.assertEqual(summary["failed"], 0)
             self.assertEqual(set(ver for _, ver in v.labels().values()), {version})
+            self.assertEqual(any("interrupted" in n for n in summary["notes"]), interrupted,
+                             summary["notes"])
+            self.assertFalse(os.path.exists(os.path.join(v.m.cipherdir, MARKER)))
         # The kills must really have landed inside the walk most of the time.
         self.assertGreaterEqual(mid_run, self.kills // 4,
                                 f"only {mid_run} of {self.kills} kills interrupted a walk")

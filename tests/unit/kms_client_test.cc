@@ -804,6 +804,51 @@ TEST(KmsClientExchangeTest, EncryptAndReEncrypt) {
                         {"DestinationKeyId", "alias/new"}}));
 }
 
+// ReEncryptBatch: one request for every item, one result per item (an
+// item's error as a Status like ReEncrypt's), and a body exactly as long as
+// ReEncryptBatchBodySize and ReEncryptBatchItemSize say (the client fills
+// requests up to the service's body limit by them).
+TEST(KmsClientExchangeTest, ReEncryptBatch) {
+  FakeServer server(false, [](const FakeServer::Request&, int) {
+    return Ok({{"KeyId", "arn:dest"},
+               {"Results", json::array({{{"CiphertextBlob", Base64Encode(Bytes{7})},
+                                         {"SourceKeyId", "arn:a"}},
+                                        {{"ErrorType", "IncorrectKeyException"},
+                                         {"ErrorMessage", "not under its pin"}}})}});
+  });
+  auto client = MakeClient(FastOptions(server.endpoint()));
+  const Bytes one = {1, 2, 3}, two(100, 0xee);
+  std::vector<ReEncryptItem> items = {
+      {one, "alias/a", {{"file", "1"}, {"volume", "v\"q\\\n\x01"}}, {{"file", "1"}}},
+      {two, "k2", {}, {{"x", "y"}}}};
+  auto results = client->ReEncryptBatch(items, "alias/dest");
+  ASSERT_TRUE(results.ok()) << results.status().ToString();
+  ASSERT_EQ(results->size(), 2u);
+  ASSERT_TRUE((*results)[0].ok());
+  EXPECT_EQ(*(*results)[0], (Bytes{7}));
+  EXPECT_EQ(KmsErrorType((*results)[1].status()), "IncorrectKeyException");
+  EXPECT_EQ((*results)[1].status().code(), StatusCode::kCorruption);
+
+  const auto received = server.received();
+  const FakeServer::Request& req = received[0];
+  EXPECT_EQ(req.Header("X-Amz-Target"), "EnvelopeKeyService.ReEncryptBatch");
+  json sent = json::parse(req.body);
+  EXPECT_EQ(sent["DestinationKeyId"], "alias/dest");
+  ASSERT_EQ(sent["Items"].size(), 2u);
+  EXPECT_EQ(sent["Items"][0]["SourceKeyId"], "alias/a");
+  EXPECT_EQ(sent["Items"][1]["CiphertextBlob"], Base64Encode(two));
+  // The items' sizes each count a comma: one more than the body has.
+  EXPECT_EQ(req.body.size() + 1, ReEncryptBatchBodySize("alias/dest") +
+                                     ReEncryptBatchItemSize(items[0]) +
+                                     ReEncryptBatchItemSize(items[1]));
+
+  // No pin, nothing sent; nor for an empty or oversized batch.
+  items[1].source_key_id.clear();
+  EXPECT_EQ(client->ReEncryptBatch(items, "d").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(client->ReEncryptBatch({}, "d").ok());
+  EXPECT_EQ(server.requests(), 1);
+}
+
 // Every unwrap names the key it expects: without one nothing is sent.
 TEST(KmsClientExchangeTest, UnwrapWithoutKeyIdIsRefused) {
   FakeServer server(false, [](const FakeServer::Request&, int) { return Ok({}); });

@@ -4,6 +4,12 @@
 // tests/integration/rotate_test.py (CrashTest).
 #include "fs/rotate.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include "tests/unit/volume_fixture.h"
@@ -143,6 +149,74 @@ TEST_P(RotateTest, ADisabledTargetIsRefusedBeforeAnythingIsWritten) {
   EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(fx_.kms().Calls("ReEncrypt"), 0);
   ExpectAllUnder(1);
+}
+
+TEST_P(RotateTest, ReWrapsManyFilesAtATime) {
+  fx_.kms().RotateKey(fx_.key());
+  auto rotated = Rotate();
+  ASSERT_TRUE(rotated.ok()) << rotated.status().ToString();
+  EXPECT_EQ(rotated->rewrapped, static_cast<uint64_t>(kFiles));
+  // Fewer than a batch of files: one ReEncryptMany for all of them (the
+  // volume key has a ReEncrypt of its own).
+  EXPECT_EQ(fx_.kms().Calls("ReEncryptMany"), 1);
+  EXPECT_EQ(fx_.kms().Calls("ReEncrypt"), kFiles + 1);
+  ExpectAllUnder(2);
+}
+
+// A file the service will not re-wrap fails alone, named by its plaintext
+// path (the walk decrypts no names; a failure's is decrypted on demand),
+// and so does a file whose header is damaged; every other file of the
+// batch is re-wrapped.
+TEST_P(RotateTest, AFileThatFailsFailsAloneUnderItsPlaintextName) {
+  {
+    auto volume = fx_.Open();
+    ASSERT_TRUE(volume.ok());
+    auto other = fx_.WrappedDek(**volume, Name(1));
+    ASSERT_TRUE(other.ok());
+    // file2 now carries file1's key blob, bound to file1's context.
+    ASSERT_TRUE(fx_.ReplaceWrappedDek(**volume, Name(2), *other).ok());
+    ASSERT_TRUE(fx_.DamageHeader(**volume, Name(3)).ok());
+  }
+  fx_.kms().RotateKey(fx_.key());
+  auto rotated = Rotate();
+  ASSERT_TRUE(rotated.ok()) << rotated.status().ToString();
+  EXPECT_EQ(rotated->rewrapped, static_cast<uint64_t>(kFiles - 2));
+  ASSERT_EQ(rotated->failures.size(), 2u);
+  EXPECT_EQ(rotated->failures[0].rfind("/file", 0), 0u) << rotated->failures[0];
+  std::vector<std::string> named;
+  for (const std::string& f : rotated->failures) named.push_back(f.substr(0, f.find(':')));
+  std::sort(named.begin(), named.end());
+  EXPECT_EQ(named, (std::vector<std::string>{"/file2", "/file3"}));
+  for (const std::string& f : rotated->failures) {
+    if (f.rfind("/file2:", 0) == 0) {
+      EXPECT_NE(f.find("InvalidCiphertextException"), std::string::npos) << f;
+    }
+  }
+}
+
+// The marker of a run in progress: gone after a run that finished, and a
+// run that finds one (an earlier run was killed) says so and syncs first.
+TEST_P(RotateTest, AnInterruptedRunIsNoticedByTheNextOne) {
+  const std::string marker = fx_.cipherdir() + "/cipher/.envelopefs.rotating";
+  struct stat st;
+  fx_.kms().RotateKey(fx_.key());
+  auto first = Rotate();
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_NE(::stat(marker.c_str(), &st), 0) << "a finished run leaves no marker";
+  for (const std::string& n : first->notes) EXPECT_EQ(n.find("interrupted"), std::string::npos) << n;
+
+  const int fd = ::open(marker.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);  // as a killed run leaves it
+  ::close(fd);
+  fx_.kms().RotateKey(fx_.key());
+  auto second = Rotate();
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(second->rewrapped, static_cast<uint64_t>(kFiles));
+  bool noted = false;
+  for (const std::string& n : second->notes) noted |= n.find("interrupted") != std::string::npos;
+  EXPECT_TRUE(noted);
+  EXPECT_NE(::stat(marker.c_str(), &st), 0);
+  ExpectAllUnder(3);
 }
 
 INSTANTIATE_TEST_SUITE_P(Blobs, RotateTest, ::testing::Values(true, false),

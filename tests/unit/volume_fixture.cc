@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "core/base/fd_io.h"
 #include "core/format/header_io.h"
 #include "fs/backing_tree.h"
 
@@ -66,6 +67,25 @@ StatusOr<Bytes> VolumeFixture::WrappedDek(fs::Volume& volume, const std::string&
   ENVELOPE_ASSIGN_OR_RETURN(UniqueFd fd, fs::backing::OpenRegular(root.get(), backing, O_RDONLY));
   ENVELOPE_ASSIGN_OR_RETURN(format::FileHeader header, format::ReadHeader(fd.get(), volume.layout()));
   return format::ActiveWrappedDek(header);
+}
+
+Status VolumeFixture::ReplaceWrappedDek(fs::Volume& volume, const std::string& name,
+                                        ByteView blob) {
+  ENVELOPE_ASSIGN_OR_RETURN(std::string backing, BackingName(volume, name));
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd top, fs::backing::OpenRoot(volume.cipherdir()));
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd root, fs::backing::OpenDir(top.get(), ""));
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd fd, fs::backing::OpenRegular(root.get(), backing, O_RDWR));
+  ENVELOPE_ASSIGN_OR_RETURN(format::FileHeader header, format::ReadHeader(fd.get(), volume.layout()));
+  return format::RewriteWrappedDek(fd.get(), &header, blob);
+}
+
+Status VolumeFixture::DamageHeader(fs::Volume& volume, const std::string& name) {
+  ENVELOPE_ASSIGN_OR_RETURN(std::string backing, BackingName(volume, name));
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd top, fs::backing::OpenRoot(volume.cipherdir()));
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd root, fs::backing::OpenDir(top.get(), ""));
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd fd, fs::backing::OpenRegular(root.get(), backing, O_RDWR));
+  const Bytes junk(16, 0xa5);
+  return PwriteFull(fd.get(), junk, 0);
 }
 
 }  // namespace envelope::testing

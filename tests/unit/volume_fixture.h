@@ -33,6 +33,11 @@ class VolumeFixture {
   StatusOr<std::string> ReadFile(fs::Volume& volume, const std::string& name);
   // The wrapped DEK of `name`'s active slot (or xattr).
   StatusOr<Bytes> WrappedDek(fs::Volume& volume, const std::string& name);
+  // Writes `blob` as `name`'s wrapped DEK, as a rotation would (another
+  // file's blob makes a file whose key the service will not re-wrap).
+  Status ReplaceWrappedDek(fs::Volume& volume, const std::string& name, ByteView blob);
+  // Overwrites the first bytes of `name`'s backing file (a damaged header).
+  Status DamageHeader(fs::Volume& volume, const std::string& name);
 
  private:
   StatusOr<std::string> BackingName(fs::Volume& volume, const std::string& name);

@@ -148,6 +148,7 @@ int Info(const std::string& cipherdir, const efs::OpenOptions& open) {
 struct WalkFlags {
   std::string to_key;
   int threads = 8;
+  size_t files_per_batch = 64;  // rotate only
   bool json = false;
   bool deep = false;
 };
@@ -183,6 +184,7 @@ int Rotate(const std::string& cipherdir, efs::OpenOptions open, const WalkFlags&
   efs::RotateOptions options;
   options.to_key = flags.to_key;
   options.threads = flags.threads;
+  options.files_per_batch = flags.files_per_batch;
   options.progress = !flags.json && efs::Progress::StderrIsTerminal();
   auto summary = efs::RotateVolume(volume->get(), options);
   if (!summary.ok()) return Fail(summary.status());
@@ -455,6 +457,9 @@ int main(int argc, char** argv) {
   rotate_cmd->add_option("cipherdir", cipherdir)->required();
   rotate_cmd->add_option("--to-key", walk.to_key, "move the volume to this master key");
   rotate_cmd->add_option("--threads", walk.threads, "parallel workers")->check(CLI::Range(1, 256));
+  rotate_cmd->add_option("--files-per-batch", walk.files_per_batch,
+                         "files whose keys one request re-wraps (default 64)")
+      ->check(CLI::Range(1, 128));
   rotate_cmd->add_flag("--json", walk.json, "print a JSON summary, no progress bar");
   rotate_cmd->add_option("--kms", open.endpoint, "key service endpoint");
   rotate_cmd->add_option("--kms-api", open.kms_api, "auto, envelope or standard (AWS KMS's API only)");

@@ -30,11 +30,6 @@ namespace envelope::fs {
 
 namespace {
 
-// Files a worker takes at a time: their re-wraps go to the key service in
-// one ReEncryptMany (one request with envelope-keyd), and their
-// descriptors stay open until their slot writes are on the device (this
-// batch and the one before it: 2 × 64 per worker).
-constexpr size_t kFilesPerBatch = 64;
 
 struct TargetKey {
   std::string arn;
@@ -182,7 +177,7 @@ class Walk {
  public:
   Walk(Volume* volume, const VolumeListing& listing, std::vector<const VolumeEntry*> files,
        int root_fd, const CurrentTest& is_current, RotationJournal* journal,
-       std::string to_key, bool sync_ranges, Progress* progress)
+       std::string to_key, bool sync_ranges, size_t files_per_batch, Progress* progress)
       : volume_(volume),
         kms_(volume->kms()),
         listing_(listing),
@@ -192,6 +187,7 @@ class Walk {
         journal_(journal),
         to_key_(std::move(to_key)),
         sync_ranges_(sync_ranges),
+        files_per_batch_(std::max<size_t>(1, files_per_batch)),
         progress_(progress) {}
 
   // Runs `threads` workers to the end (or to a fatal error) and adds what
@@ -227,6 +223,7 @@ class Walk {
   RotationJournal* const journal_;
   const std::string to_key_;
   const bool sync_ranges_;  // per-file writeback (FileByFileDurable), else one syncfs
+  const size_t files_per_batch_;  // RotateOptions::files_per_batch, at least 1
   Progress* const progress_;
 
   std::atomic<size_t> next_{0};      // the next batch's first file
@@ -387,9 +384,9 @@ void Walk::Worker() {
     written->clear();
   };
   while (!stop_.load(std::memory_order_relaxed)) {
-    const size_t start = next_.fetch_add(kFilesPerBatch, std::memory_order_relaxed);
+    const size_t start = next_.fetch_add(files_per_batch_, std::memory_order_relaxed);
     if (start >= files_.size()) break;
-    const size_t end = std::min(files_.size(), start + kFilesPerBatch);
+    const size_t end = std::min(files_.size(), start + files_per_batch_);
     std::vector<Pending> batch;
     batch.reserve(end - start);
     for (size_t i = start; i < end; ++i) {
@@ -439,14 +436,14 @@ void Walk::Worker() {
 
 Status Walk::Run(int threads, RotateSummary* summary) {
   summary_ = summary;
-  const size_t batches = (files_.size() + kFilesPerBatch - 1) / kFilesPerBatch;
+  const size_t batches = (files_.size() + files_per_batch_ - 1) / files_per_batch_;
   // A worker holds up to two batches' descriptors: no more workers than the
   // descriptor limit allows (with room for everything else).
   struct rlimit files_limit {};
   size_t most = static_cast<size_t>(std::max(threads, 1));
   if (::getrlimit(RLIMIT_NOFILE, &files_limit) == 0 && files_limit.rlim_cur != RLIM_INFINITY) {
     const size_t fds = static_cast<size_t>(files_limit.rlim_cur);
-    most = std::min(most, std::max<size_t>(1, fds > 64 ? (fds - 64) / (2 * kFilesPerBatch) : 1));
+    most = std::min(most, std::max<size_t>(1, fds > 64 ? (fds - 64) / (2 * files_per_batch_) : 1));
   }
   const size_t count = std::min(batches, most);
   std::vector<std::thread> pool;
@@ -562,7 +559,7 @@ StatusOr<RotateSummary> RotateVolume(Volume* volume, const RotateOptions& option
   {
     Progress progress("rotate", files.size(), options.progress);
     Walk walk(volume, listing, std::move(files), top.get(), is_current, journal.get(), to_key,
-              sync_ranges, &progress);
+              sync_ranges, options.files_per_batch, &progress);
     fatal = walk.Run(options.threads, &summary);
     Status trouble = walk.journal_trouble();
     if (!trouble.ok()) {

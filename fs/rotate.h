@@ -36,6 +36,11 @@ namespace envelope::fs {
 struct RotateOptions {
   std::string to_key;  // empty: the volume's own key
   int threads = 8;
+  // Files a worker takes at a time: their re-wraps go to the key service in
+  // one ReEncryptMany (one request with envelope-keyd), and their
+  // descriptors stay open until their slot writes are on the device (this
+  // batch and the one before it: 2 x files_per_batch per worker).
+  size_t files_per_batch = 64;
   bool progress = false;  // draw a progress bar on stderr
 };
 

@@ -550,9 +550,12 @@ class WalkAttackTest(AttackTestCase):
     def setUp(self):
         super().setUp()
         # Root's file first in the walk (the root directory is listed
-        # first), nobody's file in a subdirectory they own.
+        # first; rotate takes files in backing inode order, and root's file
+        # is made first: checked below), nobody's file in a subdirectory
+        # they own.
         with open(self.m.path("a"), "w") as f:
             f.write("root's file")
+        self.root_ino = os.stat(self.m.path("a")).st_ino
         sub = self.m.path("home", "sub")
         self.as_nobody(f"""
             import os
@@ -561,6 +564,7 @@ class WalkAttackTest(AttackTestCase):
                 f.write("nobody's file")
         """)
         self.sub_backing = backing_path_of(self.m.cipherdir, sub)
+        self.nobody_ino = os.stat(os.path.join(sub, "f")).st_ino
         f_backing = backing_path_of(self.m.cipherdir, os.path.join(sub, "f"))
         # Outside: a root-only copy of that file under the same backing
         # name, a valid envelopefs file that rotate could rewrite.
@@ -614,8 +618,13 @@ class WalkAttackTest(AttackTestCase):
 
     def test_rotate_does_not_follow_a_symlinked_directory(self):
         to_key = run(ENVELOPECTL, "--endpoint", self.m.endpoint, "key", "create").stdout.strip()
+        # One file a batch (a lone re-wrap is a plain ReEncrypt): the
+        # first file's (root's, held) comes after the walk and before
+        # nobody's file is opened.
+        self.assertLess(self.root_ino, self.nobody_ino, "the test needs root's file first")
         rc, out, err = self.run_with_swap(
-            [ENVELOPEFS, "rotate", self.m.cipherdir, "--to-key", to_key], "TrentService.ReEncrypt")
+            [ENVELOPEFS, "rotate", self.m.cipherdir, "--to-key", to_key, "--files-per-batch", "1"],
+            "TrentService.ReEncrypt")
         with open(self.copy, "rb") as f:
             self.assertEqual(f.read(), self.copy_bytes, "rotate rewrote a file outside the volume")
         self.assertEqual(rc, 1, out + err)

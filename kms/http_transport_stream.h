@@ -87,9 +87,40 @@ boost::beast::error_code WaitFor(int fd, short events, SteadyTime deadline);
 
 Status SetNonBlocking(int fd);
 
+// The two read_some overloads of a Beast SyncReadStream, over the
+// stream's own ReadSome(mutable_buffer, error_code&), which fills the
+// sequence's first non-empty buffer (read_some may fill less than it was
+// given). Shared by SocketStream and TlsStream.
+template <typename Stream>
+class SyncReadStream {
+ public:
+  template <typename MutableBufferSequence>
+  size_t read_some(const MutableBufferSequence& buffers, boost::beast::error_code& ec) {
+    return static_cast<Stream*>(this)->ReadSome(FirstNonEmpty(buffers), ec);
+  }
+  template <typename MutableBufferSequence>
+  size_t read_some(const MutableBufferSequence& buffers) {
+    boost::beast::error_code ec;
+    const size_t n = read_some(buffers, ec);
+    if (ec) throw boost::beast::system_error(ec);
+    return n;
+  }
+
+ private:
+  template <typename MutableBufferSequence>
+  static boost::asio::mutable_buffer FirstNonEmpty(const MutableBufferSequence& buffers) {
+    for (auto it = boost::asio::buffer_sequence_begin(buffers);
+         it != boost::asio::buffer_sequence_end(buffers); ++it) {
+      boost::asio::mutable_buffer b = *it;
+      if (b.size() != 0) return b;
+    }
+    return {};
+  }
+};
+
 // A plain connected socket (Unix or TCP), non-blocking. Does not own the
 // descriptor: REQUIRES: it outlives the stream.
-class SocketStream {
+class SocketStream : public SyncReadStream<SocketStream> {
  public:
   explicit SocketStream(int fd) : fd_(fd) {}
 
@@ -105,32 +136,8 @@ class SocketStream {
   // Before the descriptor is closed.
   void Release() {}
 
-  // SyncReadStream.
-  template <typename MutableBufferSequence>
-  size_t read_some(const MutableBufferSequence& buffers, boost::beast::error_code& ec) {
-    return ReadSome(FirstNonEmpty(buffers), ec);
-  }
-  template <typename MutableBufferSequence>
-  size_t read_some(const MutableBufferSequence& buffers) {
-    boost::beast::error_code ec;
-    const size_t n = read_some(buffers, ec);
-    if (ec) throw boost::beast::system_error(ec);
-    return n;
-  }
-
-  // Any buffer sequence's first non-empty buffer: read_some may fill less
-  // than it was given.
-  template <typename MutableBufferSequence>
-  static boost::asio::mutable_buffer FirstNonEmpty(const MutableBufferSequence& buffers) {
-    for (auto it = boost::asio::buffer_sequence_begin(buffers);
-         it != boost::asio::buffer_sequence_end(buffers); ++it) {
-      boost::asio::mutable_buffer b = *it;
-      if (b.size() != 0) return b;
-    }
-    return {};
-  }
-
  private:
+  friend class SyncReadStream<SocketStream>;
   size_t ReadSome(boost::asio::mutable_buffer buffer, boost::beast::error_code& ec);
 
   int fd_;
@@ -146,7 +153,7 @@ using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxFree>;
 // that sends with MSG_NOSIGNAL (OpenSSL's socket BIO uses write(), which
 // raises SIGPIPE when the peer is gone). Does not own the descriptor:
 // REQUIRES: it outlives the stream, or Release() is called first.
-class TlsStream {
+class TlsStream : public SyncReadStream<TlsStream> {
  public:
   // The SSL object, with `ctx`'s settings. status() says whether it could
   // be made.
@@ -171,19 +178,6 @@ class TlsStream {
   // Frees the SSL object, before the descriptor is closed.
   void Release();
 
-  // SyncReadStream.
-  template <typename MutableBufferSequence>
-  size_t read_some(const MutableBufferSequence& buffers, boost::beast::error_code& ec) {
-    return ReadSome(SocketStream::FirstNonEmpty(buffers), ec);
-  }
-  template <typename MutableBufferSequence>
-  size_t read_some(const MutableBufferSequence& buffers) {
-    boost::beast::error_code ec;
-    const size_t n = read_some(buffers, ec);
-    if (ec) throw boost::beast::system_error(ec);
-    return n;
-  }
-
   // What the BIO saw last; on the heap so that the BIO's pointer to it
   // survives a move of the stream.
   struct BioState {
@@ -192,6 +186,7 @@ class TlsStream {
   };
 
  private:
+  friend class SyncReadStream<TlsStream>;
   size_t ReadSome(boost::asio::mutable_buffer buffer, boost::beast::error_code& ec);
   // Repeats `op` (an SSL call returning 1 on success) while OpenSSL wants
   // the socket readable or writable, waiting for it by the deadline.

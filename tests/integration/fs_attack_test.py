@@ -549,32 +549,30 @@ class WalkAttackTest(AttackTestCase):
 
     def setUp(self):
         super().setUp()
-        # Root's file first in the walk (the root directory is listed
-        # first; rotate takes files in backing inode order, and root's file
-        # is made first: checked below), nobody's file in a subdirectory
-        # they own.
-        with open(self.m.path("a"), "w") as f:
-            f.write("root's file")
-        self.root_ino = os.stat(self.m.path("a")).st_ino
+        # Two of nobody's files in a subdirectory they own. Whichever is
+        # opened first (the walk's order, or inode order for rotate) is
+        # still inside the volume; the other is opened after the swap.
         sub = self.m.path("home", "sub")
         self.as_nobody(f"""
             import os
             os.mkdir({sub!r})
-            with open(os.path.join({sub!r}, "f"), "w") as f:
-                f.write("nobody's file")
+            for name in ("f", "g"):
+                with open(os.path.join({sub!r}, name), "w") as f:
+                    f.write("nobody's file " + name)
         """)
         self.sub_backing = backing_path_of(self.m.cipherdir, sub)
-        self.nobody_ino = os.stat(os.path.join(sub, "f")).st_ino
-        f_backing = backing_path_of(self.m.cipherdir, os.path.join(sub, "f"))
-        # Outside: a root-only copy of that file under the same backing
-        # name, a valid envelopefs file that rotate could rewrite.
+        # Outside: a root-only copy of each file under the same backing
+        # name, valid envelopefs files that rotate could rewrite.
         self.elsewhere = os.path.join(self.outside, "elsewhere")
         os.mkdir(self.elsewhere)
-        self.copy = os.path.join(self.elsewhere, os.path.basename(f_backing))
-        shutil.copyfile(f_backing, self.copy)
-        os.chmod(self.copy, 0o600)
-        with open(self.copy, "rb") as f:
-            self.copy_bytes = f.read()
+        self.copies = {}
+        for name in ("f", "g"):
+            backing = backing_path_of(self.m.cipherdir, os.path.join(sub, name))
+            copy = os.path.join(self.elsewhere, os.path.basename(backing))
+            shutil.copyfile(backing, copy)
+            os.chmod(copy, 0o600)
+            with open(copy, "rb") as f:
+                self.copies[copy] = f.read()
         self.m.unmount()
         self.proxy = None
 
@@ -618,18 +616,18 @@ class WalkAttackTest(AttackTestCase):
 
     def test_rotate_does_not_follow_a_symlinked_directory(self):
         to_key = run(ENVELOPECTL, "--endpoint", self.m.endpoint, "key", "create").stdout.strip()
-        # One file a batch (a lone re-wrap is a plain ReEncrypt): the
-        # first file's (root's, held) comes after the walk and before
-        # nobody's file is opened.
-        self.assertLess(self.root_ino, self.nobody_ino, "the test needs root's file first")
+        # One file a batch (a lone re-wrap is a plain ReEncrypt): the first
+        # file's (held) comes after the walk and before the second file is
+        # opened.
         rc, out, err = self.run_with_swap(
             [ENVELOPEFS, "rotate", self.m.cipherdir, "--to-key", to_key, "--files-per-batch", "1"],
             "TrentService.ReEncrypt")
-        with open(self.copy, "rb") as f:
-            self.assertEqual(f.read(), self.copy_bytes, "rotate rewrote a file outside the volume")
+        for copy, before in self.copies.items():
+            with open(copy, "rb") as f:
+                self.assertEqual(f.read(), before, "rotate rewrote a file outside the volume")
         self.assertEqual(rc, 1, out + err)
         summary = json.loads(out)
-        self.assertEqual(summary["rewrapped"], 1)  # root's file only
+        self.assertEqual(summary["rewrapped"], 1)  # the file opened before the swap
         self.assertEqual(len(summary["failures"]), 1, summary)
         self.assertIn("symlink", summary["failures"][0])
 

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/base/fd_io.h"
+#include "core/base/parallel_runner.h"
 #include "core/format/header_io.h"
 
 namespace envelope::format {
@@ -317,7 +318,30 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
                           layout_.ChunkPlaintextSize(b1, new_size) +
                           kChunkOverheadInBytes;
       write_buf_.resize(to - from);
+      auto out_of = [&](uint64_t i) {
+        return MutableByteView(write_buf_.data() + (layout_.ChunkOffset(i) - from),
+                               layout_.ChunkPlaintextSize(i, new_size) + kChunkOverheadInBytes);
+      };
+      // The chunks that the data covers whole, [w0, w1] (an interval: the
+      // chunks inside the intersection of two ranges), are sealed straight
+      // from it, in parallel when there are many. The others, at most one
+      // at each end of the data plus chunks of zeros or old bytes around it,
+      // are built in plain_buf_ first.
+      const uint64_t whole_lo = std::max(start, data_offset);
+      const uint64_t whole_hi = std::min(end, data_end);
+      auto whole = [&](uint64_t i) {
+        return i * chunk >= whole_lo &&
+               i * chunk + layout_.ChunkPlaintextSize(i, new_size) <= whole_hi;
+      };
+      uint64_t w0 = b0;
+      while (w0 <= b1 && !whole(w0)) ++w0;
+      uint64_t w1 = w0;
+      while (w1 < b1 && whole(w1 + 1)) ++w1;
       for (uint64_t i = b0; i <= b1; ++i) {
+        if (i == w0 && w0 <= b1) {
+          i = w1;
+          continue;
+        }
         const uint32_t plain = layout_.ChunkPlaintextSize(i, new_size);
         const uint64_t chunk_start = i * chunk;
         const uint64_t lo = std::max(start, chunk_start);
@@ -341,10 +365,12 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
           std::memcpy(plain_buf_.data() + (copy_lo - chunk_start),
                       data.data() + (copy_lo - data_offset), copy_hi - copy_lo);
         }
-        MutableByteView out(write_buf_.data() + (layout_.ChunkOffset(i) - from),
-                            plain + kChunkOverheadInBytes);
         ENVELOPE_RETURN_IF_ERROR(
-            cipher_.Seal(i, i == new_final, ByteView(plain_buf_.data(), plain), out));
+            cipher_.Seal(i, i == new_final, ByteView(plain_buf_.data(), plain), out_of(i)));
+      }
+      if (w0 <= b1) {
+        ENVELOPE_RETURN_IF_ERROR(SealWhole(w0, w1, new_final, new_size,
+                                           data.data() + (w0 * chunk - data_offset), out_of));
       }
       const uint64_t split = std::clamp(old_backing, from, to);
       // In-place bytes that land in a hole of a sparse file need space too:
@@ -372,6 +398,38 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
   if (old_final < first && old_final != new_final) {
     return ResealAsInterior(old_size);
   }
+  return Status::Ok();
+}
+
+Status ContentFile::SealWhole(uint64_t w0, uint64_t w1, uint64_t new_final,
+                              uint64_t new_size, const uint8_t* plain,
+                              const std::function<MutableByteView(uint64_t)>& out_of) {
+  const uint64_t chunk = layout_.chunk_size();
+  auto seal = [&](ChunkCipher& cipher, uint64_t lo, uint64_t hi) -> Status {
+    for (uint64_t i = lo; i <= hi; ++i) {
+      ENVELOPE_RETURN_IF_ERROR(cipher.Seal(
+          i, i == new_final,
+          ByteView(plain + (i - w0) * chunk, layout_.ChunkPlaintextSize(i, new_size)),
+          out_of(i)));
+    }
+    return Status::Ok();
+  };
+  const uint64_t count = w1 - w0 + 1;
+  ParallelRunner& runner = ParallelRunner::Shared();
+  const size_t parts = static_cast<size_t>(
+      std::min<uint64_t>(runner.helpers() + 1, count / kMinChunksPerPart));
+  if (parts < 2) return seal(cipher_, w0, w1);
+  // One cipher context per part beyond the first (cipher_'s).
+  while (seal_ciphers_.size() < parts - 1) {
+    ENVELOPE_ASSIGN_OR_RETURN(ChunkCipher c, cipher_.Clone());
+    seal_ciphers_.push_back(std::move(c));
+  }
+  std::vector<Status> results(parts);
+  runner.Run(parts, [&](size_t p) {
+    results[p] = seal(p == 0 ? cipher_ : seal_ciphers_[p - 1],
+                      w0 + count * p / parts, w0 + count * (p + 1) / parts - 1);
+  });
+  for (Status& s : results) ENVELOPE_RETURN_IF_ERROR(s);
   return Status::Ok();
 }
 

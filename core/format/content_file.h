@@ -24,6 +24,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <vector>
 
@@ -102,6 +103,10 @@ class ContentFile {
   // Plaintext bytes processed per batch: bounds the buffers a huge write,
   // read or zero-extension allocates.
   static constexpr uint64_t kBatchSizeInBytes = 1 << 20;
+  // Whole chunks sealed by one thread at the least: below this, handing
+  // part of a write to another core costs more than it saves (a 4 KiB chunk
+  // seals in 1-2 us, waking a helper takes some 10 us).
+  static constexpr uint64_t kMinChunksPerPart = 32;
 
  private:
   // Decrypts chunk `index` holding `plain_size` bytes into `out` (exactly
@@ -162,6 +167,13 @@ class ContentFile {
 
   // Truncate() down from `size` to `new_size` < size.
   Status Shrink(uint64_t size, uint64_t new_size);
+  // Seals chunks [w0, w1], which `plain` (chunk w0's first byte onward)
+  // covers whole, into out_of(i), splitting them among idle cores when
+  // there are at least 2 * kMinChunksPerPart. The output is the same either
+  // way: each chunk is sealed on its own, with a nonce of its own.
+  Status SealWhole(uint64_t w0, uint64_t w1, uint64_t new_final, uint64_t new_size,
+                   const uint8_t* plain,
+                   const std::function<MutableByteView(uint64_t)>& out_of);
   // Re-seals the chunk that was final in a file of `old_size` bytes as an
   // interior chunk, after the file grew past it.
   Status ResealAsInterior(uint64_t old_size);
@@ -184,6 +196,9 @@ class ContentFile {
   Bytes sealed_buf_;  // reused across calls: ciphertext staging
   Bytes plain_buf_;   // reused across calls: one chunk's plaintext
   Bytes write_buf_;   // reused across calls: sealed chunks of one batch
+  // Cipher contexts for SealWhole's parts beyond the first, cloned on the
+  // first large write. Writers only (exclusive access).
+  std::vector<ChunkCipher> seal_ciphers_;
 };
 
 }  // namespace envelope::format

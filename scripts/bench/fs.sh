@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Filesystem benchmarks: envelopefs against gocryptfs (Debian) and the FUSE
 # ceiling (libfuse's passthrough_hp: the same kernel path without crypto),
-# with the plain backing filesystem for reference, in one run on this machine.
+# also built without its writeback cache (ceiling-nowb: the bound for a
+# filesystem that, like envelopefs by default, does without it), with the
+# plain backing filesystem for reference, in one run on this machine.
 #
-#   scripts/bench/fs.sh                    all workloads (about 15 min, estimated)
+#   scripts/bench/fs.sh                    all workloads (about 10 min)
 #   QUICK=1 scripts/bench/fs.sh            smaller sizes (a smoke run, not for the docs)
 #   BENCH_JSON=FILE scripts/bench/fs.sh    also write the results as JSON (for plot.py)
 #
@@ -19,9 +21,11 @@
 # write, dd write of 512 MiB + fsync and cold dd read of it, fs_mark 3,000
 # 4 KiB files without fsync and 1,000 with fsync each, and untar, ls -lR
 # (cold) and rm -rf of Linux 6.1 source (Debian's linux-source-6.1).
-# Prints every round's samples on stderr and a Markdown table on stdout:
-# medians, and envelopefs's ratio to gocryptfs and to the ceiling (> 1 means
-# envelopefs is faster).
+# Prints every round's samples on stderr and, on stdout, two Markdown
+# tables: the medians with envelopefs's ratio to gocryptfs and to both
+# ceilings (> 1 means envelopefs is faster), and where the time went in the
+# median round: each filesystem's daemon CPU seconds (envelopefs's with
+# envelope-keyd's) and the read requests the backing disk completed.
 set -Eeuo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export DEBIAN_FRONTEND=noninteractive
@@ -80,9 +84,9 @@ if [[ $CEILING_NOFILE != unlimited ]] && ((entries + 1000 > CEILING_NOFILE)); th
   die "the tree has $entries entries, the ceiling may hold only $CEILING_NOFILE descriptors: set TREE=subtree or TREE_DIRS"
 fi
 
-filesystems=(envelopefs gocryptfs ceiling plain)
+filesystems=(envelopefs gocryptfs ceiling ceiling-nowb plain)
 setup_keyd
-for fs in "${filesystems[@]}"; do "setup_$fs"; done
+for fs in "${filesystems[@]}"; do "setup_${fs//-/_}"; done
 # Let the writeback of linux.tar finish before the first measurement: it
 # once landed on whichever filesystem the rotation put first.
 cold
@@ -104,9 +108,32 @@ next_turn() {  # sets turn: the filesystems, starting at a different one each st
 }
 
 # Results: for each workload (in order) its label, unit, direction, and
-# every filesystem's samples.
+# every filesystem's samples; beside each sample, where the time went: the
+# CPU seconds its daemons used (envelopefs's include envelope-keyd's) and
+# the read requests the backing disk completed.
 declare -a KEYS=()
-declare -A LABEL UNIT HIGHER SAMPLES
+declare -A LABEL UNIT HIGHER SAMPLES CPU READS
+
+# The processes whose CPU time counts for a filesystem.
+declare -A DAEMONS=([envelopefs]="$PID_envelopefs $PID_keyd" [gocryptfs]=$PID_gocryptfs
+                    [ceiling]=$PID_ceiling [ceiling-nowb]=$PID_ceiling_nowb [plain]="")
+cpu_ticks() {  # PID...: user + system clock ticks of all their threads
+  local p t=0 f
+  for p in "$@"; do
+    f=$(cat "/proc/$p/stat") || die "process $p (a daemon of the run) is gone"
+    read -r -a f <<<"${f##*) }"  # fields from the state on: utime, stime are 12, 13
+    t=$((t + f[11] + f[12]))
+  done
+  echo "$t"
+}
+clk_tck=$(getconf CLK_TCK)
+# The backing disk: the block device holding the work directory.
+dev=$(stat -c '%d' "$work")
+disk_major=$((dev >> 8)) disk_minor=$((dev & 0xff))
+disk_reads() {
+  awk -v a="$disk_major" -v b="$disk_minor" '$1 == a && $2 == b {print $4; f = 1}
+    END {if (!f) print 0}' /proc/diskstats
+}
 
 fio_json() {  # FIO-ARGS...: runs fio, prints MiB/s and IOPS of its one job
   fio --output-format=json "$@" >"$work/fio.json"
@@ -195,14 +222,23 @@ run() {
       [[ -n $prep ]] && "$prep" "$(mnt "$fs")"
       cold
       VAL=
+      local c0 r0
+      # shellcheck disable=SC2086  # DAEMONS: a list of process ids
+      c0=$(cpu_ticks ${DAEMONS[$fs]})
+      r0=$(disk_reads)
       "m_$key" "$(mnt "$fs")"
       is_number "$VAL" || die "$workload on $fs: no result (got '$VAL')"
       SAMPLES[$fs,$key]+="${SAMPLES[$fs,$key]:+ }$VAL"
+      # shellcheck disable=SC2086
+      CPU[$fs,$key]+="${CPU[$fs,$key]:+ }$(awk -v a="$c0" -v b="$(cpu_ticks ${DAEMONS[$fs]})" \
+        -v t="$clk_tck" 'BEGIN {printf "%.2f", (b - a) / t}')"
+      READS[$fs,$key]+="${READS[$fs,$key]:+ }$(($(disk_reads) - r0))"
     done
   done
   for fs in "${filesystems[@]}"; do
     # shellcheck disable=SC2086  # the list of samples
-    echo "$4, $fs: ${SAMPLES[$fs,$key]} (median $(median ${SAMPLES[$fs,$key]}))" >&2
+    echo "$4, $fs: ${SAMPLES[$fs,$key]} (median $(median ${SAMPLES[$fs,$key]}));" \
+      "daemon CPU s: ${CPU[$fs,$key]}; disk reads: ${READS[$fs,$key]}" >&2
   done
 }
 rm_seq() { rm -f "$1/seq.dat"; }
@@ -244,8 +280,8 @@ echo "fs.sh: whole run $minutes min" >&2
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
 for key in "${KEYS[@]}"; do
   for fs in "${filesystems[@]}"; do
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "${LABEL[$key]}" "${UNIT[$key]}" \
-      "${HIGHER[$key]}" "$fs" "${SAMPLES[$fs,$key]}"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "${LABEL[$key]}" "${UNIT[$key]}" \
+      "${HIGHER[$key]}" "$fs" "${SAMPLES[$fs,$key]}" "${CPU[$fs,$key]}" "${READS[$fs,$key]}"
   done
 done >"$work/samples.tsv"
 /usr/bin/python3 - "$work/samples.tsv" "${BENCH_JSON:-}" "$commit" "${filesystems[*]}" <<'PY'
@@ -253,13 +289,18 @@ import json, statistics, sys, time
 samples_tsv, bench_json, commit, fss = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split()
 rows = {}
 for line in open(samples_tsv):
-    key, label, unit, higher, fs, samples = line.rstrip("\n").split("\t")
+    key, label, unit, higher, fs, samples, cpu, reads = line.rstrip("\n").split("\t")
     r = rows.setdefault(key, {"workload": label, "unit": unit,
                               "higher_is_better": higher == "1",
-                              "samples": {}, "median": {}})
+                              "samples": {}, "median": {},
+                              "cpu_s": {}, "disk_reads": {}})
     s = [float(x) for x in samples.split()]
     r["samples"][fs] = s
     r["median"][fs] = statistics.median_low(s)
+    # The CPU time and disk reads of the round whose sample is the median.
+    i = s.index(r["median"][fs])
+    r["cpu_s"][fs] = [float(x) for x in cpu.split()][i]
+    r["disk_reads"][fs] = [int(x) for x in reads.split()][i]
 
 def ratio(r, peer):  # > 1: envelopefs is faster
     e, p = r["median"]["envelopefs"], r["median"][peer]
@@ -267,11 +308,25 @@ def ratio(r, peer):  # > 1: envelopefs is faster
         return "n/a"
     return f"{(e / p if r['higher_is_better'] else p / e):.2f}"
 
-print("| workload | " + " | ".join(fss) + " | vs gocryptfs | vs ceiling |")
-print("|---" * (len(fss) + 3) + "|")
+peers = ["gocryptfs", "ceiling", "ceiling-nowb"]
+print("| workload | " + " | ".join(fss) + " | " + " | ".join(f"vs {p}" for p in peers) + " |")
+print("|---" * (len(fss) + len(peers) + 1) + "|")
 for r in rows.values():
     cells = " | ".join(f"{r['median'][fs]:g}" for fs in fss)
-    print(f"| {r['workload']} ({r['unit']}) | {cells} | {ratio(r, 'gocryptfs')} | {ratio(r, 'ceiling')} |")
+    print(f"| {r['workload']} ({r['unit']}) | {cells} | " +
+          " | ".join(ratio(r, p) for p in peers) + " |")
+# Where the time went, in the median round of each filesystem: its
+# daemons' CPU seconds and the backing disk's completed reads.
+daemons = [fs for fs in fss if fs != "plain"]
+print()
+print("| workload (median round) | " +
+      " | ".join(f"{fs} CPU s" for fs in daemons) + " | " +
+      " | ".join(f"{fs} disk reads" for fs in fss) + " |")
+print("|---" * (len(daemons) + len(fss) + 1) + "|")
+for r in rows.values():
+    print(f"| {r['workload']} | " +
+          " | ".join(f"{r['cpu_s'][fs]:.2f}" for fs in daemons) + " | " +
+          " | ".join(str(r["disk_reads"][fs]) for fs in fss) + " |")
 if bench_json:
     with open(bench_json, "w") as f:
         json.dump({"bench": "fs", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -61,6 +61,19 @@ bench_build() {  # the envelopefs release build and the FUSE ceiling
   g++ -O2 -std=c++17 -DHAVE_UTIMENSAT -DHAVE_POSIX_FALLOCATE -DHAVE_SETXATTR \
     -o "$work/bin/passthrough_hp" "$src/passthrough_hp.cc" -I"$src" \
     $(pkg-config --cflags --libs fuse3)
+  # The same ceiling without the writeback cache (passthrough_hp has no
+  # option for that alone: --nocache also drops its day-long entry and
+  # attribute timeouts). envelopefs runs without the writeback cache by
+  # default (docs/BENCHMARKS.md, "FUSE options chosen"), so this one bounds
+  # what the kernel path allows a filesystem that makes the same choice.
+  local line='if (fs.timeout && conn->capable & FUSE_CAP_WRITEBACK_CACHE)'
+  grep -qF "$line" "$src/passthrough_hp.cc" ||
+    die "passthrough_hp.cc no longer has the line that turns on the writeback cache"
+  sed "s/$line/if (false)/" "$src/passthrough_hp.cc" >"$work/bin/passthrough_nowb.cc"
+  # shellcheck disable=SC2046
+  g++ -O2 -std=c++17 -DHAVE_UTIMENSAT -DHAVE_POSIX_FALLOCATE -DHAVE_SETXATTR \
+    -o "$work/bin/passthrough_nowb" "$work/bin/passthrough_nowb.cc" -I"$src" \
+    $(pkg-config --cflags --libs fuse3)
 }
 
 # Descriptors: passthrough_hp holds one per inode the kernel knows and raises
@@ -77,6 +90,7 @@ setup_keyd() {
     --socket "$work/kms.sock" >"$work/keyd.log" 2>&1 &
   BENCH_PIDS+=($!)
   local pid=$!
+  PID_keyd=$pid
   for _ in $(seq 200); do
     [[ -S $work/kms.sock ]] && break
     kill -0 "$pid" 2>/dev/null || { cat "$work/keyd.log" >&2; die "envelope-keyd failed"; }
@@ -115,6 +129,15 @@ setup_ceiling() {  # passthrough_hp with its defaults (docs/BENCHMARKS.md), or C
   PID_ceiling=$!
   BENCH_PIDS+=($!); BENCH_MOUNTS+=("$work/ceiling/mnt")
   wait_mounted "$work/ceiling/mnt" $! "$work/ceiling.log"
+}
+setup_ceiling_nowb() {  # the ceiling without the writeback cache, otherwise its defaults
+  mkdir -p "$work/ceiling-nowb/cipher" "$work/ceiling-nowb/mnt"
+  prlimit --nofile="$CEILING_NOFILE:$CEILING_NOFILE" -- \
+    "$work/bin/passthrough_nowb" --foreground "$work/ceiling-nowb/cipher" "$work/ceiling-nowb/mnt" \
+    >"$work/ceiling-nowb.log" 2>&1 &
+  PID_ceiling_nowb=$!
+  BENCH_PIDS+=($!); BENCH_MOUNTS+=("$work/ceiling-nowb/mnt")
+  wait_mounted "$work/ceiling-nowb/mnt" $! "$work/ceiling-nowb.log"
 }
 setup_plain() { mkdir -p "$work/plain/mnt"; }
 

@@ -47,7 +47,7 @@ def import_matplotlib():
 # and at least 0.7x the FUSE ceiling.
 TARGETS = [(1.5, "1.5 (target vs gocryptfs)", "tab:green"),
            (0.7, "0.7 (target vs ceiling)", "tab:red")]
-PEER_ORDER = ["gocryptfs", "ceiling"]
+PEER_ORDER = ["gocryptfs", "ceiling", "ceiling-nowb"]
 NOT_PEERS = {"envelopefs", "plain"}
 
 

@@ -229,6 +229,7 @@ Status ContentFile::Truncate(uint64_t new_size) {
 }
 
 Status ContentFile::Shrink(uint64_t size, uint64_t new_size) {
+  tail_valid_ = false;
   // Shrink: the chunk holding the new end becomes final and is re-sealed
   // with its shorter content and the last flag, then the tail is cut.
   const uint64_t index = layout_.LastChunkIndex(new_size);
@@ -265,6 +266,11 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
   const uint64_t last = (end - 1) / chunk;
   const uint64_t data_end = data_offset + data.size();
   const uint64_t batch_chunks = std::max<uint64_t>(1, kBatchSizeInBytes / chunk);
+  // The old final chunk's plaintext is at hand if the last Store() left the
+  // file at this size. Cleared now, so that a failure below leaves no tail.
+  const bool tail_hit = tail_valid_ && tail_size_ == old_size;
+  tail_valid_ = false;
+  next_tail_.clear();
 
   // The chunks to write: those holding old bytes, those the data touches,
   // and the new final chunk (it authenticates the size). Every other chunk
@@ -353,7 +359,7 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
               i <= old_final ? layout_.ChunkPlaintextSize(i, old_size) : 0;
           if (old_plain > 0) {
             ENVELOPE_RETURN_IF_ERROR(
-                ReadChunk(i, old_plain, i == old_final, plain_buf_.data()));
+                ReadOldChunk(i, old_plain, i == old_final, tail_hit, plain_buf_.data()));
           }
           std::memset(plain_buf_.data() + old_plain, 0, plain - old_plain);
         }
@@ -367,10 +373,15 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
         }
         ENVELOPE_RETURN_IF_ERROR(
             cipher_.Seal(i, i == new_final, ByteView(plain_buf_.data(), plain), out_of(i)));
+        if (i == new_final) next_tail_.assign(plain_buf_.begin(), plain_buf_.begin() + plain);
       }
       if (w0 <= b1) {
-        ENVELOPE_RETURN_IF_ERROR(SealWhole(w0, w1, new_final, new_size,
-                                           data.data() + (w0 * chunk - data_offset), out_of));
+        const uint8_t* whole_plain = data.data() + (w0 * chunk - data_offset);
+        ENVELOPE_RETURN_IF_ERROR(SealWhole(w0, w1, new_final, new_size, whole_plain, out_of));
+        if (w1 == new_final) {
+          const uint8_t* p = whole_plain + (new_final - w0) * chunk;
+          next_tail_.assign(p, p + layout_.ChunkPlaintextSize(new_final, new_size));
+        }
       }
       const uint64_t split = std::clamp(old_backing, from, to);
       // In-place bytes that land in a hole of a sparse file need space too:
@@ -396,9 +407,23 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
     }
   }
   if (old_final < first && old_final != new_final) {
-    return ResealAsInterior(old_size);
+    ENVELOPE_RETURN_IF_ERROR(ResealAsInterior(old_size, tail_hit));
   }
+  // The new final chunk is always among those written (it authenticates
+  // the size), so its plaintext was kept above.
+  tail_plain_.swap(next_tail_);
+  tail_size_ = new_size;
+  tail_valid_ = true;
   return Status::Ok();
+}
+
+Status ContentFile::ReadOldChunk(uint64_t index, uint32_t plain_size, bool is_final,
+                                 bool tail_hit, uint8_t* out) {
+  if (is_final && tail_hit && tail_plain_.size() == plain_size) {
+    std::memcpy(out, tail_plain_.data(), plain_size);
+    return Status::Ok();
+  }
+  return ReadChunk(index, plain_size, is_final, out);
 }
 
 Status ContentFile::SealWhole(uint64_t w0, uint64_t w1, uint64_t new_final,
@@ -433,11 +458,11 @@ Status ContentFile::SealWhole(uint64_t w0, uint64_t w1, uint64_t new_final,
   return Status::Ok();
 }
 
-Status ContentFile::ResealAsInterior(uint64_t old_size) {
+Status ContentFile::ResealAsInterior(uint64_t old_size, bool tail_hit) {
   const uint64_t index = layout_.LastChunkIndex(old_size);
   const uint32_t plain = layout_.ChunkPlaintextSize(index, old_size);
   plain_buf_.resize(plain);
-  ENVELOPE_RETURN_IF_ERROR(ReadChunk(index, plain, true, plain_buf_.data()));
+  ENVELOPE_RETURN_IF_ERROR(ReadOldChunk(index, plain, true, tail_hit, plain_buf_.data()));
   Bytes sealed(plain + kChunkOverheadInBytes);
   ENVELOPE_RETURN_IF_ERROR(cipher_.Seal(index, false, plain_buf_, sealed));
   return PwriteFull(fd_, sealed, layout_.ChunkOffset(index));

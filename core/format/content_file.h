@@ -175,8 +175,13 @@ class ContentFile {
                    const uint8_t* plain,
                    const std::function<MutableByteView(uint64_t)>& out_of);
   // Re-seals the chunk that was final in a file of `old_size` bytes as an
-  // interior chunk, after the file grew past it.
-  Status ResealAsInterior(uint64_t old_size);
+  // interior chunk, after the file grew past it. `tail_hit`: tail_plain_
+  // holds that chunk's plaintext.
+  Status ResealAsInterior(uint64_t old_size, bool tail_hit);
+  // ReadChunk for Store(): the old final chunk comes from tail_plain_ when
+  // `tail_hit` (and its size matches).
+  Status ReadOldChunk(uint64_t index, uint32_t plain_size, bool is_final, bool tail_hit,
+                      uint8_t* out);
 
   // A cipher context for one Read(): an idle one, or a clone of cipher_.
   StatusOr<ChunkCipher> AcquireReader();
@@ -199,6 +204,17 @@ class ContentFile {
   // Cipher contexts for SealWhole's parts beyond the first, cloned on the
   // first large write. Writers only (exclusive access).
   std::vector<ChunkCipher> seal_ciphers_;
+  // The final chunk's plaintext as the last Store() left it, so that the
+  // next append does not read back and decrypt what was just written: tar,
+  // cp and most writers append in pieces that end inside a chunk. Used only
+  // while the file still has tail_size_ bytes (a backing file changed by
+  // anyone else, against the contract above, misses on its size; with
+  // -o sharedstorage a changed file gets a new ContentFile). Store() sets it
+  // on success and clears it first; Shrink() clears it. Writers only.
+  bool tail_valid_ = false;
+  uint64_t tail_size_ = 0;
+  Bytes tail_plain_;
+  Bytes next_tail_;  // Store()'s new tail, until it has succeeded
 };
 
 }  // namespace envelope::format

@@ -151,6 +151,56 @@ TEST_P(ContentFileTest, LargeOverwritesAtOddOffsetsKeepEveryByte) {
   EXPECT_TRUE(f->content->VerifyAll().ok());
 }
 
+TEST_P(ContentFileTest, AppendsInPiecesReadBackAfterReopen) {
+  // Pieces that end inside chunks: each append starts from the final
+  // chunk's plaintext that the previous one kept.
+  auto f = vol_.Create("f");
+  ASSERT_TRUE(f.ok());
+  Bytes ref;
+  uint8_t seed = 1;
+  for (uint64_t piece : {1000u, 5000u, 1u, 3u * 4096u, 777u, 4096u, 2u}) {
+    Bytes data = Pattern(piece, seed++);
+    ASSERT_TRUE(f->content->Write(ref.size(), data).ok());
+    ref.insert(ref.end(), data.begin(), data.end());
+  }
+  // A truncate down and an append after it, then a truncate up.
+  ASSERT_TRUE(f->content->Truncate(ref.size() - 300).ok());
+  ref.resize(ref.size() - 300);
+  Bytes more = Pattern(123, 99);
+  ASSERT_TRUE(f->content->Write(ref.size(), more).ok());
+  ref.insert(ref.end(), more.begin(), more.end());
+  ASSERT_TRUE(f->content->Truncate(ref.size() + 5000).ok());
+  ref.resize(ref.size() + 5000, 0);
+  ASSERT_TRUE(f->content->Write(ref.size(), more).ok());
+  ref.insert(ref.end(), more.begin(), more.end());
+  auto back = vol_.ReadAll("f");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_TRUE(*back == ref);
+}
+
+TEST_P(ContentFileTest, KeptTailIsNotUsedOnceTheSizeChanged) {
+  // Against the contract, a second object writes the file: its final chunk
+  // now holds other bytes, of the same length as the first object's kept
+  // tail. The size differs, so the first object reads the chunk back.
+  auto f1 = vol_.Create("f");
+  ASSERT_TRUE(f1.ok());
+  const uint64_t c = chunk();
+  Bytes a = Pattern(c + c / 2, 1);
+  ASSERT_TRUE(f1->content->Write(0, a).ok());
+  auto f2 = vol_.Open("f");
+  ASSERT_TRUE(f2.ok());
+  Bytes b = Pattern(c, 2);
+  ASSERT_TRUE(f2->content->Write(a.size(), b).ok());  // final chunk: c/2 bytes of b
+  Bytes tail = Pattern(10, 3);
+  ASSERT_TRUE(f1->content->Write(a.size() + b.size(), tail).ok());
+  Bytes ref = a;
+  ref.insert(ref.end(), b.begin(), b.end());
+  ref.insert(ref.end(), tail.begin(), tail.end());
+  auto back = vol_.ReadAll("f");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_TRUE(*back == ref);
+}
+
 TEST_P(ContentFileTest, ConcurrentReadsSeeTheContent) {
   // The FUSE layer lets reads of one file run in parallel: each takes its
   // own cipher context and buffers. Threads read random ranges at once.

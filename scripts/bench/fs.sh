@@ -13,7 +13,8 @@
 # libfuse example/ tree to build passthrough_hp from; default
 # ../shared/ceiling), TREE=full|subtree (default: the whole Linux tree only
 # if this process may raise the descriptor limit for the ceiling),
-# TREE_DIRS (the subtree's top-level directories, default "fs include").
+# TREE_DIRS (the subtree's top-level directories, default "fs include"),
+# ENVELOPEFS_OPTS (further envelopefs mount options, e.g. writeback_cache).
 #
 # Workloads, each three rounds on every filesystem in turn, median kept:
 # fio sequential write of 1 GiB (end_fsync, no fallocate: see
@@ -273,7 +274,7 @@ run rmrf s 0 "rm -rf, $entries entries"
 workload="teardown"
 for fs in "${filesystems[@]}"; do rm -rf "$(mnt "$fs")"/fsmark*; done
 minutes=$(awk -v s="$(elapsed "$start" "$(now)")" 'BEGIN {printf "%.1f", s / 60}')
-echo "fs.sh: whole run $minutes min" >&2
+echo "fs.sh: whole run $minutes min${ENVELOPEFS_OPTS:+, envelopefs mounted with -o $ENVELOPEFS_OPTS}" >&2
 
 # The table (stdout) and BENCH_JSON, from every sample: one line per
 # workload and filesystem.
@@ -285,7 +286,7 @@ for key in "${KEYS[@]}"; do
   done
 done >"$work/samples.tsv"
 /usr/bin/python3 - "$work/samples.tsv" "${BENCH_JSON:-}" "$commit" "${filesystems[*]}" <<'PY'
-import json, statistics, sys, time
+import json, os, statistics, sys, time
 samples_tsv, bench_json, commit, fss = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split()
 rows = {}
 for line in open(samples_tsv):
@@ -330,6 +331,7 @@ for r in rows.values():
 if bench_json:
     with open(bench_json, "w") as f:
         json.dump({"bench": "fs", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                   "commit": commit, "series": [], "table": list(rows.values())},
+                   "commit": commit, "envelopefs_opts": os.environ.get("ENVELOPEFS_OPTS", ""),
+                   "series": [], "table": list(rows.values())},
                   f, indent=1, ensure_ascii=False)
 PY

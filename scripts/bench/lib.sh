@@ -101,12 +101,14 @@ setup_keyd() {
 }
 # The mount daemons' process ids (PID_envelopefs, ...), for scale.sh's
 # memory readings.
+# ENVELOPEFS_OPTS: further mount options, e.g. writeback_cache.
 setup_envelopefs() {  # [CIPHERDIR]; needs setup_keyd first
   local cipher=${1:-$work/envelopefs/cipher}
   mkdir -p "$cipher" "$work/envelopefs/mnt"
   "$build/fs/envelopefs" init "$cipher" --key "$KEY" --kms "unix:$work/kms.sock" >/dev/null
   "$build/fs/envelopefs" mount -f "$cipher" "$work/envelopefs/mnt" \
-    -o "kms=unix:$work/kms.sock,key=$KEY" >"$work/envelopefs.log" 2>&1 &
+    -o "kms=unix:$work/kms.sock,key=$KEY${ENVELOPEFS_OPTS:+,$ENVELOPEFS_OPTS}" \
+    >"$work/envelopefs.log" 2>&1 &
   PID_envelopefs=$!
   BENCH_PIDS+=($!); BENCH_MOUNTS+=("$work/envelopefs/mnt")
   wait_mounted "$work/envelopefs/mnt" $! "$work/envelopefs.log"

@@ -18,14 +18,21 @@ ParallelRunner::~ParallelRunner() {
   for (auto& t : threads_) t.join();
 }
 
+namespace {
+size_t HelpersForThisMachine() {
+  const unsigned cores = std::thread::hardware_concurrency();
+  return cores > 1 ? std::min<size_t>(cores - 1, 7) : 0;
+}
+}  // namespace
+
 ParallelRunner& ParallelRunner::Shared() {
-  // Never destroyed: a helper may still be parked at exit, and nothing
-  // needs it torn down.
-  static ParallelRunner* runner = [] {
-    const unsigned cores = std::thread::hardware_concurrency();
-    return new ParallelRunner(cores > 1 ? std::min<size_t>(cores - 1, 7) : 0);
-  }();
-  return *runner;
+  // Destroyed at exit, which joins the helpers: a thread that ends runs
+  // OpenSSL's per-thread cleanup (its DRBGs and error state), which a
+  // thread still parked at exit would leave behind. Made on first use,
+  // after OpenSSL initialised, so it goes before OpenSSL's own atexit
+  // cleanup.
+  static ParallelRunner runner(HelpersForThisMachine());
+  return runner;
 }
 
 size_t ParallelRunner::Drain(Job& job) {

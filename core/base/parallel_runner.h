@@ -35,7 +35,9 @@ class ParallelRunner {
   ParallelRunner& operator=(const ParallelRunner&) = delete;
 
   // One helper per core beyond the first (at most 7), started on first use
-  // and never stopped (it lives as long as the process).
+  // and joined at exit. First use must come after any fork (the mount
+  // daemonizes first: threads do not survive fork); a runner whose helpers
+  // are gone still works, its callers then run every part themselves.
   static ParallelRunner& Shared();
 
   size_t helpers() const { return threads_.size(); }

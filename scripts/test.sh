@@ -30,22 +30,6 @@ bash scripts/setup.sh
 
 stage "release build"
 bash scripts/build.sh release
-
-# The sanitizer build (clang, ASan + UBSan; it serves both the fuzz targets
-# and the sanitizer tests) starts now, in the background at the lowest CPU
-# priority, and is waited for after the release tests and fstests: those
-# spend much of their time waiting (mounts, fsx, fstests' own sleeps and
-# syncs), and the build takes that time instead of running after them.
-sanitize_pid=
-if [[ "${ENVELOPE_SKIP_SANITIZE:-0}" != 1 || "${ENVELOPE_SKIP_FUZZ:-0}" != 1 ]]; then
-  mkdir -p "$repo/build-asan"
-  sanitize_log="$repo/build-asan/build.log"
-  setsid nice -n 19 bash scripts/build.sh sanitize >"$sanitize_log" 2>&1 &
-  sanitize_pid=$!
-  # Whatever ends this script ends the build too (its own process group).
-  trap '[[ -n $sanitize_pid ]] && kill -- "-$sanitize_pid" 2>/dev/null || true' EXIT
-fi
-
 stage "tests (release)"
 # The fleet suite builds its own hosts as network namespaces; say so when
 # this machine cannot (the suite then skips itself with the same reason).
@@ -66,16 +50,10 @@ if [[ "${ENVELOPE_SKIP_FSTESTS:-0}" != 1 ]]; then
   fi
 fi
 
-if [[ -n $sanitize_pid ]]; then
-  stage "sanitizer build (clang, ASan + UBSan, fuzz targets): the rest of it"
-  if ! wait "$sanitize_pid"; then
-    sanitize_pid=
-    tail -n 100 "$sanitize_log"
-    echo "test.sh: the sanitizer build failed (whole log: $sanitize_log)" >&2
-    exit 1
-  fi
-  sanitize_pid=
-  echo "test.sh: sanitizer build done (log: $sanitize_log)"
+if [[ "${ENVELOPE_SKIP_SANITIZE:-0}" != 1 || "${ENVELOPE_SKIP_FUZZ:-0}" != 1 ]]; then
+  # One clang build serves both the fuzz targets and the sanitizer tests.
+  stage "sanitizer build (clang, ASan + UBSan, fuzz targets)"
+  bash scripts/build.sh sanitize
 fi
 
 if [[ "${ENVELOPE_SKIP_FUZZ:-0}" != 1 ]]; then

@@ -271,6 +271,7 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
   const bool tail_hit = tail_valid_ && tail_size_ == old_size;
   tail_valid_ = false;
   next_tail_.clear();
+  bool tail_kept = false;  // next_tail_ holds the new final chunk's plaintext
 
   // The chunks to write: those holding old bytes, those the data touches,
   // and the new final chunk (it authenticates the size). Every other chunk
@@ -373,7 +374,10 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
         }
         ENVELOPE_RETURN_IF_ERROR(
             cipher_.Seal(i, i == new_final, ByteView(plain_buf_.data(), plain), out_of(i)));
-        if (i == new_final) next_tail_.assign(plain_buf_.begin(), plain_buf_.begin() + plain);
+        if (i == new_final) {
+          next_tail_.assign(plain_buf_.begin(), plain_buf_.begin() + plain);
+          tail_kept = true;
+        }
       }
       if (w0 <= b1) {
         const uint8_t* whole_plain = data.data() + (w0 * chunk - data_offset);
@@ -381,6 +385,7 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
         if (w1 == new_final) {
           const uint8_t* p = whole_plain + (new_final - w0) * chunk;
           next_tail_.assign(p, p + layout_.ChunkPlaintextSize(new_final, new_size));
+          tail_kept = true;
         }
       }
       const uint64_t split = std::clamp(old_backing, from, to);
@@ -409,11 +414,15 @@ Status ContentFile::Store(uint64_t old_size, uint64_t start, uint64_t end,
   if (old_final < first && old_final != new_final) {
     ENVELOPE_RETURN_IF_ERROR(ResealAsInterior(old_size, tail_hit));
   }
-  // The new final chunk is always among those written (it authenticates
-  // the size), so its plaintext was kept above.
-  tail_plain_.swap(next_tail_);
-  tail_size_ = new_size;
-  tail_valid_ = true;
+  // A Store that grows the file or writes its end seals the new final
+  // chunk (it authenticates the size) and kept its plaintext above; one
+  // that changes bytes further in (ZeroInside's partial chunks) does not,
+  // and leaves no tail.
+  if (tail_kept) {
+    tail_plain_.swap(next_tail_);
+    tail_size_ = new_size;
+    tail_valid_ = true;
+  }
   return Status::Ok();
 }
 

@@ -173,6 +173,12 @@ TEST_P(ContentFileTest, AppendsInPiecesReadBackAfterReopen) {
   ref.resize(ref.size() + 5000, 0);
   ASSERT_TRUE(f->content->Write(ref.size(), more).ok());
   ref.insert(ref.end(), more.begin(), more.end());
+  // Zeros written into the first chunk only (the final chunk untouched),
+  // then one more append.
+  ASSERT_TRUE(f->content->PunchHole(10, 100).ok());
+  std::fill(ref.begin() + 10, ref.begin() + 110, 0);
+  ASSERT_TRUE(f->content->Write(ref.size(), more).ok());
+  ref.insert(ref.end(), more.begin(), more.end());
   auto back = vol_.ReadAll("f");
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_TRUE(*back == ref);

@@ -128,9 +128,9 @@ cpu_ticks() {  # PID...: user + system clock ticks of all their threads
   echo "$t"
 }
 clk_tck=$(getconf CLK_TCK)
-# The backing disk: the block device holding the work directory.
-dev=$(stat -c '%d' "$work")
-disk_major=$((dev >> 8)) disk_minor=$((dev & 0xff))
+# The backing disk: the block device holding the work directory (none on
+# an overlay or other device-less filesystem: the reads then show as 0).
+read -r disk_major disk_minor < <(stat -c '%Hd %Ld' "$work")
 disk_reads() {
   awk -v a="$disk_major" -v b="$disk_minor" '$1 == a && $2 == b {print $4; f = 1}
     END {if (!f) print 0}' /proc/diskstats

@@ -207,10 +207,9 @@ class Walk {
   // Writes the new slot of `p` (or records why not). False on a fatal
   // error (the key service stopped answering).
   bool Finish(Pending* p, StatusOr<Bytes> rewrapped, Tally* tally);
-  // Starts the writeback of `fd`'s slot, in the file's header.
-  Status StartWriteback(int fd);
-  // Waits for that writeback to reach the device.
-  Status WaitWriteback(int fd);
+  // Writes `fd`'s new slot (in the file's header) back to the device:
+  // starts that writeback, or (`wait`) also waits until it has finished.
+  static Status WriteBackSlot(int fd, bool wait);
   void Record(ByteView blob);
   void Merge(Tally* tally);
 
@@ -314,7 +313,7 @@ bool Walk::Finish(Pending* p, StatusOr<Bytes> rewrapped, Tally* tally) {
     return true;
   }
   if (sync_ranges_ && !p->header.dek_in_xattr()) {
-    s = StartWriteback(p->fd.get());
+    s = WriteBackSlot(p->fd.get(), /*wait=*/false);
     if (!s.ok()) {
       tally->failures.emplace_back(p->index, s.ToString());
       return true;
@@ -330,17 +329,11 @@ bool Walk::Finish(Pending* p, StatusOr<Bytes> rewrapped, Tally* tally) {
 }
 
 // The slot lies in the header, in the file's first bytes.
-Status Walk::StartWriteback(int fd) {
-  if (::sync_file_range(fd, 0, format::kHeaderSizeDekInHeader, SYNC_FILE_RANGE_WRITE) != 0) {
-    return Status::FromErrno("writing the new slot back (sync_file_range)");
-  }
-  return Status::Ok();
-}
-
-Status Walk::WaitWriteback(int fd) {
-  if (::sync_file_range(fd, 0, format::kHeaderSizeDekInHeader,
-                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                            SYNC_FILE_RANGE_WAIT_AFTER) != 0) {
+Status Walk::WriteBackSlot(int fd, bool wait) {
+  const unsigned flags = wait ? SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                    SYNC_FILE_RANGE_WAIT_AFTER
+                              : SYNC_FILE_RANGE_WRITE;
+  if (::sync_file_range(fd, 0, format::kHeaderSizeDekInHeader, flags) != 0) {
     return Status::FromErrno("writing the new slot back (sync_file_range)");
   }
   return Status::Ok();
@@ -374,7 +367,7 @@ void Walk::Worker() {
   std::vector<Pending> previous;
   auto settle = [&](std::vector<Pending>* written) {
     for (Pending& p : *written) {
-      Status s = WaitWriteback(p.fd.get());
+      Status s = WriteBackSlot(p.fd.get(), /*wait=*/true);
       if (!s.ok()) {
         // Counted as re-wrapped, but not known to be on the disk: a failure.
         ++tally.not_durable;

@@ -18,17 +18,23 @@ std::shared_ptr<const crypto::SecretBytes> DekCache::Find(const std::string& wra
 void DekCache::Insert(const std::string& wrapped, std::shared_ptr<const crypto::SecretBytes> dek) {
   if (max_entries_ == 0) return;
   std::lock_guard lock(mu_);
+  const auto now = std::chrono::steady_clock::now();
   auto it = entries_.find(wrapped);
   if (it != entries_.end()) {
-    lru_.erase(it->second.lru);
-    entries_.erase(it);
+    it->second.dek = std::move(dek);
+    it->second.inserted = now;
+    lru_.splice(lru_.begin(), lru_, it->second.lru);
+    return;
   }
   while (entries_.size() >= max_entries_) {
-    entries_.erase(lru_.back());
+    // Found first, then erased by iterator: the key is the node's own.
+    auto oldest = entries_.find(*lru_.back());
     lru_.pop_back();
+    entries_.erase(oldest);
   }
-  lru_.push_front(wrapped);
-  entries_[wrapped] = Entry{std::move(dek), std::chrono::steady_clock::now(), lru_.begin()};
+  it = entries_.emplace(wrapped, Entry{std::move(dek), now, {}}).first;
+  lru_.push_front(&it->first);
+  it->second.lru = lru_.begin();
 }
 
 size_t DekCache::size() const {

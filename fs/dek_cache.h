@@ -4,16 +4,20 @@
 // least recently used entry goes when `max_entries` is reached. Evicted
 // DEKs are wiped (SecretBytes).
 //
+// A hash map, not an ordered one: wrapped blobs of one master key share a
+// long prefix (the blob header names the key), so an ordered map compared
+// that prefix a dozen times per lookup, on every file create and open.
+//
 // Thread safety: all methods are thread-safe (one mutex).
 #ifndef ENVELOPE_FS_DEK_CACHE_H_
 #define ENVELOPE_FS_DEK_CACHE_H_
 
 #include <chrono>
 #include <list>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "core/crypto/secret_bytes.h"
 
@@ -33,13 +37,15 @@ class DekCache {
   struct Entry {
     std::shared_ptr<const crypto::SecretBytes> dek;
     std::chrono::steady_clock::time_point inserted;
-    std::list<std::string>::iterator lru;
+    std::list<const std::string*>::iterator lru;
   };
   const size_t max_entries_;
   const std::chrono::seconds max_age_;
   mutable std::mutex mu_;
-  std::map<std::string, Entry> entries_;  // guarded by mu_
-  std::list<std::string> lru_;            // guarded by mu_; front = most recent
+  // Guarded by mu_. lru_ points at the keys of entries_ (a node's key stays
+  // where it is until the node is erased); front = most recent.
+  std::unordered_map<std::string, Entry> entries_;
+  std::list<const std::string*> lru_;
 };
 
 }  // namespace envelope::fs

@@ -475,12 +475,13 @@ StatusOr<std::unique_ptr<format::ContentFile>> Volume::CreateContent(int fd) {
   ENVELOPE_ASSIGN_OR_RETURN(DekPool::Entry entry, dek_pool_.Take());
   const format::FileId& id = entry.file_id;
   kms::DataKey* dk = &entry.key;
-  ENVELOPE_ASSIGN_OR_RETURN(format::Commitment c, format::ComputeCommitment(dk->plaintext, id));
+  // One derivation of the file's keys for the header's commitment and the
+  // cipher (which then finds that commitment already made).
+  ENVELOPE_ASSIGN_OR_RETURN(format::FileKeys keys, format::FileKeys::Derive(dk->plaintext, id));
+  ENVELOPE_ASSIGN_OR_RETURN(format::Commitment c, keys.CommitmentFor(format::kFormatVersionDense));
   ENVELOPE_ASSIGN_OR_RETURN(format::FileHeader header,
                             format::NewFileHeader(layout_, id, c, dk->ciphertext_blob));
-  // The commitment was derived just above: not again.
-  ENVELOPE_ASSIGN_OR_RETURN(format::ChunkCipher cipher,
-                            format::ChunkCipher::New(dk->plaintext, header, c));
+  ENVELOPE_ASSIGN_OR_RETURN(format::ChunkCipher cipher, format::ChunkCipher::New(keys, header));
   ENVELOPE_RETURN_IF_ERROR(format::WriteNewFile(fd, header, &cipher));
   dek_cache_.Insert(std::string(dk->ciphertext_blob.begin(), dk->ciphertext_blob.end()),
                     std::make_shared<const crypto::SecretBytes>(std::move(dk->plaintext)));

@@ -137,35 +137,45 @@ bool HmacSha256Into(ByteView key, std::initializer_list<ByteView> parts, uint8_t
 
 // RFC 5869 on the HMAC template above. OpenSSL 3.0's own HKDF (EVP_KDF)
 // fetches the digest and the MAC again on every derivation (EVP_Q_mac),
-// which made it the largest item of a file create's CPU time (four
-// derivations per create, docs/BENCHMARKS.md); two HMAC contexts
-// duplicated from the template derive the same bytes (the RFC's test
-// vectors, tests/unit/hash_test.cc).
+// which made it the largest item of a file create's CPU time
+// (docs/BENCHMARKS.md); HMAC contexts duplicated from the template derive
+// the same bytes (the RFC's test vectors, tests/unit/hash_test.cc).
 StatusOr<SecretBytes> HkdfSha256(ByteView ikm, ByteView salt,
                                  std::string_view info, size_t length) {
   if (length == 0 || length > 255 * kSha256SizeInBytes) {
     return Status::InvalidArgument("HKDF output length out of range");
   }
-  auto out = SecretBytes::Zeroed(length);
-  if (!out.ok()) return out;
-  // PRK, then the block T(i) being made: one secure allocation for both.
-  ENVELOPE_ASSIGN_OR_RETURN(SecretBytes scratch, SecretBytes::Zeroed(2 * kSha256SizeInBytes));
-  uint8_t* prk = scratch.data();
-  uint8_t* block = scratch.data() + kSha256SizeInBytes;
-  // Extract. A missing salt is HashLen zero bytes (RFC 5869 §2.2), which
-  // as an HMAC key is the same as an empty one.
-  if (!HmacSha256Into(salt, {ikm}, prk)) return Status::Internal("HKDF extract failed");
+  ENVELOPE_ASSIGN_OR_RETURN(SecretBytes prk, HkdfSha256Extract(ikm, salt));
+  return HkdfSha256Expand(prk.view(), info, length);
+}
+
+StatusOr<SecretBytes> HkdfSha256Extract(ByteView ikm, ByteView salt) {
+  ENVELOPE_ASSIGN_OR_RETURN(SecretBytes prk, SecretBytes::Zeroed(kSha256SizeInBytes));
+  // A missing salt is HashLen zero bytes (RFC 5869 §2.2), which as an HMAC
+  // key is the same as an empty one.
+  if (!HmacSha256Into(salt, {ikm}, prk.data())) return Status::Internal("HKDF extract failed");
+  return prk;
+}
+
+StatusOr<SecretBytes> HkdfSha256Expand(ByteView prk, std::string_view info, size_t length) {
+  if (length == 0 || length > 255 * kSha256SizeInBytes) {
+    return Status::InvalidArgument("HKDF output length out of range");
+  }
+  if (prk.size() < kSha256SizeInBytes) return Status::InvalidArgument("HKDF PRK too short");
+  ENVELOPE_ASSIGN_OR_RETURN(SecretBytes out, SecretBytes::Zeroed(length));
+  // The block T(i) being made, kept for T(i+1).
+  ENVELOPE_ASSIGN_OR_RETURN(SecretBytes scratch, SecretBytes::Zeroed(kSha256SizeInBytes));
+  uint8_t* block = scratch.data();
   // Expand: T(i) = HMAC(PRK, T(i-1) || info || i), T(0) empty.
   const ByteView info_bytes(reinterpret_cast<const uint8_t*>(info.data()), info.size());
   size_t done = 0;
   for (uint8_t i = 1; done < length; ++i) {
     const ByteView previous(block, i == 1 ? 0 : kSha256SizeInBytes);
-    if (!HmacSha256Into(ByteView(prk, kSha256SizeInBytes), {previous, info_bytes, ByteView(&i, 1)},
-                        block)) {
+    if (!HmacSha256Into(prk, {previous, info_bytes, ByteView(&i, 1)}, block)) {
       return Status::Internal("HKDF expand failed");
     }
     const size_t n = std::min(kSha256SizeInBytes, length - done);
-    std::memcpy(out->data() + done, block, n);
+    std::memcpy(out.data() + done, block, n);
     done += n;
   }
   return out;

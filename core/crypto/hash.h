@@ -46,6 +46,13 @@ Sha256Digest HmacSha256(ByteView key, ByteView data);
 StatusOr<SecretBytes> HkdfSha256(ByteView ikm, ByteView salt,
                                  std::string_view info, size_t length);
 
+// The two steps of HkdfSha256, for a caller that derives several keys from
+// one input: Extract once (the 32-byte PRK), then Expand for each `info`.
+// HkdfSha256(ikm, salt, info, n) == Expand(Extract(ikm, salt), info, n).
+StatusOr<SecretBytes> HkdfSha256Extract(ByteView ikm, ByteView salt);
+// REQUIRES: prk.size() >= 32; 0 < length <= 255 * 32
+StatusOr<SecretBytes> HkdfSha256Expand(ByteView prk, std::string_view info, size_t length);
+
 // True iff a and b have the same length and contents; the time taken does not
 // depend on where they differ.
 bool ConstantTimeEquals(ByteView a, ByteView b);

@@ -16,57 +16,64 @@ Status CheckDekSize(const crypto::SecretBytes& dek) {
 }
 }  // namespace
 
-StatusOr<Commitment> ComputeCommitment(const crypto::SecretBytes& dek,
-                                       const FileId& file_id,
-                                       uint16_t version) {
+StatusOr<FileKeys> FileKeys::Derive(const crypto::SecretBytes& dek, const FileId& file_id) {
   ENVELOPE_RETURN_IF_ERROR(CheckDekSize(dek));
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes prk, crypto::HkdfSha256Extract(dek.view(), file_id));
+  return FileKeys(std::move(prk), file_id);
+}
+
+StatusOr<Commitment> FileKeys::CommitmentFor(uint16_t version) {
   if (version != kFormatVersionDense && version != kFormatVersionSparse) {
     return Status::InvalidArgument("no commitment for format version " +
                                    std::to_string(version));
   }
-  ENVELOPE_ASSIGN_OR_RETURN(
-      crypto::SecretBytes derived,
-      crypto::HkdfSha256(dek.view(), file_id,
-                         version == kFormatVersionSparse ? kSparseCommitmentInfo
-                                                         : kCommitmentInfo,
-                         kCommitmentSizeInBytes));
-  Commitment out;
-  std::memcpy(out.data(), derived.data(), out.size());
-  return out;
+  std::optional<Commitment>& kept = version == kFormatVersionSparse ? sparse_ : dense_;
+  if (!kept) {
+    ENVELOPE_ASSIGN_OR_RETURN(
+        crypto::SecretBytes derived,
+        crypto::HkdfSha256Expand(prk_.view(),
+                                 version == kFormatVersionSparse ? kSparseCommitmentInfo
+                                                                 : kCommitmentInfo,
+                                 kCommitmentSizeInBytes));
+    Commitment c;
+    std::memcpy(c.data(), derived.data(), c.size());
+    kept = c;
+  }
+  return *kept;
+}
+
+StatusOr<crypto::SecretBytes> FileKeys::ChunkKey() const {
+  return crypto::HkdfSha256Expand(prk_.view(), kChunkKeyInfo, crypto::Aes256Gcm::kKeySizeInBytes);
+}
+
+StatusOr<Commitment> ComputeCommitment(const crypto::SecretBytes& dek,
+                                       const FileId& file_id,
+                                       uint16_t version) {
+  ENVELOPE_ASSIGN_OR_RETURN(FileKeys keys, FileKeys::Derive(dek, file_id));
+  return keys.CommitmentFor(version);
 }
 
 StatusOr<ChunkCipher> ChunkCipher::New(const crypto::SecretBytes& dek,
                                        const FileHeader& header) {
+  ENVELOPE_ASSIGN_OR_RETURN(FileKeys keys, FileKeys::Derive(dek, header.file_id));
+  return New(keys, header);
+}
+
+StatusOr<ChunkCipher> ChunkCipher::New(FileKeys& keys, const FileHeader& header) {
+  if (keys.file_id() != header.file_id) {
+    return Status::InvalidArgument("BUG: file keys derived for another file id");
+  }
   // The commitment binds the header version: a version flipped without
   // the DEK (to make zeroed chunks read as holes, or to refuse them) no
   // longer matches.
-  ENVELOPE_ASSIGN_OR_RETURN(Commitment want,
-                            ComputeCommitment(dek, header.file_id, header.version));
+  ENVELOPE_ASSIGN_OR_RETURN(Commitment want, keys.CommitmentFor(header.version));
   if (!crypto::ConstantTimeEquals(want, header.commitment)) {
     return Status::Corruption(
         "key commitment mismatch: the DEK does not belong to this header");
   }
-  return New(dek, header, want);
-}
-
-StatusOr<ChunkCipher> ChunkCipher::New(const crypto::SecretBytes& dek,
-                                       const FileHeader& header,
-                                       const Commitment& derived) {
-  ENVELOPE_RETURN_IF_ERROR(CheckDekSize(dek));
-  if (!crypto::ConstantTimeEquals(derived, header.commitment)) {
-    return Status::InvalidArgument("BUG: the commitment given is not the header's");
-  }
-  const Commitment& want = derived;
-  Commitment sparse_commitment = want;
-  if (!header.sparse()) {
-    ENVELOPE_ASSIGN_OR_RETURN(
-        sparse_commitment,
-        ComputeCommitment(dek, header.file_id, kFormatVersionSparse));
-  }
-  ENVELOPE_ASSIGN_OR_RETURN(
-      crypto::SecretBytes key,
-      crypto::HkdfSha256(dek.view(), header.file_id, kChunkKeyInfo,
-                         crypto::Aes256Gcm::kKeySizeInBytes));
+  ENVELOPE_ASSIGN_OR_RETURN(Commitment sparse_commitment,
+                            keys.CommitmentFor(kFormatVersionSparse));
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes key, keys.ChunkKey());
   ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm aead,
                             crypto::Aes256Gcm::New(key.view()));
   return ChunkCipher(std::move(aead), header.file_id, header.sparse(),

@@ -12,6 +12,7 @@
 #define ENVELOPE_CORE_FORMAT_CHUNK_CIPHER_H_
 
 #include <cstdint>
+#include <optional>
 
 #include "core/base/coding.h"
 #include "core/base/status.h"
@@ -20,6 +21,32 @@
 #include "core/format/file_header.h"
 
 namespace envelope::format {
+
+// The derivations from one file's DEK and file id (docs/FORMAT.md §2): one
+// HKDF-Extract (salt = file id, IKM = DEK), then an Expand for each
+// commitment and for the chunk key. A create needs the dense and sparse
+// commitments and the chunk key; made one by one, each was an Extract and
+// an Expand of its own (two HMACs each), now they share the first.
+//
+// Holds key material (the PRK, in SecretBytes); short-lived, one per open
+// or create. Thread safety: none.
+class FileKeys {
+ public:
+  static StatusOr<FileKeys> Derive(const crypto::SecretBytes& dek, const FileId& file_id);
+
+  const FileId& file_id() const { return file_id_; }
+  // The commitment a header of `version` stores (computed once, then kept).
+  StatusOr<Commitment> CommitmentFor(uint16_t version);
+  // The AES-256-GCM key of the file's chunks.
+  StatusOr<crypto::SecretBytes> ChunkKey() const;
+
+ private:
+  FileKeys(crypto::SecretBytes prk, const FileId& file_id)
+      : prk_(std::move(prk)), file_id_(file_id) {}
+  crypto::SecretBytes prk_;
+  FileId file_id_;
+  std::optional<Commitment> dense_, sparse_;
+};
 
 // The commitment stored in a header of `version` for `dek` and `file_id`
 // (each version has its own HKDF info string, docs/FORMAT.md §2).
@@ -34,13 +61,10 @@ class ChunkCipher {
   // to another file or the header was altered.
   static StatusOr<ChunkCipher> New(const crypto::SecretBytes& dek,
                                    const FileHeader& header);
-  // The same for a header its caller has just made with the commitment
-  // `derived`, computed from `dek` by ComputeCommitment (a new file): that
-  // derivation is not made a second time. InvalidArgument if `derived` is
-  // not the header's commitment.
-  static StatusOr<ChunkCipher> New(const crypto::SecretBytes& dek,
-                                   const FileHeader& header,
-                                   const Commitment& derived);
+  // The same from the file's derivations (a new file: the caller made its
+  // header's commitment from `keys`, so the check costs nothing more).
+  // InvalidArgument if `keys` are another file id's.
+  static StatusOr<ChunkCipher> New(FileKeys& keys, const FileHeader& header);
 
   const FileId& file_id() const { return file_id_; }
 

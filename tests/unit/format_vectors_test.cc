@@ -212,6 +212,45 @@ TEST_F(FormatVectorsTest, SparseFile) {
   EXPECT_EQ(*content.SeekData(4096), 2 * 4096u);
 }
 
+// A create derives the commitment and the cipher from one FileKeys: the
+// same commitment and the same chunks as each derived on its own.
+TEST_F(FormatVectorsTest, FileKeysGiveTheSameCommitmentsAndChunks) {
+  auto keys = FileKeys::Derive(dek_, id_);
+  ASSERT_TRUE(keys.ok());
+  auto dense = keys->CommitmentFor(kFormatVersionDense);
+  ASSERT_TRUE(dense.ok());
+  EXPECT_EQ(HexEncode(*dense), kCommitment);
+  auto sparse = keys->CommitmentFor(kFormatVersionSparse);
+  ASSERT_TRUE(sparse.ok());
+  EXPECT_EQ(*sparse, *ComputeCommitment(dek_, id_, kFormatVersionSparse));
+  EXPECT_NE(*sparse, *dense);
+  EXPECT_FALSE(keys->CommitmentFor(7).ok());
+
+  auto cipher = ChunkCipher::New(*keys, Header(false));
+  ASSERT_TRUE(cipher.ok()) << cipher.status().ToString();
+  EXPECT_EQ(cipher->sparse_commitment(), *sparse);
+  Bytes a(sizeof(kPlainA) - 1 + kChunkOverheadInBytes);
+  ASSERT_TRUE(cipher->SealWithNonceForTesting(Nonce(0x10), 0, true, AsBytes(kPlainA), a).ok());
+  EXPECT_EQ(HexEncode(a), kChunkA);
+}
+
+TEST_F(FormatVectorsTest, FileKeysAreCheckedAgainstTheHeader) {
+  // Another file's header: refused as a bug, before any commitment check.
+  FileId other_id = id_;
+  other_id[0] ^= 1;
+  auto others = FileKeys::Derive(dek_, other_id);
+  ASSERT_TRUE(others.ok());
+  EXPECT_EQ(ChunkCipher::New(*others, Header(false)).status().code(),
+            StatusCode::kInvalidArgument);
+  // The right file id under another DEK: the commitment does not match.
+  Bytes other(32, 0x77);
+  auto wrong = FileKeys::Derive(*crypto::SecretBytes::CopyOf(other), id_);
+  ASSERT_TRUE(wrong.ok());
+  EXPECT_EQ(ChunkCipher::New(*wrong, Header(false)).status().code(), StatusCode::kCorruption);
+  // A DEK of the wrong size is refused at derivation.
+  EXPECT_FALSE(FileKeys::Derive(*crypto::SecretBytes::CopyOf(Bytes(16, 1)), id_).ok());
+}
+
 TEST_F(FormatVectorsTest, WrongDekFailsTheCommitment) {
   Bytes other(32, 0x77);
   auto wrong = crypto::SecretBytes::CopyOf(other);

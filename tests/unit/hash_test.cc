@@ -54,6 +54,26 @@ TEST(HashTest, HkdfRfc5869Case3EmptySaltAndInfo) {
             "9d201395faa4b61a96c8");
 }
 
+// The same case in its two steps; the PRK is the RFC's.
+TEST(HashTest, HkdfExtractThenExpandRfc5869Case1) {
+  Bytes ikm(22, 0x0b);
+  Bytes salt = Hex("000102030405060708090a0b0c");
+  Bytes info = Hex("f0f1f2f3f4f5f6f7f8f9");
+  auto prk = HkdfSha256Extract(ikm, salt);
+  ASSERT_TRUE(prk.ok());
+  EXPECT_TRUE(prk->in_secure_heap());
+  EXPECT_EQ(HexEncode(prk->view()),
+            "077709362c2e32df0ddc3f0dc47bba6390b6c73bb50f9c3122ec844ad7c2b3e5");
+  auto okm = HkdfSha256Expand(
+      prk->view(), std::string_view(reinterpret_cast<char*>(info.data()), info.size()), 42);
+  ASSERT_TRUE(okm.ok());
+  EXPECT_EQ(HexEncode(okm->view()),
+            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+            "34007208d5b887185865");
+  EXPECT_FALSE(HkdfSha256Expand(ByteView(prk->data(), 31), "x", 32).ok());
+  EXPECT_FALSE(HkdfSha256Expand(prk->view(), "x", 0).ok());
+}
+
 TEST(HashTest, HkdfRejectsBadLengths) {
   Bytes ikm(32, 1);
   EXPECT_FALSE(HkdfSha256(ikm, ByteView(), "x", 0).ok());

@@ -57,16 +57,25 @@ StatusOr<Bytes> SealBlob(const crypto::SecretBytes& material,
                          const BlobHeader& header,
                          const EncryptionContext& context,
                          ByteView plaintext) {
+  ENVELOPE_ASSIGN_OR_RETURN(BlobSealer sealer, BlobSealer::New(material, header));
+  return sealer.Seal(context, plaintext);
+}
+
+StatusOr<BlobSealer> BlobSealer::New(const crypto::SecretBytes& material,
+                                     const BlobHeader& header) {
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm aead, crypto::Aes256Gcm::New(material.view()));
+  return BlobSealer(std::move(aead), header);
+}
+
+StatusOr<Bytes> BlobSealer::Seal(const EncryptionContext& context, ByteView plaintext) {
   Bytes blob(kBlobOverheadInBytes + plaintext.size());
   blob[0] = kBlobMagic[0];
   blob[1] = kBlobMagic[1];
   blob[2] = kBlobVersion;
-  std::memcpy(blob.data() + 3, header.key_id.data(), 16);
-  EncodeFixed32(blob.data() + 19, header.key_version);
-  ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm aead,
-                            crypto::Aes256Gcm::New(material.view()));
+  std::memcpy(blob.data() + 3, header_.key_id.data(), 16);
+  EncodeFixed32(blob.data() + 19, header_.key_version);
   Bytes aad = BuildAad(ByteView(blob.data(), kBlobHeaderSizeInBytes), context);
-  ENVELOPE_RETURN_IF_ERROR(aead.Seal(
+  ENVELOPE_RETURN_IF_ERROR(aead_.Seal(
       plaintext, aad,
       MutableByteView(blob.data() + kBlobHeaderSizeInBytes,
                       plaintext.size() + crypto::Aes256Gcm::kOverheadInBytes)));

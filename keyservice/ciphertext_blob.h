@@ -19,6 +19,7 @@
 
 #include "core/base/coding.h"
 #include "core/base/status.h"
+#include "core/crypto/aes_gcm.h"
 #include "core/crypto/secret_bytes.h"
 
 namespace envelope::keyservice {
@@ -54,6 +55,23 @@ StatusOr<Bytes> SealBlob(const crypto::SecretBytes& material,
                          const BlobHeader& header,
                          const EncryptionContext& context,
                          ByteView plaintext);
+
+// The same for many plaintexts under one key version: the key is expanded
+// once (a batch of data keys would otherwise build a cipher context per
+// key). Each blob still gets its own random nonce.
+//
+// Thread safety: none; one sealer per request.
+class BlobSealer {
+ public:
+  static StatusOr<BlobSealer> New(const crypto::SecretBytes& material, const BlobHeader& header);
+  StatusOr<Bytes> Seal(const EncryptionContext& context, ByteView plaintext);
+
+ private:
+  BlobSealer(crypto::Aes256Gcm aead, const BlobHeader& header)
+      : aead_(std::move(aead)), header_(header) {}
+  crypto::Aes256Gcm aead_;
+  BlobHeader header_;
+};
 
 // Reads the key id and version without decrypting. InvalidArgument for
 // anything that is not a version-1 blob (the caller maps it to

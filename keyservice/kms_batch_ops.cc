@@ -81,7 +81,7 @@ KmsService::Outcome KmsService::ReEncryptBatch(Call& c) {
   c.extra["batch_size"] = items.size();
   auto sealing = KeyForSealing(c, dest_ref, "kms:ReEncryptTo");
   if (auto* e = std::get_if<Error>(&sealing)) return *e;
-  const SealingKey& dest = std::get<SealingKey>(sealing);
+  SealingKey& dest = std::get<SealingKey>(sealing);
 
   json results = json::array();
   // Every item's record starts with the same caller and operation:

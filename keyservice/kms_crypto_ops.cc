@@ -60,15 +60,20 @@ std::variant<KmsService::SealingKey, KmsService::Error> KmsService::KeyForSealin
   CHECK_ERROR(err);
   CHECK_ERROR(Authorize(c, *key, action));
   CHECK_ERROR(RequireUsable(*key));
-  SealingKey sealing{key, key->record.current_version, {}};
+  SealingKey sealing{key, key->record.current_version, {}, nullptr};
   ParseKeyId(key->record.key_id, &sealing.id);
   c.key_version = sealing.version;
   return sealing;
 }
 
 StatusOr<Bytes> KmsService::SealingKey::Seal(const EncryptionContext& context,
-                                             ByteView plaintext) const {
-  return SealBlob(*key->materials.at(version), {id, version}, context, plaintext);
+                                             ByteView plaintext) {
+  if (!sealer) {
+    ENVELOPE_ASSIGN_OR_RETURN(BlobSealer made,
+                              BlobSealer::New(*key->materials.at(version), {id, version}));
+    sealer = std::make_shared<BlobSealer>(std::move(made));
+  }
+  return sealer->Seal(context, plaintext);
 }
 
 KmsService::Outcome KmsService::Encrypt(Call& c) {
@@ -91,7 +96,7 @@ KmsService::Outcome KmsService::Encrypt(Call& c) {
   }
   auto sealing = KeyForSealing(c, key_ref, "kms:Encrypt");
   if (auto* e = std::get_if<Error>(&sealing)) return *e;
-  const SealingKey& key = std::get<SealingKey>(sealing);
+  SealingKey& key = std::get<SealingKey>(sealing);
   auto blob = key.Seal(c.context, plaintext);
   if (!blob.ok()) return Error{"KMSInternalException", blob.status().message(), 500};
   return json{{"CiphertextBlob", Base64Encode(*blob)},
@@ -228,7 +233,7 @@ KmsService::Outcome KmsService::GenerateDataKey(Call& c, bool with_plaintext) {
   auto sealing = KeyForSealing(c, key_ref, with_plaintext ? "kms:GenerateDataKey"
                                                           : "kms:GenerateDataKeyWithoutPlaintext");
   if (auto* e = std::get_if<Error>(&sealing)) return *e;
-  const SealingKey& key = std::get<SealingKey>(sealing);
+  SealingKey& key = std::get<SealingKey>(sealing);
   auto dek = crypto::SecretBytes::Random(static_cast<size_t>(bytes));
   if (!dek.ok()) return Error{"KMSInternalException", dek.status().message(), 500};
   auto blob = key.Seal(c.context, dek->view());
@@ -257,7 +262,7 @@ KmsService::Outcome KmsService::GenerateDataKeys(Call& c) {
   c.extra["encryption_contexts"] = contexts;
   auto sealing = KeyForSealing(c, key_ref, "kms:GenerateDataKey");
   if (auto* e = std::get_if<Error>(&sealing)) return *e;
-  const SealingKey& key = std::get<SealingKey>(sealing);
+  SealingKey& key = std::get<SealingKey>(sealing);
   json keys = json::array();
   c.sensitive_response = true;
   for (const EncryptionContext& context : contexts) {

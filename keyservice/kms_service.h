@@ -148,7 +148,10 @@ class KmsService {
     std::shared_ptr<const KeyEntry> key;
     uint32_t version = 0;
     KeyIdBytes id{};
-    StatusOr<Bytes> Seal(const EncryptionContext& context, ByteView plaintext) const;
+    // Made at the first Seal and kept for the rest of the call (a batch of
+    // data keys seals under one expanded key).
+    std::shared_ptr<BlobSealer> sealer;
+    StatusOr<Bytes> Seal(const EncryptionContext& context, ByteView plaintext);
   };
   std::variant<SealingKey, Error> KeyForSealing(Call& c, const std::string& key_ref,
                                                 std::string_view action) const;

@@ -5,10 +5,17 @@
 // chosen first because the wrapped DEK's encryption context names it. An
 // entry is handed out once and never reused. The pool refills in a
 // background thread only while files are being created (after each Take),
-// never while idle: once it is down to half, one batch tops it up (one
-// request to the key service for many keys). Entries older than `max_age`
-// are dropped, so a key that is disabled, rotated or retired takes effect
-// for new files within `max_age`.
+// never while idle: once it is down to half its target, one batch tops it
+// up (one request to the key service for many keys). Entries older than
+// `max_age` are dropped, so a key that is disabled, rotated or retired takes
+// effect for new files within `max_age`.
+//
+// The target follows demand: twice the number of Takes in the current
+// window of max_age/4 or the one before it (whichever is larger), between
+// kMinTarget and `capacity`. So a burst of creates gets large batches, whose
+// per-request cost (a round trip, an HTTP exchange, an authorization, an
+// audit record) is shared by many keys, while a file created now and then
+// wastes at most a couple of keys, each of which the key service audits.
 //
 // An empty pool makes the caller's entry first and only then asks for the
 // batch, so that the caller's request never queues behind a batch.
@@ -19,6 +26,7 @@
 #ifndef ENVELOPE_FS_DEK_POOL_H_
 #define ENVELOPE_FS_DEK_POOL_H_
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -45,12 +53,16 @@ class DekPool {
   // Entry::made with). Tests pass a clock they advance by hand.
   using Clock = std::function<std::chrono::steady_clock::time_point()>;
 
+  // The target never goes below this (unless `capacity` is smaller).
+  static constexpr size_t kMinTarget = 2;
+
   DekPool(Generator generator, size_t capacity, std::chrono::milliseconds max_age,
           Clock clock = std::chrono::steady_clock::now)
       : generator_(std::move(generator)),
         capacity_(capacity),
         max_age_(max_age),
-        clock_(std::move(clock)) {}
+        clock_(std::move(clock)),
+        target_(std::min(capacity, kMinTarget)) {}
   ~DekPool();
   DekPool(const DekPool&) = delete;
   DekPool& operator=(const DekPool&) = delete;
@@ -66,8 +78,10 @@ class DekPool {
 
  private:
   void Refill();
+  // Counts a Take at `now` and sets target_ from the demand. REQUIRES: mu_ held.
+  void CountDemand(std::chrono::steady_clock::time_point now);
   // REQUIRES: mu_ held.
-  bool RefillWanted() const { return want_refill_ && ready_.size() <= capacity_ / 2; }
+  bool RefillWanted() const { return want_refill_ && ready_.size() <= target_ / 2; }
 
   const Generator generator_;
   const size_t capacity_;
@@ -77,6 +91,12 @@ class DekPool {
   std::condition_variable wake_;  // to the thread: work may be wanted
   std::condition_variable idle_;  // from the thread: a refill finished
   std::deque<Entry> ready_;
+  size_t target_;  // how many entries a refill aims for, <= capacity_
+  // Demand: Takes since window_start_, and in the window before it (0 if
+  // that window saw none or lies further back).
+  std::chrono::steady_clock::time_point window_start_{};
+  size_t taken_in_window_ = 0;
+  size_t taken_last_window_ = 0;
   bool want_refill_ = false;
   bool refilling_ = false;
   bool stop_ = false;

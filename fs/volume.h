@@ -194,10 +194,10 @@ class Volume {
   // batched where the service can).
   StatusOr<std::vector<DekPool::Entry>> MakeFileKeys(size_t count);
 
-  // Up to 32 file keys made ahead, none older than 2 s: creates do not wait
-  // for the key service, and a disabled or rotated key governs new files
-  // within 2 s.
-  static constexpr size_t kDekPoolCapacity = 32;
+  // Up to 128 file keys made ahead (as many as creates use, DekPool), none
+  // older than 2 s: creates do not wait for the key service, and a disabled
+  // or rotated key governs new files within 2 s.
+  static constexpr size_t kDekPoolCapacity = 128;
   static constexpr std::chrono::milliseconds kDekPoolMaxAge{2000};
 
   const std::shared_ptr<kms::KeyService> kms_;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <mutex>
@@ -71,9 +72,11 @@ TEST(DekPoolTest, RefillsAheadAfterATakeAndNotWhileIdle) {
   EXPECT_EQ(made.load(), 0);  // nothing before the first create
   ASSERT_TRUE(pool.Take().ok());
   pool.WaitUntilIdle();
-  EXPECT_EQ(made.load(), 9);  // the first, made on demand, then a full pool
+  // The first, made on demand, then one batch filled the pool to the
+  // target of one create: 2.
+  EXPECT_EQ(made.load(), 3);
   pool.WaitUntilIdle();
-  EXPECT_EQ(made.load(), 9);  // idle: no refill is wanted, none runs
+  EXPECT_EQ(made.load(), 3);  // idle: no refill is wanted, none runs
 }
 
 TEST(DekPoolTest, RefillsInOneBatchOnceDownToHalf) {
@@ -88,15 +91,20 @@ TEST(DekPoolTest, RefillsInOneBatchOnceDownToHalf) {
   };
   DekPool pool(Counting(&made, &fail, &clock, &requests, &requests_mu), 8, kMaxAge,
                clock.AsClock());
-  ASSERT_TRUE(pool.Take().ok());  // the pool is empty: one made on demand, then the batch
-  pool.WaitUntilIdle();
-  EXPECT_EQ(seen(), (std::vector<size_t>{1, 8}));
+  // The clock stands still: the target is twice the creates so far, up
+  // to 8; each Take that leaves the pool at half of it or less tops it up.
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(pool.Take().ok());
+    pool.WaitUntilIdle();
+  }
+  // Targets 2, 4, 6, 8, 8; the pool held 0, 1, 3, 5, 4 after each Take.
+  EXPECT_EQ(seen(), (std::vector<size_t>{1, 2, 3, 3, 4}));
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool.Take().ok());  // 5 left: above half
   pool.WaitUntilIdle();
-  EXPECT_EQ(seen(), (std::vector<size_t>{1, 8}));
+  EXPECT_EQ(seen(), (std::vector<size_t>{1, 2, 3, 3, 4}));
   ASSERT_TRUE(pool.Take().ok());  // 4 left: half, so one batch of 4
   pool.WaitUntilIdle();
-  EXPECT_EQ(seen(), (std::vector<size_t>{1, 8, 4}));
+  EXPECT_EQ(seen(), (std::vector<size_t>{1, 2, 3, 3, 4, 4}));
 }
 
 TEST(DekPoolTest, StaleEntriesAreDroppedAndErrorsReachTheCaller) {
@@ -106,17 +114,69 @@ TEST(DekPoolTest, StaleEntriesAreDroppedAndErrorsReachTheCaller) {
   DekPool pool(Counting(&made, &fail, &clock), 4, kMaxAge, clock.AsClock());
   ASSERT_TRUE(pool.Take().ok());
   pool.WaitUntilIdle();
-  ASSERT_EQ(made.load(), 5);
+  ASSERT_EQ(made.load(), 3);  // 1 on demand, then a target of 2
   clock.ms += kMaxAge.count();  // exactly max_age old: still good
   auto fresh = pool.Take();
   ASSERT_TRUE(fresh.ok());
   EXPECT_EQ(fresh->file_id[0], 2);  // the pool's oldest, not one made now
   pool.WaitUntilIdle();
-  EXPECT_EQ(made.load(), 5);  // 3 left: above half, no refill
-  clock.ms += 1;  // one more millisecond: everything in the pool is too old
+  clock.ms += kMaxAge.count() + 1;  // everything in the pool is too old
   fail = true;
   auto e = pool.Take();
   EXPECT_EQ(e.status().code(), StatusCode::kUnavailable);
+}
+
+TEST(DekPoolTest, TheTargetFollowsTheRateOfCreates) {
+  std::atomic<int> made{0};
+  std::atomic<bool> fail{false};
+  FakeClock clock;
+  std::vector<size_t> requests;
+  std::mutex requests_mu;
+  auto seen = [&] {
+    std::lock_guard lock(requests_mu);
+    return requests;
+  };
+  DekPool pool(Counting(&made, &fail, &clock, &requests, &requests_mu), 64, kMaxAge,
+               clock.AsClock());
+  // A burst (the clock stands still): each Take raises the target, to twice
+  // the creates seen in the window, until the capacity caps it.
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(pool.Take().ok());
+    pool.WaitUntilIdle();
+  }
+  std::vector<size_t> burst = seen();
+  size_t largest = 0;
+  for (size_t n : burst) largest = std::max(largest, n);
+  EXPECT_GE(largest, 16u);  // the first batch was 2
+  EXPECT_LE(largest, 64u);
+  EXPECT_LE(made.load(), 40 + 64);  // never more ahead than the capacity
+  // The burst is over: everything left goes stale, and the next create
+  // finds a small target again.
+  clock.ms += kMaxAge.count() + 1;
+  ASSERT_TRUE(pool.Take().ok());
+  pool.WaitUntilIdle();
+  std::vector<size_t> after = seen();
+  ASSERT_EQ(after.size(), burst.size() + 2);
+  EXPECT_EQ(after[burst.size()], 1u);      // on demand
+  EXPECT_EQ(after[burst.size() + 1], 2u);  // the minimum target
+}
+
+TEST(DekPoolTest, ASlowSteadyRateKeepsThePoolSmall) {
+  std::atomic<int> made{0};
+  std::atomic<bool> fail{false};
+  FakeClock clock;
+  std::vector<size_t> requests;
+  std::mutex requests_mu;
+  DekPool pool(Counting(&made, &fail, &clock, &requests, &requests_mu), 64, kMaxAge,
+               clock.AsClock());
+  for (int i = 0; i < 10; ++i) {  // one create every 600 ms (the window is 500 ms)
+    ASSERT_TRUE(pool.Take().ok());
+    pool.WaitUntilIdle();
+    clock.ms += 600;
+  }
+  std::lock_guard lock(requests_mu);
+  for (size_t n : requests) EXPECT_LE(n, 2u);
+  EXPECT_LE(made.load(), 12);  // the 10 creates and at most two ahead
 }
 
 }  // namespace

@@ -4,7 +4,8 @@
 //                 [--listen ADDR:PORT [--access-keys FILE]
 //                  [--tls-cert FILE --tls-key FILE [--client-ca FILE]]]
 //                 [--standard-only]
-//                 [--root-key-file PATH | --passphrase-fd N | --passphrase-prompt]
+//                 [--root-key-file PATH | --passphrase-fd N | --passphrase-prompt |
+//                  --root-key pkcs11:URI (--pin-fd N | --pin-prompt)]
 //                 [-f] [--log-file PATH] [connection limits, see --help]
 //
 // --listen takes an IPv4 address or a bracketed IPv6 one ([::1]:7800);
@@ -65,6 +66,9 @@ struct Flags {
   std::string root_key_file;
   int passphrase_fd = -1;
   bool passphrase_prompt = false;
+  std::string root_key_uri;  // pkcs11:...
+  int pin_fd = -1;
+  bool pin_prompt = false;
   bool foreground = false;
   std::string log_file;
   std::string region = "local";
@@ -103,15 +107,44 @@ int Fail(ReadyPipe* ready, const std::string& msg) {
 }
 
 StatusOr<crypto::SecretBytes> LoadRootKey(const Flags& f, ks::KeyStore* store) {
+  const bool on_token = !f.root_key_uri.empty();
   const bool passphrase = f.passphrase_fd >= 0 || f.passphrase_prompt;
+  const std::string asked = on_token ? "pkcs11" : passphrase ? "passphrase" : "key-file";
   // The data directory remembers which kind of root key it was made with.
   ENVELOPE_ASSIGN_OR_RETURN(std::string mode,
-                            store->GetOrCreateMeta("root-key-mode", [&] {
-                              return std::string(passphrase ? "passphrase" : "key-file");
-                            }));
-  if ((mode == "passphrase") != passphrase) {
+                            store->GetOrCreateMeta("root-key-mode", [&] { return asked; }));
+  if (mode != asked) {
     return Status::FailedPrecondition("this data directory was set up with a " + mode +
                                       " root key; start envelope-keyd the same way");
+  }
+  if (on_token) {
+    ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes pin,
+                              ks::ReadPassphrase(f.pin_fd, "PKCS#11 token PIN: ", "PIN"));
+    ENVELOPE_ASSIGN_OR_RETURN(std::unique_ptr<ks::Pkcs11Token> token,
+                              ks::Pkcs11Token::Open(f.root_key_uri, pin));
+    ENVELOPE_ASSIGN_OR_RETURN(std::optional<std::string> sealed,
+                              store->GetMeta("root-key-on-token"));
+    if (!sealed) {
+      // A store that was ever unlocked has its check value: its root key
+      // cannot be made again, only lost.
+      ENVELOPE_ASSIGN_OR_RETURN(std::optional<std::string> check, store->GetMeta("root-check"));
+      if (check) {
+        return Status::Corruption(
+            "this data directory has no sealed root key, though it was set up with one");
+      }
+    }
+    std::string new_sealed;
+    bool generated = false;
+    ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes root,
+                              ks::RootKeyFromToken(token.get(), sealed, &new_sealed, &generated));
+    if (!sealed) {
+      ENVELOPE_RETURN_IF_ERROR(store->PutMeta("root-key-on-token", new_sealed));
+      if (generated) spdlog::info("generated a new AES-256 key on the {}", token->description());
+      spdlog::info("made a new root key, sealed by the {}", token->description());
+    } else {
+      spdlog::info("root key opened by the {}", token->description());
+    }
+    return root;
   }
   if (passphrase) {
     ENVELOPE_ASSIGN_OR_RETURN(std::string salt, store->GetOrCreateMeta("scrypt-salt", [] {
@@ -285,8 +318,15 @@ int main(int argc, char** argv) {
   auto* key_file = app.add_option("--root-key-file", f.root_key_file, "root key file (default DATA_DIR/root.key, created on first start)");
   auto* pass_fd = app.add_option("--passphrase-fd", f.passphrase_fd, "derive the root key from a passphrase read from this fd");
   auto* prompt = app.add_flag("--passphrase-prompt", f.passphrase_prompt, "derive the root key from a passphrase typed on the terminal");
-  key_file->excludes(pass_fd)->excludes(prompt);
-  pass_fd->excludes(prompt);
+  auto* uri = app.add_option("--root-key", f.root_key_uri, "keep the root key under an AES key on a PKCS#11 token: an RFC 7512 URI, pkcs11:token=...;object=...?module-path=...")
+      ->check([](const std::string& v) { return v.rfind("pkcs11:", 0) == 0 ? std::string() : std::string("--root-key takes a pkcs11: URI (a key file is --root-key-file)"); });
+  auto* pin_fd = app.add_option("--pin-fd", f.pin_fd, "read the token's PIN from this fd");
+  auto* pin_prompt = app.add_flag("--pin-prompt", f.pin_prompt, "read the token's PIN from the terminal");
+  key_file->excludes(pass_fd)->excludes(prompt)->excludes(uri);
+  pass_fd->excludes(prompt)->excludes(uri);
+  prompt->excludes(uri);
+  pin_fd->needs(uri)->excludes(pin_prompt);
+  pin_prompt->needs(uri);
   app.add_flag("-f,--foreground", f.foreground, "stay in the foreground, log to stderr");
   app.add_option("--log-file", f.log_file, "log file when in the background (default DATA_DIR/keyd.log)");
   app.add_option("--region", f.region, "region part of key ARNs");

@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "core/base/fd_io.h"
+#include "core/crypto/hash.h"
 #include "core/crypto/scrypt.h"
 #include "core/crypto/secret_line.h"
 
@@ -43,17 +44,17 @@ StatusOr<crypto::SecretBytes> LoadOrCreateRootKeyFile(const std::string& path, b
   return key;
 }
 
-StatusOr<crypto::SecretBytes> ReadPassphrase(int fd, const char* prompt) {
+StatusOr<crypto::SecretBytes> ReadPassphrase(int fd, const char* prompt, const char* what) {
   constexpr size_t kMaxPassphraseInBytes = 1023;
   UniqueFd tty;
   if (fd < 0) {
     tty = UniqueFd(::open("/dev/tty", O_RDWR | O_CLOEXEC));
-    if (!tty.valid()) return Status::FromErrno("open /dev/tty for the passphrase");
+    if (!tty.valid()) return Status::FromErrno(std::string("open /dev/tty for the ") + what);
   }
   const int in = fd < 0 ? tty.get() : fd;
   auto pass = crypto::ReadSecretLine(in, kMaxPassphraseInBytes, tty.get(), fd < 0 ? prompt : "");
-  if (!pass.ok()) return pass.status().WithContext("reading the passphrase");
-  if (pass->size() == 0) return Status::InvalidArgument("empty passphrase");
+  if (!pass.ok()) return pass.status().WithContext(std::string("reading the ") + what);
+  if (pass->size() == 0) return Status::InvalidArgument(std::string("empty ") + what);
   return pass;
 }
 
@@ -61,6 +62,46 @@ StatusOr<crypto::SecretBytes> RootKeyFromPassphrase(const crypto::SecretBytes& p
                                                     std::string_view salt) {
   return crypto::Scrypt(passphrase.view(), AsBytes(salt), crypto::ScryptParams{},
                         kRootKeySizeInBytes);
+}
+
+namespace {
+constexpr std::string_view kTokenAad = "envelope-keyd/v1/root-key-on-token";
+}  // namespace
+
+StatusOr<crypto::SecretBytes> RootKeyFromToken(Pkcs11Token* token,
+                                               const std::optional<std::string>& sealed,
+                                               std::string* new_sealed,
+                                               bool* generated_token_key) {
+  *generated_token_key = false;
+  if (sealed) {
+    ENVELOPE_ASSIGN_OR_RETURN(Pkcs11Token::KeyHandle key, token->FindKey());
+    auto root = token->Open(key, AsBytes(*sealed), AsBytes(kTokenAad));
+    if (!root.ok()) {
+      return root.status().WithContext("the root key sealed in this data directory (is it the " +
+                                       token->description() + " it was made with?)");
+    }
+    if (root->size() != kRootKeySizeInBytes) {
+      return Status::Corruption("the sealed root key has the wrong size");
+    }
+    return root;
+  }
+  auto key = token->FindKey();
+  if (!key.ok() && key.status().code() == StatusCode::kNotFound) {
+    key = token->GenerateKey();
+    *generated_token_key = key.ok();
+  }
+  if (!key.ok()) return key.status();
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes root,
+                            crypto::SecretBytes::Random(kRootKeySizeInBytes));
+  ENVELOPE_ASSIGN_OR_RETURN(Bytes out, token->Seal(*key, root.view(), AsBytes(kTokenAad)));
+  // Opened once before it is trusted: a token that seals what it cannot
+  // open would leave a data directory nobody can open.
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes back, token->Open(*key, out, AsBytes(kTokenAad)));
+  if (!crypto::ConstantTimeEquals(back.view(), root.view())) {
+    return Status::Internal("the " + token->description() + " did not open what it sealed");
+  }
+  new_sealed->assign(out.begin(), out.end());
+  return root;
 }
 
 }  // namespace envelope::keyservice

@@ -3,10 +3,12 @@
 #ifndef ENVELOPE_KEYSERVICE_ROOT_KEY_H_
 #define ENVELOPE_KEYSERVICE_ROOT_KEY_H_
 
+#include <optional>
 #include <string>
 
 #include "core/base/status.h"
 #include "core/crypto/secret_bytes.h"
+#include "keyservice/pkcs11_token.h"
 
 namespace envelope::keyservice {
 
@@ -19,11 +21,28 @@ StatusOr<crypto::SecretBytes> LoadOrCreateRootKeyFile(const std::string& path,
 
 // Reads a passphrase (up to the first newline or EOF, at most 1024 bytes)
 // from file descriptor `fd`, or from the terminal with echo off if fd < 0.
-StatusOr<crypto::SecretBytes> ReadPassphrase(int fd, const char* prompt);
+// `what` names it in errors ("passphrase", "PIN").
+StatusOr<crypto::SecretBytes> ReadPassphrase(int fd, const char* prompt,
+                                             const char* what = "passphrase");
 
 // scrypt(passphrase, salt) with N=2^15, r=8, p=1 -> 32-byte root key.
 StatusOr<crypto::SecretBytes> RootKeyFromPassphrase(const crypto::SecretBytes& passphrase,
                                                     std::string_view salt);
+
+// The root key kept by a PKCS#11 token: 32 random bytes, sealed by the
+// token's AES key (the URI's object; AES-GCM on the token, AAD
+// "envelope-keyd/v1/root-key-on-token") and stored in the data directory
+// as `sealed`. The token opens it at every start; without the token and
+// its PIN the data directory opens to nobody.
+//
+// With `sealed` absent (a new data directory) it makes the root key: it
+// uses the token's key, generating it on the token if there is none
+// (*generated_token_key), and returns the root key with its sealed form in
+// *new_sealed for the caller to store before first use.
+StatusOr<crypto::SecretBytes> RootKeyFromToken(Pkcs11Token* token,
+                                               const std::optional<std::string>& sealed,
+                                               std::string* new_sealed,
+                                               bool* generated_token_key);
 
 }  // namespace envelope::keyservice
 

@@ -10,10 +10,11 @@ packages=(
   libssl-dev liblmdb-dev libspdlog-dev libfmt-dev
   libfuse3-dev fuse3
   libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libcli11-dev libboost-dev
+  nlohmann-json3-dev libcli11-dev libboost-dev libp11-kit-dev
   # tests and benchmarks
   python3 python3-boto3 python3-cryptography awscli curl openssl
   fio fsmark gocryptfs attr xxd util-linux iproute2
+  softhsm2
   # fuzzing (scripts/fuzz.sh): clang and its libFuzzer runtime
   clang libclang-rt-14-dev
 )

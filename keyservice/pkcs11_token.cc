@@ -74,6 +74,19 @@ std::string AttributeText(const CK_ATTRIBUTE* a) {
   return std::string(static_cast<const char*>(a->pValue), a->ulValueLen);
 }
 
+// AES-GCM with a 12-byte nonce at `nonce` and a 16-byte tag. The module
+// only reads through the pointers, which PKCS#11 declares non-const.
+CK_GCM_PARAMS GcmParams(const uint8_t* nonce, ByteView aad) {
+  CK_GCM_PARAMS p{};
+  p.pIv = const_cast<CK_BYTE*>(nonce);
+  p.ulIvLen = Pkcs11Token::kGcmNonceSizeInBytes;
+  p.ulIvBits = Pkcs11Token::kGcmNonceSizeInBytes * 8;
+  p.pAAD = const_cast<CK_BYTE*>(aad.data());
+  p.ulAADLen = aad.size();
+  p.ulTagBits = Pkcs11Token::kGcmTagSizeInBytes * 8;
+  return p;
+}
+
 constexpr CK_BBOOL kTrue = CK_TRUE;
 constexpr CK_BBOOL kFalse = CK_FALSE;
 
@@ -238,13 +251,7 @@ StatusOr<Pkcs11Token::KeyHandle> Pkcs11Token::GenerateKey() {
 StatusOr<Bytes> Pkcs11Token::Seal(KeyHandle key, ByteView plaintext, ByteView aad) {
   Bytes out(kGcmNonceSizeInBytes + plaintext.size() + kGcmTagSizeInBytes);
   ENVELOPE_RETURN_IF_ERROR(crypto::RandomBytes(MutableByteView(out.data(), kGcmNonceSizeInBytes)));
-  CK_GCM_PARAMS params{};
-  params.pIv = out.data();
-  params.ulIvLen = kGcmNonceSizeInBytes;
-  params.ulIvBits = kGcmNonceSizeInBytes * 8;
-  params.pAAD = const_cast<CK_BYTE*>(aad.data());
-  params.ulAADLen = aad.size();
-  params.ulTagBits = kGcmTagSizeInBytes * 8;
+  CK_GCM_PARAMS params = GcmParams(out.data(), aad);
   CK_MECHANISM mech = {CKM_AES_GCM, &params, sizeof(params)};
   std::lock_guard lock(mu_);
   Session& s = *session_;
@@ -269,13 +276,7 @@ StatusOr<crypto::SecretBytes> Pkcs11Token::Open(KeyHandle key, ByteView sealed, 
   }
   const size_t size = sealed.size() - kGcmNonceSizeInBytes - kGcmTagSizeInBytes;
   ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes out, crypto::SecretBytes::Zeroed(size));
-  CK_GCM_PARAMS params{};
-  params.pIv = const_cast<CK_BYTE*>(sealed.data());
-  params.ulIvLen = kGcmNonceSizeInBytes;
-  params.ulIvBits = kGcmNonceSizeInBytes * 8;
-  params.pAAD = const_cast<CK_BYTE*>(aad.data());
-  params.ulAADLen = aad.size();
-  params.ulTagBits = kGcmTagSizeInBytes * 8;
+  CK_GCM_PARAMS params = GcmParams(sealed.data(), aad);
   CK_MECHANISM mech = {CKM_AES_GCM, &params, sizeof(params)};
   std::lock_guard lock(mu_);
   Session& s = *session_;

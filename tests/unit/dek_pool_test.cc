@@ -48,6 +48,21 @@ DekPool::Generator Counting(std::atomic<int>* made, std::atomic<bool>* fail,
   };
 }
 
+// Counting's state, with the size of every request the pool made.
+struct Recorder {
+  std::atomic<int> made{0};
+  std::atomic<bool> fail{false};
+  FakeClock clock;
+  std::mutex mu;
+  std::vector<size_t> requests;  // guarded by mu
+
+  DekPool::Generator Generator() { return Counting(&made, &fail, &clock, &requests, &mu); }
+  std::vector<size_t> Seen() {
+    std::lock_guard lock(mu);
+    return requests;
+  }
+};
+
 constexpr std::chrono::milliseconds kMaxAge(2000);
 
 TEST(DekPoolTest, EveryEntryIsHandedOutOnce) {
@@ -80,17 +95,9 @@ TEST(DekPoolTest, RefillsAheadAfterATakeAndNotWhileIdle) {
 }
 
 TEST(DekPoolTest, RefillsInOneBatchOnceDownToHalf) {
-  std::atomic<int> made{0};
-  std::atomic<bool> fail{false};
-  FakeClock clock;
-  std::vector<size_t> requests;
-  std::mutex requests_mu;
-  auto seen = [&] {
-    std::lock_guard lock(requests_mu);
-    return requests;
-  };
-  DekPool pool(Counting(&made, &fail, &clock, &requests, &requests_mu), 8, kMaxAge,
-               clock.AsClock());
+  Recorder r;
+  DekPool pool(r.Generator(), 8, kMaxAge,
+               r.clock.AsClock());
   // The clock stands still: the target is twice the creates so far, up
   // to 8; each Take that leaves the pool at half of it or less tops it up.
   for (int i = 0; i < 5; ++i) {
@@ -98,13 +105,13 @@ TEST(DekPoolTest, RefillsInOneBatchOnceDownToHalf) {
     pool.WaitUntilIdle();
   }
   // Targets 2, 4, 6, 8, 8; the pool held 0, 1, 3, 5, 4 after each Take.
-  EXPECT_EQ(seen(), (std::vector<size_t>{1, 2, 3, 3, 4}));
+  EXPECT_EQ(r.Seen(), (std::vector<size_t>{1, 2, 3, 3, 4}));
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool.Take().ok());  // 5 left: above half
   pool.WaitUntilIdle();
-  EXPECT_EQ(seen(), (std::vector<size_t>{1, 2, 3, 3, 4}));
+  EXPECT_EQ(r.Seen(), (std::vector<size_t>{1, 2, 3, 3, 4}));
   ASSERT_TRUE(pool.Take().ok());  // 4 left: half, so one batch of 4
   pool.WaitUntilIdle();
-  EXPECT_EQ(seen(), (std::vector<size_t>{1, 2, 3, 3, 4, 4}));
+  EXPECT_EQ(r.Seen(), (std::vector<size_t>{1, 2, 3, 3, 4, 4}));
 }
 
 TEST(DekPoolTest, StaleEntriesAreDroppedAndErrorsReachTheCaller) {
@@ -127,56 +134,43 @@ TEST(DekPoolTest, StaleEntriesAreDroppedAndErrorsReachTheCaller) {
 }
 
 TEST(DekPoolTest, TheTargetFollowsTheRateOfCreates) {
-  std::atomic<int> made{0};
-  std::atomic<bool> fail{false};
-  FakeClock clock;
-  std::vector<size_t> requests;
-  std::mutex requests_mu;
-  auto seen = [&] {
-    std::lock_guard lock(requests_mu);
-    return requests;
-  };
-  DekPool pool(Counting(&made, &fail, &clock, &requests, &requests_mu), 64, kMaxAge,
-               clock.AsClock());
+  Recorder r;
+  DekPool pool(r.Generator(), 64, kMaxAge,
+               r.clock.AsClock());
   // A burst (the clock stands still): each Take raises the target, to twice
   // the creates seen in the window, until the capacity caps it.
   for (int i = 0; i < 40; ++i) {
     ASSERT_TRUE(pool.Take().ok());
     pool.WaitUntilIdle();
   }
-  std::vector<size_t> burst = seen();
+  std::vector<size_t> burst = r.Seen();
   size_t largest = 0;
   for (size_t n : burst) largest = std::max(largest, n);
   EXPECT_GE(largest, 16u);  // the first batch was 2
   EXPECT_LE(largest, 64u);
-  EXPECT_LE(made.load(), 40 + 64);  // never more ahead than the capacity
+  EXPECT_LE(r.made.load(), 40 + 64);  // never more ahead than the capacity
   // The burst is over: everything left goes stale, and the next create
   // finds a small target again.
-  clock.ms += kMaxAge.count() + 1;
+  r.clock.ms += kMaxAge.count() + 1;
   ASSERT_TRUE(pool.Take().ok());
   pool.WaitUntilIdle();
-  std::vector<size_t> after = seen();
+  std::vector<size_t> after = r.Seen();
   ASSERT_EQ(after.size(), burst.size() + 2);
   EXPECT_EQ(after[burst.size()], 1u);      // on demand
   EXPECT_EQ(after[burst.size() + 1], 2u);  // the minimum target
 }
 
 TEST(DekPoolTest, ASlowSteadyRateKeepsThePoolSmall) {
-  std::atomic<int> made{0};
-  std::atomic<bool> fail{false};
-  FakeClock clock;
-  std::vector<size_t> requests;
-  std::mutex requests_mu;
-  DekPool pool(Counting(&made, &fail, &clock, &requests, &requests_mu), 64, kMaxAge,
-               clock.AsClock());
+  Recorder r;
+  DekPool pool(r.Generator(), 64, kMaxAge,
+               r.clock.AsClock());
   for (int i = 0; i < 10; ++i) {  // one create every 600 ms (the window is 500 ms)
     ASSERT_TRUE(pool.Take().ok());
     pool.WaitUntilIdle();
-    clock.ms += 600;
+    r.clock.ms += 600;
   }
-  std::lock_guard lock(requests_mu);
-  for (size_t n : requests) EXPECT_LE(n, 2u);
-  EXPECT_LE(made.load(), 12);  // the 10 creates and at most two ahead
+  for (size_t n : r.Seen()) EXPECT_LE(n, 2u);
+  EXPECT_LE(r.made.load(), 12);  // the 10 creates and at most two ahead
 }
 
 }  // namespace

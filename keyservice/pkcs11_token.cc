@@ -276,6 +276,11 @@ StatusOr<crypto::SecretBytes> Pkcs11Token::Open(KeyHandle key, ByteView sealed, 
   }
   const size_t size = sealed.size() - kGcmNonceSizeInBytes - kGcmTagSizeInBytes;
   ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes out, crypto::SecretBytes::Zeroed(size));
+  // Room for the whole input: a module may want it before it has checked
+  // the tag. Only `size` bytes are kept. Made before the operation starts,
+  // so that no early return leaves a decryption active in the session.
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes buf,
+                            crypto::SecretBytes::Zeroed(sealed.size() - kGcmNonceSizeInBytes));
   CK_GCM_PARAMS params = GcmParams(sealed.data(), aad);
   CK_MECHANISM mech = {CKM_AES_GCM, &params, sizeof(params)};
   std::lock_guard lock(mu_);
@@ -283,10 +288,6 @@ StatusOr<crypto::SecretBytes> Pkcs11Token::Open(KeyHandle key, ByteView sealed, 
   if (CK_RV rv = s.module->C_DecryptInit(s.handle, &mech, key); rv != CKR_OK) {
     return RvStatus(rv, "opening with the " + description_);
   }
-  // Room for the whole input: a module may want it before it has checked
-  // the tag. Only `size` bytes are kept.
-  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes buf,
-                            crypto::SecretBytes::Zeroed(sealed.size() - kGcmNonceSizeInBytes));
   CK_ULONG n = buf.size();
   CK_RV rv = s.module->C_Decrypt(s.handle, const_cast<CK_BYTE*>(sealed.data()) + kGcmNonceSizeInBytes,
                                  sealed.size() - kGcmNonceSizeInBytes, buf.data(), &n);

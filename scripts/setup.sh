@@ -14,7 +14,7 @@ packages=(
   # tests and benchmarks
   python3 python3-boto3 python3-cryptography awscli curl openssl
   fio fsmark gocryptfs attr xxd util-linux iproute2
-  softhsm2
+  softhsm2 libgfshare-bin
   # fuzzing (scripts/fuzz.sh): clang and its libFuzzer runtime
   clang libclang-rt-14-dev
 )

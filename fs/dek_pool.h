@@ -15,7 +15,8 @@
 // kMinTarget and `capacity`. So a burst of creates gets large batches, whose
 // per-request cost (a round trip, an HTTP exchange, an authorization, an
 // audit record) is shared by many keys, while a file created now and then
-// wastes at most a couple of keys, each of which the key service audits.
+// wastes at most a couple of keys (whose contexts, naming files that never
+// existed, would otherwise fill the key service's audit log).
 //
 // An empty pool makes the caller's entry first and only then asks for the
 // batch, so that the caller's request never queues behind a batch.

@@ -1,11 +1,13 @@
 #include "keyservice/key_store.h"
 
 #include <lmdb.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <cstring>
 
 #include "core/base/coding.h"
+#include "core/base/fd_io.h"
 #include "core/crypto/aes_gcm.h"
 #include "core/crypto/hash.h"
 #include "keyservice/ciphertext_blob.h"
@@ -137,6 +139,21 @@ StatusOr<std::string> KeyStore::GetOrCreateMeta(const std::string& name,
   std::string value = init();
   ENVELOPE_RETURN_IF_ERROR(PutMeta(name, value));
   return value;
+}
+
+StatusOr<std::string> KeyStore::Snapshot() {
+  UniqueFd fd(::memfd_create("envelope-keyd-snapshot", MFD_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("memfd_create");
+  if (int rc = mdb_env_copyfd2(lmdb_->env, fd.get(), MDB_CP_COMPACT); rc != 0) {
+    return Status::Internal(std::string("mdb_env_copyfd2: ") + mdb_strerror(rc));
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat of the snapshot");
+  std::string out(static_cast<size_t>(st.st_size), '\0');
+  ENVELOPE_ASSIGN_OR_RETURN(
+      size_t n, PreadFull(fd.get(), MutableByteView(reinterpret_cast<uint8_t*>(out.data()), out.size()), 0));
+  if (n != out.size()) return Status::Internal("short read of the snapshot");
+  return out;
 }
 
 Status KeyStore::Unlock(const crypto::SecretBytes& root_key) {

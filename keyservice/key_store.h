@@ -82,6 +82,11 @@ class KeyStore {
   StatusOr<std::string> GetOrCreateMeta(const std::string& name,
                                         const std::function<std::string()>& init);
   Status PutMeta(const std::string& name, const std::string& value);
+  // A consistent copy of the whole environment as of one read transaction
+  // (LMDB's compacting copy, mdb_env_copyfd2 with MDB_CP_COMPACT): the
+  // contents of a data.mdb that opens on its own. Taken while the service
+  // runs; writers are not blocked.
+  StatusOr<std::string> Snapshot();
   StatusOr<std::optional<std::string>> GetMeta(const std::string& name);
 
   // Checks `root_key` against the stored check value (creating it on first

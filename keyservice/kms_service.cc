@@ -118,6 +118,7 @@ KmsService::Outcome KmsService::Dispatch(Call& c) {
     if (c.op == "ReEncryptBatch") return ReEncryptBatch(c);
     if (c.op == "VerifyAudit") return VerifyAudit(c);
     if (c.op == "TailAudit") return TailAudit(c);
+    if (c.op == "Backup") return Backup(c);
   }
   return Error{"UnknownOperationException", "unknown operation " + c.op};
 }

@@ -93,6 +93,11 @@ class KmsService {
   int64_t Now() const;
   std::string KeyArn(const std::string& key_id) const;
 
+  // The root key, kept (in the secure heap) for the Backup extension, which
+  // seals it beside the store. Without it Backup answers that backups are
+  // not available.
+  void KeepRootKeyForBackups(crypto::SecretBytes root_key);
+
   struct Call;  // one request in flight (kms_service.cc)
 
  private:
@@ -130,6 +135,9 @@ class KmsService {
   // The audit extensions (kms_audit_ops.cc).
   Outcome VerifyAudit(Call& c);
   Outcome TailAudit(Call& c);
+
+  // The Backup extension (kms_backup_ops.cc).
+  Outcome Backup(Call& c);
 
   // Cryptographic operations (kms_crypto_ops.cc).
   Outcome Encrypt(Call& c);
@@ -204,6 +212,8 @@ class KmsService {
   KeyStore* const store_;
   AuditLog* const audit_;
   const KmsServiceOptions options_;
+  // Set once at start, before requests are served; read-only afterwards.
+  std::unique_ptr<crypto::SecretBytes> root_key_;
 };
 
 }  // namespace envelope::keyservice

@@ -6,6 +6,7 @@
 //                 [--standard-only]
 //                 [--root-key-file PATH | --passphrase-fd N | --passphrase-prompt |
 //                  --root-key pkcs11:URI (--pin-fd N | --pin-prompt)]
+//                 [--restore BACKUP [--shares-fd N]]
 //                 [-f] [--log-file PATH] [connection limits, see --help]
 //
 // --listen takes an IPv4 address or a bracketed IPv6 one ([::1]:7800);
@@ -43,6 +44,7 @@
 #include "keyservice/http_server.h"
 #include "keyservice/key_store.h"
 #include "keyservice/kms_service.h"
+#include "keyservice/restore.h"
 #include "keyservice/root_key.h"
 #include "keyservice/tls.h"
 #include "kms/endpoint.h"
@@ -67,6 +69,8 @@ struct Flags {
   int passphrase_fd = -1;
   bool passphrase_prompt = false;
   std::string root_key_uri;  // pkcs11:...
+  std::string restore;       // a backup file to restore first
+  int shares_fd = -1;
   int pin_fd = -1;
   bool pin_prompt = false;
   bool foreground = false;
@@ -179,6 +183,19 @@ int Run(const Flags& f, ReadyPipe* ready) {
     return Fail(ready, "another envelope-keyd is already running on " + f.data_dir);
   }
 
+  bool restored = false;
+  if (!f.restore.empty()) {
+    ks::RestoreOptions restore;
+    restore.backup_path = f.restore;
+    restore.data_dir = f.data_dir;
+    restore.root_key_path = f.root_key_file.empty() ? f.data_dir + "/root.key" : f.root_key_file;
+    restore.shares_fd = f.shares_fd;
+    auto done = ks::RestoreBackup(restore);
+    if (!done.ok()) return Fail(ready, done.status().ToString());
+    spdlog::info("{}", *done);
+    restored = true;
+  }
+
   auto store = ks::KeyStore::Open(f.data_dir);
   if (!store.ok()) return Fail(ready, store.status().ToString());
   auto root = LoadRootKey(f, store->get());
@@ -195,10 +212,11 @@ int Run(const Flags& f, ReadyPipe* ready) {
   auto audit = ks::AuditLog::Open(f.data_dir + "/audit.log", *root, &recovered);
   if (!audit.ok()) return Fail(ready, audit.status().ToString());
   if (!recovered.empty()) spdlog::warn("{}", recovered);
-  *root = crypto::SecretBytes();  // the root key is not needed any more
-
   std::string accepted;
-  s = ks::CheckAuditAnchorAtStart(store->get(), audit->get(), f.audit_accept_truncation, &accepted);
+  // A restored store keeps its audit anchor, but the log is not in the
+  // backup: the new log starts by recording that.
+  s = ks::CheckAuditAnchorAtStart(store->get(), audit->get(), f.audit_accept_truncation || restored,
+                                  &accepted);
   if (!s.ok()) return Fail(ready, s.ToString());
   if (!accepted.empty()) spdlog::critical("{}", accepted);
 
@@ -237,6 +255,8 @@ int Run(const Flags& f, ReadyPipe* ready) {
   options.secure_heap_reserve_percent = f.secure_heap_reserve_percent;
   options.standard_only = f.standard_only;
   ks::KmsService service(store->get(), audit->get(), options);
+  // Backup seals the root key beside the store; nothing else needs it.
+  service.KeepRootKeyForBackups(std::move(*root));
   service.RunScheduledWork();  // catch up on rotations and deletions that fell due
 
   // Start() creates the socket's directory (or checks one that exists).
@@ -320,6 +340,10 @@ int main(int argc, char** argv) {
   auto* prompt = app.add_flag("--passphrase-prompt", f.passphrase_prompt, "derive the root key from a passphrase typed on the terminal");
   auto* uri = app.add_option("--root-key", f.root_key_uri, "keep the root key under an AES key on a PKCS#11 token: an RFC 7512 URI, pkcs11:token=...;object=...?module-path=...")
       ->check([](const std::string& v) { return v.rfind("pkcs11:", 0) == 0 ? std::string() : std::string("--root-key takes a pkcs11: URI (a key file is --root-key-file)"); });
+  auto* restore = app.add_option("--restore", f.restore, "first restore this backup (envelopectl backup) into the empty data directory, with a key-file root key");
+  auto* shares_fd = app.add_option("--shares-fd", f.shares_fd, "with --restore: read the recovery key's shares from this fd, one per line (default: the terminal)");
+  shares_fd->needs(restore);
+  restore->excludes(uri)->excludes(pass_fd)->excludes(prompt);
   auto* pin_fd = app.add_option("--pin-fd", f.pin_fd, "read the token's PIN from this fd");
   auto* pin_prompt = app.add_flag("--pin-prompt", f.pin_prompt, "read the token's PIN from the terminal");
   key_file->excludes(pass_fd)->excludes(prompt)->excludes(uri);

@@ -14,16 +14,21 @@
 
 namespace envelope::keyservice {
 
+Status WriteNewPrivateFile(const std::string& path, ByteView data) {
+  UniqueFd out(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!out.valid()) return Status::FromErrno("create " + path);
+  ENVELOPE_RETURN_IF_ERROR(PwriteFull(out.get(), data, 0));
+  if (::fsync(out.get()) != 0) return Status::FromErrno("fsync " + path);
+  return Status::Ok();
+}
+
 StatusOr<crypto::SecretBytes> LoadOrCreateRootKeyFile(const std::string& path, bool* created) {
   *created = false;
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd.valid() && errno == ENOENT) {
     ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes key,
                               crypto::SecretBytes::Random(kRootKeySizeInBytes));
-    UniqueFd out(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!out.valid()) return Status::FromErrno("create root key file " + path);
-    ENVELOPE_RETURN_IF_ERROR(PwriteFull(out.get(), key.view(), 0));
-    if (::fsync(out.get()) != 0) return Status::FromErrno("fsync " + path);
+    ENVELOPE_RETURN_IF_ERROR(WriteNewPrivateFile(path, key.view()));
     *created = true;
     return key;
   }

@@ -14,6 +14,10 @@ namespace envelope::keyservice {
 
 inline constexpr size_t kRootKeySizeInBytes = 32;
 
+// Writes `data` to a new file at `path` (mode 0600, O_EXCL, no symlink
+// followed) and fsyncs it.
+Status WriteNewPrivateFile(const std::string& path, ByteView data);
+
 // Reads the 32-byte root key file at `path`, or creates it (0600, random)
 // if it does not exist. Refuses a file that group or others can access.
 StatusOr<crypto::SecretBytes> LoadOrCreateRootKeyFile(const std::string& path,

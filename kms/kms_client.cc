@@ -67,6 +67,7 @@ bool ResponseCarriesPlaintext(std::string_view target) {
   return target == "TrentService.Decrypt" ||
          target == "TrentService.GenerateDataKey" ||
          target == "EnvelopeKeyService.GenerateDataKeys" ||
+         target == "EnvelopeKeyService.Backup" ||  // the recovery key's shares
          target == "TrentService.GenerateRandom";
 }
 

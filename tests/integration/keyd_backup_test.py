@@ -1,0 +1,135 @@
+"""Backup and restore of envelope-keyd: a backup made while a mounted volume
+is being written, the data directory wiped, and a restore from 3 of 5
+shares; the real daemon, the real mount, the real envelopectl.
+"""
+import os
+import shutil
+import subprocess
+import threading
+import unittest
+
+from fs_harness import Mount, run
+from harness import ENVELOPECTL
+
+
+class BackupRestoreTest(unittest.TestCase):
+    def setUp(self):
+        self.m = Mount()
+        self.m.mount()
+        self.endpoint = self.m.endpoint
+        self.backup = os.path.join(self.m.tmp, "keys.ekb")
+        self.secrets = os.path.join(self.m.tmp, "app.env")
+
+    def tearDown(self):
+        self.m.cleanup()
+
+    def ctl(self, *args, input=b"", check=True):
+        r = subprocess.run([ENVELOPECTL, "--endpoint", self.endpoint, *args], input=input,
+                           capture_output=True, timeout=120)
+        if check and r.returncode != 0:
+            raise AssertionError(f"envelopectl {args} failed: {r.stderr.decode()}")
+        return r
+
+    def restore(self, shares):
+        keyd = self.m.keyd
+        r, w = os.pipe()
+        os.write(w, "".join(s + "\n" for s in shares).encode())
+        os.close(w)
+        try:
+            return keyd.start(["--restore", self.backup, "--shares-fd", str(r)], pass_fds=(r,))
+        finally:
+            os.close(r)
+
+    def test_a_backup_taken_while_writing_restores_from_three_of_five_shares(self):
+        self.ctl("secrets", "--file", self.secrets, "set", "app", "DB_PASSWORD", "--key",
+                 self.m.key, input=b"hunter2")
+        # Two versions of the volume's key: files under both.
+        with open(self.m.path("before-rotation"), "wb") as f:
+            f.write(b"v1" * 5000)
+        self.ctl("key", "rotate", self.m.key)
+
+        written = {}
+        lock = threading.Lock()
+        started = threading.Event()
+        stop = threading.Event()
+
+        def writer():
+            i = 0
+            while not stop.is_set():
+                name = f"f{i:05d}"
+                data = os.urandom(1000 + i % 9000)
+                with open(self.m.path(name), "wb") as f:
+                    f.write(data)
+                with lock:
+                    written[name] = data
+                i += 1
+                if i == 20:
+                    started.set()
+
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            self.assertTrue(started.wait(60), "the writer made no files")
+            out = self.ctl("backup", "--to", self.backup).stdout.decode()
+        finally:
+            stop.set()
+            t.join()
+        shares = [line.split(": ", 1)[1] for line in out.splitlines()
+                  if line.startswith("share ")]
+        self.assertEqual(len(shares), 5)
+        self.assertIn("The recovery key is split 3 of 5", out)
+        self.assertEqual(os.stat(self.backup).st_mode & 0o777, 0o600)
+        # The shares are not in the backup file.
+        with open(self.backup, "rb") as f:
+            blob = f.read()
+        for s in shares:
+            self.assertNotIn(s.split("-")[6].encode(), blob)
+
+        self.m.unmount()
+        self.m.keyd.stop()
+        shutil.rmtree(self.m.keyd.data_dir)
+
+        # Two shares are refused, and leave no store behind.
+        with self.assertRaises(RuntimeError) as cm:
+            self.restore(shares[:2])
+        self.assertIn("this backup needs 3 shares; 2 given", str(cm.exception))
+        self.assertFalse(os.path.exists(os.path.join(self.m.keyd.data_dir, "data.mdb")))
+        # A share of another split (here: mistyped) is refused by name.
+        bad = shares[0][:-1] + ("0" if shares[0][-1] != "0" else "1")
+        with self.assertRaises(RuntimeError) as cm:
+            self.restore([bad] + shares[1:3])
+        self.assertIn("check digits", str(cm.exception))
+
+        self.restore([shares[0], shares[2], shares[4]])
+        with open(self.m.keyd.log_path) as f:
+            self.assertIn("from 3 shares", f.read())
+        # Every key and version is back: the volume mounts and every file,
+        # written before or after the backup, reads back.
+        self.m.mount()
+        with open(self.m.path("before-rotation"), "rb") as f:
+            self.assertEqual(f.read(), b"v1" * 5000)
+        self.assertGreater(len(written), 20)
+        for name, data in written.items():
+            with open(self.m.path(name), "rb") as f:
+                self.assertEqual(f.read(), data, name)
+        got = self.ctl("secrets", "--file", self.secrets, "get", "app", "DB_PASSWORD")
+        self.assertEqual(got.stdout.strip(), b"hunter2")
+        # The restored directory refuses a second restore.
+        self.m.unmount()
+        self.m.keyd.stop()
+        with self.assertRaises(RuntimeError) as cm:
+            self.restore([shares[0], shares[1], shares[3]])
+        self.assertIn("already holds a store", str(cm.exception))
+
+    def test_only_root_may_back_up(self):
+        r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                            ENVELOPECTL, "--endpoint", self.endpoint, "backup", "--to",
+                            "/tmp/never-" + str(os.getpid()) + ".ekb"],
+                           capture_output=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(b"AccessDeniedException", r.stderr)
+        self.assertFalse(os.path.exists("/tmp/never-" + str(os.getpid()) + ".ekb"))
+
+
+if __name__ == "__main__":
+    unittest.main()

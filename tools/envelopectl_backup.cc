@@ -1,0 +1,94 @@
+// envelopectl backup: a sealed copy of the key service's store and root key,
+// through the Backup extension (root or the daemon's own user), and the
+// recovery key's shares, shown once (docs/KEYSERVICE.md, "Backup and
+// restore").
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+
+#include "core/base/base64.h"
+#include "core/base/fd_io.h"
+#include "core/crypto/secret_bytes.h"
+#include "tools/envelopectl.h"
+
+namespace envelope::envelopectl {
+
+namespace {
+
+struct BackupArgs {
+  std::string to;
+  int64_t threshold = 3;
+  int64_t shares = 5;
+};
+
+// The file is made before the request, so that a path that cannot be
+// written costs no backup (and no shares shown for nothing).
+Status WriteBackup(const BackupArgs& a, Context& c) {
+  UniqueFd out(::open(a.to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!out.valid()) return Status::FromErrno("create " + a.to);
+  auto r = c.Extension("Backup", {{"Threshold", a.threshold}, {"Shares", a.shares}});
+  if (!r.ok()) {
+    (void)::unlink(a.to.c_str());
+    return r.status();
+  }
+  json& response = *r;
+  // Wipe the shares however this returns.
+  struct Wipe {
+    json* r;
+    ~Wipe() {
+      auto it = r->find("Shares");
+      if (it == r->end() || !it->is_array()) return;
+      for (json& s : *it) {
+        if (!s.is_string()) continue;
+        std::string& text = s.get_ref<std::string&>();
+        crypto::Cleanse({reinterpret_cast<uint8_t*>(text.data()), text.size()});
+      }
+    }
+  } wipe{&response};
+  Bytes file;
+  const std::string b64 = Field(response, "Backup");
+  if (!Base64Decode(b64, &file) || file.empty()) {
+    (void)::unlink(a.to.c_str());
+    return Status::Internal("the key service's answer has no backup");
+  }
+  Status s = PwriteFull(out.get(), file, 0);
+  if (s.ok() && ::fsync(out.get()) != 0) s = Status::FromErrno("fsync " + a.to);
+  if (!s.ok()) {
+    (void)::unlink(a.to.c_str());
+    return s;
+  }
+  auto shares = response.find("Shares");
+  if (shares == response.end() || !shares->is_array()) {
+    return Status::Internal("the key service's answer has no shares");
+  }
+  std::printf("backup %s: %s keys, written to %s\n", Printable(Field(response, "BackupId")).c_str(),
+              Printable(Field(response, "Keys")).c_str(), a.to.c_str());
+  std::printf("The recovery key is split %lld of %zu: give each custodian one share.\n"
+              "Any %lld of them open the backup; fewer do not. They are shown only now.\n",
+              static_cast<long long>(a.threshold), shares->size(),
+              static_cast<long long>(a.threshold));
+  int n = 0;
+  for (const json& share : *shares) {
+    if (share.is_string()) std::printf("share %d: %s\n", ++n, share.get_ref<const std::string&>().c_str());
+  }
+  std::fflush(stdout);
+  return Status::Ok();
+}
+
+}  // namespace
+
+void AddBackupCommands(CLI::App* app, Context* ctx) {
+  auto args = std::make_shared<BackupArgs>();
+  CLI::App* backup = app->add_subcommand(
+      "backup", "write a sealed copy of the key service's keys; print the recovery shares once");
+  backup->add_option("--to", args->to, "the backup file to create (must not exist)")->required();
+  backup->add_option("--threshold", args->threshold, "shares needed to restore (default 3)")
+      ->check(CLI::Range(int64_t{2}, int64_t{255}));
+  backup->add_option("--shares", args->shares, "shares to make (default 5)")
+      ->check(CLI::Range(int64_t{2}, int64_t{255}));
+  OnRun(backup, ctx, [args](Context& c) { return WriteBackup(*args, c); });
+}
+
+}  // namespace envelope::envelopectl

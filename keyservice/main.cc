@@ -315,6 +315,50 @@ int Run(const Flags& f, ReadyPipe* ready) {
 
 }  // namespace
 
+// A secret in a pipe whose read end stands in for a --*-fd option: the
+// daemon reads it from there after it has left the terminal. Secrets are
+// at most a few hundred bytes, far below a pipe's capacity.
+StatusOr<int> PipeWith(envelope::ByteView secret) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return Status::FromErrno("pipe2");
+  envelope::UniqueFd write_end(fds[1]);
+  size_t done = 0;
+  while (done < secret.size()) {
+    const ssize_t n = ::write(write_end.get(), secret.data() + done, secret.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fds[0]);
+      return Status::FromErrno("write to a pipe");
+    }
+    done += static_cast<size_t>(n);
+  }
+  return fds[0];
+}
+
+// Without -f the daemon reads its secrets after setsid(), with no terminal:
+// the passphrase, the token's PIN and a restore's shares are asked for
+// here instead, before it detaches, and handed over in pipes.
+Status ReadPromptsBeforeDetaching(Flags* f) {
+  if (f->foreground) return Status::Ok();
+  if (f->passphrase_prompt && f->passphrase_fd < 0) {
+    ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes pass,
+                              ks::ReadPassphrase(-1, "envelope-keyd passphrase: "));
+    ENVELOPE_ASSIGN_OR_RETURN(f->passphrase_fd, PipeWith(pass.view()));
+  }
+  if (!f->root_key_uri.empty() && f->pin_fd < 0) {
+    ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes pin,
+                              ks::ReadPassphrase(-1, "PKCS#11 token PIN: ", "PIN"));
+    ENVELOPE_ASSIGN_OR_RETURN(f->pin_fd, PipeWith(pin.view()));
+  }
+  if (!f->restore.empty() && f->shares_fd < 0) {
+    ENVELOPE_ASSIGN_OR_RETURN(std::string lines, ks::ReadSharesFromTerminal(f->restore));
+    auto fd = PipeWith(envelope::AsBytes(lines));
+    crypto::Cleanse({reinterpret_cast<uint8_t*>(lines.data()), lines.size()});
+    ENVELOPE_ASSIGN_OR_RETURN(f->shares_fd, std::move(fd));
+  }
+  return Status::Ok();
+}
+
 int main(int argc, char** argv) {
   // Before anything holds key material: no core dumps, no ptrace by peers.
   if (envelope::Status s = envelope::HardenProcess(); !s.ok()) {
@@ -387,6 +431,13 @@ int main(int argc, char** argv) {
                    "--client-ca FILE (client certificates)\n");
       return 1;
     }
+  }
+
+  // What is typed at the terminal is read now, while the daemon still has
+  // one (it leaves it with setsid() below).
+  if (Status s = ReadPromptsBeforeDetaching(&f); !s.ok()) {
+    std::fprintf(stderr, "envelope-keyd: %s\n", s.ToString().c_str());
+    return 1;
   }
 
   // Signals are taken synchronously by the main thread (sigtimedwait), so

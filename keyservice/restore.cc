@@ -33,7 +33,27 @@ StatusOr<Bytes> ReadBackupFile(const std::string& path) {
   return data;
 }
 
+std::string SharePrompt(size_t have, const BackupHeader& h) {
+  return "share " + std::to_string(have + 1) + " of " + std::to_string(h.threshold) + ": ";
+}
+
 }  // namespace
+
+StatusOr<std::string> ReadSharesFromTerminal(const std::string& backup_path) {
+  ENVELOPE_ASSIGN_OR_RETURN(Bytes file, ReadBackupFile(backup_path));
+  ENVELOPE_ASSIGN_OR_RETURN(BackupHeader header, ReadBackupHeader(file));
+  UniqueFd tty(::open("/dev/tty", O_RDWR | O_CLOEXEC));
+  if (!tty.valid()) return Status::FromErrno("open /dev/tty for the shares");
+  std::string lines;
+  for (size_t i = 0; i < header.threshold; ++i) {
+    auto line = crypto::ReadSecretLine(tty.get(), kMaxShareLineInBytes, tty.get(),
+                                       SharePrompt(i, header));
+    if (!line.ok() || line->size() == 0) break;
+    lines.append(reinterpret_cast<const char*>(line->data()), line->size());
+    lines.push_back('\n');
+  }
+  return lines;
+}
 
 StatusOr<std::string> RestoreBackup(const RestoreOptions& o) {
   const std::string store_path = o.data_dir + "/data.mdb";
@@ -53,9 +73,8 @@ StatusOr<std::string> RestoreBackup(const RestoreOptions& o) {
   }
   std::vector<crypto::ShamirShare> shares;
   while (shares.size() < header.threshold) {
-    const std::string prompt = "share " + std::to_string(shares.size() + 1) + " of " +
-                               std::to_string(header.threshold) + ": ";
-    auto line = crypto::ReadSecretLine(in, kMaxShareLineInBytes, tty.get(), prompt);
+    auto line = crypto::ReadSecretLine(in, kMaxShareLineInBytes, tty.get(),
+                                       SharePrompt(shares.size(), header));
     if (!line.ok() || line->size() == 0) break;  // end of input
     const std::string_view text(reinterpret_cast<const char*>(line->data()), line->size());
     auto share = ParseShare(text, header);

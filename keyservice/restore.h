@@ -27,6 +27,12 @@ struct RestoreOptions {
 // shares were given; PermissionDenied if the shares do not open it.
 StatusOr<std::string> RestoreBackup(const RestoreOptions& options);
 
+// Asks at the terminal for as many shares as the backup at `backup_path`
+// needs and returns them as lines, for a daemon that reads them later from
+// a pipe (envelope-keyd without -f leaves its terminal first). The caller
+// wipes the result.
+StatusOr<std::string> ReadSharesFromTerminal(const std::string& backup_path);
+
 }  // namespace envelope::keyservice
 
 #endif  // ENVELOPE_KEYSERVICE_RESTORE_H_

@@ -109,11 +109,57 @@ class Keyd:
         self.proc = None
         return code
 
+    def start_detached(self, extra_args, answers, timeout=30):
+        """Starts the daemon without -f on a pseudo-terminal, typing each of
+        `answers` at the prompt that names it (a (prompt text, answer)
+        pair); returns what the terminal showed and the starting process's
+        exit code (0: the daemon is serving, in the background)."""
+        import pty
+        import select
+        args = [KEYD, "--data-dir", self.data_dir, "--socket", self.socket] + list(extra_args)
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execv(KEYD, args)
+        shown = b""
+        pending = list(answers)
+        deadline = time.time() + timeout
+        code = None
+        while time.time() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    data = b""
+                shown += data
+                if pending and pending[0][0].encode() in shown.split(b"\n")[-1]:
+                    os.write(fd, pending.pop(0)[1].encode() + b"\n")
+                if data:
+                    continue
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                code = os.waitstatus_to_exitcode(status)
+                break
+        os.close(fd)
+        self.detached = True
+        return shown.decode(errors="replace"), code
+
+    def stop_detached(self):
+        """Stops a daemon started by start_detached (found by its socket)."""
+        subprocess.run(["pkill", "-f", f"socket {self.socket}"], check=False)
+        for _ in range(100):
+            if subprocess.run(["pgrep", "-f", f"socket {self.socket}"],
+                              capture_output=True).returncode != 0:
+                return
+            time.sleep(0.05)
+
     def kill9(self):
         return self.stop(signal.SIGKILL)
 
     def cleanup(self):
         self.stop()
+        if getattr(self, "detached", False):
+            self.stop_detached()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # Raw requests over the Unix socket.

@@ -121,6 +121,25 @@ class BackupRestoreTest(unittest.TestCase):
             self.restore([shares[0], shares[1], shares[3]])
         self.assertIn("already holds a store", str(cm.exception))
 
+    def test_shares_typed_at_the_prompt_without_foreground(self):
+        out = self.ctl("backup", "--to", self.backup, "--threshold", "2",
+                       "--shares", "3").stdout.decode()
+        shares = [line.split(": ", 1)[1] for line in out.splitlines()
+                  if line.startswith("share ")]
+        self.m.unmount()
+        keyd = self.m.keyd
+        keyd.stop()
+        shutil.rmtree(keyd.data_dir)
+        shown, code = keyd.start_detached(
+            ["--restore", self.backup],
+            [("share 1 of 2:", shares[2]), ("share 2 of 2:", shares[0])])
+        self.assertEqual(code, 0, shown)
+        self.assertNotIn(shares[0], shown)  # echo was off
+        self.m.mount()
+        self.assertEqual(os.listdir(self.m.mnt), [])
+        self.m.unmount()
+        keyd.stop_detached()
+
     def test_only_root_may_back_up(self):
         r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                             ENVELOPECTL, "--endpoint", self.endpoint, "backup", "--to",

@@ -775,6 +775,28 @@ class RootKeyTest(unittest.TestCase):
         finally:
             keyd.cleanup()
 
+    def test_passphrase_prompt_without_foreground(self):
+        # Without -f the daemon leaves its terminal: the passphrase is asked
+        # for before that, and a second start with another one is refused.
+        keyd = Keyd()
+        try:
+            shown, code = keyd.start_detached(["--passphrase-prompt"],
+                                              [("passphrase:", "correct horse")])
+            self.assertEqual(code, 0, shown)
+            self.assertNotIn("correct horse", shown)  # echo was off
+            keyd.envelopectl("key", "create")
+            keyd.stop_detached()
+            shown, code = keyd.start_detached(["--passphrase-prompt"],
+                                              [("passphrase:", "wrong horse")])
+            self.assertNotEqual(code, 0)
+            self.assertIn("does not open this data directory", shown)
+            shown, code = keyd.start_detached(["--passphrase-prompt"],
+                                              [("passphrase:", "correct horse")])
+            self.assertEqual(code, 0, shown)
+            self.assertEqual(len(keyd.call("ListKeys", {})["Keys"]), 1)
+        finally:
+            keyd.cleanup()
+
     def test_root_key_file_must_be_private(self):
         keyd = Keyd()
         try:

@@ -53,6 +53,20 @@ class TokenRootKeyTest(unittest.TestCase):
         out = self.keyd.call("Decrypt", {"CiphertextBlob": blob["CiphertextBlob"]})
         self.assertEqual(base64.b64decode(out["Plaintext"]), b"on the token")
 
+    def test_pin_prompt_without_foreground(self):
+        # Without -f the daemon leaves its terminal: the PIN is asked for
+        # before that.
+        shown, code = self.keyd.start_detached(["--root-key", self.uri],
+                                               [("PIN:", "1234")])
+        self.assertEqual(code, 0, shown)
+        self.assertNotIn("1234", shown)
+        self.keyd.envelopectl("key", "create")
+        self.keyd.stop_detached()
+        shown, code = self.keyd.start_detached(["--root-key", self.uri],
+                                               [("PIN:", "4321")])
+        self.assertNotEqual(code, 0)
+        self.assertIn("CKR_PIN_INCORRECT", shown)
+
     def test_a_wrong_pin_is_refused(self):
         self.start()
         self.keyd.stop()

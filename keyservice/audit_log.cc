@@ -124,6 +124,12 @@ StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path,
                                                    const crypto::SecretBytes& root_key,
                                                    std::string* recovered) {
   ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes key, DeriveMacKey(root_key));
+  return OpenWithMacKey(path, std::move(key), recovered);
+}
+
+StatusOr<std::unique_ptr<AuditLog>> AuditLog::OpenWithMacKey(const std::string& path,
+                                                             crypto::SecretBytes key,
+                                                             std::string* recovered) {
   int fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return Status::FromErrno("open " + path);
   std::unique_ptr<AuditLog> log(new AuditLog(path, fd, std::move(key)));

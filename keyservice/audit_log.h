@@ -59,6 +59,12 @@ class AuditLog {
   static StatusOr<std::unique_ptr<AuditLog>> Open(const std::string& path,
                                                   const crypto::SecretBytes& root_key,
                                                   std::string* recovered);
+  // The same with the MAC key itself (DeriveMacKey of the root key the
+  // store was first opened with, kept in the store since, so that the
+  // chain outlives a change of root key).
+  static StatusOr<std::unique_ptr<AuditLog>> OpenWithMacKey(const std::string& path,
+                                                            crypto::SecretBytes mac_key,
+                                                            std::string* recovered);
   ~AuditLog();
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;

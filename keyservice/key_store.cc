@@ -22,6 +22,8 @@ constexpr std::string_view kKekInfo = "envelope-keyd/v1/material-kek";
 constexpr std::string_view kCheckInfo = "envelope-keyd/v1/root-check";
 constexpr std::string_view kCheckPlaintext = "envelope-keyd root key check v1";
 constexpr std::string_view kMaterialAadDomain = "envelope-keyd/v1/material";
+constexpr std::string_view kKeptPrefix = "sealed:";
+constexpr std::string_view kKeptAadDomain = "envelope-keyd/v1/kept-secret/";
 
 Status LmdbError(const char* what, int rc) {
   return Status::IoError(std::string(what) + ": " + mdb_strerror(rc),
@@ -154,6 +156,120 @@ StatusOr<std::string> KeyStore::Snapshot() {
       size_t n, PreadFull(fd.get(), MutableByteView(reinterpret_cast<uint8_t*>(out.data()), out.size()), 0));
   if (n != out.size()) return Status::Internal("short read of the snapshot");
   return out;
+}
+
+namespace {
+
+struct RootDerived {
+  crypto::SecretBytes kek;
+  std::string check;  // the sealed check value
+};
+
+StatusOr<RootDerived> DeriveFromRoot(const crypto::SecretBytes& root_key) {
+  RootDerived d;
+  ENVELOPE_ASSIGN_OR_RETURN(d.kek, crypto::HkdfSha256(root_key.view(), ByteView(), kKekInfo, 32));
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes check_key,
+                            crypto::HkdfSha256(root_key.view(), ByteView(), kCheckInfo, 32));
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm check, crypto::Aes256Gcm::New(check_key.view()));
+  Bytes sealed(kCheckPlaintext.size() + crypto::Aes256Gcm::kOverheadInBytes);
+  ENVELOPE_RETURN_IF_ERROR(check.Seal(AsBytes(kCheckPlaintext), ByteView(), sealed));
+  d.check.assign(sealed.begin(), sealed.end());
+  return d;
+}
+
+Bytes KeptAad(std::string_view meta_name) {
+  return Concat({AsBytes(kKeptAadDomain), AsBytes(meta_name)});
+}
+
+}  // namespace
+
+StatusOr<crypto::SecretBytes> KeyStore::KeptSecret(
+    const std::string& name, const std::function<StatusOr<crypto::SecretBytes>()>& make) {
+  if (!kek_) return Status::FailedPrecondition("key store is locked");
+  const std::string meta_name = std::string(kKeptPrefix) + name;
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm aead, crypto::Aes256Gcm::New(kek_->view()));
+  ENVELOPE_ASSIGN_OR_RETURN(std::optional<std::string> stored, GetMeta(meta_name));
+  if (stored) {
+    if (stored->size() < crypto::Aes256Gcm::kOverheadInBytes) {
+      return Status::Corruption("kept secret " + name + " is damaged");
+    }
+    ENVELOPE_ASSIGN_OR_RETURN(
+        crypto::SecretBytes out,
+        crypto::SecretBytes::Zeroed(stored->size() - crypto::Aes256Gcm::kOverheadInBytes));
+    if (!aead.Open(AsBytes(*stored), KeptAad(meta_name), out.mutable_view()).ok()) {
+      return Status::Corruption("kept secret " + name + " fails authentication");
+    }
+    return out;
+  }
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes made, make());
+  Bytes sealed(made.size() + crypto::Aes256Gcm::kOverheadInBytes);
+  ENVELOPE_RETURN_IF_ERROR(aead.Seal(made.view(), KeptAad(meta_name), sealed));
+  ENVELOPE_RETURN_IF_ERROR(PutMeta(meta_name, std::string(sealed.begin(), sealed.end())));
+  return made;
+}
+
+Status KeyStore::RotateRoot(const crypto::SecretBytes& new_root,
+                            const std::function<Status()>& before_commit) {
+  if (!kek_) return Status::FailedPrecondition("key store is locked");
+  ENVELOPE_ASSIGN_OR_RETURN(RootDerived next, DeriveFromRoot(new_root));
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm from, crypto::Aes256Gcm::New(kek_->view()));
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm to, crypto::Aes256Gcm::New(next.kek.view()));
+  Txn txn(lmdb_->env, false);
+  ENVELOPE_RETURN_IF_ERROR(txn.status());
+  // Everything sealed under the KEK, as (database, LMDB key, AAD, sealed):
+  // read first, written after, so no cursor walks what it changes.
+  struct Sealed {
+    MDB_dbi dbi;
+    std::string key;
+    Bytes aad;
+    std::string value;
+  };
+  std::vector<Sealed> all;
+  MDB_cursor* cur = nullptr;
+  MDB_val k, v;
+  int rc = mdb_cursor_open(txn.get(), lmdb_->materials, &cur);
+  if (rc != 0) return LmdbError("mdb_cursor_open", rc);
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    Bytes mk(static_cast<uint8_t*>(k.mv_data), static_cast<uint8_t*>(k.mv_data) + k.mv_size);
+    all.push_back({lmdb_->materials, std::string(mk.begin(), mk.end()), MaterialAad(mk),
+                   std::string(static_cast<char*>(v.mv_data), v.mv_size)});
+  }
+  mdb_cursor_close(cur);
+  rc = mdb_cursor_open(txn.get(), lmdb_->meta, &cur);
+  if (rc != 0) return LmdbError("mdb_cursor_open", rc);
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    std::string name(static_cast<char*>(k.mv_data), k.mv_size);
+    if (name.rfind(kKeptPrefix, 0) != 0) continue;
+    all.push_back({lmdb_->meta, name, KeptAad(name),
+                   std::string(static_cast<char*>(v.mv_data), v.mv_size)});
+  }
+  mdb_cursor_close(cur);
+  for (const Sealed& item : all) {
+    if (item.value.size() < crypto::Aes256Gcm::kOverheadInBytes) {
+      return Status::Corruption("a sealed value in the store is cut short");
+    }
+    ENVELOPE_ASSIGN_OR_RETURN(
+        crypto::SecretBytes plain,
+        crypto::SecretBytes::Zeroed(item.value.size() - crypto::Aes256Gcm::kOverheadInBytes));
+    if (!from.Open(AsBytes(item.value), item.aad, plain.mutable_view()).ok()) {
+      return Status::Corruption("a sealed value in the store fails authentication");
+    }
+    Bytes resealed(item.value.size());
+    ENVELOPE_RETURN_IF_ERROR(to.Seal(plain.view(), item.aad, resealed));
+    MDB_val rk = Val(item.key), rv = Val(resealed);
+    rc = mdb_put(txn.get(), item.dbi, &rk, &rv, 0);
+    if (rc != 0) return LmdbError("mdb_put", rc);
+  }
+  const std::string check_name = "root-check";
+  MDB_val ck = Val(check_name), cv = Val(next.check);
+  rc = mdb_put(txn.get(), lmdb_->meta, &ck, &cv, 0);
+  if (rc != 0) return LmdbError("mdb_put root-check", rc);
+  ENVELOPE_RETURN_IF_ERROR(before_commit());
+  ENVELOPE_RETURN_IF_ERROR(txn.Commit());
+  kek_ = std::make_unique<crypto::SecretBytes>(std::move(next.kek));
+  return Status::Ok();
 }
 
 Status KeyStore::Unlock(const crypto::SecretBytes& root_key) {

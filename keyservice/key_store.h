@@ -89,6 +89,21 @@ class KeyStore {
   StatusOr<std::string> Snapshot();
   StatusOr<std::optional<std::string>> GetMeta(const std::string& name);
 
+  // A secret kept in the store, sealed under the KEK (meta "sealed:NAME"),
+  // made by `make` the first time and kept from then on: it outlives a
+  // change of root key (the audit log's MAC key). REQUIRES: unlocked.
+  StatusOr<crypto::SecretBytes> KeptSecret(
+      const std::string& name, const std::function<StatusOr<crypto::SecretBytes>()>& make);
+
+  // Re-seals every key version's material and every kept secret under the
+  // KEK of `new_root`, and writes a new check value, in one write
+  // transaction: afterwards the store opens with `new_root` only, and kill
+  // -9 at any moment leaves it opening with the old root key or the new
+  // one. `before_commit` runs inside the transaction once all is staged;
+  // if it fails nothing changes. REQUIRES: LockForWrite() held; unlocked.
+  Status RotateRoot(const crypto::SecretBytes& new_root,
+                    const std::function<Status()>& before_commit);
+
   // Checks `root_key` against the stored check value (creating it on first
   // use) and loads and decrypts every key. FailedPrecondition if the root
   // key is wrong.

@@ -1,8 +1,17 @@
-// The Backup extension (root or the daemon's own user): a consistent copy
-// of the store and the root key, sealed under a recovery key that comes
-// back split among custodians (keyservice/backup.h, docs/KEYSERVICE.md
-// "Backup and restore").
+// The custody extensions (root or the daemon's own user): Backup, a
+// consistent copy of the store and the root key sealed under a recovery key
+// that comes back split among custodians (keyservice/backup.h), and
+// RotateRootKey, the store re-sealed under a new root key (docs/KEYSERVICE.md
+// "Backup and restore", "Root-key rotation").
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
 #include "core/base/base64.h"
+#include "core/base/fd_io.h"
+#include "keyservice/root_key.h"
 #include "keyservice/backup.h"
 #include "keyservice/kms_call.h"
 
@@ -31,10 +40,14 @@ KmsService::Outcome KmsService::Backup(Call& c) {
   if (threshold < 2 || shares < threshold || shares > 255) {
     return Error{"ValidationException", "need 2 <= Threshold <= Shares <= 255"};
   }
+  // Under the writer lock: the snapshot and the root key belong together
+  // (RotateRootKey changes both under it).
+  auto writer = store_->LockForWrite();
   auto store = store_->Snapshot();
   if (!store.ok()) return Error{"KMSInternalException", store.status().ToString()};
   auto sealed = SealBackup(*root_key_, AsBytes(*store), static_cast<unsigned>(threshold),
                            static_cast<unsigned>(shares), Now(), store_->AllKeys().size());
+  writer.unlock();
   if (!sealed.ok()) return Error{"KMSInternalException", sealed.status().ToString()};
   if (sealed->file.size() > kMaxBackupFileInBytes) {
     return Error{"LimitExceededException",
@@ -50,6 +63,67 @@ KmsService::Outcome KmsService::Backup(Call& c) {
               {"Keys", sealed->header.keys},
               {"Threshold", threshold},
               {"Shares", sealed->shares}};
+}
+
+namespace {
+
+Status SyncDirectoryOf(const std::string& path) {
+  const std::string dir = path.substr(0, path.find_last_of('/') + 1);
+  UniqueFd fd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid() || ::fsync(fd.get()) != 0) return Status::FromErrno("fsync " + dir);
+  return Status::Ok();
+}
+
+// Testing aid: marks `step` reached in `dir` and waits for the test's go.
+void Latch(const std::string& dir, const char* step) {
+  if (dir.empty()) return;
+  UniqueFd(::open((dir + "/" + step + ".reached").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+  while (::access((dir + "/" + step + ".go").c_str(), F_OK) != 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+}  // namespace
+
+// Key-file root keys: the new key goes to FILE.next (made and fsynced
+// first), the store is re-sealed under it in one transaction, and then
+// FILE.next replaces FILE. At start envelope-keyd finishes or undoes a
+// rotation that was cut short (main.cc, FinishRootKeyRotation), so kill -9
+// at any moment leaves a data directory that opens.
+KmsService::Outcome KmsService::RotateRootKey(Call& c) {
+  if (c.who.kind != Principal::Kind::kUnix || (c.who.uid != 0 && c.who.uid != options_.admin_uid)) {
+    return Error{"AccessDeniedException", "only root may rotate the root key"};
+  }
+  if (options_.root_key_file.empty()) {
+    return Error{"UnsupportedOperationException",
+                 "online root-key rotation is built for key-file root keys only"};
+  }
+  const std::string& path = options_.root_key_file;
+  const std::string next_path = path + ".next";
+  auto writer = store_->LockForWrite();
+  auto next = crypto::SecretBytes::Random(kRootKeySizeInBytes);
+  if (!next.ok()) return NewMaterialError(next.status());
+  (void)::unlink(next_path.c_str());  // a leftover of a rotation that never committed
+  Status s = WriteNewPrivateFile(next_path, next->view());
+  if (s.ok()) s = SyncDirectoryOf(next_path);
+  if (!s.ok()) return Error{"KMSInternalException", s.ToString()};
+  Latch(options_.rotate_root_latch_dir, "written");
+  s = store_->RotateRoot(*next, [] { return Status::Ok(); });
+  if (!s.ok()) {
+    (void)::unlink(next_path.c_str());
+    return Error{"KMSInternalException", s.ToString()};
+  }
+  Latch(options_.rotate_root_latch_dir, "committed");
+  if (::rename(next_path.c_str(), path.c_str()) != 0) {
+    // The store already needs the new key, which FILE.next holds: the next
+    // start finishes this step.
+    return Error{"KMSInternalException", Status::FromErrno("rename " + next_path).ToString()};
+  }
+  s = SyncDirectoryOf(path);
+  if (!s.ok()) return Error{"KMSInternalException", s.ToString()};
+  if (root_key_) KeepRootKeyForBackups(std::move(*next));
+  c.extra["root_key_file"] = path;
+  return json{{"RootKeyFile", path}};
 }
 
 }  // namespace envelope::keyservice

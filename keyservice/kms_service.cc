@@ -119,6 +119,7 @@ KmsService::Outcome KmsService::Dispatch(Call& c) {
     if (c.op == "VerifyAudit") return VerifyAudit(c);
     if (c.op == "TailAudit") return TailAudit(c);
     if (c.op == "Backup") return Backup(c);
+    if (c.op == "RotateRootKey") return RotateRootKey(c);
   }
   return Error{"UnknownOperationException", "unknown operation " + c.op};
 }

@@ -65,6 +65,13 @@ struct KmsServiceOptions {
   // (UnknownOperationException), and answers carry only members of AWS's
   // published output shapes (standard_api.h). Blobs do not change.
   bool standard_only = false;
+  // The root key file, for RotateRootKey; empty when the root key comes
+  // from a passphrase or a token (not rotatable online yet).
+  std::string root_key_file;
+  // Testing aid (ENVELOPE_TEST_ROTATE_ROOT_LATCH): a directory where
+  // RotateRootKey stops at each step, creating STEP.reached and waiting for
+  // STEP.go, so that a test can kill the daemon exactly there.
+  std::string rotate_root_latch_dir;
 };
 
 // Whether `more_bytes` of new key material fit in the secure heap described
@@ -136,8 +143,9 @@ class KmsService {
   Outcome VerifyAudit(Call& c);
   Outcome TailAudit(Call& c);
 
-  // The Backup extension (kms_backup_ops.cc).
+  // The Backup and RotateRootKey extensions (kms_backup_ops.cc).
   Outcome Backup(Call& c);
+  Outcome RotateRootKey(Call& c);
 
   // Cryptographic operations (kms_crypto_ops.cc).
   Outcome Encrypt(Call& c);
@@ -212,7 +220,8 @@ class KmsService {
   KeyStore* const store_;
   AuditLog* const audit_;
   const KmsServiceOptions options_;
-  // Set once at start, before requests are served; read-only afterwards.
+  // Set at start, before requests are served; afterwards read and replaced
+  // only under the store's writer lock (Backup, RotateRootKey).
   std::unique_ptr<crypto::SecretBytes> root_key_;
 };
 

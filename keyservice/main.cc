@@ -28,6 +28,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -167,6 +168,41 @@ StatusOr<crypto::SecretBytes> LoadRootKey(const Flags& f, ks::KeyStore* store) {
   return key;
 }
 
+// The root key file of a key-file data directory ("" for a passphrase or
+// a token).
+std::string KeyFilePath(const Flags& f) {
+  if (!f.root_key_uri.empty() || f.passphrase_fd >= 0 || f.passphrase_prompt) return "";
+  return f.root_key_file.empty() ? f.data_dir + "/root.key" : f.root_key_file;
+}
+
+// A root-key rotation (RotateRootKey) writes FILE.next, re-seals the store
+// under it in one transaction, then renames it over FILE. Cut short, it
+// leaves FILE.next beside FILE: if the store opens with FILE, the
+// rotation never committed and FILE.next goes; if it opens only with
+// FILE.next, the rename is finished here. `unlocked` is how the store took
+// FILE.
+Status FinishRootKeyRotation(const std::string& path, ks::KeyStore* store,
+                             crypto::SecretBytes* root, Status unlocked) {
+  const std::string next = path + ".next";
+  if (::access(next.c_str(), F_OK) != 0) return unlocked;
+  if (unlocked.ok()) {
+    ::unlink(next.c_str());
+    spdlog::warn("removed {}: a root-key rotation that never committed", next);
+    return unlocked;
+  }
+  if (unlocked.code() != envelope::StatusCode::kFailedPrecondition) return unlocked;
+  bool created = false;
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes key, ks::LoadOrCreateRootKeyFile(next, &created));
+  if (Status s = store->Unlock(key); !s.ok()) return unlocked;
+  if (::rename(next.c_str(), path.c_str()) != 0) return Status::FromErrno("rename " + next);
+  const std::string dir = path.substr(0, path.find_last_of('/') + 1);
+  envelope::UniqueFd dfd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dfd.valid() || ::fsync(dfd.get()) != 0) return Status::FromErrno("fsync " + dir);
+  spdlog::warn("finished a root-key rotation that was cut short: {} is the new root key", path);
+  *root = std::move(key);
+  return Status::Ok();
+}
+
 int Run(const Flags& f, ReadyPipe* ready) {
   auto heap = crypto::InitSecureHeap(size_t(f.secure_heap_mib) << 20);
   if (!heap.ok()) return Fail(ready, heap.status().ToString());
@@ -201,6 +237,8 @@ int Run(const Flags& f, ReadyPipe* ready) {
   auto root = LoadRootKey(f, store->get());
   if (!root.ok()) return Fail(ready, root.status().ToString());
   Status s = (*store)->Unlock(*root);
+  const std::string root_key_file = KeyFilePath(f);
+  if (!root_key_file.empty()) s = FinishRootKeyRotation(root_key_file, store->get(), &*root, s);
   if (!s.ok()) return Fail(ready, s.ToString());
   for (const ks::AliasEntry& a : (*store)->AllAliases()) {
     if (a.owner.empty()) {
@@ -208,8 +246,14 @@ int Run(const Flags& f, ReadyPipe* ready) {
     }
   }
 
+  // The audit MAC key is kept in the store (it was derived from the first
+  // root key), so that the chain outlives a root-key rotation.
+  auto mac_key = (*store)->KeptSecret("audit-mac-key",
+                                      [&] { return ks::AuditLog::DeriveMacKey(*root); });
+  if (!mac_key.ok()) return Fail(ready, mac_key.status().ToString());
   std::string recovered;
-  auto audit = ks::AuditLog::Open(f.data_dir + "/audit.log", *root, &recovered);
+  auto audit = ks::AuditLog::OpenWithMacKey(f.data_dir + "/audit.log", std::move(*mac_key),
+                                            &recovered);
   if (!audit.ok()) return Fail(ready, audit.status().ToString());
   if (!recovered.empty()) spdlog::warn("{}", recovered);
   std::string accepted;
@@ -254,6 +298,10 @@ int Run(const Flags& f, ReadyPipe* ready) {
   options.max_key_versions_per_principal = f.max_key_versions_per_principal;
   options.secure_heap_reserve_percent = f.secure_heap_reserve_percent;
   options.standard_only = f.standard_only;
+  options.root_key_file = root_key_file;
+  if (const char* latch = std::getenv("ENVELOPE_TEST_ROTATE_ROOT_LATCH")) {
+    options.rotate_root_latch_dir = latch;
+  }
   ks::KmsService service(store->get(), audit->get(), options);
   // Backup seals the root key beside the store; nothing else needs it.
   service.KeepRootKeyForBackups(std::move(*root));

@@ -244,7 +244,7 @@ int main(int argc, char** argv) {
   app.add_flag("--json", ctx.json_output, "print the service's JSON");
   ctl::AddKeyCommands(&app, &ctx);
   ctl::AddAuditCommands(&app, &ctx);
-  ctl::AddBackupCommands(&app, &ctx);
+  ctl::AddCustodyCommands(&app, &ctx);
   ctl::AddSecretsCommands(&app, &ctx);
 
   try {

@@ -2,14 +2,17 @@
 is being written, the data directory wiped, and a restore from 3 of 5
 shares; the real daemon, the real mount, the real envelopectl.
 """
+import base64
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
+import time
 import unittest
 
 from fs_harness import Mount, run
-from harness import ENVELOPECTL
+from harness import ENVELOPECTL, Keyd
 
 
 class BackupRestoreTest(unittest.TestCase):
@@ -148,6 +151,91 @@ class BackupRestoreTest(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn(b"AccessDeniedException", r.stderr)
         self.assertFalse(os.path.exists("/tmp/never-" + str(os.getpid()) + ".ekb"))
+
+
+class RootRotationTest(unittest.TestCase):
+    """envelopectl admin rotate-root on a key-file data directory, online,
+    and kill -9 at each of its steps."""
+
+    def setUp(self):
+        self.keyd = Keyd().start()
+        self.root_file = os.path.join(self.keyd.data_dir, "root.key")
+        self.blobs = []
+        for i in range(5):
+            key = self.keyd.call("CreateKey", {})["KeyMetadata"]["KeyId"]
+            self.keyd.call("RotateKeyOnDemand", {"KeyId": key})
+            blob = self.keyd.call("Encrypt", {"KeyId": key, "Plaintext": base64.b64encode(
+                f"secret {i}".encode()).decode()})["CiphertextBlob"]
+            self.blobs.append((blob, f"secret {i}".encode()))
+
+    def tearDown(self):
+        os.environ.pop("ENVELOPE_TEST_ROTATE_ROOT_LATCH", None)
+        self.keyd.cleanup()
+
+    def root(self):
+        with open(self.root_file, "rb") as f:
+            return f.read()
+
+    def check_everything(self):
+        for blob, plain in self.blobs:
+            out = self.keyd.call("Decrypt", {"CiphertextBlob": blob})
+            self.assertEqual(base64.b64decode(out["Plaintext"]), plain)
+        verify = self.keyd.envelopectl("audit", "verify")
+        self.assertIn("audit log OK", verify.stdout)
+        self.assertFalse(os.path.exists(self.root_file + ".next"))
+
+    def test_rotate_root_online_then_restart(self):
+        before = self.root()
+        out = self.keyd.envelopectl("admin", "rotate-root").stdout
+        self.assertIn("root key rotated", out)
+        self.assertNotEqual(self.root(), before)
+        self.assertEqual(os.stat(self.root_file).st_mode & 0o777, 0o600)
+        self.check_everything()  # online, no restart
+        self.keyd.stop()
+        self.keyd.start()
+        self.check_everything()
+        self.keyd.stop()
+        # The old root key no longer opens the store.
+        with open(self.root_file, "wb") as f:
+            f.write(before)
+        with self.assertRaises(RuntimeError) as cm:
+            self.keyd.start()
+        self.assertIn("does not open this data directory", str(cm.exception))
+
+    def test_twenty_kills_during_rotate_root_lose_nothing(self):
+        latch = tempfile.mkdtemp(prefix="rotate-latch-")
+        os.environ["ENVELOPE_TEST_ROTATE_ROOT_LATCH"] = latch
+        try:
+            self.keyd.stop()
+            self.keyd.start()
+            outcomes = []
+            for i in range(20):
+                step = "written" if i % 2 == 0 else "committed"
+                for name in os.listdir(latch):
+                    os.unlink(os.path.join(latch, name))
+                # The other step lets the rotation through.
+                open(os.path.join(latch, ("committed" if step == "written" else "written")
+                                  + ".go"), "w").close()
+                before = self.root()
+                ctl = subprocess.Popen([ENVELOPECTL, "--endpoint", "unix:" + self.keyd.socket,
+                                        "admin", "rotate-root"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                reached = os.path.join(latch, step + ".reached")
+                deadline = time.time() + 30
+                while not os.path.exists(reached):
+                    self.assertLess(time.time(), deadline, f"rotate-root never reached {step}")
+                    time.sleep(0.01)
+                self.keyd.kill9()
+                ctl.wait(timeout=30)
+                self.assertNotEqual(ctl.returncode, 0)
+                self.keyd.start()
+                self.check_everything()
+                outcomes.append((step, self.root() != before))
+            # Killed before the commit: the old root key stays; after it:
+            # the new one is in place once the daemon is back.
+            self.assertEqual(outcomes, [("written", False), ("committed", True)] * 10)
+        finally:
+            shutil.rmtree(latch, ignore_errors=True)
 
 
 if __name__ == "__main__":

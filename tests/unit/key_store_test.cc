@@ -198,5 +198,56 @@ TEST_F(KeyStoreTest, OwnerlessLegacyAliasResolvesForNobody) {
   EXPECT_EQ(store->AllAliases()[0].name, "alias/home");
 }
 
+// A rotated root key: everything sealed is re-sealed, the old key no longer
+// opens the store, kept secrets keep their value, and a rotation whose
+// before_commit fails changes nothing.
+TEST_F(KeyStoreTest, RotateRootReSealsEverythingInOneTransaction) {
+  auto secret = [] { return crypto::SecretBytes::CopyOf(Bytes(32, 0x77)); };
+  {
+    auto store = OpenStore();
+    KeyStore::Change c;
+    c.put_records.push_back(Record(2));
+    c.put_materials.emplace_back(kKeyId, 1, Material(1));
+    c.put_materials.emplace_back(kKeyId, 2, Material(2));
+    auto lock = store->LockForWrite();
+    ASSERT_TRUE(store->Commit(c, nullptr).ok());
+    ASSERT_TRUE(store->KeptSecret("audit-mac-key", secret).ok());
+  }
+  auto next = std::move(*crypto::SecretBytes::Random(32));
+  {
+    auto store = OpenStore();
+    auto lock = store->LockForWrite();
+    // A failed before_commit: nothing changes.
+    EXPECT_FALSE(store->RotateRoot(next, [] { return Status::Internal("no"); }).ok());
+  }
+  {
+    auto store = OpenStore();  // still the old root key
+    auto lock = store->LockForWrite();
+    ASSERT_TRUE(store->RotateRoot(next, [] { return Status::Ok(); }).ok());
+    // Online: the store goes on with the new KEK.
+    KeyStore::Change c;
+    KeyRecord r = Record(3);
+    c.put_records.push_back(r);
+    c.put_materials.emplace_back(kKeyId, 3, Material(3));
+    ASSERT_TRUE(store->Commit(c, nullptr).ok());
+  }
+  auto reopened = KeyStore::Open(dir_.path());
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ((*reopened)->Unlock(root_).code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE((*reopened)->Unlock(next).ok());
+  auto e = (*reopened)->FindKey(kKeyId);
+  ASSERT_TRUE(e);
+  ASSERT_EQ(e->materials.size(), 3u);
+  for (uint8_t v = 1; v <= 3; ++v) EXPECT_EQ(e->materials.at(v)->view()[0], v);
+  bool made = false;
+  auto kept = (*reopened)->KeptSecret("audit-mac-key", [&] {
+    made = true;
+    return crypto::SecretBytes::CopyOf(Bytes(32, 0));
+  });
+  ASSERT_TRUE(kept.ok());
+  EXPECT_FALSE(made);
+  EXPECT_EQ(kept->view()[0], 0x77);
+}
+
 }  // namespace
 }  // namespace envelope::keyservice

@@ -1,7 +1,8 @@
-// envelopectl backup: a sealed copy of the key service's store and root key,
-// through the Backup extension (root or the daemon's own user), and the
-// recovery key's shares, shown once (docs/KEYSERVICE.md, "Backup and
-// restore").
+// The key service's custody commands (root or the daemon's own user):
+// `backup`, a sealed copy of the store and root key through the Backup
+// extension, with the recovery key's shares shown once, and `admin
+// rotate-root` (RotateRootKey). docs/KEYSERVICE.md, "Backup and restore"
+// and "Root-key rotation".
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -79,7 +80,7 @@ Status WriteBackup(const BackupArgs& a, Context& c) {
 
 }  // namespace
 
-void AddBackupCommands(CLI::App* app, Context* ctx) {
+void AddCustodyCommands(CLI::App* app, Context* ctx) {
   auto args = std::make_shared<BackupArgs>();
   CLI::App* backup = app->add_subcommand(
       "backup", "write a sealed copy of the key service's keys; print the recovery shares once");
@@ -89,6 +90,17 @@ void AddBackupCommands(CLI::App* app, Context* ctx) {
   backup->add_option("--shares", args->shares, "shares to make (default 5)")
       ->check(CLI::Range(int64_t{2}, int64_t{255}));
   OnRun(backup, ctx, [args](Context& c) { return WriteBackup(*args, c); });
+
+  CLI::App* admin = app->add_subcommand("admin", "the key service's own keys");
+  admin->require_subcommand(1);
+  CLI::App* rotate = admin->add_subcommand(
+      "rotate-root", "re-seal every key under a new root key (key-file root keys), online");
+  OnRun(rotate, ctx, [](Context& c) -> Status {
+    ENVELOPE_ASSIGN_OR_RETURN(json r, c.Extension("RotateRootKey", json::object()));
+    std::printf("root key rotated: the new one is in %s\n",
+                Printable(Field(r, "RootKeyFile")).c_str());
+    return Status::Ok();
+  });
 }
 
 }  // namespace envelope::envelopectl

@@ -177,6 +177,22 @@ StatusOr<RootDerived> DeriveFromRoot(const crypto::SecretBytes& root_key) {
   return d;
 }
 
+// Calls fn(key, value) for every entry of `dbi`, in key order.
+Status ForEachEntry(MDB_txn* txn, MDB_dbi dbi,
+                    const std::function<void(std::string_view, std::string_view)>& fn) {
+  MDB_cursor* cur = nullptr;
+  int rc = mdb_cursor_open(txn, dbi, &cur);
+  if (rc != 0) return LmdbError("mdb_cursor_open", rc);
+  MDB_val k, v;
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    fn(std::string_view(static_cast<char*>(k.mv_data), k.mv_size),
+       std::string_view(static_cast<char*>(v.mv_data), v.mv_size));
+  }
+  mdb_cursor_close(cur);
+  return rc == MDB_NOTFOUND ? Status::Ok() : LmdbError("mdb_cursor_get", rc);
+}
+
 Bytes KeptAad(std::string_view meta_name) {
   return Concat({AsBytes(kKeptAadDomain), AsBytes(meta_name)});
 }
@@ -225,27 +241,17 @@ Status KeyStore::RotateRoot(const crypto::SecretBytes& new_root,
     std::string value;
   };
   std::vector<Sealed> all;
-  MDB_cursor* cur = nullptr;
-  MDB_val k, v;
-  int rc = mdb_cursor_open(txn.get(), lmdb_->materials, &cur);
-  if (rc != 0) return LmdbError("mdb_cursor_open", rc);
-  for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-    Bytes mk(static_cast<uint8_t*>(k.mv_data), static_cast<uint8_t*>(k.mv_data) + k.mv_size);
-    all.push_back({lmdb_->materials, std::string(mk.begin(), mk.end()), MaterialAad(mk),
-                   std::string(static_cast<char*>(v.mv_data), v.mv_size)});
-  }
-  mdb_cursor_close(cur);
-  rc = mdb_cursor_open(txn.get(), lmdb_->meta, &cur);
-  if (rc != 0) return LmdbError("mdb_cursor_open", rc);
-  for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-    std::string name(static_cast<char*>(k.mv_data), k.mv_size);
-    if (name.rfind(kKeptPrefix, 0) != 0) continue;
-    all.push_back({lmdb_->meta, name, KeptAad(name),
-                   std::string(static_cast<char*>(v.mv_data), v.mv_size)});
-  }
-  mdb_cursor_close(cur);
+  ENVELOPE_RETURN_IF_ERROR(ForEachEntry(txn.get(), lmdb_->materials,
+                                        [&](std::string_view key, std::string_view value) {
+    const Bytes mk(key.begin(), key.end());
+    all.push_back({lmdb_->materials, std::string(key), MaterialAad(mk), std::string(value)});
+  }));
+  ENVELOPE_RETURN_IF_ERROR(ForEachEntry(txn.get(), lmdb_->meta,
+                                        [&](std::string_view name, std::string_view value) {
+    if (name.rfind(kKeptPrefix, 0) != 0) return;
+    all.push_back({lmdb_->meta, std::string(name), KeptAad(name), std::string(value)});
+  }));
+  int rc = 0;
   for (const Sealed& item : all) {
     if (item.value.size() < crypto::Aes256Gcm::kOverheadInBytes) {
       return Status::Corruption("a sealed value in the store is cut short");
@@ -351,12 +357,9 @@ Status KeyStore::LoadAll() {
   mdb_cursor_close(cur);
   ENVELOPE_RETURN_IF_ERROR(status);
 
-  rc = mdb_cursor_open(txn.get(), lmdb_->aliases, &cur);
-  if (rc != 0) return LmdbError("mdb_cursor_open", rc);
-  for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-    std::string store_key(static_cast<char*>(k.mv_data), k.mv_size);
-    std::string value(static_cast<char*>(v.mv_data), v.mv_size);
+  ENVELOPE_RETURN_IF_ERROR(ForEachEntry(txn.get(), lmdb_->aliases,
+                                        [&](std::string_view key, std::string_view text) {
+    const std::string store_key(key), value(text);
     auto bar = store_key.rfind('|');
     AliasEntry a;
     a.owner = bar == std::string::npos ? "" : store_key.substr(0, bar);
@@ -367,8 +370,7 @@ Status KeyStore::LoadAll() {
       a.creation_date = std::strtoll(value.c_str() + space + 1, nullptr, 10);
     }
     aliases[store_key] = a;
-  }
-  mdb_cursor_close(cur);
+  }));
 
   std::unique_lock lock(state_mu_);
   keys_ = std::move(keys);

@@ -399,10 +399,10 @@ Status ReadPromptsBeforeDetaching(Flags* f) {
     ENVELOPE_ASSIGN_OR_RETURN(f->pin_fd, PipeWith(pin.view()));
   }
   if (!f->restore.empty() && f->shares_fd < 0) {
-    ENVELOPE_ASSIGN_OR_RETURN(std::string lines, ks::ReadSharesFromTerminal(f->restore));
-    auto fd = PipeWith(envelope::AsBytes(lines));
-    crypto::Cleanse({reinterpret_cast<uint8_t*>(lines.data()), lines.size()});
-    ENVELOPE_ASSIGN_OR_RETURN(f->shares_fd, std::move(fd));
+    size_t size = 0;
+    ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes lines,
+                              ks::ReadSharesFromTerminal(f->restore, &size));
+    ENVELOPE_ASSIGN_OR_RETURN(f->shares_fd, PipeWith(envelope::ByteView(lines.data(), size)));
   }
   return Status::Ok();
 }

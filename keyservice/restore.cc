@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <vector>
 
 #include "core/base/fd_io.h"
@@ -39,18 +40,22 @@ std::string SharePrompt(size_t have, const BackupHeader& h) {
 
 }  // namespace
 
-StatusOr<std::string> ReadSharesFromTerminal(const std::string& backup_path) {
+StatusOr<crypto::SecretBytes> ReadSharesFromTerminal(const std::string& backup_path,
+                                                     size_t* size) {
   ENVELOPE_ASSIGN_OR_RETURN(Bytes file, ReadBackupFile(backup_path));
   ENVELOPE_ASSIGN_OR_RETURN(BackupHeader header, ReadBackupHeader(file));
   UniqueFd tty(::open("/dev/tty", O_RDWR | O_CLOEXEC));
   if (!tty.valid()) return Status::FromErrno("open /dev/tty for the shares");
-  std::string lines;
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes lines,
+                            crypto::SecretBytes::Zeroed(header.threshold * (kMaxShareLineInBytes + 1)));
+  *size = 0;
   for (size_t i = 0; i < header.threshold; ++i) {
     auto line = crypto::ReadSecretLine(tty.get(), kMaxShareLineInBytes, tty.get(),
                                        SharePrompt(i, header));
     if (!line.ok() || line->size() == 0) break;
-    lines.append(reinterpret_cast<const char*>(line->data()), line->size());
-    lines.push_back('\n');
+    std::memcpy(lines.data() + *size, line->data(), line->size());
+    *size += line->size();
+    lines.data()[(*size)++] = '\n';
   }
   return lines;
 }

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/base/status.h"
+#include "core/crypto/secret_bytes.h"
 
 namespace envelope::keyservice {
 
@@ -28,10 +29,11 @@ struct RestoreOptions {
 StatusOr<std::string> RestoreBackup(const RestoreOptions& options);
 
 // Asks at the terminal for as many shares as the backup at `backup_path`
-// needs and returns them as lines, for a daemon that reads them later from
-// a pipe (envelope-keyd without -f leaves its terminal first). The caller
-// wipes the result.
-StatusOr<std::string> ReadSharesFromTerminal(const std::string& backup_path);
+// needs and returns them as lines (in the secure heap, `*size` bytes used),
+// for a daemon that reads them later from a pipe (envelope-keyd without -f
+// leaves its terminal first).
+StatusOr<crypto::SecretBytes> ReadSharesFromTerminal(const std::string& backup_path,
+                                                     size_t* size);
 
 }  // namespace envelope::keyservice
 

@@ -7,8 +7,12 @@ namespace envelope::keyservice {
 
 using json = nlohmann::json;
 
+bool KmsService::IsAdmin(const Call& c) const {
+  return c.who.kind == Principal::Kind::kUnix && (c.who.uid == 0 || c.who.uid == options_.admin_uid);
+}
+
 KmsService::Outcome KmsService::VerifyAudit(Call& c) {
-  if (c.who.kind != Principal::Kind::kUnix || (c.who.uid != 0 && c.who.uid != options_.admin_uid)) {
+  if (!IsAdmin(c)) {
     return Error{"AccessDeniedException", "only root may verify the audit log"};
   }
   // Against the head this process wrote and the anchor saved in the store:
@@ -27,7 +31,7 @@ KmsService::Outcome KmsService::VerifyAudit(Call& c) {
 }
 
 KmsService::Outcome KmsService::TailAudit(Call& c) {
-  if (c.who.kind != Principal::Kind::kUnix || (c.who.uid != 0 && c.who.uid != options_.admin_uid)) {
+  if (!IsAdmin(c)) {
     return Error{"AccessDeniedException", "only root may read the audit log"};
   }
   int64_t lines = 20;

@@ -30,7 +30,7 @@ void KmsService::KeepRootKeyForBackups(crypto::SecretBytes root_key) {
 }
 
 KmsService::Outcome KmsService::Backup(Call& c) {
-  if (c.who.kind != Principal::Kind::kUnix || (c.who.uid != 0 && c.who.uid != options_.admin_uid)) {
+  if (!IsAdmin(c)) {
     return Error{"AccessDeniedException", "only root may back up the key service"};
   }
   if (!root_key_) return Error{"UnsupportedOperationException", "backups are not available"};
@@ -67,13 +67,6 @@ KmsService::Outcome KmsService::Backup(Call& c) {
 
 namespace {
 
-Status SyncDirectoryOf(const std::string& path) {
-  const std::string dir = path.substr(0, path.find_last_of('/') + 1);
-  UniqueFd fd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid() || ::fsync(fd.get()) != 0) return Status::FromErrno("fsync " + dir);
-  return Status::Ok();
-}
-
 // Testing aid: marks `step` reached in `dir` and waits for the test's go.
 void Latch(const std::string& dir, const char* step) {
   if (dir.empty()) return;
@@ -91,7 +84,7 @@ void Latch(const std::string& dir, const char* step) {
 // rotation that was cut short (main.cc, FinishRootKeyRotation), so kill -9
 // at any moment leaves a data directory that opens.
 KmsService::Outcome KmsService::RotateRootKey(Call& c) {
-  if (c.who.kind != Principal::Kind::kUnix || (c.who.uid != 0 && c.who.uid != options_.admin_uid)) {
+  if (!IsAdmin(c)) {
     return Error{"AccessDeniedException", "only root may rotate the root key"};
   }
   if (options_.root_key_file.empty()) {

@@ -139,6 +139,10 @@ class KmsService {
   Outcome ListResourceTags(Call& c);
   Outcome RetireKeyVersions(Call& c);
 
+  // Root or the daemon's own user, over the Unix socket: who may run the
+  // audit and custody extensions (kms_audit_ops.cc).
+  bool IsAdmin(const Call& c) const;
+
   // The audit extensions (kms_audit_ops.cc).
   Outcome VerifyAudit(Call& c);
   Outcome TailAudit(Call& c);

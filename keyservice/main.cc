@@ -195,9 +195,7 @@ Status FinishRootKeyRotation(const std::string& path, ks::KeyStore* store,
   ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes key, ks::LoadOrCreateRootKeyFile(next, &created));
   if (Status s = store->Unlock(key); !s.ok()) return unlocked;
   if (::rename(next.c_str(), path.c_str()) != 0) return Status::FromErrno("rename " + next);
-  const std::string dir = path.substr(0, path.find_last_of('/') + 1);
-  envelope::UniqueFd dfd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dfd.valid() || ::fsync(dfd.get()) != 0) return Status::FromErrno("fsync " + dir);
+  ENVELOPE_RETURN_IF_ERROR(ks::SyncDirectoryOf(path));
   spdlog::warn("finished a root-key rotation that was cut short: {} is the new root key", path);
   *root = std::move(key);
   return Status::Ok();

@@ -22,6 +22,13 @@ Status WriteNewPrivateFile(const std::string& path, ByteView data) {
   return Status::Ok();
 }
 
+Status SyncDirectoryOf(const std::string& path) {
+  const std::string dir = path.substr(0, path.find_last_of('/') + 1);
+  UniqueFd fd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid() || ::fsync(fd.get()) != 0) return Status::FromErrno("fsync " + dir);
+  return Status::Ok();
+}
+
 StatusOr<crypto::SecretBytes> LoadOrCreateRootKeyFile(const std::string& path, bool* created) {
   *created = false;
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));

@@ -18,6 +18,10 @@ inline constexpr size_t kRootKeySizeInBytes = 32;
 // followed) and fsyncs it.
 Status WriteNewPrivateFile(const std::string& path, ByteView data);
 
+// fsyncs the directory holding `path`, so that a file made or renamed
+// there survives a crash.
+Status SyncDirectoryOf(const std::string& path);
+
 // Reads the 32-byte root key file at `path`, or creates it (0600, random)
 // if it does not exist. Refuses a file that group or others can access.
 StatusOr<crypto::SecretBytes> LoadOrCreateRootKeyFile(const std::string& path,

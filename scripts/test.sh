@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: installs dependencies, builds, runs every test.
 #
-#   scripts/test.sh            release build + every test; then the clang
-#                              sanitizer build (ASan + UBSan), the libFuzzer
+#   scripts/test.sh            release build + every test (the clang
+#                              sanitizer build (ASan + UBSan) runs beside
+#                              them at the lowest priority); then the libFuzzer
 #                              targets in it for a bounded time
 #                              (scripts/fuzz.sh, docs/FUZZING.md) and the
 #                              tests again under the sanitizers
@@ -30,6 +31,21 @@ bash scripts/setup.sh
 
 stage "release build"
 bash scripts/build.sh release
+want_asan=0
+if [[ "${ENVELOPE_SKIP_SANITIZE:-0}" != 1 || "${ENVELOPE_SKIP_FUZZ:-0}" != 1 ]]; then want_asan=1; fi
+if [[ $want_asan == 1 ]]; then
+  # One clang build serves both the fuzz targets and the sanitizer tests.
+  # It starts now, at the lowest priority, so that it takes only the CPU
+  # the release tests and fstests leave idle (they wait on mounts, kills
+  # and syncs much of the time); the tests keep the machine when they want
+  # it. Its output is shown when it fails.
+  asan_log=$(mktemp)
+  # Its own session, so that a failing stage can stop the whole build.
+  setsid nice -n 19 bash scripts/build.sh sanitize >"$asan_log" 2>&1 &
+  asan_pid=$!
+  trap 'kill -- -"$asan_pid" 2>/dev/null || true; rm -f "$asan_log"' EXIT
+fi
+
 stage "tests (release)"
 # The fleet suite builds its own hosts as network namespaces; say so when
 # this machine cannot (the suite then skips itself with the same reason).
@@ -50,10 +66,14 @@ if [[ "${ENVELOPE_SKIP_FSTESTS:-0}" != 1 ]]; then
   fi
 fi
 
-if [[ "${ENVELOPE_SKIP_SANITIZE:-0}" != 1 || "${ENVELOPE_SKIP_FUZZ:-0}" != 1 ]]; then
-  # One clang build serves both the fuzz targets and the sanitizer tests.
-  stage "sanitizer build (clang, ASan + UBSan, fuzz targets)"
-  bash scripts/build.sh sanitize
+if [[ $want_asan == 1 ]]; then
+  stage "sanitizer build, rest of it (clang, ASan + UBSan, fuzz targets)"
+  if ! wait "$asan_pid"; then
+    cat "$asan_log"
+    echo "test.sh: the sanitizer build failed" >&2
+    exit 1
+  fi
+  tail -n 3 "$asan_log"
 fi
 
 if [[ "${ENVELOPE_SKIP_FUZZ:-0}" != 1 ]]; then

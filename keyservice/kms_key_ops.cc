@@ -7,6 +7,7 @@
 #include "core/base/base64.h"
 #include "core/crypto/random.h"
 #include "keyservice/kms_call.h"
+#include "keyservice/kms_paginate.h"
 
 namespace envelope::keyservice {
 
@@ -36,56 +37,10 @@ bool ValidAliasName(const std::string& name) {
   });
 }
 
-// Limit/Marker pagination over items sorted by `key_of`. The marker is the
-// base64 of the first key of the next page.
-template <typename T, typename KeyOf>
-std::optional<std::pair<std::string, std::string>> Paginate(const KmsRequest& req,
-                                                            std::vector<T>* items, KeyOf key_of,
-                                                            bool* truncated,
-                                                            std::string* next_marker) {
-  int64_t limit = 100;
-  std::string marker;
-  if (auto e = req.Int("Limit", false, &limit)) return std::pair{e->type, e->message};
-  if (auto e = req.String("Marker", false, &marker)) return std::pair{e->type, e->message};
-  if (limit < 1 || limit > 1000) {
-    auto e = KmsRequest::Invalid("Limit", "Member must have value between 1 and 1000");
-    return std::pair{e.type, e.message};
-  }
-  size_t start = 0;
-  if (req.Has("Marker")) {
-    Bytes decoded;
-    if (!Base64Decode(marker, &decoded) || decoded.empty()) {
-      return std::pair{std::string("InvalidMarkerException"),
-                       std::string("the marker was not returned by this service")};
-    }
-    std::string from(decoded.begin(), decoded.end());
-    while (start < items->size() && key_of((*items)[start]) < from) ++start;
-  }
-  size_t end = std::min(items->size(), start + static_cast<size_t>(limit));
-  *truncated = end < items->size();
-  if (*truncated) *next_marker = Base64Encode(AsBytes(key_of((*items)[end])));
-  *items = std::vector<T>(items->begin() + static_cast<std::ptrdiff_t>(start),
-                          items->begin() + static_cast<std::ptrdiff_t>(end));
-  return std::nullopt;
-}
-
-json PageFields(json out, bool truncated, const std::string& next_marker) {
-  out["Truncated"] = truncated;
-  if (truncated) out["NextMarker"] = next_marker;
-  return out;
-}
-
 }  // namespace
 
-#define PAGINATE(items, key_of, truncated, marker)                                     \
-  do {                                                                                 \
-    if (auto page_error_ = Paginate(c.req, &(items), key_of, &(truncated), &(marker))) { \
-      return Error{page_error_->first, page_error_->second};                           \
-    }                                                                                  \
-  } while (0)
-
 KmsService::Outcome KmsService::CreateKey(Call& c) {
-  std::string policy_text, description, usage, spec, cmk_spec, origin;
+  std::string policy_text, description, usage, spec, cmk_spec, origin, store_id;
   bool bypass = false, multi_region = false;
   KeyRecord r;
   FIELD(c.req.String("Policy", false, &policy_text));
@@ -94,6 +49,7 @@ KmsService::Outcome KmsService::CreateKey(Call& c) {
   FIELD(c.req.String("KeySpec", false, &spec));
   FIELD(c.req.String("CustomerMasterKeySpec", false, &cmk_spec));
   FIELD(c.req.String("Origin", false, &origin));
+  FIELD(c.req.String("CustomKeyStoreId", false, &store_id));
   FIELD(c.req.Bool("BypassPolicyLockoutSafetyCheck", &bypass));
   FIELD(c.req.Bool("MultiRegion", &multi_region));
   FIELD(c.req.Tags("Tags", false, &r.tags));
@@ -108,8 +64,28 @@ KmsService::Outcome KmsService::CreateKey(Call& c) {
       return Error{"UnsupportedOperationException", "only KeySpec SYMMETRIC_DEFAULT is supported"};
     }
   }
-  if (!origin.empty() && origin != "AWS_KMS") {
-    return Error{"UnsupportedOperationException", "only Origin AWS_KMS is supported"};
+  if (!origin.empty() && origin != kOriginAwsKms && origin != kOriginCloudHsm) {
+    return Error{"UnsupportedOperationException",
+                 "only Origin AWS_KMS and AWS_CLOUDHSM are supported"};
+  }
+  if ((origin == kOriginCloudHsm) != c.req.Has("CustomKeyStoreId")) {
+    return Error{"ValidationException",
+                 "Origin AWS_CLOUDHSM and CustomKeyStoreId go together: a key in a custom "
+                 "key store names both"};
+  }
+  if (origin == kOriginCloudHsm) {
+    if (!custom_key_stores_->Find(store_id)) {
+      return Error{"CustomKeyStoreNotFoundException",
+                   "custom key store " + store_id + " does not exist"};
+    }
+    if (!custom_key_stores_->Connected(store_id)) {
+      return Error{"CustomKeyStoreInvalidStateException",
+                   "custom key store " + store_id + " is " +
+                       custom_key_stores_->StateOf(store_id).connection +
+                       ": connect it first (ConnectCustomKeyStore)"};
+    }
+    r.origin = kOriginCloudHsm;
+    r.custom_key_store_id = store_id;
   }
   if (multi_region) {
     return Error{"UnsupportedOperationException", "multi-Region keys are not supported"};
@@ -569,6 +545,7 @@ KmsService::Outcome KmsService::RetireKeyVersions(Call& c) {
   });
   if (auto* e = std::get_if<Error>(&mutated)) return *e;
   const KeyRecord& r = std::get<KeyRecord>(mutated);
+  if (r.on_token()) DestroyTokenKeys(r, retired);
   return json{{"KeyId", KeyArn(r.key_id)},
               {"MinKeyVersion", r.min_version},
               {"RetiredVersions", retired}};
@@ -612,7 +589,13 @@ void KmsService::RunScheduledWork() {
     } else {
       continue;
     }
-    (void)CommitWithAudit(c, change);
+    if (!CommitWithAudit(c, change) && c.op == "DeleteKey" && current->record.on_token()) {
+      std::vector<uint32_t> versions;
+      for (uint32_t v = current->record.min_version; v <= current->record.current_version; ++v) {
+        versions.push_back(v);
+      }
+      DestroyTokenKeys(current->record, versions);
+    }
   }
 }
 

@@ -21,6 +21,15 @@ Bytes BuildAad(ByteView header, const EncryptionContext& context) {
   return Concat({AsBytes(kAadDomain), header, EncodeContext(context)});
 }
 
+// The first kBlobHeaderSizeInBytes bytes of a blob.
+void WriteHeader(const BlobHeader& header, uint8_t* out) {
+  out[0] = kBlobMagic[0];
+  out[1] = kBlobMagic[1];
+  out[2] = kBlobVersion;
+  std::memcpy(out + 3, header.key_id.data(), 16);
+  EncodeFixed32(out + 19, header.key_version);
+}
+
 }  // namespace
 
 Bytes EncodeContext(const EncryptionContext& context) {
@@ -69,11 +78,7 @@ StatusOr<BlobSealer> BlobSealer::New(const crypto::SecretBytes& material,
 
 StatusOr<Bytes> BlobSealer::Seal(const EncryptionContext& context, ByteView plaintext) {
   Bytes blob(kBlobOverheadInBytes + plaintext.size());
-  blob[0] = kBlobMagic[0];
-  blob[1] = kBlobMagic[1];
-  blob[2] = kBlobVersion;
-  std::memcpy(blob.data() + 3, header_.key_id.data(), 16);
-  EncodeFixed32(blob.data() + 19, header_.key_version);
+  WriteHeader(header_, blob.data());
   Bytes aad = BuildAad(ByteView(blob.data(), kBlobHeaderSizeInBytes), context);
   ENVELOPE_RETURN_IF_ERROR(aead_.Seal(
       plaintext, aad,
@@ -110,6 +115,25 @@ StatusOr<crypto::SecretBytes> OpenBlob(const crypto::SecretBytes& material,
   ENVELOPE_RETURN_IF_ERROR(
       aead.Open(blob.subspan(kBlobHeaderSizeInBytes), aad, out.mutable_view()));
   return out;
+}
+
+StatusOr<Bytes> SealBlobWith(const BlobHeader& header, const EncryptionContext& context,
+                             ByteView plaintext, const ExternalSeal& seal) {
+  Bytes blob(kBlobHeaderSizeInBytes);
+  WriteHeader(header, blob.data());
+  ENVELOPE_ASSIGN_OR_RETURN(Bytes sealed, seal(plaintext, BuildAad(blob, context)));
+  if (sealed.size() != plaintext.size() + kBlobOverheadInBytes - kBlobHeaderSizeInBytes) {
+    return Status::Internal("an external sealer returned a value of the wrong size");
+  }
+  blob.insert(blob.end(), sealed.begin(), sealed.end());
+  return blob;
+}
+
+StatusOr<crypto::SecretBytes> OpenBlobWith(ByteView blob, const EncryptionContext& context,
+                                           const ExternalOpen& open) {
+  ENVELOPE_RETURN_IF_ERROR(PeekBlob(blob).status());
+  Bytes aad = BuildAad(blob.first(kBlobHeaderSizeInBytes), context);
+  return open(blob.subspan(kBlobHeaderSizeInBytes), aad);
 }
 
 }  // namespace envelope::keyservice

@@ -14,6 +14,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -72,6 +73,18 @@ class BlobSealer {
   crypto::Aes256Gcm aead_;
   BlobHeader header_;
 };
+
+// The same blob layout and AAD with the AEAD done elsewhere: on a PKCS#11
+// token (custom key stores). `seal` gets the plaintext and the AAD and
+// returns nonce (12) | ciphertext | tag (16); `open` gets that and the AAD
+// and returns the plaintext, Corruption if it does not authenticate.
+using ExternalSeal = std::function<StatusOr<Bytes>(ByteView plaintext, ByteView aad)>;
+using ExternalOpen =
+    std::function<StatusOr<crypto::SecretBytes>(ByteView sealed, ByteView aad)>;
+StatusOr<Bytes> SealBlobWith(const BlobHeader& header, const EncryptionContext& context,
+                             ByteView plaintext, const ExternalSeal& seal);
+StatusOr<crypto::SecretBytes> OpenBlobWith(ByteView blob, const EncryptionContext& context,
+                                           const ExternalOpen& open);
 
 // Reads the key id and version without decrypting. InvalidArgument for
 // anything that is not a version-1 blob (the caller maps it to

@@ -33,6 +33,10 @@ std::string KeyRecord::ToJson() const {
               {"versions", versions_json},
               {"current_version", current_version},
               {"min_version", min_version}};
+  if (on_token()) {
+    doc["origin"] = origin;
+    doc["custom_key_store_id"] = custom_key_store_id;
+  }
   return DumpJson(doc);
 }
 
@@ -50,6 +54,11 @@ StatusOr<KeyRecord> KeyRecord::FromJson(std::string_view text) {
     r.description = doc.at("description").get<std::string>();
     r.creator = doc.value("creator", std::string());  // absent in older records
     r.key_state = doc.at("key_state").get<std::string>();
+    r.origin = doc.value("origin", std::string(kOriginAwsKms));  // absent: AWS_KMS
+    r.custom_key_store_id = doc.value("custom_key_store_id", std::string());
+    if (r.origin != kOriginAwsKms && r.origin != kOriginCloudHsm) {
+      return Status::Corruption("key record with unknown origin " + r.origin);
+    }
     r.creation_date = doc.at("creation_date").get<int64_t>();
     r.deletion_date = doc.at("deletion_date").get<int64_t>();
     r.pending_window_days = doc.at("pending_window_days").get<int>();

@@ -17,6 +17,11 @@ inline constexpr char kStateEnabled[] = "Enabled";
 inline constexpr char kStateDisabled[] = "Disabled";
 inline constexpr char kStatePendingDeletion[] = "PendingDeletion";
 
+// Where a key's material lives: sealed in the store (AWS_KMS), or on the
+// PKCS#11 token of a custom key store, never leaving it (AWS_CLOUDHSM).
+inline constexpr char kOriginAwsKms[] = "AWS_KMS";
+inline constexpr char kOriginCloudHsm[] = "AWS_CLOUDHSM";
+
 struct KeyVersionInfo {
   uint32_t number = 0;  // from 1
   int64_t created = 0;  // epoch seconds
@@ -31,6 +36,11 @@ struct KeyRecord {
   // (they count against nobody's quota).
   std::string creator;
   std::string key_state = kStateEnabled;
+  std::string origin = kOriginAwsKms;
+  // Set with origin AWS_CLOUDHSM: the custom key store whose token holds
+  // every version (docs/KEYSERVICE.md, "Custom key stores").
+  std::string custom_key_store_id;
+  bool on_token() const { return origin == kOriginCloudHsm; }
   int64_t creation_date = 0;
   int64_t deletion_date = 0;  // set while PendingDeletion
   int pending_window_days = 0;

@@ -199,24 +199,30 @@ Bytes KeptAad(std::string_view meta_name) {
 
 }  // namespace
 
-StatusOr<crypto::SecretBytes> KeyStore::KeptSecret(
-    const std::string& name, const std::function<StatusOr<crypto::SecretBytes>()>& make) {
+StatusOr<std::optional<crypto::SecretBytes>> KeyStore::GetSecret(const std::string& name) {
   if (!kek_) return Status::FailedPrecondition("key store is locked");
   const std::string meta_name = std::string(kKeptPrefix) + name;
-  ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm aead, crypto::Aes256Gcm::New(kek_->view()));
   ENVELOPE_ASSIGN_OR_RETURN(std::optional<std::string> stored, GetMeta(meta_name));
-  if (stored) {
-    if (stored->size() < crypto::Aes256Gcm::kOverheadInBytes) {
-      return Status::Corruption("kept secret " + name + " is damaged");
-    }
-    ENVELOPE_ASSIGN_OR_RETURN(
-        crypto::SecretBytes out,
-        crypto::SecretBytes::Zeroed(stored->size() - crypto::Aes256Gcm::kOverheadInBytes));
-    if (!aead.Open(AsBytes(*stored), KeptAad(meta_name), out.mutable_view()).ok()) {
-      return Status::Corruption("kept secret " + name + " fails authentication");
-    }
-    return out;
+  if (!stored) return std::optional<crypto::SecretBytes>();
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm aead, crypto::Aes256Gcm::New(kek_->view()));
+  if (stored->size() < crypto::Aes256Gcm::kOverheadInBytes) {
+    return Status::Corruption("kept secret " + name + " is damaged");
   }
+  ENVELOPE_ASSIGN_OR_RETURN(
+      crypto::SecretBytes out,
+      crypto::SecretBytes::Zeroed(stored->size() - crypto::Aes256Gcm::kOverheadInBytes));
+  if (!aead.Open(AsBytes(*stored), KeptAad(meta_name), out.mutable_view()).ok()) {
+    return Status::Corruption("kept secret " + name + " fails authentication");
+  }
+  return std::optional<crypto::SecretBytes>(std::move(out));
+}
+
+StatusOr<crypto::SecretBytes> KeyStore::KeptSecret(
+    const std::string& name, const std::function<StatusOr<crypto::SecretBytes>()>& make) {
+  ENVELOPE_ASSIGN_OR_RETURN(std::optional<crypto::SecretBytes> kept, GetSecret(name));
+  if (kept) return std::move(*kept);
+  const std::string meta_name = std::string(kKeptPrefix) + name;
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm aead, crypto::Aes256Gcm::New(kek_->view()));
   ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes made, make());
   Bytes sealed(made.size() + crypto::Aes256Gcm::kOverheadInBytes);
   ENVELOPE_RETURN_IF_ERROR(aead.Seal(made.view(), KeptAad(meta_name), sealed));
@@ -329,6 +335,7 @@ Status KeyStore::LoadAll() {
     auto entry = std::make_shared<KeyEntry>(KeyEntry{*record, std::move(*policy), {}});
     for (const auto& ver : record->versions) {
       if (ver.number < record->min_version) continue;  // retired: no material
+      if (record->on_token()) continue;                // its material is on the token
       Bytes mk = MaterialKey(record->key_id, ver.number);
       MDB_val mkv = Val(mk), mv;
       int mrc = mdb_get(txn.get(), lmdb_->materials, &mkv, &mv);
@@ -485,6 +492,29 @@ Status KeyStore::Commit(const Change& change, const std::function<Status()>& bef
     MDB_val k = Val(name);
     rc = mdb_del(txn.get(), lmdb_->aliases, &k, nullptr);
     if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError("mdb_del alias", rc);
+  }
+
+  for (const auto& [name, value] : change.put_meta) {
+    MDB_val k = Val(name), v = Val(value);
+    if ((rc = mdb_put(txn.get(), lmdb_->meta, &k, &v, 0)) != 0) return LmdbError("mdb_put meta", rc);
+  }
+  for (const std::string& name : change.delete_meta) {
+    MDB_val k = Val(name);
+    rc = mdb_del(txn.get(), lmdb_->meta, &k, nullptr);
+    if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError("mdb_del meta", rc);
+  }
+  for (const auto& [name, secret] : change.put_secrets) {
+    const std::string meta_name = std::string(kKeptPrefix) + name;
+    Bytes sealed(secret->size() + crypto::Aes256Gcm::kOverheadInBytes);
+    ENVELOPE_RETURN_IF_ERROR(aead.Seal(secret->view(), KeptAad(meta_name), sealed));
+    MDB_val k = Val(meta_name), v = Val(sealed);
+    if ((rc = mdb_put(txn.get(), lmdb_->meta, &k, &v, 0)) != 0) return LmdbError("mdb_put secret", rc);
+  }
+  for (const std::string& name : change.delete_secrets) {
+    const std::string meta_name = std::string(kKeptPrefix) + name;
+    MDB_val k = Val(meta_name);
+    rc = mdb_del(txn.get(), lmdb_->meta, &k, nullptr);
+    if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError("mdb_del secret", rc);
   }
 
   // The audit record goes out before the commit: if it cannot be written,

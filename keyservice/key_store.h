@@ -69,6 +69,13 @@ class KeyStore {
     std::vector<std::string> delete_keys;
     std::vector<AliasEntry> put_aliases;
     std::vector<AliasEntry> delete_aliases;  // by owner and name
+    // Meta values set (name, value) and removed.
+    std::vector<std::pair<std::string, std::string>> put_meta;
+    std::vector<std::string> delete_meta;
+    // Kept secrets (KeptSecret) set or replaced, sealed under the KEK, and
+    // removed.
+    std::vector<std::pair<std::string, std::shared_ptr<const crypto::SecretBytes>>> put_secrets;
+    std::vector<std::string> delete_secrets;
   };
 
   ~KeyStore();
@@ -94,6 +101,9 @@ class KeyStore {
   // change of root key (the audit log's MAC key). REQUIRES: unlocked.
   StatusOr<crypto::SecretBytes> KeptSecret(
       const std::string& name, const std::function<StatusOr<crypto::SecretBytes>()>& make);
+
+  // The kept secret `name` if there is one. REQUIRES: unlocked.
+  StatusOr<std::optional<crypto::SecretBytes>> GetSecret(const std::string& name);
 
   // Re-seals every key version's material and every kept secret under the
   // KEK of `new_root`, and writes a new check value, in one write

@@ -116,7 +116,7 @@ KmsService::Outcome KmsService::ReEncryptBatch(Call& c) {
         results.push_back({{"CiphertextBlob", Base64Encode(*sealed)},
                            {"SourceKeyId", KeyArn(o.key->record.key_id)}});
       } else {
-        error = Error{"KMSInternalException", sealed.status().message(), 500};
+        error = SealError(sealed.status());
       }
     }
     if (error) results.push_back({{"ErrorType", error->type}, {"ErrorMessage", error->message}});

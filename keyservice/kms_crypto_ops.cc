@@ -60,7 +60,7 @@ std::variant<KmsService::SealingKey, KmsService::Error> KmsService::KeyForSealin
   CHECK_ERROR(err);
   CHECK_ERROR(Authorize(c, *key, action));
   CHECK_ERROR(RequireUsable(*key));
-  SealingKey sealing{key, key->record.current_version, {}, nullptr};
+  SealingKey sealing{key, key->record.current_version, {}, nullptr, custom_key_stores_.get()};
   ParseKeyId(key->record.key_id, &sealing.id);
   c.key_version = sealing.version;
   return sealing;
@@ -68,12 +68,25 @@ std::variant<KmsService::SealingKey, KmsService::Error> KmsService::KeyForSealin
 
 StatusOr<Bytes> KmsService::SealingKey::Seal(const EncryptionContext& context,
                                              ByteView plaintext) {
+  if (key->record.on_token()) {
+    return SealBlobWith({id, version}, context, plaintext, [&](ByteView pt, ByteView aad) {
+      return token_stores->Seal(key->record.custom_key_store_id, key->record.key_id, version, pt,
+                                aad);
+    });
+  }
   if (!sealer) {
     ENVELOPE_ASSIGN_OR_RETURN(BlobSealer made,
                               BlobSealer::New(*key->materials.at(version), {id, version}));
     sealer = std::make_shared<BlobSealer>(std::move(made));
   }
   return sealer->Seal(context, plaintext);
+}
+
+KmsService::Error KmsService::SealError(const Status& s) {
+  if (s.code() == StatusCode::kFailedPrecondition) {
+    return Error{"KMSInvalidStateException", "the key is unavailable: " + s.message()};
+  }
+  return Error{"KMSInternalException", s.message(), 500};
 }
 
 KmsService::Outcome KmsService::Encrypt(Call& c) {
@@ -98,7 +111,7 @@ KmsService::Outcome KmsService::Encrypt(Call& c) {
   if (auto* e = std::get_if<Error>(&sealing)) return *e;
   SealingKey& key = std::get<SealingKey>(sealing);
   auto blob = key.Seal(c.context, plaintext);
-  if (!blob.ok()) return Error{"KMSInternalException", blob.status().message(), 500};
+  if (!blob.ok()) return SealError(blob.status());
   return json{{"CiphertextBlob", Base64Encode(*blob)},
               {"KeyId", KeyArn(key.key->record.key_id)},
               {"EncryptionAlgorithm", "SYMMETRIC_DEFAULT"}};
@@ -152,11 +165,29 @@ std::variant<KmsService::OpenedBlob, KmsService::Error> KmsService::OpenCipherte
                      " has been retired: its material is destroyed and data under it can "
                      "never be decrypted"};
   }
-  auto material = key->materials.find(version);
-  if (material == key->materials.end()) {
+  const bool known = key->record.on_token()
+                         ? version >= 1 && version <= key->record.current_version
+                         : key->materials.count(version) > 0;
+  if (!known) {
     return Error{"InvalidCiphertextException", "the ciphertext names an unknown key version"};
   }
-  auto opened = OpenBlob(*material->second, blob, context);
+  StatusOr<crypto::SecretBytes> opened = Status::Internal("unset");
+  if (key->record.on_token()) {
+    opened = OpenBlobWith(blob, context, [&](ByteView sealed, ByteView aad) {
+      return custom_key_stores_->Open(key->record.custom_key_store_id, key_id, version, sealed,
+                                      aad);
+    });
+    if (!opened.ok() && opened.status().code() == StatusCode::kFailedPrecondition) {
+      return Error{"KMSInvalidStateException",
+                   KeyArn(key_id) + " is unavailable: " + opened.status().message()};
+    }
+    if (!opened.ok() && opened.status().code() != StatusCode::kCorruption) {
+      return Error{"KMSInternalException",
+                   "the custom key store's token failed: " + opened.status().message(), 500};
+    }
+  } else {
+    opened = OpenBlob(*key->materials.at(version), blob, context);
+  }
   if (!opened.ok()) {
     return Error{"InvalidCiphertextException",
                  "the ciphertext does not authenticate (wrong encryption context, or damaged)"};
@@ -215,7 +246,7 @@ KmsService::Outcome KmsService::ReEncrypt(Call& c) {
   if (auto* e = std::get_if<Error>(&sealing)) return *e;
   const std::shared_ptr<const KeyEntry>& dest = std::get<SealingKey>(sealing).key;
   auto sealed = std::get<SealingKey>(sealing).Seal(c.context, plaintext.view());
-  if (!sealed.ok()) return Error{"KMSInternalException", sealed.status().message(), 500};
+  if (!sealed.ok()) return SealError(sealed.status());
   return json{{"CiphertextBlob", Base64Encode(*sealed)},
               {"SourceKeyId", KeyArn(source->record.key_id)},
               {"KeyId", KeyArn(dest->record.key_id)},
@@ -237,7 +268,7 @@ KmsService::Outcome KmsService::GenerateDataKey(Call& c, bool with_plaintext) {
   auto dek = crypto::SecretBytes::Random(static_cast<size_t>(bytes));
   if (!dek.ok()) return Error{"KMSInternalException", dek.status().message(), 500};
   auto blob = key.Seal(c.context, dek->view());
-  if (!blob.ok()) return Error{"KMSInternalException", blob.status().message(), 500};
+  if (!blob.ok()) return SealError(blob.status());
   json out = {{"CiphertextBlob", Base64Encode(*blob)},
               {"KeyId", KeyArn(key.key->record.key_id)}};
   if (with_plaintext) {
@@ -269,7 +300,7 @@ KmsService::Outcome KmsService::GenerateDataKeys(Call& c) {
     auto dek = crypto::SecretBytes::Random(static_cast<size_t>(bytes));
     if (!dek.ok()) return Error{"KMSInternalException", dek.status().message(), 500};
     auto blob = key.Seal(context, dek->view());
-    if (!blob.ok()) return Error{"KMSInternalException", blob.status().message(), 500};
+    if (!blob.ok()) return SealError(blob.status());
     keys.push_back({{"CiphertextBlob", Base64Encode(*blob)}, {"Plaintext", EncodeSecret(*dek)}});
   }
   return json{{"KeyId", KeyArn(key.key->record.key_id)}, {"DataKeys", std::move(keys)}};

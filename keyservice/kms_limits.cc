@@ -23,6 +23,17 @@ bool NewMaterialFits(const crypto::SecureHeapUsage& usage, size_t more_bytes,
 
 Status KmsService::AddVersion(KeyRecord* record, KeyStore::Change* change,
                               const char* rotation_type) {
+  if (record->on_token()) {
+    // Made on the token, never here: nothing enters the secure heap or the
+    // store. A commit that fails after this leaves the token key behind,
+    // and the next version of that number takes it over (MakeKey).
+    const uint32_t version = record->current_version + 1;
+    ENVELOPE_RETURN_IF_ERROR(
+        custom_key_stores_->MakeKey(record->custom_key_store_id, record->key_id, version));
+    record->versions.push_back({version, Now(), rotation_type});
+    record->current_version = version;
+    return Status::Ok();
+  }
   if (!NewMaterialFits(crypto::GetSecureHeapUsage(), kMaterialSizeInBytes,
                        options_.secure_heap_reserve_percent)) {
     return Status::ResourceExhausted(
@@ -43,6 +54,9 @@ Status KmsService::AddVersion(KeyRecord* record, KeyStore::Change* change,
 KmsService::Error KmsService::NewMaterialError(const Status& s) {
   if (s.code() == StatusCode::kResourceExhausted) {
     return Error{"LimitExceededException", s.message()};
+  }
+  if (s.code() == StatusCode::kFailedPrecondition) {  // a custom key store not connected
+    return Error{"KMSInvalidStateException", s.message()};
   }
   return Error{"KMSInternalException", s.message(), 500};
 }

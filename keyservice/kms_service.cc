@@ -11,7 +11,13 @@ namespace envelope::keyservice {
 using json = nlohmann::json;
 
 KmsService::KmsService(KeyStore* store, AuditLog* audit, KmsServiceOptions options)
-    : store_(store), audit_(audit), options_(std::move(options)) {}
+    : store_(store),
+      audit_(audit),
+      options_(std::move(options)),
+      custom_key_stores_(options_.custom_key_stores
+                             ? options_.custom_key_stores
+                             : std::make_shared<CustomKeyStores>(
+                                   std::map<std::string, std::string>())) {}
 
 int64_t KmsService::Now() const {
   auto now = std::chrono::system_clock::now() + options_.clock_offset;
@@ -112,6 +118,12 @@ KmsService::Outcome KmsService::Dispatch(Call& c) {
     if (op == "TagResource") return TagResource(c);
     if (op == "UntagResource") return UntagResource(c);
     if (op == "ListResourceTags") return ListResourceTags(c);
+    if (op == "CreateCustomKeyStore") return CreateCustomKeyStore(c);
+    if (op == "DescribeCustomKeyStores") return DescribeCustomKeyStores(c);
+    if (op == "ConnectCustomKeyStore") return ConnectCustomKeyStore(c);
+    if (op == "DisconnectCustomKeyStore") return DisconnectCustomKeyStore(c);
+    if (op == "DeleteCustomKeyStore") return DeleteCustomKeyStore(c);
+    if (op == "UpdateCustomKeyStore") return UpdateCustomKeyStore(c);
   } else {
     if (c.op == "RetireKeyVersions") return RetireKeyVersions(c);
     if (c.op == "GenerateDataKeys") return GenerateDataKeys(c);
@@ -193,6 +205,13 @@ std::optional<KmsService::Error> KmsService::RequireUsable(const KeyEntry& key) 
   if (key.record.key_state == kStatePendingDeletion) {
     return Error{"KMSInvalidStateException", arn + " is pending deletion."};
   }
+  if (key.record.on_token() && !custom_key_stores_->Connected(key.record.custom_key_store_id)) {
+    return Error{"KMSInvalidStateException",
+                 arn + " is unavailable: its custom key store " +
+                     key.record.custom_key_store_id + " is " +
+                     custom_key_stores_->StateOf(key.record.custom_key_store_id).connection +
+                     " (ConnectCustomKeyStore)"};
+  }
   return std::nullopt;
 }
 
@@ -205,7 +224,7 @@ json KmsService::KeyMetadata(const KeyRecord& r) const {
             {"Description", r.description},
             {"KeyUsage", "ENCRYPT_DECRYPT"},
             {"KeyState", r.key_state},
-            {"Origin", "AWS_KMS"},
+            {"Origin", r.origin},
             {"KeyManager", "CUSTOMER"},
             {"CustomerMasterKeySpec", "SYMMETRIC_DEFAULT"},
             {"KeySpec", "SYMMETRIC_DEFAULT"},
@@ -217,6 +236,16 @@ json KmsService::KeyMetadata(const KeyRecord& r) const {
   // Extension: whose key it is (owner id of its creator), so that a client
   // can warn when a name resolves to a key another principal owns.
   if (!r.creator.empty()) m["Creator"] = r.creator;
+  if (r.on_token()) {
+    m["CustomKeyStoreId"] = r.custom_key_store_id;
+    if (auto store = custom_key_stores_->Find(r.custom_key_store_id)) {
+      m["CloudHsmClusterId"] = store->cluster_id;
+    }
+    // AWS's state for a key whose custom key store is not connected.
+    if (r.key_state == kStateEnabled && !custom_key_stores_->Connected(r.custom_key_store_id)) {
+      m["KeyState"] = "Unavailable";
+    }
+  }
   if (r.key_state == kStatePendingDeletion) {
     m["DeletionDate"] = r.deletion_date;
     m["PendingDeletionWindowInDays"] = r.pending_window_days;

@@ -24,6 +24,7 @@
 
 #include "keyservice/audit_log.h"
 #include "keyservice/ciphertext_blob.h"
+#include "keyservice/custom_key_store.h"
 #include "keyservice/key_store.h"
 #include "keyservice/principal.h"
 
@@ -72,6 +73,10 @@ struct KmsServiceOptions {
   // RotateRootKey stops at each step, creating STEP.reached and waiting for
   // STEP.go, so that a test can kill the daemon exactly there.
   std::string rotate_root_latch_dir;
+  // The PKCS#11 tokens attached with --hsm-cluster, for custom key stores
+  // (custom_key_store.h). Null: none (the operations still answer; every
+  // cluster id is then unknown).
+  std::shared_ptr<CustomKeyStores> custom_key_stores;
 };
 
 // Whether `more_bytes` of new key material fit in the secure heap described
@@ -104,6 +109,12 @@ class KmsService {
   // seals it beside the store. Without it Backup answers that backups are
   // not available.
   void KeepRootKeyForBackups(crypto::SecretBytes root_key);
+
+  // Loads the custom key stores' records and connects those that were
+  // connected when the service last stopped (kms_custom_key_store_ops.cc).
+  // Failures are the stores' states (FAILED), not errors; only a damaged
+  // store is. REQUIRES: the store unlocked, before requests are served.
+  Status StartCustomKeyStores();
 
   struct Call;  // one request in flight (kms_service.cc)
 
@@ -147,6 +158,22 @@ class KmsService {
   Outcome VerifyAudit(Call& c);
   Outcome TailAudit(Call& c);
 
+  // Custom key stores (kms_custom_key_store_ops.cc).
+  Outcome CreateCustomKeyStore(Call& c);
+  Outcome DescribeCustomKeyStores(Call& c);
+  Outcome ConnectCustomKeyStore(Call& c);
+  Outcome DisconnectCustomKeyStore(Call& c);
+  Outcome DeleteCustomKeyStore(Call& c);
+  Outcome UpdateCustomKeyStore(Call& c);
+  // The records with `edit` applied, committed with the call's audit record
+  // (and `change`'s other parts); then published to custom_key_stores_.
+  // REQUIRES: the writer lock.
+  std::optional<Error> CommitCustomKeyStores(Call& c, std::vector<CustomKeyStoreRecord> records,
+                                             KeyStore::Change change);
+  // Destroys token keys after the versions' commit (retire, delete):
+  // best effort, a failure is logged and leaves an unusable object.
+  void DestroyTokenKeys(const KeyRecord& r, const std::vector<uint32_t>& versions) const;
+
   // The Backup and RotateRootKey extensions (kms_backup_ops.cc).
   Outcome Backup(Call& c);
   Outcome RotateRootKey(Call& c);
@@ -171,8 +198,13 @@ class KmsService {
     // Made at the first Seal and kept for the rest of the call (a batch of
     // data keys seals under one expanded key).
     std::shared_ptr<BlobSealer> sealer;
+    // Keys in a custom key store seal on its token.
+    CustomKeyStores* token_stores = nullptr;
     StatusOr<Bytes> Seal(const EncryptionContext& context, ByteView plaintext);
   };
+  // The answer to a failed SealingKey::Seal: KMSInvalidStateException when
+  // the key's custom key store went away meanwhile, else KMSInternalException.
+  static Error SealError(const Status& s);
   std::variant<SealingKey, Error> KeyForSealing(Call& c, const std::string& key_ref,
                                                 std::string_view action) const;
 
@@ -227,6 +259,8 @@ class KmsService {
   // Set at start, before requests are served; afterwards read and replaced
   // only under the store's writer lock (Backup, RotateRootKey).
   std::unique_ptr<crypto::SecretBytes> root_key_;
+  // Never null (an empty set when the options gave none).
+  const std::shared_ptr<CustomKeyStores> custom_key_stores_;
 };
 
 }  // namespace envelope::keyservice

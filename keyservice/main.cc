@@ -6,6 +6,7 @@
 //                 [--standard-only]
 //                 [--root-key-file PATH | --passphrase-fd N | --passphrase-prompt |
 //                  --root-key pkcs11:URI (--pin-fd N | --pin-prompt)]
+//                 [--hsm-cluster cluster-ID=pkcs11:URI ...]
 //                 [--restore BACKUP [--shares-fd N]]
 //                 [-f] [--log-file PATH] [connection limits, see --help]
 //
@@ -31,6 +32,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <vector>
 
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -74,6 +77,7 @@ struct Flags {
   int shares_fd = -1;
   int pin_fd = -1;
   bool pin_prompt = false;
+  std::vector<std::string> hsm_clusters;  // ID=pkcs11:URI
   bool foreground = false;
   std::string log_file;
   std::string region = "local";
@@ -300,9 +304,24 @@ int Run(const Flags& f, ReadyPipe* ready) {
   if (const char* latch = std::getenv("ENVELOPE_TEST_ROTATE_ROOT_LATCH")) {
     options.rotate_root_latch_dir = latch;
   }
+  std::map<std::string, std::string> clusters;
+  for (const std::string& spec : f.hsm_clusters) {
+    const size_t eq = spec.find('=');
+    const std::string id = spec.substr(0, eq);
+    if (eq == std::string::npos || !ks::CustomKeyStores::ValidClusterId(id) ||
+        spec.compare(eq + 1, 7, "pkcs11:") != 0 || clusters.count(id)) {
+      return Fail(ready, "--hsm-cluster takes ID=pkcs11:URI, each ID once, an ID being "
+                         "cluster- and 11 to 16 lower-case letters, digits or '-': " + spec);
+    }
+    clusters[id] = spec.substr(eq + 1);
+  }
+  options.custom_key_stores = std::make_shared<ks::CustomKeyStores>(std::move(clusters));
   ks::KmsService service(store->get(), audit->get(), options);
   // Backup seals the root key beside the store; nothing else needs it.
   service.KeepRootKeyForBackups(std::move(*root));
+  // Before the scheduled work: deleting a key in a custom key store
+  // destroys its token keys.
+  if (Status s = service.StartCustomKeyStores(); !s.ok()) return Fail(ready, s.ToString());
   service.RunScheduledWork();  // catch up on rotations and deletions that fell due
 
   // Start() creates the socket's directory (or checks one that exists).
@@ -442,6 +461,7 @@ int main(int argc, char** argv) {
   pin_fd->needs(uri)->excludes(pin_prompt);
   pin_prompt->needs(uri);
   app.add_flag("-f,--foreground", f.foreground, "stay in the foreground, log to stderr");
+  app.add_option("--hsm-cluster", f.hsm_clusters, "attach a PKCS#11 token for custom key stores as ID=pkcs11:URI (module and token, no object; ID: cluster-XXXXXXXXXXX), repeatable");
   app.add_option("--log-file", f.log_file, "log file when in the background (default DATA_DIR/keyd.log)");
   app.add_option("--region", f.region, "region part of key ARNs");
   app.add_option("--account", f.account, "account part of key ARNs");

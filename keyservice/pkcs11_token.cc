@@ -107,8 +107,13 @@ struct Pkcs11Token::Session {
     if (uri != nullptr) p11_kit_uri_free(uri);
   }
 
-  // The key's label and, when the URI gives one, its id, for templates.
-  void AppendKeyName(std::vector<CK_ATTRIBUTE>* t) const {
+  // The key's label and, when the URI gives one, its id, for templates;
+  // or only `explicit_label` when there is one.
+  void AppendKeyName(std::vector<CK_ATTRIBUTE>* t, const std::string* explicit_label) const {
+    if (explicit_label != nullptr) {
+      t->push_back({CKA_LABEL, const_cast<char*>(explicit_label->data()), explicit_label->size()});
+      return;
+    }
     CK_ATTRIBUTE* label = p11_kit_uri_get_attribute(uri, CKA_LABEL);
     t->push_back({CKA_LABEL, label->pValue, label->ulValueLen});
     if (CK_ATTRIBUTE* id = p11_kit_uri_get_attribute(uri, CKA_ID)) {
@@ -123,6 +128,17 @@ Pkcs11Token::~Pkcs11Token() = default;
 
 StatusOr<std::unique_ptr<Pkcs11Token>> Pkcs11Token::Open(const std::string& uri_text,
                                                          const crypto::SecretBytes& pin) {
+  return OpenSession(uri_text, pin, /*key_named=*/true);
+}
+
+StatusOr<std::unique_ptr<Pkcs11Token>> Pkcs11Token::OpenToken(const std::string& uri_text,
+                                                              const crypto::SecretBytes& pin) {
+  return OpenSession(uri_text, pin, /*key_named=*/false);
+}
+
+StatusOr<std::unique_ptr<Pkcs11Token>> Pkcs11Token::OpenSession(const std::string& uri_text,
+                                                                const crypto::SecretBytes& pin,
+                                                                bool key_named) {
   auto s = std::make_unique<Session>();
   s->uri = p11_kit_uri_new();
   if (s->uri == nullptr) return Status::ResourceExhausted("p11_kit_uri_new");
@@ -143,7 +159,7 @@ StatusOr<std::unique_ptr<Pkcs11Token>> Pkcs11Token::Open(const std::string& uri_
         "the PKCS#11 URI must name its module by absolute path (?module-path=/...)");
   }
   const std::string label = AttributeText(p11_kit_uri_get_attribute(s->uri, CKA_LABEL));
-  if (label.empty()) {
+  if (key_named && label.empty()) {
     return Status::InvalidArgument("the PKCS#11 URI must name the key (object=LABEL)");
   }
 
@@ -196,36 +212,62 @@ StatusOr<std::unique_ptr<Pkcs11Token>> Pkcs11Token::Open(const std::string& uri_
   }
   s->logged_in = rv == CKR_OK;
   std::unique_ptr<Pkcs11Token> token(new Pkcs11Token(std::move(s)));
-  token->description_ = "token " + matches[0].second + ", key " + label;
+  token->description_ = "token " + matches[0].second;
+  if (key_named) token->description_ += ", key " + label;
   return token;
 }
 
-StatusOr<Pkcs11Token::KeyHandle> Pkcs11Token::FindKey() {
+StatusOr<Pkcs11Token::KeyHandle> Pkcs11Token::FindKey() { return Find(nullptr); }
+StatusOr<Pkcs11Token::KeyHandle> Pkcs11Token::FindKey(const std::string& label) {
+  return Find(&label);
+}
+StatusOr<Pkcs11Token::KeyHandle> Pkcs11Token::GenerateKey() { return Generate(nullptr); }
+StatusOr<Pkcs11Token::KeyHandle> Pkcs11Token::GenerateKey(const std::string& label) {
+  return Generate(&label);
+}
+
+Status Pkcs11Token::DestroyKey(KeyHandle key) {
+  std::lock_guard lock(mu_);
+  Session& s = *session_;
+  if (CK_RV rv = s.module->C_DestroyObject(s.handle, key); rv != CKR_OK) {
+    return RvStatus(rv, "destroying a key on the " + description_);
+  }
+  return Status::Ok();
+}
+
+StatusOr<Pkcs11Token::KeyHandle> Pkcs11Token::Find(const std::string* label) {
   std::lock_guard lock(mu_);
   Session& s = *session_;
   CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
   CK_KEY_TYPE type = CKK_AES;
   std::vector<CK_ATTRIBUTE> t = {{CKA_CLASS, &cls, sizeof(cls)}, {CKA_KEY_TYPE, &type, sizeof(type)}};
-  s.AppendKeyName(&t);
+  if (label == nullptr && p11_kit_uri_get_attribute(s.uri, CKA_LABEL) == nullptr) {
+    return Status::InvalidArgument("the PKCS#11 URI names no key");
+  }
+  s.AppendKeyName(&t, label);
+  const std::string what = label ? description_ + ", key " + *label : description_;
   if (CK_RV rv = s.module->C_FindObjectsInit(s.handle, t.data(), t.size()); rv != CKR_OK) {
-    return RvStatus(rv, "searching " + description_);
+    return RvStatus(rv, "searching " + what);
   }
   CK_OBJECT_HANDLE found[2];
   CK_ULONG n = 0;
   CK_RV rv = s.module->C_FindObjects(s.handle, found, 2, &n);
   (void)s.module->C_FindObjectsFinal(s.handle);
-  if (rv != CKR_OK) return RvStatus(rv, "searching " + description_);
-  if (n == 0) return Status::NotFound("no AES key on the " + description_);
+  if (rv != CKR_OK) return RvStatus(rv, "searching " + what);
+  if (n == 0) return Status::NotFound("no AES key on the " + what);
   if (n > 1) {
-    return Status::FailedPrecondition("more than one AES key matches the " + description_ +
+    return Status::FailedPrecondition("more than one AES key matches the " + what +
                                       ": give its id= in the URI");
   }
   return KeyHandle{found[0]};
 }
 
-StatusOr<Pkcs11Token::KeyHandle> Pkcs11Token::GenerateKey() {
+StatusOr<Pkcs11Token::KeyHandle> Pkcs11Token::Generate(const std::string* label) {
   std::lock_guard lock(mu_);
   Session& s = *session_;
+  if (label == nullptr && p11_kit_uri_get_attribute(s.uri, CKA_LABEL) == nullptr) {
+    return Status::InvalidArgument("the PKCS#11 URI names no key");
+  }
   CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
   CK_KEY_TYPE type = CKK_AES;
   CK_ULONG length = 32;
@@ -238,7 +280,7 @@ StatusOr<Pkcs11Token::KeyHandle> Pkcs11Token::GenerateKey() {
       {CKA_DECRYPT, &yes, sizeof(yes)},      {CKA_WRAP, &no, sizeof(no)},
       {CKA_UNWRAP, &no, sizeof(no)},         {CKA_SIGN, &no, sizeof(no)},
       {CKA_VERIFY, &no, sizeof(no)},         {CKA_DERIVE, &no, sizeof(no)}};
-  s.AppendKeyName(&t);
+  s.AppendKeyName(&t, label);
   CK_MECHANISM mech = {CKM_AES_KEY_GEN, nullptr, 0};
   CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
   if (CK_RV rv = s.module->C_GenerateKey(s.handle, &mech, t.data(), t.size(), &key);

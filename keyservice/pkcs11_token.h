@@ -44,6 +44,11 @@ class Pkcs11Token {
   // PermissionDenied for a refused PIN.
   static StatusOr<std::unique_ptr<Pkcs11Token>> Open(const std::string& uri,
                                                      const crypto::SecretBytes& pin);
+  // The same for a URI that names only the module and the token (no
+  // `object`): a custom key store's token, whose keys are named by label
+  // in the calls below.
+  static StatusOr<std::unique_ptr<Pkcs11Token>> OpenToken(const std::string& uri,
+                                                          const crypto::SecretBytes& pin);
   ~Pkcs11Token();
   Pkcs11Token(const Pkcs11Token&) = delete;
   Pkcs11Token& operator=(const Pkcs11Token&) = delete;
@@ -55,6 +60,13 @@ class Pkcs11Token {
   // (CKA_TOKEN), sensitive and not extractable, usable to encrypt and
   // decrypt only.
   StatusOr<KeyHandle> GenerateKey();
+  // The same for the AES key labelled `label` (any `id` in the URI is not
+  // used).
+  StatusOr<KeyHandle> FindKey(const std::string& label);
+  StatusOr<KeyHandle> GenerateKey(const std::string& label);
+  // Destroys a key object on the token (C_DestroyObject): what it sealed
+  // can never be opened again.
+  Status DestroyKey(KeyHandle key);
 
   // nonce (12, random) | ciphertext | tag (16), sealed by the token.
   StatusOr<Bytes> Seal(KeyHandle key, ByteView plaintext, ByteView aad);
@@ -62,12 +74,19 @@ class Pkcs11Token {
   // Corruption if the token does not authenticate it.
   StatusOr<crypto::SecretBytes> Open(KeyHandle key, ByteView sealed, ByteView aad);
 
-  // "token LABEL, key LABEL", for log lines and errors.
+  // "token LABEL, key LABEL" (or "token LABEL" from OpenToken), for log
+  // lines and errors.
   const std::string& description() const { return description_; }
 
  private:
   struct Session;
   explicit Pkcs11Token(std::unique_ptr<Session> session);
+  static StatusOr<std::unique_ptr<Pkcs11Token>> OpenSession(const std::string& uri,
+                                                            const crypto::SecretBytes& pin,
+                                                            bool key_named);
+  // FindKey and GenerateKey for an explicit label (null: the URI's key).
+  StatusOr<KeyHandle> Find(const std::string* label);
+  StatusOr<KeyHandle> Generate(const std::string* label);
 
   std::mutex mu_;  // guards session_'s use
   std::unique_ptr<Session> session_;

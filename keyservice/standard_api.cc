@@ -48,6 +48,12 @@ constexpr Shape kRotationsListEntry{kRotationsListEntryMembers};
 constexpr Member kTagMembers[] = {{"TagKey"}, {"TagValue"}};
 constexpr Shape kTag{kTagMembers};
 
+constexpr Member kCustomKeyStoresListEntryMembers[] = {
+    {"CustomKeyStoreId"}, {"CustomKeyStoreName"}, {"CloudHsmClusterId"},
+    {"TrustAnchorCertificate"}, {"ConnectionState"}, {"ConnectionErrorCode"},
+    {"CreationDate"}, {"CustomKeyStoreType"}, {"XksProxyConfiguration"}};
+constexpr Shape kCustomKeyStoresListEntry{kCustomKeyStoresListEntryMembers};
+
 // The output shapes of the operations.
 constexpr Member kMetadataOutput[] = {{"KeyMetadata", &kKeyMetadata}};
 constexpr Member kListKeysOutput[] = {
@@ -74,6 +80,9 @@ constexpr Member kGetKeyRotationStatusOutput[] = {
 constexpr Member kListKeyRotationsOutput[] = {
     {"Rotations", &kRotationsListEntry}, {"NextMarker"}, {"Truncated"}};
 constexpr Member kGetKeyPolicyOutput[] = {{"Policy"}, {"PolicyName"}};
+constexpr Member kCreateCustomKeyStoreOutput[] = {{"CustomKeyStoreId"}};
+constexpr Member kDescribeCustomKeyStoresOutput[] = {
+    {"CustomKeyStores", &kCustomKeyStoresListEntry}, {"NextMarker"}, {"Truncated"}};
 constexpr Member kListResourceTagsOutput[] = {{"Tags", &kTag}, {"NextMarker"}, {"Truncated"}};
 
 struct Operation {
@@ -109,6 +118,12 @@ constexpr Operation kOperations[] = {
     {"TagResource", {}},
     {"UntagResource", {}},
     {"ListResourceTags", kListResourceTagsOutput},
+    {"CreateCustomKeyStore", kCreateCustomKeyStoreOutput},
+    {"DescribeCustomKeyStores", kDescribeCustomKeyStoresOutput},
+    {"ConnectCustomKeyStore", {}},
+    {"DisconnectCustomKeyStore", {}},
+    {"DeleteCustomKeyStore", {}},
+    {"UpdateCustomKeyStore", {}},
 };
 
 const Operation* FindOperation(std::string_view name) {

@@ -154,6 +154,34 @@ TEST_F(Pkcs11TokenTest, TheKeyNeverLeavesTheToken) {
   p11_kit_module_release(m);
 }
 
+// A custom key store's session: the URI names the token only, and keys are
+// made, found and destroyed by label.
+TEST_F(Pkcs11TokenTest, KeysByLabelOnATokenSession) {
+  const std::string uri = std::string("pkcs11:token=unit?module-path=") + kModule;
+  auto token = Pkcs11Token::OpenToken(uri, Pin("1234"));
+  ASSERT_TRUE(token.ok()) << token.status().ToString();
+  EXPECT_EQ((*token)->description(), "token unit");
+  EXPECT_EQ((*token)->FindKey().status().code(), StatusCode::kInvalidArgument);  // no object
+  EXPECT_EQ((*token)->FindKey("k/v1").status().code(), StatusCode::kNotFound);
+  auto v1 = (*token)->GenerateKey("k/v1");
+  auto v2 = (*token)->GenerateKey("k/v2");
+  ASSERT_TRUE(v1.ok() && v2.ok());
+  EXPECT_NE(*v1, *v2);
+  auto found = (*token)->FindKey("k/v1");
+  ASSERT_TRUE(found.ok());
+  EXPECT_EQ(*found, *v1);
+  auto sealed = (*token)->Seal(*v1, AsBytes("data key"), AsBytes("aad"));
+  ASSERT_TRUE(sealed.ok());
+  // Another label's key does not open it.
+  EXPECT_EQ((*token)->Open(*v2, *sealed, AsBytes("aad")).status().code(), StatusCode::kCorruption);
+  ASSERT_TRUE((*token)->Open(*v1, *sealed, AsBytes("aad")).ok());
+  ASSERT_TRUE((*token)->DestroyKey(*v1).ok());
+  EXPECT_EQ((*token)->FindKey("k/v1").status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE((*token)->FindKey("k/v2").ok());
+  // The key-naming Open still insists on an object.
+  EXPECT_EQ(Pkcs11Token::Open(uri, Pin("1234")).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST_F(Pkcs11TokenTest, RefusesBadUrisAndPins) {
   EXPECT_EQ(Pkcs11Token::Open(Uri(), Pin("0000")).status().code(), StatusCode::kPermissionDenied);
   EXPECT_EQ(Pkcs11Token::Open("file:///etc/passwd", Pin("1234")).status().code(),

@@ -245,6 +245,7 @@ int main(int argc, char** argv) {
   ctl::AddKeyCommands(&app, &ctx);
   ctl::AddAuditCommands(&app, &ctx);
   ctl::AddCustodyCommands(&app, &ctx);
+  ctl::AddKeyStoreCommands(&app, &ctx);
   ctl::AddSecretsCommands(&app, &ctx);
 
   try {

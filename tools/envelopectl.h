@@ -68,6 +68,7 @@ void OnRun(CLI::App* command, Context* ctx, Action action);
 void AddKeyCommands(CLI::App* app, Context* ctx);
 void AddAuditCommands(CLI::App* app, Context* ctx);
 void AddCustodyCommands(CLI::App* app, Context* ctx);
+void AddKeyStoreCommands(CLI::App* app, Context* ctx);
 void AddSecretsCommands(CLI::App* app, Context* ctx);
 
 // --- Calls. ---

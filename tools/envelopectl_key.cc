@@ -84,10 +84,13 @@ void AddCreate(CLI::App* parent, Context* ctx) {
     std::string description;
     std::string policy_file;
     std::vector<std::string> tags;
+    std::string custom_key_store;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = parent->add_subcommand(
       "create", "create a symmetric key and print its id");
+  cmd->add_option("--custom-key-store", args->custom_key_store,
+                  "make the key's material on this custom key store's token (cks-...)");
   CLI::Option* description = cmd->add_option(
       "--description", args->description, "free text shown by key list");
   CLI::Option* policy = cmd->add_option(
@@ -104,6 +107,10 @@ void AddCreate(CLI::App* parent, Context* ctx) {
                                 ReadTextFile(args->policy_file));
     }
     if (!args->tags.empty()) request["Tags"] = Tags(args->tags);
+    if (!args->custom_key_store.empty()) {
+      request["Origin"] = "AWS_CLOUDHSM";
+      request["CustomKeyStoreId"] = args->custom_key_store;
+    }
     ENVELOPE_ASSIGN_OR_RETURN(json r, c.Kms("CreateKey", request));
     if (c.json_output) {
       PrintJson(Metadata(r));

@@ -279,10 +279,16 @@ class CustomKeyStoreTest(unittest.TestCase):
         self.assertEqual(kms.describe_key(KeyId=key_id)["KeyMetadata"]["Origin"], "AWS_CLOUDHSM")
 
     def test_a_volume_and_a_secrets_file_on_a_token_key(self):
-        store_id = self.connected_store()
+        # Made with envelopectl, the PIN on standard input.
+        store_id = self.keyd.envelopectl("key-store", "create", "vol-store", "--cluster", CLUSTER,
+                                         input=PIN + "\n").stdout.strip()
+        self.assertRegex(store_id, r"^cks-[0-9a-f]{17}$")
+        self.keyd.envelopectl("key-store", "connect", store_id)
+        listing = self.keyd.envelopectl("key-store", "list").stdout
+        self.assertRegex(listing, store_id + r"\s+vol-store\s+" + CLUSTER + r"\s+CONNECTED")
         # A key root owns, for the mount and envelopectl on the Unix socket.
-        key = self.keyd.call("CreateKey", {"Origin": "AWS_CLOUDHSM",
-                                           "CustomKeyStoreId": store_id})["KeyMetadata"]["KeyId"]
+        key = self.keyd.envelopectl("key", "create", "--custom-key-store",
+                                    store_id).stdout.strip()
         endpoint = "unix:" + self.keyd.socket
         cipher = os.path.join(self.tmp, "cipher")
         self.mnt = os.path.join(self.tmp, "mnt")
@@ -305,7 +311,8 @@ class CustomKeyStoreTest(unittest.TestCase):
         with open(os.path.join(self.mnt, "f0"), "rb") as f:
             self.assertEqual(f.read(), files["f0"])
 
-        self.keyd.call("DisconnectCustomKeyStore", {"CustomKeyStoreId": store_id})
+        self.keyd.envelopectl("key-store", "disconnect", store_id)
+        self.assertIn("DISCONNECTED", self.keyd.envelopectl("key-store", "list").stdout)
         # New opens fail with EIO, and the mount's log says why.
         with self.assertRaises(OSError) as cm:
             with open(os.path.join(self.mnt, "f1"), "rb") as f:
@@ -321,7 +328,7 @@ class CustomKeyStoreTest(unittest.TestCase):
         self.assertIn("KMSInvalidStateException", r.stderr)
 
         # Connected again, everything opens.
-        self.keyd.call("ConnectCustomKeyStore", {"CustomKeyStoreId": store_id})
+        self.keyd.envelopectl("key-store", "connect", store_id)
         for name, data in files.items():
             with open(os.path.join(self.mnt, name), "rb") as f:
                 self.assertEqual(f.read(), data, name)

@@ -4,7 +4,10 @@
 # connection, calling one operation in a loop): Decrypt with 1, 8 and 64
 # clients over the Unix socket and over TLS (SigV4-signed, TLS 1.3, a P-256
 # certificate made here with openssl), GenerateDataKey with 1 and 8 over
-# the Unix socket, all against one daemon in the same run. Each row runs
+# the Unix socket, all against one daemon in the same run; and Decrypt and
+# GenerateDataKey with 1 and 8 clients under a key in a custom key store,
+# whose AES-GCM runs on a SoftHSM2 token (docs/KEYSERVICE.md, "Custom key
+# stores"), beside the same rows under a software key. Each row runs
 # ROUNDS times (default 3) and reports the median requests/s, with the p50
 # and p99 latency of the median run, and the median of the client
 # process's CPU time (user + system, /usr/bin/time) per request.
@@ -48,9 +51,18 @@ export AWS_REGION=us-east-1
 printf '%s %s bench\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$work/access-keys"
 chmod 600 "$work/access-keys"
 
+# A SoftHSM2 token for the custom key store, in a directory of its own.
+mkdir "$work/tokens"
+printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+  "$work/tokens" >"$work/softhsm2.conf"
+export SOFTHSM2_CONF=$work/softhsm2.conf
+softhsm2-util --init-token --free --label bench-hsm --so-pin bench-so-pin --pin bench-pin-1 >/dev/null
+
 "$build/keyservice/envelope-keyd" --data-dir "$work/data" --socket "$work/kms.sock" -f \
   --listen 127.0.0.1:0 --tls-cert "$work/server.pem" --tls-key "$work/server.key" \
-  --access-keys "$work/access-keys" 2>"$work/keyd.log" &
+  --access-keys "$work/access-keys" \
+  --hsm-cluster "cluster-envelopebench=pkcs11:token=bench-hsm?module-path=/usr/lib/softhsm/libsofthsm2.so" \
+  2>"$work/keyd.log" &
 keyd=$!
 port=
 for _ in $(seq 200); do
@@ -68,21 +80,30 @@ cat >"$work/policy.json" <<JSON
  "Principal":{"Local":["user:root","key:bench"]}}]}
 JSON
 "$build/tools/envelopectl" --endpoint "$unix" key policy put "$key" "$work/policy.json" >/dev/null
+store=$(echo bench-pin-1 | "$build/tools/envelopectl" --endpoint "$unix" key-store create bench \
+  --cluster cluster-envelopebench)
+"$build/tools/envelopectl" --endpoint "$unix" key-store connect "$store"
+token_key=$("$build/tools/envelopectl" --endpoint "$unix" key create --custom-key-store "$store" \
+  --description "bench, on the token")
 
-# The rows: transport, operation, clients.
+# The rows: transport, operation, clients, key (software or token).
 rows=(
-  "unix Decrypt 1" "unix Decrypt 8" "unix Decrypt 64"
-  "unix GenerateDataKey 1" "unix GenerateDataKey 8"
-  "tls Decrypt 1" "tls Decrypt 8" "tls Decrypt 64"
+  "unix Decrypt 1 software" "unix Decrypt 8 software" "unix Decrypt 64 software"
+  "unix GenerateDataKey 1 software" "unix GenerateDataKey 8 software"
+  "tls Decrypt 1 software" "tls Decrypt 8 software" "tls Decrypt 64 software"
+  "unix Decrypt 1 token" "unix Decrypt 8 token"
+  "unix GenerateDataKey 1 token" "unix GenerateDataKey 8 token"
 )
 clients_to_run=(new)
 [[ -n $old_load ]] && clients_to_run+=(old)
 
 # One run: appends its JSON line, tagged, to $work/results.jsonl.
-run() {  # run CLIENT TRANSPORT OP CLIENTS ROUND
-  local client=$1 transport=$2 op=$3 n=$4 round=$5 load=$build/tests/keyd_load
+run() {  # run CLIENT TRANSPORT OP CLIENTS KIND ROUND
+  local client=$1 transport=$2 op=$3 n=$4 kind=$5 round=$6 load=$build/tests/keyd_load
   [[ $client == old ]] && load=$old_load
-  local args=(--key "$key" --op "$op" --clients "$n" --seconds "$seconds")
+  local use_key=$key
+  [[ $kind == token ]] && use_key=$token_key
+  local args=(--key "$use_key" --op "$op" --clients "$n" --seconds "$seconds")
   if [[ $transport == unix ]]; then
     args+=(--endpoint "$unix")
   else
@@ -93,16 +114,16 @@ run() {  # run CLIENT TRANSPORT OP CLIENTS ROUND
   # The client's own CPU (user + system) per request: what the client
   # library costs, less sensitive than throughput to a shared machine.
   cpu=$(awk '{print $1 + $2}' "$work/cpu")
-  printf '{"client":"%s","transport":"%s","round":%d,"cpu_seconds":%s,"result":%s}\n' \
-    "$client" "$transport" "$round" "$cpu" "$line" >>"$work/results.jsonl"
+  printf '{"client":"%s","transport":"%s","kind":"%s","round":%d,"cpu_seconds":%s,"result":%s}\n' \
+    "$client" "$transport" "$kind" "$round" "$cpu" "$line" >>"$work/results.jsonl"
 }
 
 for round in $(seq "$rounds"); do
   for row in "${rows[@]}"; do
-    read -r transport op n <<<"$row"
+    read -r transport op n kind <<<"$row"
     order=("${clients_to_run[@]}")
     if (( round % 2 == 0 )) && [[ -n $old_load ]]; then order=(old new); fi
-    for client in "${order[@]}"; do run "$client" "$transport" "$op" "$n" "$round"; done
+    for client in "${order[@]}"; do run "$client" "$transport" "$op" "$n" "$kind" "$round"; done
   done
 done
 
@@ -116,10 +137,11 @@ for r in runs:
     r["result"]["cpu_us"] = r["cpu_seconds"] * 1e6 / max(1, r["result"]["requests"])
 old = bool(os.environ.get("OLD"))
 names = {"unix": "Unix socket", "tls": "TLS 1.3 + SigV4"}
+kinds = {"software": "software", "token": "token (SoftHSM2)"}
 clients = {"new": "this client", "old": "old client"}
 
 def key(r):
-    return (r["transport"], r["result"]["op"], r["result"]["clients"])
+    return (r["transport"], r["result"]["op"], r["result"]["clients"], r["kind"])
 
 rows = []
 for r in runs:
@@ -142,8 +164,8 @@ def samples(client, row):
         (r for r in runs if r["client"] == client and key(r) == row), key=lambda r: r["round"])]
 
 failures = sum(r["result"]["failures"] for r in runs)
-head = "| transport | operation | clients | requests/s | p50 µs | p99 µs | client CPU µs/request |"
-rule = "|---|---|---|---|---|---|---|"
+head = "| transport | operation | clients | key | requests/s | p50 µs | p99 µs | client CPU µs/request |"
+rule = "|---|---|---|---|---|---|---|---|"
 if old:
     head += " old client requests/s | old p50 µs | old p99 µs | old client CPU µs/request | new/old requests/s |"
     rule += "---|---|---|---|---|"
@@ -151,11 +173,13 @@ print(head)
 print(rule)
 table = []
 for row in rows:
-    transport, op, n = row
+    transport, op, n, kind = row
     new_med = median_run("new", row)
-    cells = [names[transport], op, str(n), format(round(new_med["per_second"]), ","),
+    cells = [names[transport], op, str(n), kinds[kind], format(round(new_med["per_second"]), ","),
              "%.0f" % new_med["p50_us"], "%.0f" % new_med["p99_us"], "%.1f" % cpu("new", row)]
-    entry = {"workload": "%s, %s, %d clients" % (names[transport], op, n),
+    label = "%s, %s, %d clients%s" % (names[transport], op, n,
+                                      ", token key" if kind == "token" else "")
+    entry = {"workload": label,
              "unit": "requests/s", "higher_is_better": True,
              "samples": {clients["new"]: samples("new", row)},
              "median": {clients["new"]: new_med["per_second"]}}
@@ -168,7 +192,7 @@ for row in rows:
         entry["median"][clients["old"]] = old_med["per_second"]
     print("| " + " | ".join(cells) + " |")
     table.append(entry)
-    cpu_entry = {"workload": "%s, %s, %d clients: client CPU" % (names[transport], op, n),
+    cpu_entry = {"workload": label + ": client CPU",
                  "unit": "µs/request", "higher_is_better": False,
                  "samples": {clients[c]: [r["result"]["cpu_us"] for r in sorted(
                      (r for r in runs if r["client"] == c and key(r) == row),
@@ -182,18 +206,27 @@ print()
 print("```")
 for row in rows:
     for c in (["new", "old"] if old else ["new"]):
-        print("%s, %s, %d clients, %s: %s" % (names[row[0]], row[1], row[2], clients[c],
+        print("%s, %s, %d clients, %s key, %s: %s" % (names[row[0]], row[1], row[2], row[3],
+              clients[c],
               " ".join(format(round(x), ",") for x in samples(c, row))))
 print("```")
 print()
 print("failed requests: %d" % failures)
+print()
+for op in ("Decrypt", "GenerateDataKey"):
+    for n in (1, 8):
+        t, sw = ("unix", op, n, "token"), ("unix", op, n, "software")
+        if t in rows and sw in rows:
+            print("token key / software key, %s, %d clients: %.2f" % (
+                op, n, median_run("new", t)["per_second"] / median_run("new", sw)["per_second"]))
 
 if os.environ.get("BENCH_JSON"):
     series = []
     for transport in ["unix", "tls"]:
         for c in (["new", "old"] if old else ["new"]):
             points = [[row[2], median_run(c, row)["per_second"]]
-                      for row in rows if row[0] == transport and row[1] == "Decrypt"]
+                      for row in rows
+                      if row[0] == transport and row[1] == "Decrypt" and row[3] == "software"]
             title = "Decrypt, " + names[transport]
             if old:
                 title += ", " + clients[c]

@@ -5,6 +5,7 @@
 //   envelopefs mount CIPHERDIR MOUNTPOINT [-f] [-d] [-o OPTIONS] [--key KEYID]... [--kms ENDPOINT]
 //   envelopefs rotate CIPHERDIR [--key KEYID]... [--to-key KEYID] [--threads N] [--json]
 //   envelopefs fsck CIPHERDIR [--key KEYID]... [--deep] [--threads N] [--json]
+//   envelopefs rekey CIPHERDIR [--key KEYID]... [--files PATH...] [--threads N]
 //   envelopefs CIPHERDIR MOUNTPOINT -o OPTIONS   (as mount.fuse3 calls it: fstab,
 //                                                 mount -t fuse.envelopefs)
 //
@@ -25,7 +26,7 @@
 // and every file key must be under; without a pin the config's own key is
 // trusted only if nobody but the caller and root can change the config.
 //
-// Exit status: 0 success; 1 failure (rotate: some file not re-wrapped;
+// Exit status: 0 success; 1 failure (rotate, rekey: some file not done;
 // fsck: damage found); 2 usage error, or fsck could not check (e.g. the key
 // service is unreachable).
 #include <sys/mount.h>
@@ -52,6 +53,8 @@
 #include "fs/fsck.h"
 #include "fs/fuse_fs.h"
 #include "fs/progress.h"
+#include "fs/mount_table.h"
+#include "fs/rekey.h"
 #include "fs/rotate.h"
 #include "fs/volume.h"
 #include "kms/connect.h"
@@ -171,6 +174,40 @@ std::string VersionsText(const std::map<std::string, uint64_t>& counts) {
            ": " + std::to_string(n) + (n == 1 ? " file" : " files");
   }
   return out.empty() ? "none" : out;
+}
+
+int Rekey(const std::string& cipherdir, const efs::OpenOptions& open, efs::RekeyOptions options) {
+  auto heap = envelope::crypto::InitSecureHeap();
+  if (!heap.ok()) return Fail(heap.status());
+  auto volume = OpenVolume(cipherdir, open);
+  if (!volume.ok()) return Fail(volume.status());
+  if (efs::IsMounted((*volume)->cipherdir())) {
+    return Fail(envelope::Status::FailedPrecondition(
+        (*volume)->cipherdir() + " is mounted: unmount it first (rekey runs offline)"));
+  }
+  options.progress = efs::Progress::StderrIsTerminal();
+  auto summary = efs::RekeyVolume(volume->get(), options);
+  if (!summary.ok()) return Fail(summary.status());
+  const efs::RekeySummary& r = *summary;
+  constexpr double kMiB = 1024.0 * 1024.0;
+  std::printf("re-keyed %llu of %llu files of %s: %.1f MiB in %.2f s (%.1f MiB/s)\n",
+              static_cast<unsigned long long>(r.rekeyed), static_cast<unsigned long long>(r.files),
+              (*volume)->cipherdir().c_str(), static_cast<double>(r.bytes) / kMiB, r.seconds,
+              r.seconds > 0 ? static_cast<double>(r.bytes) / kMiB / r.seconds : 0.0);
+  if (r.resumed > 0) {
+    std::printf("  resumed: %llu files were re-keyed by the interrupted run before\n",
+                static_cast<unsigned long long>(r.resumed));
+  }
+  if (r.stale_temporaries > 0) {
+    std::printf("  removed %llu temporaries an interrupted run left\n",
+                static_cast<unsigned long long>(r.stale_temporaries));
+  }
+  if (r.hard_linked > 0) {
+    std::printf("  skipped %llu hard-linked files: copy them to give them new keys\n",
+                static_cast<unsigned long long>(r.hard_linked));
+  }
+  for (const auto& f : r.failures) std::printf("  FAILED %s\n", f.c_str());
+  return r.failures.empty() ? 0 : 1;
 }
 
 int Rotate(const std::string& cipherdir, efs::OpenOptions open, const WalkFlags& flags) {
@@ -425,7 +462,8 @@ int main(int argc, char** argv) {
   // mount.fuse3 runs "envelopefs SOURCE MOUNTPOINT -o OPTIONS".
   std::vector<std::string> args(argv + 1, argv + argc);
   const bool helper_form = args.size() >= 2 && args[0] != "init" && args[0] != "info" &&
-                           args[0] != "mount" && args[0] != "rotate" && args[0] != "fsck" && args[0].rfind("-", 0) != 0;
+                           args[0] != "mount" && args[0] != "rotate" && args[0] != "fsck" && args[0] != "rekey" &&
+                           args[0].rfind("-", 0) != 0;
 
   CLI::App app{"envelopefs: a transparent encrypting filesystem with envelope encryption"};
   app.require_subcommand(helper_form ? 0 : 1);
@@ -444,12 +482,16 @@ int main(int argc, char** argv) {
   init_cmd->add_option("--dek-in", dek_in, "where file DEKs live")->check(CLI::IsMember({"header", "xattr"}));
   init_cmd->add_option("--chunk-size", init.chunk_size, "plaintext bytes per chunk (power of two, 4096..1048576)");
 
+  // The key service and the pinned key, for every command that opens a volume.
+  auto add_service_options = [&open](CLI::App* cmd) {
+    cmd->add_option("--kms", open.endpoint, "key service endpoint");
+    cmd->add_option("--kms-api", open.kms_api, "auto, envelope or standard (AWS KMS's API only)");
+    cmd->add_option("--ca-file", open.ca_file, "https endpoints: trust this PEM CA bundle");
+    cmd->add_option("--key", open.keys, "the volume's master key (pin; may repeat)");
+  };
   auto* info_cmd = app.add_subcommand("info", "print a volume's configuration");
   info_cmd->add_option("cipherdir", cipherdir)->required();
-  info_cmd->add_option("--kms", open.endpoint, "key service endpoint");
-  info_cmd->add_option("--kms-api", open.kms_api, "auto, envelope or standard (AWS KMS's API only)");
-  info_cmd->add_option("--ca-file", open.ca_file, "https endpoints: trust this PEM CA bundle");
-  info_cmd->add_option("--key", open.keys, "the volume's master key (pin; may repeat)");
+  add_service_options(info_cmd);
 
   WalkFlags walk;
   auto* rotate_cmd = app.add_subcommand(
@@ -461,20 +503,22 @@ int main(int argc, char** argv) {
                          "files whose keys one request re-wraps (default 64)")
       ->check(CLI::Range(1, 128));
   rotate_cmd->add_flag("--json", walk.json, "print a JSON summary, no progress bar");
-  rotate_cmd->add_option("--kms", open.endpoint, "key service endpoint");
-  rotate_cmd->add_option("--kms-api", open.kms_api, "auto, envelope or standard (AWS KMS's API only)");
-  rotate_cmd->add_option("--ca-file", open.ca_file, "https endpoints: trust this PEM CA bundle");
-  rotate_cmd->add_option("--key", open.keys, "the volume's master key (pin; may repeat)");
+  add_service_options(rotate_cmd);
 
   auto* fsck_cmd = app.add_subcommand("fsck", "check a volume's headers, keys and names");
   fsck_cmd->add_option("cipherdir", cipherdir)->required();
   fsck_cmd->add_flag("--deep", walk.deep, "also authenticate every chunk");
   fsck_cmd->add_option("--threads", walk.threads, "parallel workers")->check(CLI::Range(1, 256));
   fsck_cmd->add_flag("--json", walk.json, "print a JSON report, no progress bar");
-  fsck_cmd->add_option("--kms", open.endpoint, "key service endpoint");
-  fsck_cmd->add_option("--kms-api", open.kms_api, "auto, envelope or standard (AWS KMS's API only)");
-  fsck_cmd->add_option("--ca-file", open.ca_file, "https endpoints: trust this PEM CA bundle");
-  fsck_cmd->add_option("--key", open.keys, "the volume's master key (pin; may repeat)");
+  add_service_options(fsck_cmd);
+
+  efs::RekeyOptions rekey;
+  auto* rekey_cmd = app.add_subcommand(
+      "rekey", "give files new DEKs and re-encrypt their content (offline; docs/ROTATION.md)");
+  rekey_cmd->add_option("cipherdir", cipherdir)->required();
+  rekey_cmd->add_option("--files", rekey.files, "only these files (paths in the volume, /a/b)");
+  rekey_cmd->add_option("--threads", rekey.threads, "parallel workers")->check(CLI::Range(1, 64));
+  add_service_options(rekey_cmd);
 
   efs::MountOptions mount;
   auto* mount_cmd = app.add_subcommand("mount", "mount CIPHERDIR on MOUNTPOINT");
@@ -484,10 +528,7 @@ int main(int argc, char** argv) {
   mount_cmd->add_flag("-d,--debug", mount.debug, "FUSE debug output (implies -f)");
   mount_cmd->add_option("-o", mount.fuse_options,
                         "mount options: kms=ENDPOINT, key=KEYID, kms_api=API, ca_file=PEM, allow_other, ro, ...");
-  mount_cmd->add_option("--kms", open.endpoint, "key service endpoint");
-  mount_cmd->add_option("--kms-api", open.kms_api, "auto, envelope or standard (AWS KMS's API only)");
-  mount_cmd->add_option("--ca-file", open.ca_file, "https endpoints: trust this PEM CA bundle");
-  mount_cmd->add_option("--key", open.keys, "the volume's master key (pin; may repeat)");
+  add_service_options(mount_cmd);
 
   if (helper_form) {
     cipherdir = args[0];
@@ -511,6 +552,7 @@ int main(int argc, char** argv) {
   if (info_cmd->parsed()) return Info(cipherdir, open);
   if (rotate_cmd->parsed()) return Rotate(cipherdir, open, walk);
   if (fsck_cmd->parsed()) return Fsck(cipherdir, open, walk);
+  if (rekey_cmd->parsed()) return Rekey(cipherdir, open, rekey);
   if (mount.debug) mount.foreground = true;
   return Mount(cipherdir, mount, open);
 }

@@ -7,8 +7,8 @@
 
 namespace envelope::fs {
 
-Progress::Progress(std::string verb, uint64_t total, bool enabled)
-    : verb_(std::move(verb)), total_(total), start_(std::chrono::steady_clock::now()) {
+Progress::Progress(std::string verb, uint64_t total, bool enabled, Unit unit)
+    : verb_(std::move(verb)), total_(total), unit_(unit), start_(std::chrono::steady_clock::now()) {
   if (enabled) thread_ = std::thread([this] { Run(); });
 }
 
@@ -49,9 +49,16 @@ void Progress::Draw(bool final) {
   if (!final && rate > 0 && done < total_) {
     std::snprintf(eta, sizeof(eta), "  ETA %.0fs", static_cast<double>(total_ - done) / rate);
   }
-  std::fprintf(stderr, "\r%s [%s] %llu/%llu files  %.0f files/s%s\033[K%s", verb_.c_str(),
-               bar.c_str(), static_cast<unsigned long long>(done),
-               static_cast<unsigned long long>(total_), rate, eta, final ? "\n" : "");
+  if (unit_ == Unit::kBytes) {
+    constexpr double kMiB = 1024.0 * 1024.0;
+    std::fprintf(stderr, "\r%s [%s] %.1f/%.1f MiB  %.1f MiB/s%s\033[K%s", verb_.c_str(),
+                 bar.c_str(), static_cast<double>(done) / kMiB,
+                 static_cast<double>(total_) / kMiB, rate / kMiB, eta, final ? "\n" : "");
+  } else {
+    std::fprintf(stderr, "\r%s [%s] %llu/%llu files  %.0f files/s%s\033[K%s", verb_.c_str(),
+                 bar.c_str(), static_cast<unsigned long long>(done),
+                 static_cast<unsigned long long>(total_), rate, eta, final ? "\n" : "");
+  }
   std::fflush(stderr);
 }
 

@@ -20,7 +20,9 @@ namespace envelope::fs {
 
 class Progress {
  public:
-  Progress(std::string verb, uint64_t total, bool enabled);
+  // What Add counts: files, or bytes (shown in MiB, with MiB/s).
+  enum class Unit { kFiles, kBytes };
+  Progress(std::string verb, uint64_t total, bool enabled, Unit unit = Unit::kFiles);
   ~Progress();  // stops the thread and ends the line
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
@@ -37,6 +39,7 @@ class Progress {
 
   const std::string verb_;
   const uint64_t total_;
+  const Unit unit_;
   const std::chrono::steady_clock::time_point start_;
   std::atomic<uint64_t> done_{0};
   std::mutex mu_;

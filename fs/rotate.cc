@@ -22,6 +22,7 @@
 #include "core/base/fd_io.h"
 #include "core/format/header_io.h"
 #include "fs/backing_tree.h"
+#include "fs/mount_table.h"
 #include "fs/progress.h"
 #include "fs/rotation_journal.h"
 #include "fs/volume_walk.h"
@@ -73,32 +74,6 @@ class CurrentTest {
   const TargetKey& target_;
   RotationJournal* const journal_;
 };
-
-// /proc/self/mounts writes space, tab, newline and backslash as \ooo.
-std::string UnescapeMountField(const std::string& field) {
-  std::string out;
-  for (size_t i = 0; i < field.size(); ++i) {
-    if (field[i] == '\\' && i + 3 < field.size() && field[i + 1] >= '0' && field[i + 1] <= '3') {
-      out.push_back(static_cast<char>(((field[i + 1] - '0') << 6) | ((field[i + 2] - '0') << 3) |
-                                      (field[i + 3] - '0')));
-      i += 3;
-    } else {
-      out.push_back(field[i]);
-    }
-  }
-  return out;
-}
-
-// A mount of this cipherdir, if any: its source is "envelopefs:CIPHERDIR".
-bool IsMounted(const std::string& cipherdir) {
-  std::ifstream in("/proc/self/mounts");
-  const std::string want = "envelopefs:" + cipherdir;
-  std::string source, rest;
-  while (in >> source && std::getline(in, rest)) {
-    if (UnescapeMountField(source) == want) return true;
-  }
-  return false;
-}
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();

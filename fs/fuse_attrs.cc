@@ -14,8 +14,11 @@
 #include <string_view>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "core/base/fd_io.h"
 #include "fs/backing_tree.h"
+#include "fs/rekey.h"
 #include "fs/shared_storage.h"
 
 namespace envelope::fs::frontend {
@@ -224,6 +227,13 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
                 int flags) {
   EnvelopeFs* fs = Fs(req);
   Inode* inode = Node(req, ino);
+  if (std::string_view(name) == kRekeyXattrName) {
+    Status s = fs->Rekey(inode);
+    if (!s.ok() && ToErrno(s) != EMLINK) {
+      spdlog::error("rekey of {}: {}", fs->PathForLog(inode), s.ToString());
+    }
+    return (void)fuse_reply_err(req, s.ok() ? 0 : ToErrno(s));
+  }
   auto backing = BackingXattrName(fs, name);
   if (!backing.ok()) return ReplyError(req, backing.status());
   auto sealed = fs->volume()->SealXattrValue(name, ByteView(reinterpret_cast<const uint8_t*>(value), size));

@@ -183,6 +183,13 @@ class EnvelopeFs {
   // REQUIRES: inode->mu held.
   void MaybeCloseContent(Inode* inode);
 
+  // ---- fs/fuse_rekey.cc: online re-keying
+
+  // Gives the regular file `inode` a new DEK and re-encrypts its content
+  // (fs/rekey.h), in place of its backing object, while its handles stay
+  // open; the control xattr kRekeyXattrName asks for it.
+  Status Rekey(Inode* inode);
+
   // The daemon's ids never change: asked once, not twice per create.
   const uid_t euid_ = ::geteuid();
   const gid_t egid_ = ::getegid();

@@ -151,6 +151,19 @@ Inode* InodeTable::AddOrFind(Inode* parent, const std::string& name, const struc
   return result;
 }
 
+void InodeTable::Renumber(Inode* inode, const struct stat& st) {
+  std::lock_guard lock(table_mu_);
+  auto old = inodes_.find(std::make_pair(inode->dev, inode->ino.load()));
+  if (old != inodes_.end() && old->second == inode) inodes_.erase(old);
+  auto key = std::make_pair(st.st_dev, st.st_ino);
+  if (auto stale = inodes_.find(key); stale != inodes_.end() && stale->second != inode) {
+    retired_.insert(stale->second);
+    inodes_.erase(stale);
+  }
+  inode->ino = st.st_ino;
+  inodes_[key] = inode;
+}
+
 Inode* InodeTable::KnownNonDirectory(const struct stat& st) {
   auto it = inodes_.find(std::make_pair(st.st_dev, st.st_ino));
   if (it == inodes_.end() || it->second->fd >= 0 || !it->second->Is(st)) return nullptr;
@@ -195,7 +208,7 @@ void InodeTable::Forget(Inode* inode, uint64_t n) {
     uint64_t before = inode->nlookup.fetch_sub(n);
     if (before > n) return;
     // A retired inode's number may belong to a newer inode by now.
-    auto it = inodes_.find(std::make_pair(inode->dev, inode->ino));
+    auto it = inodes_.find(std::make_pair(inode->dev, inode->ino.load()));
     if (it != inodes_.end() && it->second == inode) inodes_.erase(it);
     retired_.erase(inode);
     unpin.swap(inode->names);

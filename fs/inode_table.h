@@ -3,8 +3,9 @@
 // number is the address of the Inode.
 //
 // Thread safety: InodeTable is thread-safe (table_mu_). Each Inode's mutable
-// state is guarded by its own `mu`. Lock order: InodeTable::table_mu_ before
-// Inode::mu; never hold either across fuse_reply_*.
+// state is guarded by its own `mu`. Lock order: one Inode::mu before
+// InodeTable::table_mu_ (Renumber); the table never takes an Inode::mu.
+// Never hold either across fuse_reply_*.
 //
 // A backing inode number can be reused: an object is removed and a new one
 // takes its number while the kernel still holds this table's inode of the
@@ -66,7 +67,9 @@ struct Where {
 struct Inode {
   int fd = -1;  // directories only: O_PATH descriptor; owned
   dev_t dev = 0;
-  ino_t ino = 0;
+  // Changes only when rekey replaces the backing object (Renumber), under
+  // `mu` and table_mu_; read anywhere.
+  std::atomic<ino_t> ino{0};
   mode_t type = 0;  // S_IFMT bits
   std::atomic<uint64_t> nlookup{0};
 
@@ -131,6 +134,11 @@ class InodeTable {
   // Records that `name` in `parent` no longer names the object `st` (after
   // an unlink, or a rename over it).
   void Unbind(const struct stat& st, Inode* parent, const std::string& name);
+  // The non-directory `inode` is now the backing object `st` (rekey
+  // swapped a new object in under its name): the table finds it by the new
+  // number. A stale inode known by that number is retired.
+  // REQUIRES: inode->mu held (this takes table_mu_ after it).
+  void Renumber(Inode* inode, const struct stat& st);
   // Drops `n` lookups; deletes the inode when none remain. After every
   // kTrimAfter deleted inodes it hands the process's free heap memory back
   // to the kernel (malloc_trim), outside table_mu_: glibc keeps what a

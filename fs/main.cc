@@ -181,12 +181,12 @@ int Rekey(const std::string& cipherdir, const efs::OpenOptions& open, efs::Rekey
   if (!heap.ok()) return Fail(heap.status());
   auto volume = OpenVolume(cipherdir, open);
   if (!volume.ok()) return Fail(volume.status());
-  if (efs::IsMounted((*volume)->cipherdir())) {
-    return Fail(envelope::Status::FailedPrecondition(
-        (*volume)->cipherdir() + " is mounted: unmount it first (rekey runs offline)"));
-  }
   options.progress = efs::Progress::StderrIsTerminal();
-  auto summary = efs::RekeyVolume(volume->get(), options);
+  // Mounted: the mount re-keys each file itself, while it serves it.
+  const std::string mountpoint = efs::MountPointOf((*volume)->cipherdir());
+  auto summary = mountpoint.empty()
+                     ? efs::RekeyVolume(volume->get(), options)
+                     : efs::RekeyThroughMount((*volume)->cipherdir(), mountpoint, options);
   if (!summary.ok()) return Fail(summary.status());
   const efs::RekeySummary& r = *summary;
   constexpr double kMiB = 1024.0 * 1024.0;
@@ -514,7 +514,7 @@ int main(int argc, char** argv) {
 
   efs::RekeyOptions rekey;
   auto* rekey_cmd = app.add_subcommand(
-      "rekey", "give files new DEKs and re-encrypt their content (offline; docs/ROTATION.md)");
+      "rekey", "give files new DEKs and re-encrypt their content (docs/ROTATION.md)");
   rekey_cmd->add_option("cipherdir", cipherdir)->required();
   rekey_cmd->add_option("--files", rekey.files, "only these files (paths in the volume, /a/b)");
   rekey_cmd->add_option("--threads", rekey.threads, "parallel workers")->check(CLI::Range(1, 64));

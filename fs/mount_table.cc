@@ -23,14 +23,16 @@ std::string UnescapeMountField(const std::string& field) {
 
 }  // namespace
 
-bool IsMounted(const std::string& cipherdir) {
+std::string MountPointOf(const std::string& cipherdir) {
   std::ifstream in("/proc/self/mounts");
   const std::string want = "envelopefs:" + cipherdir;
-  std::string source, rest;
-  while (in >> source && std::getline(in, rest)) {
-    if (UnescapeMountField(source) == want) return true;
+  std::string source, target, rest;
+  while (in >> source >> target && std::getline(in, rest)) {
+    if (UnescapeMountField(source) == want) return UnescapeMountField(target);
   }
-  return false;
+  return "";
 }
+
+bool IsMounted(const std::string& cipherdir) { return !MountPointOf(cipherdir).empty(); }
 
 }  // namespace envelope::fs

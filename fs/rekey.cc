@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <filesystem>
 #include <set>
 #include <string_view>
 
@@ -373,6 +374,94 @@ StatusOr<RekeySummary> RekeyVolume(Volume* volume, const RekeyOptions& options) 
   if (summary.failures.empty()) {
     (void)backing::Unlink(root.get(), kRekeyJournalName);
   }
+  summary.seconds = clock.ElapsedSeconds();
+  return summary;
+}
+
+StatusOr<RekeySummary> RekeyThroughMount(const std::string& cipherdir,
+                                         const std::string& mountpoint,
+                                         const RekeyOptions& options) {
+  namespace stdfs = std::filesystem;
+  RekeySummary summary;
+  Progress clock("", 0, false);
+  ENVELOPE_ASSIGN_OR_RETURN(UniqueFd root, backing::OpenRoot(cipherdir));
+  ENVELOPE_ASSIGN_OR_RETURN(std::unique_ptr<Journal> journal, Journal::Open(root.get()));
+
+  // The regular files, with their sizes for the progress; symlinks are not
+  // followed.
+  std::vector<std::pair<std::string, uint64_t>> work;
+  auto add = [&](const std::string& path) -> Status {
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) return Status::FromErrno(path);
+    if (S_ISREG(st.st_mode)) work.emplace_back(path, static_cast<uint64_t>(st.st_size));
+    return Status::Ok();
+  };
+  if (options.files.empty()) {
+    std::error_code ec;
+    for (auto it = stdfs::recursive_directory_iterator(mountpoint, ec);
+         !ec && it != stdfs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_regular_file(ec) && !it->is_symlink(ec)) (void)add(it->path().string());
+    }
+    if (ec) return Status::IoError("walking " + mountpoint + ": " + ec.message(), ec.value());
+  } else {
+    for (const std::string& f : options.files) {
+      const size_t before = work.size();
+      Status s = add(mountpoint + (f.rfind('/', 0) == 0 ? "" : "/") + f);
+      if (!s.ok() || work.size() == before) {
+        return Status::NotFound("no regular file " + f + " in the volume");
+      }
+    }
+  }
+  summary.files = work.size();
+  uint64_t total_bytes = 0;
+  for (const auto& [path, size] : work) total_bytes += size;
+
+  std::mutex mu;  // guards summary and batch
+  std::vector<uint64_t> batch;
+  {
+    Progress progress("rekey", total_bytes, options.progress, Progress::Unit::kBytes);
+    ParallelFor(work.size(), options.threads, [&](size_t i) {
+      const auto& [path, size] = work[i];
+      struct stat st;
+      Status s;
+      if (::lstat(path.c_str(), &st) != 0) {
+        s = Status::FromErrno("stat");
+      } else if (journal->Done(st.st_ino)) {
+        std::lock_guard lock(mu);
+        ++summary.resumed;
+        progress.Add(size);
+        return true;
+      } else if (::setxattr(path.c_str(), kRekeyXattrName, "", 0, 0) != 0) {
+        s = Status::FromErrno(errno == EPERM ? "rekey through a mount needs root (CAP_SYS_ADMIN)"
+                                             : "rekey");
+      } else if (::lstat(path.c_str(), &st) != 0) {
+        s = Status::FromErrno("stat after the rekey");
+      }
+      std::lock_guard lock(mu);
+      progress.Add(size);
+      if (!s.ok()) {
+        if (ToErrno(s) == EMLINK) {
+          ++summary.hard_linked;
+        } else {
+          summary.failures.push_back(path.substr(mountpoint.size()) + ": " + s.ToString());
+        }
+        return true;
+      }
+      ++summary.rekeyed;
+      summary.bytes += static_cast<uint64_t>(st.st_size);
+      batch.push_back(static_cast<uint64_t>(st.st_ino));
+      if (batch.size() >= 64) {
+        Status f = journal->Add(batch);
+        batch.clear();
+        if (!f.ok()) summary.failures.push_back("journal: " + f.ToString());
+      }
+      return true;
+    });
+    std::lock_guard lock(mu);
+    Status f = journal->Add(batch);
+    if (!f.ok()) summary.failures.push_back("journal: " + f.ToString());
+  }
+  if (summary.failures.empty()) (void)backing::Unlink(root.get(), kRekeyJournalName);
   summary.seconds = clock.ElapsedSeconds();
   return summary;
 }

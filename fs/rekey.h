@@ -15,8 +15,9 @@
 // kill -9 leaves every file readable, at worst with a temporary beside it,
 // which the next run removes.
 //
-// A volume (RekeyVolume), offline: every regular file with one link, or
-// the files named. Resumable: the journal `.envelopefs.rekey` in the
+// A volume (RekeyVolume), offline, or through its mount
+// (RekeyThroughMount): every regular file with one link, or the files
+// named. Resumable: the journal `.envelopefs.rekey` in the
 // cipherdir's top directory lists the backing inode numbers this run made
 // (each file's new object), written only after those renames are durable
 // (the directories are fsynced first); a run that finds a journal skips
@@ -44,6 +45,10 @@ namespace envelope::fs {
 
 inline constexpr char kRekeyTempPrefix[] = ".envelopefs.tmp.rekey.";
 inline constexpr char kRekeyJournalName[] = ".envelopefs.rekey";
+// Set on a file of a mounted volume (by root: the kernel allows trusted.*
+// names to CAP_SYS_ADMIN only), it makes the mount re-key that file
+// (fs/fuse_rekey.cc). The value is ignored.
+inline constexpr char kRekeyXattrName[] = "trusted.envelopefs.rekey";
 
 struct RekeyedFile {
   UniqueFd fd;  // O_RDWR, the new backing file (now at the file's name)
@@ -75,6 +80,15 @@ struct RekeySummary {
   double seconds = 0;
   std::vector<std::string> failures;  // "PATH: reason"
 };
+
+// Online, through the mount of the volume at `mountpoint`: every regular
+// file under it (or the files named) is re-keyed by the mount itself
+// (kRekeyXattrName), one request per file, while the volume is in use.
+// Needs CAP_SYS_ADMIN. The journal and its resuming are as offline; the
+// mount makes each file durable before it answers.
+StatusOr<RekeySummary> RekeyThroughMount(const std::string& cipherdir,
+                                         const std::string& mountpoint,
+                                         const RekeyOptions& options);
 
 // Offline: the volume must not be mounted (the caller checks). Fails
 // (without a summary) only when the run cannot start: another run holds

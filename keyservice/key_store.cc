@@ -231,7 +231,8 @@ StatusOr<crypto::SecretBytes> KeyStore::KeptSecret(
 }
 
 Status KeyStore::RotateRoot(const crypto::SecretBytes& new_root,
-                            const std::function<Status()>& before_commit) {
+                            const std::function<Status()>& before_commit,
+                            const std::vector<std::pair<std::string, std::string>>& put_meta) {
   if (!kek_) return Status::FailedPrecondition("key store is locked");
   ENVELOPE_ASSIGN_OR_RETURN(RootDerived next, DeriveFromRoot(new_root));
   ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm from, crypto::Aes256Gcm::New(kek_->view()));
@@ -278,6 +279,10 @@ Status KeyStore::RotateRoot(const crypto::SecretBytes& new_root,
   MDB_val ck = Val(check_name), cv = Val(next.check);
   rc = mdb_put(txn.get(), lmdb_->meta, &ck, &cv, 0);
   if (rc != 0) return LmdbError("mdb_put root-check", rc);
+  for (const auto& [name, value] : put_meta) {
+    MDB_val k = Val(name), v = Val(value);
+    if ((rc = mdb_put(txn.get(), lmdb_->meta, &k, &v, 0)) != 0) return LmdbError("mdb_put meta", rc);
+  }
   ENVELOPE_RETURN_IF_ERROR(before_commit());
   ENVELOPE_RETURN_IF_ERROR(txn.Commit());
   kek_ = std::make_unique<crypto::SecretBytes>(std::move(next.kek));

@@ -10,7 +10,9 @@
 #include <thread>
 
 #include "core/base/base64.h"
+#include "core/base/coding.h"
 #include "core/base/fd_io.h"
+#include "core/crypto/random.h"
 #include "keyservice/root_key.h"
 #include "keyservice/backup.h"
 #include "keyservice/kms_call.h"
@@ -78,19 +80,25 @@ void Latch(const std::string& dir, const char* step) {
 
 }  // namespace
 
-// Key-file root keys: the new key goes to FILE.next (made and fsynced
-// first), the store is re-sealed under it in one transaction, and then
-// FILE.next replaces FILE. At start envelope-keyd finishes or undoes a
-// rotation that was cut short (main.cc, FinishRootKeyRotation), so kill -9
-// at any moment leaves a data directory that opens.
+// The store re-sealed under a new root key, in one transaction, whatever
+// the root key's kind (docs/KEYSERVICE.md, "Root-key rotation"): kill -9 at
+// any moment leaves a data directory that opens with the old root key or
+// the new one.
 KmsService::Outcome KmsService::RotateRootKey(Call& c) {
   if (!IsAdmin(c)) {
     return Error{"AccessDeniedException", "only root may rotate the root key"};
   }
-  if (options_.root_key_file.empty()) {
-    return Error{"UnsupportedOperationException",
-                 "online root-key rotation is built for key-file root keys only"};
-  }
+  if (!options_.root_key_file.empty()) return RotateRootKeyFile(c);
+  if (!options_.root_key_uri.empty()) return RotateRootOnToken(c);
+  if (options_.root_key_from_passphrase) return RotateRootPassphrase(c);
+  return Error{"UnsupportedOperationException", "this key service has no rotatable root key"};
+}
+
+// Key-file root keys: the new key goes to FILE.next (made and fsynced
+// first), the store is re-sealed under it in one transaction, and then
+// FILE.next replaces FILE. At start envelope-keyd finishes or undoes a
+// rotation that was cut short (main.cc, FinishRootKeyRotation).
+KmsService::Outcome KmsService::RotateRootKeyFile(Call& c) {
   const std::string& path = options_.root_key_file;
   const std::string next_path = path + ".next";
   auto writer = store_->LockForWrite();
@@ -117,6 +125,78 @@ KmsService::Outcome KmsService::RotateRootKey(Call& c) {
   if (root_key_) KeepRootKeyForBackups(std::move(*next));
   c.extra["root_key_file"] = path;
   return json{{"RootKeyFile", path}};
+}
+
+namespace {
+
+// A secret request field (NewPassphrase, Pin) moved into the secure heap;
+// the parsed request's copy is wiped.
+std::optional<std::string> TakeSecretField(nlohmann::json& in, const char* field,
+                                           std::optional<crypto::SecretBytes>* out) {
+  auto it = in.find(field);
+  if (it == in.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
+    return std::string(field) + " is required to rotate this key service's root key";
+  }
+  std::string& text = it->get_ref<std::string&>();
+  auto copy = crypto::SecretBytes::CopyOf(AsBytes(text));
+  crypto::Cleanse(MutableByteView(reinterpret_cast<uint8_t*>(text.data()), text.size()));
+  if (!copy.ok()) return copy.status().message();
+  *out = std::move(*copy);
+  return std::nullopt;
+}
+
+}  // namespace
+
+// Passphrase root keys: the new root key is scrypt(new passphrase, new
+// salt); the salt is committed with the re-sealed store, so the data
+// directory opens with the old passphrase until the commit and with the
+// new one from then on.
+KmsService::Outcome KmsService::RotateRootPassphrase(Call& c) {
+  std::optional<crypto::SecretBytes> passphrase;
+  if (auto e = TakeSecretField(c.in, "NewPassphrase", &passphrase)) {
+    return Error{"ValidationException", *e};
+  }
+  Bytes salt_bytes(32);
+  if (!crypto::RandomBytes(salt_bytes).ok()) {
+    return Error{"KMSInternalException", "no random salt", 500};
+  }
+  const std::string salt = HexEncode(salt_bytes);
+  auto next = RootKeyFromPassphrase(*passphrase, salt);
+  if (!next.ok()) return Error{"KMSInternalException", next.status().ToString()};
+  auto writer = store_->LockForWrite();
+  Latch(options_.rotate_root_latch_dir, "written");
+  Status s = store_->RotateRoot(*next, [] { return Status::Ok(); }, {{"scrypt-salt", salt}});
+  if (!s.ok()) return Error{"KMSInternalException", s.ToString()};
+  Latch(options_.rotate_root_latch_dir, "committed");
+  if (root_key_) KeepRootKeyForBackups(std::move(*next));
+  c.extra["root_key"] = "passphrase";
+  return json{{"RootKey", "passphrase"}};
+}
+
+// Token root keys: a new random root key sealed by the same token key
+// (the token logged in again with the PIN the request gives), committed
+// as `root-key-on-token` with the re-sealed store.
+KmsService::Outcome KmsService::RotateRootOnToken(Call& c) {
+  std::optional<crypto::SecretBytes> pin;
+  if (auto e = TakeSecretField(c.in, "Pin", &pin)) return Error{"ValidationException", *e};
+  auto token = Pkcs11Token::Open(options_.root_key_uri, *pin);
+  if (!token.ok()) {
+    return Error{token.status().code() == StatusCode::kPermissionDenied ? "AccessDeniedException"
+                                                                        : "KMSInternalException",
+                 "the root key's token: " + token.status().ToString()};
+  }
+  std::string sealed;
+  auto next = NewRootKeyOnToken(token->get(), &sealed);
+  if (!next.ok()) return Error{"KMSInternalException", next.status().ToString()};
+  auto writer = store_->LockForWrite();
+  Latch(options_.rotate_root_latch_dir, "written");
+  Status s = store_->RotateRoot(*next, [] { return Status::Ok(); },
+                                {{"root-key-on-token", sealed}});
+  if (!s.ok()) return Error{"KMSInternalException", s.ToString()};
+  Latch(options_.rotate_root_latch_dir, "committed");
+  if (root_key_) KeepRootKeyForBackups(std::move(*next));
+  c.extra["root_key"] = (*token)->description();
+  return json{{"RootKey", (*token)->description()}};
 }
 
 }  // namespace envelope::keyservice

@@ -66,9 +66,11 @@ struct KmsServiceOptions {
   // (UnknownOperationException), and answers carry only members of AWS's
   // published output shapes (standard_api.h). Blobs do not change.
   bool standard_only = false;
-  // The root key file, for RotateRootKey; empty when the root key comes
-  // from a passphrase or a token (not rotatable online yet).
+  // Where the root key comes from, for RotateRootKey: the key file (key-file
+  // mode), else the token's URI (pkcs11 mode), else a passphrase.
   std::string root_key_file;
+  std::string root_key_uri;
+  bool root_key_from_passphrase = false;
   // Testing aid (ENVELOPE_TEST_ROTATE_ROOT_LATCH): a directory where
   // RotateRootKey stops at each step, creating STEP.reached and waiting for
   // STEP.go, so that a test can kill the daemon exactly there.
@@ -177,6 +179,10 @@ class KmsService {
   // The Backup and RotateRootKey extensions (kms_backup_ops.cc).
   Outcome Backup(Call& c);
   Outcome RotateRootKey(Call& c);
+  // Its three kinds (kms_backup_ops.cc). REQUIRES: the writer lock.
+  Outcome RotateRootKeyFile(Call& c);
+  Outcome RotateRootPassphrase(Call& c);
+  Outcome RotateRootOnToken(Call& c);
 
   // Cryptographic operations (kms_crypto_ops.cc).
   Outcome Encrypt(Call& c);

@@ -301,6 +301,8 @@ int Run(const Flags& f, ReadyPipe* ready) {
   options.secure_heap_reserve_percent = f.secure_heap_reserve_percent;
   options.standard_only = f.standard_only;
   options.root_key_file = root_key_file;
+  options.root_key_uri = f.root_key_uri;
+  options.root_key_from_passphrase = f.passphrase_fd >= 0 || f.passphrase_prompt;
   if (const char* latch = std::getenv("ENVELOPE_TEST_ROTATE_ROOT_LATCH")) {
     options.rotate_root_latch_dir = latch;
   }

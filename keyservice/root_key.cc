@@ -103,16 +103,21 @@ StatusOr<crypto::SecretBytes> RootKeyFromToken(Pkcs11Token* token,
     *generated_token_key = key.ok();
   }
   if (!key.ok()) return key.status();
+  return NewRootKeyOnToken(token, new_sealed);
+}
+
+StatusOr<crypto::SecretBytes> NewRootKeyOnToken(Pkcs11Token* token, std::string* sealed) {
+  ENVELOPE_ASSIGN_OR_RETURN(Pkcs11Token::KeyHandle key, token->FindKey());
   ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes root,
                             crypto::SecretBytes::Random(kRootKeySizeInBytes));
-  ENVELOPE_ASSIGN_OR_RETURN(Bytes out, token->Seal(*key, root.view(), AsBytes(kTokenAad)));
+  ENVELOPE_ASSIGN_OR_RETURN(Bytes out, token->Seal(key, root.view(), AsBytes(kTokenAad)));
   // Opened once before it is trusted: a token that seals what it cannot
   // open would leave a data directory nobody can open.
-  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes back, token->Open(*key, out, AsBytes(kTokenAad)));
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes back, token->Open(key, out, AsBytes(kTokenAad)));
   if (!crypto::ConstantTimeEquals(back.view(), root.view())) {
     return Status::Internal("the " + token->description() + " did not open what it sealed");
   }
-  new_sealed->assign(out.begin(), out.end());
+  sealed->assign(out.begin(), out.end());
   return root;
 }
 

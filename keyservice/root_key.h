@@ -52,6 +52,12 @@ StatusOr<crypto::SecretBytes> RootKeyFromToken(Pkcs11Token* token,
                                                std::string* new_sealed,
                                                bool* generated_token_key);
 
+
+// A new root key sealed by the token's key (the URI's object, which must
+// exist), opened once before it is trusted: for a root-key rotation of a
+// token data directory. The sealed form goes to *sealed.
+StatusOr<crypto::SecretBytes> NewRootKeyOnToken(Pkcs11Token* token, std::string* sealed);
+
 }  // namespace envelope::keyservice
 
 #endif  // ENVELOPE_KEYSERVICE_ROOT_KEY_H_

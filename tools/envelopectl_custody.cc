@@ -94,11 +94,43 @@ void AddCustodyCommands(CLI::App* app, Context* ctx) {
   CLI::App* admin = app->add_subcommand("admin", "the key service's own keys");
   admin->require_subcommand(1);
   CLI::App* rotate = admin->add_subcommand(
-      "rotate-root", "re-seal every key under a new root key (key-file root keys), online");
-  OnRun(rotate, ctx, [](Context& c) -> Status {
-    ENVELOPE_ASSIGN_OR_RETURN(json r, c.Extension("RotateRootKey", json::object()));
-    std::printf("root key rotated: the new one is in %s\n",
-                Printable(Field(r, "RootKeyFile")).c_str());
+      "rotate-root", "re-seal every key under a new root key, online (docs/KEYSERVICE.md)");
+  struct RotateArgs {
+    int passphrase_fd = -1;
+    int pin_fd = -1;
+  };
+  auto rotate_args = std::make_shared<RotateArgs>();
+  rotate->add_option("--new-passphrase-fd", rotate_args->passphrase_fd,
+                     "passphrase root key: read the new passphrase from this fd (0: standard "
+                     "input, asked for without echo at a terminal)");
+  rotate->add_option("--pin-fd", rotate_args->pin_fd,
+                     "root key on a token: read the token's PIN from this fd (0: as above)");
+  OnRun(rotate, ctx, [rotate_args](Context& c) -> Status {
+    json request = json::object();
+    std::string secret;
+    if (rotate_args->passphrase_fd >= 0) {
+      ENVELOPE_ASSIGN_OR_RETURN(secret, ReadSecretLine(rotate_args->passphrase_fd,
+                                                       "new envelope-keyd passphrase: "));
+      request["NewPassphrase"] = secret;
+    } else if (rotate_args->pin_fd >= 0) {
+      ENVELOPE_ASSIGN_OR_RETURN(secret, ReadSecretLine(rotate_args->pin_fd, "token PIN: "));
+      request["Pin"] = secret;
+    }
+    crypto::Cleanse({reinterpret_cast<uint8_t*>(secret.data()), secret.size()});
+    auto r = c.Extension("RotateRootKey", request);
+    for (const char* k : {"NewPassphrase", "Pin"}) {
+      if (request.contains(k)) {
+        std::string& v = request[k].get_ref<std::string&>();
+        crypto::Cleanse({reinterpret_cast<uint8_t*>(v.data()), v.size()});
+      }
+    }
+    if (!r.ok()) return r.status();
+    if (!Field(*r, "RootKeyFile").empty()) {
+      std::printf("root key rotated: the new one is in %s\n",
+                  Printable(Field(*r, "RootKeyFile")).c_str());
+    } else {
+      std::printf("root key rotated: %s\n", Printable(Field(*r, "RootKey")).c_str());
+    }
     return Status::Ok();
   });
 }

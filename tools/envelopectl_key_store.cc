@@ -19,12 +19,13 @@ void CleanseText(std::string& s) {
   crypto::Cleanse({reinterpret_cast<uint8_t*>(s.data()), s.size()});
 }
 
-// One line from `fd`; at a terminal, asked for without echo.
-StatusOr<std::string> ReadPassword(int fd) {
+}  // namespace
+
+StatusOr<std::string> ReadSecretLine(int fd, const char* prompt) {
   const bool tty = ::isatty(fd) == 1;
   struct termios saved {};
   if (tty) {
-    std::fprintf(stderr, "KeyStorePassword (the token's user PIN): ");
+    std::fprintf(stderr, "%s", prompt);
     std::fflush(stderr);
     if (::tcgetattr(fd, &saved) == 0) {
       struct termios quiet = saved;
@@ -45,8 +46,14 @@ StatusOr<std::string> ReadPassword(int fd) {
   }
   if (n < 0) return Status::FromErrno("read the password");
   if (!line.empty() && line.back() == '\r') line.pop_back();
-  if (line.empty()) return Status::InvalidArgument("no password given");
+  if (line.empty()) return Status::InvalidArgument("nothing given");
   return line;
+}
+
+namespace {
+
+StatusOr<std::string> ReadPassword(int fd) {
+  return ReadSecretLine(fd, "KeyStorePassword (the token's user PIN): ");
 }
 
 // The request with the password read into it; the caller's Call wipes it.

@@ -13,6 +13,7 @@ import unittest
 
 from fs_harness import Mount, run
 from harness import ENVELOPECTL, Keyd
+from softhsm import SoftHsm
 
 
 class BackupRestoreTest(unittest.TestCase):
@@ -236,6 +237,122 @@ class RootRotationTest(unittest.TestCase):
             self.assertEqual(outcomes, [("written", False), ("committed", True)] * 10)
         finally:
             shutil.rmtree(latch, ignore_errors=True)
+
+
+class RootRotationOtherKindsTest(unittest.TestCase):
+    """rotate-root of a passphrase data directory (a new passphrase) and of
+    a token data directory (a new root key sealed by the same token key),
+    online; and kill -9 just before and just after each one's commit."""
+
+    def tearDown(self):
+        os.environ.pop("ENVELOPE_TEST_ROTATE_ROOT_LATCH", None)
+        self.keyd.cleanup()
+        if getattr(self, "hsm", None):
+            self.hsm.cleanup()
+
+    def start(self, args, secret):
+        r, w = os.pipe()
+        os.write(w, secret + b"\n")
+        os.close(w)
+        try:
+            return self.keyd.start(args + [str(r)], pass_fds=(r,))
+        finally:
+            os.close(r)
+
+    def rotate(self, flag, secret):
+        return subprocess.run([ENVELOPECTL, "--endpoint", "unix:" + self.keyd.socket, "admin",
+                               "rotate-root", flag, "0"], input=secret + b"\n",
+                              capture_output=True, timeout=60)
+
+    def fill(self):
+        key = self.keyd.call("CreateKey", {})["KeyMetadata"]["KeyId"]
+        blob = self.keyd.call("Encrypt", {"KeyId": key, "Plaintext": base64.b64encode(
+            b"kept").decode()})["CiphertextBlob"]
+        return blob
+
+    def decrypts(self, blob):
+        out = self.keyd.call("Decrypt", {"CiphertextBlob": blob})
+        self.assertEqual(base64.b64decode(out["Plaintext"]), b"kept")
+
+    def kill_at(self, step, flag, secret):
+        latch = tempfile.mkdtemp(prefix="rotate-latch-")
+        other = "committed" if step == "written" else "written"
+        open(os.path.join(latch, other + ".go"), "w").close()
+        os.environ["ENVELOPE_TEST_ROTATE_ROOT_LATCH"] = latch
+        return latch, other
+
+    def test_passphrase(self):
+        self.keyd = Keyd()
+        start = ["--passphrase-fd"]
+        self.start(start, b"old passphrase")
+        blob = self.fill()
+        r = self.rotate("--new-passphrase-fd", b"new passphrase")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"root key rotated: passphrase", r.stdout)
+        self.decrypts(blob)  # online
+        self.keyd.stop()
+        with self.assertRaises(RuntimeError) as cm:
+            self.start(start, b"old passphrase")
+        self.assertIn("does not open this data directory", str(cm.exception))
+        self.start(start, b"new passphrase")
+        self.decrypts(blob)
+        self.assertIn("audit log OK", self.keyd.envelopectl("audit", "verify").stdout)
+        # kill -9 before the commit: the old passphrase; after it: the new one.
+        self.check_kills(start, "--new-passphrase-fd",
+                         [b"new passphrase", b"third passphrase", b"fourth passphrase"], blob)
+
+    def test_token(self):
+        self.hsm = SoftHsm()
+        self.hsm.init_token("root-tok", "1234")
+        self.keyd = Keyd()
+        start = ["--root-key", SoftHsm.uri("root-tok", "keyd-root"), "--pin-fd"]
+        self.start(start, b"1234")
+        blob = self.fill()
+        r = self.rotate("--pin-fd", b"4321")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(b"CKR_PIN_INCORRECT", r.stderr)
+        r = self.rotate("--pin-fd", b"1234")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"root key rotated: token root-tok, key keyd-root", r.stdout)
+        self.decrypts(blob)
+        self.keyd.stop()
+        self.start(start, b"1234")
+        self.decrypts(blob)
+        self.check_kills(start, "--pin-fd", [b"1234", b"1234", b"1234"], blob)
+
+    def check_kills(self, start, flag, secrets, blob):
+        """secrets: the one the daemon starts with now, then the new one of
+        each of two rotations (a passphrase changes, a PIN does not)."""
+        current = secrets[0]
+        for step, new in (("written", secrets[1]), ("committed", secrets[2])):
+            latch, _ = self.kill_at(step, flag, new)
+            try:
+                self.keyd.stop()
+                self.start(start, current)
+                ctl = subprocess.Popen([ENVELOPECTL, "--endpoint", "unix:" + self.keyd.socket,
+                                        "admin", "rotate-root", flag, "0"],
+                                       stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+                ctl.stdin.write(new + b"\n")
+                ctl.stdin.close()
+                reached = os.path.join(latch, step + ".reached")
+                deadline = time.time() + 30
+                while not os.path.exists(reached):
+                    self.assertLess(time.time(), deadline, f"rotate-root never reached {step}")
+                    time.sleep(0.01)
+                self.keyd.kill9()
+                ctl.wait(timeout=30)
+            finally:
+                os.environ.pop("ENVELOPE_TEST_ROTATE_ROOT_LATCH", None)
+                shutil.rmtree(latch, ignore_errors=True)
+            # Before the commit the store opens with what it had; after it,
+            # only with the new secret.
+            if step == "written" and new != current:
+                with self.assertRaises(RuntimeError):
+                    self.start(start, new)
+            current = current if step == "written" else new
+            self.start(start, current)
+            self.decrypts(blob)
 
 
 if __name__ == "__main__":

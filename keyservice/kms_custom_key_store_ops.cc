@@ -63,6 +63,13 @@ std::optional<FieldError> TakePassword(KmsRequest& req, nlohmann::json& in, bool
   return std::nullopt;
 }
 
+// The record `id` of `records`, or null.
+CustomKeyStoreRecord* FindRecord(std::vector<CustomKeyStoreRecord>& records,
+                                 const std::string& id) {
+  auto it = std::find_if(records.begin(), records.end(), [&](const auto& r) { return r.id == id; });
+  return it == records.end() ? nullptr : &*it;
+}
+
 }  // namespace
 
 std::optional<KmsService::Error> KmsService::CommitCustomKeyStores(
@@ -99,6 +106,27 @@ void KmsService::DestroyTokenKeys(const KeyRecord& r, const std::vector<uint32_t
                    r.custom_key_store_id, TokenKeyLabel(r.key_id, v), s.ToString());
     }
   }
+}
+
+std::variant<KmsService::StoreEdit, KmsService::Error> KmsService::BeginStoreEdit(Call& c) {
+  if (!IsAdmin(c)) return Error{"AccessDeniedException", "only root may manage custom key stores"};
+  StoreEdit edit;
+  FIELD(c.req.String("CustomKeyStoreId", true, &edit.id));
+  c.extra["custom_key_store_id"] = edit.id;
+  edit.lock = store_->LockForWrite();
+  edit.records = custom_key_stores_->Records();
+  edit.record = FindRecord(edit.records, edit.id);
+  if (edit.record == nullptr) {
+    return Error{"CustomKeyStoreNotFoundException", "no custom key store " + edit.id};
+  }
+  return edit;
+}
+
+std::optional<KmsService::Error> KmsService::RequireDisconnected(const std::string& id) const {
+  const std::string state = custom_key_stores_->StateOf(id).connection;
+  if (state == "DISCONNECTED") return std::nullopt;
+  return Error{"CustomKeyStoreInvalidStateException",
+               "custom key store " + id + " is " + state + ": disconnect it first"};
 }
 
 KmsService::Outcome KmsService::CreateCustomKeyStore(Call& c) {
@@ -191,16 +219,11 @@ KmsService::Outcome KmsService::DescribeCustomKeyStores(Call& c) {
 }
 
 KmsService::Outcome KmsService::ConnectCustomKeyStore(Call& c) {
-  if (!IsAdmin(c)) return Error{"AccessDeniedException", "only root may manage custom key stores"};
-  std::string id;
-  FIELD(c.req.String("CustomKeyStoreId", true, &id));
-  c.extra["custom_key_store_id"] = id;
-  auto lock = store_->LockForWrite();
-  std::vector<CustomKeyStoreRecord> records = custom_key_stores_->Records();
-  auto it = std::find_if(records.begin(), records.end(), [&](const auto& r) { return r.id == id; });
-  if (it == records.end()) {
-    return Error{"CustomKeyStoreNotFoundException", "no custom key store " + id};
-  }
+  auto begun = BeginStoreEdit(c);
+  if (auto* e = std::get_if<Error>(&begun)) return *e;
+  StoreEdit& edit = std::get<StoreEdit>(begun);
+  const std::string& id = edit.id;
+  CustomKeyStoreRecord* record = edit.record;
   const CustomKeyStores::State before = custom_key_stores_->StateOf(id);
   if (before.connection == "FAILED") {
     return Error{"CustomKeyStoreInvalidStateException",
@@ -212,50 +235,36 @@ KmsService::Outcome KmsService::ConnectCustomKeyStore(Call& c) {
     if (!pin.ok() || !*pin) {
       return Error{"KMSInternalException", "the custom key store's password cannot be read", 500};
     }
-    const CustomKeyStores::State after = custom_key_stores_->Connect(*it, **pin);
+    const CustomKeyStores::State after = custom_key_stores_->Connect(*record, **pin);
     c.extra["connection_state"] = after.connection;
     if (!after.error_code.empty()) c.extra["connection_error_code"] = after.error_code;
   }
   // As AWS: the answer is empty either way; DescribeCustomKeyStores shows
   // CONNECTED, or FAILED with the reason.
-  it->connect_wanted = true;
-  CHECK_ERROR(CommitCustomKeyStores(c, std::move(records), {}));
+  record->connect_wanted = true;
+  CHECK_ERROR(CommitCustomKeyStores(c, std::move(edit.records), {}));
   return json::object();
 }
 
 KmsService::Outcome KmsService::DisconnectCustomKeyStore(Call& c) {
-  if (!IsAdmin(c)) return Error{"AccessDeniedException", "only root may manage custom key stores"};
-  std::string id;
-  FIELD(c.req.String("CustomKeyStoreId", true, &id));
-  c.extra["custom_key_store_id"] = id;
-  auto lock = store_->LockForWrite();
-  std::vector<CustomKeyStoreRecord> records = custom_key_stores_->Records();
-  auto it = std::find_if(records.begin(), records.end(), [&](const auto& r) { return r.id == id; });
-  if (it == records.end()) {
-    return Error{"CustomKeyStoreNotFoundException", "no custom key store " + id};
-  }
+  auto begun = BeginStoreEdit(c);
+  if (auto* e = std::get_if<Error>(&begun)) return *e;
+  StoreEdit& edit = std::get<StoreEdit>(begun);
+  const std::string& id = edit.id;
+  CustomKeyStoreRecord* record = edit.record;
   custom_key_stores_->Disconnect(id);
-  it->connect_wanted = false;
-  CHECK_ERROR(CommitCustomKeyStores(c, std::move(records), {}));
+  record->connect_wanted = false;
+  CHECK_ERROR(CommitCustomKeyStores(c, std::move(edit.records), {}));
   return json::object();
 }
 
 KmsService::Outcome KmsService::DeleteCustomKeyStore(Call& c) {
-  if (!IsAdmin(c)) return Error{"AccessDeniedException", "only root may manage custom key stores"};
-  std::string id;
-  FIELD(c.req.String("CustomKeyStoreId", true, &id));
-  c.extra["custom_key_store_id"] = id;
-  auto lock = store_->LockForWrite();
-  std::vector<CustomKeyStoreRecord> records = custom_key_stores_->Records();
-  auto it = std::find_if(records.begin(), records.end(), [&](const auto& r) { return r.id == id; });
-  if (it == records.end()) {
-    return Error{"CustomKeyStoreNotFoundException", "no custom key store " + id};
-  }
-  const std::string state = custom_key_stores_->StateOf(id).connection;
-  if (state != "DISCONNECTED") {
-    return Error{"CustomKeyStoreInvalidStateException",
-                 "custom key store " + id + " is " + state + ": disconnect it first"};
-  }
+  auto begun = BeginStoreEdit(c);
+  if (auto* e = std::get_if<Error>(&begun)) return *e;
+  StoreEdit& edit = std::get<StoreEdit>(begun);
+  const std::string& id = edit.id;
+  CustomKeyStoreRecord* record = edit.record;
+  CHECK_ERROR(RequireDisconnected(id));
   for (const auto& k : store_->AllKeys()) {
     if (k->record.on_token() && k->record.custom_key_store_id == id) {
       return Error{"CustomKeyStoreHasCMKsException",
@@ -263,36 +272,29 @@ KmsService::Outcome KmsService::DeleteCustomKeyStore(Call& c) {
                        "): schedule their deletion and wait for it first"};
     }
   }
-  records.erase(it);
+  edit.records.erase(edit.records.begin() + (record - edit.records.data()));
   KeyStore::Change change;
   change.delete_secrets.push_back(PinSecretName(id));
-  CHECK_ERROR(CommitCustomKeyStores(c, std::move(records), std::move(change)));
+  CHECK_ERROR(CommitCustomKeyStores(c, std::move(edit.records), std::move(change)));
   return json::object();
 }
 
 KmsService::Outcome KmsService::UpdateCustomKeyStore(Call& c) {
   if (!IsAdmin(c)) return Error{"AccessDeniedException", "only root may manage custom key stores"};
-  std::string id, new_name, cluster;
+  std::string new_name, cluster;
   std::optional<crypto::SecretBytes> pin;
   FIELD(TakePassword(c.req, c.in, false, &pin));
-  FIELD(c.req.String("CustomKeyStoreId", true, &id));
   FIELD(c.req.String("NewCustomKeyStoreName", false, &new_name));
   FIELD(c.req.String("CloudHsmClusterId", false, &cluster));
   FIELD(Length(c.req, "NewCustomKeyStoreName", new_name, 1, 256));
   FIELD(Length(c.req, "CloudHsmClusterId", cluster, 19, 24));
-  c.extra["custom_key_store_id"] = id;
-  auto lock = store_->LockForWrite();
-  std::vector<CustomKeyStoreRecord> records = custom_key_stores_->Records();
-  auto it = std::find_if(records.begin(), records.end(), [&](const auto& r) { return r.id == id; });
-  if (it == records.end()) {
-    return Error{"CustomKeyStoreNotFoundException", "no custom key store " + id};
-  }
-  const std::string state = custom_key_stores_->StateOf(id).connection;
-  if (state != "DISCONNECTED") {
-    return Error{"CustomKeyStoreInvalidStateException",
-                 "custom key store " + id + " is " + state + ": disconnect it first"};
-  }
-  for (const auto& r : records) {
+  auto begun = BeginStoreEdit(c);
+  if (auto* e = std::get_if<Error>(&begun)) return *e;
+  StoreEdit& edit = std::get<StoreEdit>(begun);
+  const std::string& id = edit.id;
+  CustomKeyStoreRecord* record = edit.record;
+  CHECK_ERROR(RequireDisconnected(id));
+  for (const auto& r : edit.records) {
     if (r.id == id) continue;
     if (!new_name.empty() && r.name == new_name) {
       return Error{"CustomKeyStoreNameInUseException",
@@ -307,16 +309,16 @@ KmsService::Outcome KmsService::UpdateCustomKeyStore(Call& c) {
     return Error{"CloudHsmClusterNotFoundException",
                  "no cluster " + cluster + " is attached to this envelope-keyd (--hsm-cluster)"};
   }
-  if (!new_name.empty()) it->name = new_name;
+  if (!new_name.empty()) record->name = new_name;
   // Another cluster must hold the same keys (a copy of the token, as AWS
   // requires a backup of the same cluster): the next Connect finds out.
-  if (!cluster.empty()) it->cluster_id = cluster;
+  if (!cluster.empty()) record->cluster_id = cluster;
   KeyStore::Change change;
   if (pin) {
     change.put_secrets.emplace_back(PinSecretName(id),
                                     std::make_shared<const crypto::SecretBytes>(std::move(*pin)));
   }
-  CHECK_ERROR(CommitCustomKeyStores(c, std::move(records), std::move(change)));
+  CHECK_ERROR(CommitCustomKeyStores(c, std::move(edit.records), std::move(change)));
   return json::object();
 }
 

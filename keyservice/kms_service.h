@@ -172,6 +172,19 @@ class KmsService {
   // REQUIRES: the writer lock.
   std::optional<Error> CommitCustomKeyStores(Call& c, std::vector<CustomKeyStoreRecord> records,
                                              KeyStore::Change change);
+  // The start of every operation on one named store: root only, its
+  // CustomKeyStoreId (recorded for the audit), the store's writer lock, the
+  // records and the one named (CustomKeyStoreNotFoundException if none).
+  struct StoreEdit {
+    std::unique_lock<std::mutex> lock;
+    std::vector<CustomKeyStoreRecord> records;
+    CustomKeyStoreRecord* record = nullptr;  // into `records`
+    std::string id;
+  };
+  std::variant<StoreEdit, Error> BeginStoreEdit(Call& c);
+  // CustomKeyStoreInvalidStateException unless the store is DISCONNECTED
+  // (what updating and deleting one want).
+  std::optional<Error> RequireDisconnected(const std::string& store_id) const;
   // Destroys token keys after the versions' commit (retire, delete):
   // best effort, a failure is logged and leaves an unusable object.
   void DestroyTokenKeys(const KeyRecord& r, const std::vector<uint32_t>& versions) const;

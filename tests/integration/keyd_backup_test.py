@@ -154,6 +154,16 @@ class BackupRestoreTest(unittest.TestCase):
         self.assertFalse(os.path.exists("/tmp/never-" + str(os.getpid()) + ".ekb"))
 
 
+def wait_reached(test, latch, step):
+    """Until the daemon stops at `step` of a rotation (it then waits for
+    STEP.go: no timing involved, only a bound on a hung daemon)."""
+    reached = os.path.join(latch, step + ".reached")
+    deadline = time.time() + 30
+    while not os.path.exists(reached):
+        test.assertLess(time.time(), deadline, f"rotate-root never reached {step}")
+        time.sleep(0.01)
+
+
 class RootRotationTest(unittest.TestCase):
     """envelopectl admin rotate-root on a key-file data directory, online,
     and kill -9 at each of its steps."""
@@ -221,11 +231,7 @@ class RootRotationTest(unittest.TestCase):
                 ctl = subprocess.Popen([ENVELOPECTL, "--endpoint", "unix:" + self.keyd.socket,
                                         "admin", "rotate-root"],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                reached = os.path.join(latch, step + ".reached")
-                deadline = time.time() + 30
-                while not os.path.exists(reached):
-                    self.assertLess(time.time(), deadline, f"rotate-root never reached {step}")
-                    time.sleep(0.01)
+                wait_reached(self, latch, step)
                 self.keyd.kill9()
                 ctl.wait(timeout=30)
                 self.assertNotEqual(ctl.returncode, 0)
@@ -335,11 +341,7 @@ class RootRotationOtherKindsTest(unittest.TestCase):
                                        stderr=subprocess.DEVNULL)
                 ctl.stdin.write(new + b"\n")
                 ctl.stdin.close()
-                reached = os.path.join(latch, step + ".reached")
-                deadline = time.time() + 30
-                while not os.path.exists(reached):
-                    self.assertLess(time.time(), deadline, f"rotate-root never reached {step}")
-                    time.sleep(0.01)
+                wait_reached(self, latch, step)
                 self.keyd.kill9()
                 ctl.wait(timeout=30)
             finally:

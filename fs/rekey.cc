@@ -12,11 +12,11 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
-#include <map>
-#include <mutex>
 #include <filesystem>
+#include <mutex>
 #include <set>
 #include <string_view>
+#include <vector>
 
 #include "core/base/coding.h"
 #include "core/crypto/random.h"

@@ -5,6 +5,7 @@
 #include "keyservice/json_output.h"
 #include "keyservice/kms_call.h"
 #include "keyservice/standard_api.h"
+#include "kms/operations.h"
 
 namespace envelope::keyservice {
 
@@ -88,50 +89,74 @@ void KmsService::AuditRejected(std::string_view target, const Origin& origin,
   (void)AppendAudit(c, &err);
 }
 
+// One route per row of kms::Operations(): adding an operation is a row
+// there and a line here (OperationTableTest checks that the two agree).
+std::span<const KmsService::Route> KmsService::Routes() {
+  using S = KmsService;
+  static constexpr Route kRoutes[] = {
+      {"CreateKey", false, [](S& s, Call& c) { return s.CreateKey(c); }},
+      {"DescribeKey", false, [](S& s, Call& c) { return s.DescribeKey(c); }},
+      {"ListKeys", false, [](S& s, Call& c) { return s.ListKeys(c); }},
+      {"CreateAlias", false, [](S& s, Call& c) { return s.CreateAlias(c); }},
+      {"UpdateAlias", false, [](S& s, Call& c) { return s.UpdateAlias(c); }},
+      {"DeleteAlias", false, [](S& s, Call& c) { return s.DeleteAlias(c); }},
+      {"ListAliases", false, [](S& s, Call& c) { return s.ListAliases(c); }},
+      {"Encrypt", false, [](S& s, Call& c) { return s.Encrypt(c); }},
+      {"Decrypt", false, [](S& s, Call& c) { return s.Decrypt(c); }},
+      {"ReEncrypt", false, [](S& s, Call& c) { return s.ReEncrypt(c); }},
+      {"GenerateDataKey", false, [](S& s, Call& c) { return s.GenerateDataKey(c, true); }},
+      {"GenerateDataKeyWithoutPlaintext", false,
+       [](S& s, Call& c) { return s.GenerateDataKey(c, false); }},
+      {"GenerateRandom", false, [](S& s, Call& c) { return s.GenerateRandom(c); }},
+      {"EnableKey", false, [](S& s, Call& c) { return s.SetEnabled(c, true); }},
+      {"DisableKey", false, [](S& s, Call& c) { return s.SetEnabled(c, false); }},
+      {"ScheduleKeyDeletion", false, [](S& s, Call& c) { return s.ScheduleKeyDeletion(c); }},
+      {"CancelKeyDeletion", false, [](S& s, Call& c) { return s.CancelKeyDeletion(c); }},
+      {"EnableKeyRotation", false, [](S& s, Call& c) { return s.SetRotation(c, true); }},
+      {"DisableKeyRotation", false, [](S& s, Call& c) { return s.SetRotation(c, false); }},
+      {"GetKeyRotationStatus", false, [](S& s, Call& c) { return s.GetKeyRotationStatus(c); }},
+      {"RotateKeyOnDemand", false, [](S& s, Call& c) { return s.RotateKeyOnDemand(c); }},
+      {"ListKeyRotations", false, [](S& s, Call& c) { return s.ListKeyRotations(c); }},
+      {"GetKeyPolicy", false, [](S& s, Call& c) { return s.GetKeyPolicy(c); }},
+      {"PutKeyPolicy", false, [](S& s, Call& c) { return s.PutKeyPolicy(c); }},
+      {"TagResource", false, [](S& s, Call& c) { return s.TagResource(c); }},
+      {"UntagResource", false, [](S& s, Call& c) { return s.UntagResource(c); }},
+      {"ListResourceTags", false, [](S& s, Call& c) { return s.ListResourceTags(c); }},
+      {"CreateCustomKeyStore", false, [](S& s, Call& c) { return s.CreateCustomKeyStore(c); }},
+      {"DescribeCustomKeyStores", false,
+       [](S& s, Call& c) { return s.DescribeCustomKeyStores(c); }},
+      {"ConnectCustomKeyStore", false, [](S& s, Call& c) { return s.ConnectCustomKeyStore(c); }},
+      {"DisconnectCustomKeyStore", false,
+       [](S& s, Call& c) { return s.DisconnectCustomKeyStore(c); }},
+      {"DeleteCustomKeyStore", false, [](S& s, Call& c) { return s.DeleteCustomKeyStore(c); }},
+      {"UpdateCustomKeyStore", false, [](S& s, Call& c) { return s.UpdateCustomKeyStore(c); }},
+      {"RetireKeyVersions", true, [](S& s, Call& c) { return s.RetireKeyVersions(c); }},
+      {"GenerateDataKeys", true, [](S& s, Call& c) { return s.GenerateDataKeys(c); }},
+      {"ReEncryptBatch", true, [](S& s, Call& c) { return s.ReEncryptBatch(c); }},
+      {"VerifyAudit", true, [](S& s, Call& c) { return s.VerifyAudit(c); }},
+      {"TailAudit", true, [](S& s, Call& c) { return s.TailAudit(c); }},
+      {"Backup", true, [](S& s, Call& c) { return s.Backup(c); }},
+      {"RotateRootKey", true, [](S& s, Call& c) { return s.RotateRootKey(c); }},
+  };
+  return kRoutes;
+}
+
+std::vector<std::string> KmsService::HandledTargets() {
+  std::vector<std::string> out;
+  for (const Route& r : Routes()) {
+    out.push_back(std::string(r.extension ? kms::kExtensionTargetPrefix : kms::kAwsTargetPrefix) +
+                  std::string(r.name));
+  }
+  return out;
+}
+
 KmsService::Outcome KmsService::Dispatch(Call& c) {
-  if (!c.extension) {
-    const std::string& op = c.op;
-    if (op == "CreateKey") return CreateKey(c);
-    if (op == "DescribeKey") return DescribeKey(c);
-    if (op == "ListKeys") return ListKeys(c);
-    if (op == "CreateAlias") return CreateAlias(c);
-    if (op == "UpdateAlias") return UpdateAlias(c);
-    if (op == "DeleteAlias") return DeleteAlias(c);
-    if (op == "ListAliases") return ListAliases(c);
-    if (op == "Encrypt") return Encrypt(c);
-    if (op == "Decrypt") return Decrypt(c);
-    if (op == "ReEncrypt") return ReEncrypt(c);
-    if (op == "GenerateDataKey") return GenerateDataKey(c, true);
-    if (op == "GenerateDataKeyWithoutPlaintext") return GenerateDataKey(c, false);
-    if (op == "GenerateRandom") return GenerateRandom(c);
-    if (op == "EnableKey") return SetEnabled(c, true);
-    if (op == "DisableKey") return SetEnabled(c, false);
-    if (op == "ScheduleKeyDeletion") return ScheduleKeyDeletion(c);
-    if (op == "CancelKeyDeletion") return CancelKeyDeletion(c);
-    if (op == "EnableKeyRotation") return SetRotation(c, true);
-    if (op == "DisableKeyRotation") return SetRotation(c, false);
-    if (op == "GetKeyRotationStatus") return GetKeyRotationStatus(c);
-    if (op == "RotateKeyOnDemand") return RotateKeyOnDemand(c);
-    if (op == "ListKeyRotations") return ListKeyRotations(c);
-    if (op == "GetKeyPolicy") return GetKeyPolicy(c);
-    if (op == "PutKeyPolicy") return PutKeyPolicy(c);
-    if (op == "TagResource") return TagResource(c);
-    if (op == "UntagResource") return UntagResource(c);
-    if (op == "ListResourceTags") return ListResourceTags(c);
-    if (op == "CreateCustomKeyStore") return CreateCustomKeyStore(c);
-    if (op == "DescribeCustomKeyStores") return DescribeCustomKeyStores(c);
-    if (op == "ConnectCustomKeyStore") return ConnectCustomKeyStore(c);
-    if (op == "DisconnectCustomKeyStore") return DisconnectCustomKeyStore(c);
-    if (op == "DeleteCustomKeyStore") return DeleteCustomKeyStore(c);
-    if (op == "UpdateCustomKeyStore") return UpdateCustomKeyStore(c);
-  } else {
-    if (c.op == "RetireKeyVersions") return RetireKeyVersions(c);
-    if (c.op == "GenerateDataKeys") return GenerateDataKeys(c);
-    if (c.op == "ReEncryptBatch") return ReEncryptBatch(c);
-    if (c.op == "VerifyAudit") return VerifyAudit(c);
-    if (c.op == "TailAudit") return TailAudit(c);
-    if (c.op == "Backup") return Backup(c);
-    if (c.op == "RotateRootKey") return RotateRootKey(c);
+  const std::string target =
+      std::string(c.extension ? kms::kExtensionTargetPrefix : kms::kAwsTargetPrefix) + c.op;
+  if (const kms::Operation* op = kms::FindOperation(target)) {
+    for (const Route& r : Routes()) {
+      if (r.name == op->name && r.extension == op->extension) return r.run(*this, c);
+    }
   }
   return Error{"UnknownOperationException", "unknown operation " + c.op};
 }

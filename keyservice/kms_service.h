@@ -17,8 +17,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -120,6 +122,10 @@ class KmsService {
 
   struct Call;  // one request in flight (kms_service.cc)
 
+  // Every X-Amz-Target the service answers, from its routes: the same set
+  // as kms::Operations() (OperationTableTest).
+  static std::vector<std::string> HandledTargets();
+
  private:
   struct Error {
     std::string type;
@@ -129,6 +135,13 @@ class KmsService {
   using Outcome = std::variant<nlohmann::json, Error>;
 
   Outcome Dispatch(Call& call);
+  // The handler of each row of kms::Operations() (kms_service.cc).
+  struct Route {
+    std::string_view name;
+    bool extension;
+    Outcome (*run)(KmsService&, Call&);
+  };
+  static std::span<const Route> Routes();
 
   // Key management (kms_key_ops.cc).
   Outcome CreateKey(Call& c);

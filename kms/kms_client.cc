@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "core/base/base64.h"
+#include "kms/operations.h"
 
 namespace envelope::kms {
 
@@ -24,51 +25,17 @@ constexpr size_t kMaxIdleConnections = 8;
 constexpr milliseconds kMaxBackoff{10000};
 constexpr std::string_view kPlaintextField = "Plaintext";
 
-// Operations that change state: sending one twice may do it twice (a
-// second key, a second rotation) or fail where the first succeeded.
-constexpr std::array<std::string_view, 15> kNonIdempotentOperations = {
-    "TrentService.CreateKey",          "TrentService.CreateAlias",
-    "TrentService.UpdateAlias",        "TrentService.DeleteAlias",
-    "TrentService.ScheduleKeyDeletion", "TrentService.CancelKeyDeletion",
-    "TrentService.RotateKeyOnDemand",  "TrentService.PutKeyPolicy",
-    "TrentService.TagResource",        "TrentService.UntagResource",
-    "TrentService.EnableKey",          "TrentService.DisableKey",
-    "TrentService.EnableKeyRotation",  "TrentService.DisableKeyRotation",
-    "EnvelopeKeyService.RetireKeyVersions",
-};
-
-// The rest of what the service implements. An operation in neither list
-// is treated as non-idempotent: retrying something unknown is not safe.
-constexpr std::array<std::string_view, 17> kIdempotentOperations = {
-    "TrentService.DescribeKey",
-    "TrentService.ListKeys",
-    "TrentService.ListAliases",
-    "TrentService.Encrypt",
-    "TrentService.Decrypt",
-    "TrentService.ReEncrypt",
-    "TrentService.GenerateDataKey",
-    "TrentService.GenerateDataKeyWithoutPlaintext",
-    "TrentService.GenerateRandom",
-    "TrentService.GetKeyRotationStatus",
-    "TrentService.ListKeyRotations",
-    "TrentService.GetKeyPolicy",
-    "TrentService.ListResourceTags",
-    "EnvelopeKeyService.GenerateDataKeys",
-    "EnvelopeKeyService.ReEncryptBatch",
-    "EnvelopeKeyService.VerifyAudit",
-    "EnvelopeKeyService.TailAudit",
-};
-
+// Whether the request or the response body of `target` carries plaintext
+// or a secret (kms/operations.h): such a body is wiped once used. An
+// operation the table does not know is wiped both ways.
 bool RequestCarriesPlaintext(std::string_view target) {
-  return target == "TrentService.Encrypt";
+  const Operation* op = FindOperation(target);
+  return op == nullptr || op->request_sensitive();
 }
 
 bool ResponseCarriesPlaintext(std::string_view target) {
-  return target == "TrentService.Decrypt" ||
-         target == "TrentService.GenerateDataKey" ||
-         target == "EnvelopeKeyService.GenerateDataKeys" ||
-         target == "EnvelopeKeyService.Backup" ||  // the recovery key's shares
-         target == "TrentService.GenerateRandom";
+  const Operation* op = FindOperation(target);
+  return op == nullptr || op->response_sensitive();
 }
 
 void CleanseString(std::string* s) {
@@ -313,13 +280,9 @@ std::string KmsErrorType(const Status& status) {
 }
 
 bool IsIdempotentOperation(std::string_view target) {
-  if (std::find(kNonIdempotentOperations.begin(),
-                kNonIdempotentOperations.end(),
-                target) != kNonIdempotentOperations.end()) {
-    return false;
-  }
-  return std::find(kIdempotentOperations.begin(), kIdempotentOperations.end(),
-                   target) != kIdempotentOperations.end();
+  // Unknown is not idempotent: retrying something unknown is not safe.
+  const Operation* op = FindOperation(target);
+  return op != nullptr && op->idempotent;
 }
 
 bool ShouldRetry(std::string_view target, const Status& status,

@@ -66,12 +66,14 @@
 #include "kms/endpoint.h"
 #include "kms/http_transport.h"
 #include "kms/key_service.h"
+#include "kms/operations.h"
 #include "kms/sigv4.h"
 
 namespace envelope::kms {
 
-inline constexpr char kTrentServicePrefix[] = "TrentService.";
-inline constexpr char kExtensionServicePrefix[] = "EnvelopeKeyService.";
+// The X-Amz-Target prefixes (kms/operations.h).
+inline constexpr std::string_view kTrentServicePrefix = kAwsTargetPrefix;
+inline constexpr std::string_view kExtensionServicePrefix = kExtensionTargetPrefix;
 // envelope-keyd's limit on GenerateDataKeys (docs/KEYSERVICE.md).
 inline constexpr size_t kMaxDataKeysPerRequest = 256;
 // envelope-keyd's limits on ReEncryptBatch: items per request, and the

@@ -120,6 +120,39 @@ class RekeyTest(unittest.TestCase):
         self.assertIn("no regular file /nope", r.stderr)
 
 
+class XattrDekRekeyTest(unittest.TestCase):
+    """A volume whose DEKs live in an xattr: the new file's DEK xattr is its
+    own, the user's xattrs are copied, online and offline."""
+
+    def test_online_then_offline(self):
+        m = Mount(dek_in="xattr")
+        try:
+            m.mount()
+            files = {f"f{i}": os.urandom(3000 + i) for i in range(5)}
+            for name, data in files.items():
+                with open(m.path(name), "wb") as f:
+                    f.write(data)
+            os.setxattr(m.path("f0"), "user.a", b"b")
+            digests = backing_digests(m)
+            for online in (True, False):
+                if not online:
+                    m.unmount()
+                out = subprocess.run([ENVELOPEFS, "rekey", m.cipherdir, "--kms", m.endpoint],
+                                     capture_output=True, text=True, timeout=300,
+                                     check=True).stdout
+                self.assertRegex(out, r"re-keyed 5 of 5 files")
+            now = backing_digests(m)
+            self.assertFalse(set(now.values()) & set(digests.values()))
+            m.mount()
+            for name, data in files.items():
+                with open(m.path(name), "rb") as f:
+                    self.assertEqual(f.read(), data, name)
+            self.assertEqual(os.listxattr(m.path("f0")), ["user.a"])
+            self.assertEqual(os.getxattr(m.path("f0"), "user.a"), b"b")
+        finally:
+            m.cleanup()
+
+
 class OnlineRekeyTest(unittest.TestCase):
     """rekey on a mounted volume: the mount re-keys each file while it is in
     use, open handles included."""

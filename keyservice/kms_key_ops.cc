@@ -125,6 +125,26 @@ KmsService::Outcome KmsService::DescribeKey(Call& c) {
   return json{{"KeyMetadata", KeyMetadata(key->record)}};
 }
 
+KmsService::Outcome KmsService::UpdateKeyDescription(Call& c) {
+  std::string description;
+  FIELD(c.req.String("Description", true, &description));
+  if (description.size() > 8192) {
+    return Error{"ValidationException", "Description is longer than 8192 characters"};
+  }
+  auto mutated = MutateKey(
+      c, "kms:UpdateKeyDescription",
+      [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
+          [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
+    if (r.key_state == kStatePendingDeletion) {
+      return Error{"KMSInvalidStateException", KeyArn(r.key_id) + " is pending deletion."};
+    }
+    r.description = description;
+    return std::nullopt;
+  });
+  if (auto* e = std::get_if<Error>(&mutated)) return *e;
+  return json::object();
+}
+
 KmsService::Outcome KmsService::ListKeys(Call& c) {
   auto keys = store_->AllKeys();
   bool truncated = false;
@@ -420,45 +440,6 @@ KmsService::Outcome KmsService::ListKeyRotations(Call& c) {
                     {"Retired", v.number < key->record.min_version}});
   }
   return PageFields(json{{"Rotations", list}}, truncated, marker);
-}
-
-KmsService::Outcome KmsService::GetKeyPolicy(Call& c) {
-  std::string ref, name = "default";
-  FIELD(c.req.String("KeyId", true, &ref));
-  FIELD(c.req.String("PolicyName", false, &name));
-  std::optional<Error> err;
-  auto key = Resolve(c, ref, false, &err);
-  CHECK_ERROR(err);
-  CHECK_ERROR(Authorize(c, *key, "kms:GetKeyPolicy"));
-  if (name != "default") return Error{"NotFoundException", "No such policy: " + name};
-  return json{{"Policy", key->record.policy}, {"PolicyName", "default"}};
-}
-
-KmsService::Outcome KmsService::PutKeyPolicy(Call& c) {
-  std::string text, name = "default";
-  bool bypass = false;
-  FIELD(c.req.String("Policy", true, &text));
-  FIELD(c.req.String("PolicyName", false, &name));
-  FIELD(c.req.Bool("BypassPolicyLockoutSafetyCheck", &bypass));
-  if (name != "default") {
-    return Error{"ValidationException", "PolicyName must be \"default\""};
-  }
-  auto policy = KeyPolicy::Parse(text);
-  if (!policy.ok()) return Error{"MalformedPolicyDocumentException", policy.status().message()};
-  auto mutated = MutateKey(
-      c, "kms:PutKeyPolicy",
-      [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
-          [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
-    if (!bypass && !policy->Allows(c.who, "kms:PutKeyPolicy", KeyArn(r.key_id))) {
-      return Error{"MalformedPolicyDocumentException",
-                   "The new key policy will not allow you to update the key policy in the "
-                   "future (set BypassPolicyLockoutSafetyCheck to override)."};
-    }
-    r.policy = text;
-    return std::nullopt;
-  });
-  if (auto* e = std::get_if<Error>(&mutated)) return *e;
-  return json::object();
 }
 
 KmsService::Outcome KmsService::TagResource(Call& c) {

@@ -119,6 +119,8 @@ std::span<const KmsService::Route> KmsService::Routes() {
       {"ListKeyRotations", false, [](S& s, Call& c) { return s.ListKeyRotations(c); }},
       {"GetKeyPolicy", false, [](S& s, Call& c) { return s.GetKeyPolicy(c); }},
       {"PutKeyPolicy", false, [](S& s, Call& c) { return s.PutKeyPolicy(c); }},
+      {"ListKeyPolicies", false, [](S& s, Call& c) { return s.ListKeyPolicies(c); }},
+      {"UpdateKeyDescription", false, [](S& s, Call& c) { return s.UpdateKeyDescription(c); }},
       {"TagResource", false, [](S& s, Call& c) { return s.TagResource(c); }},
       {"UntagResource", false, [](S& s, Call& c) { return s.UntagResource(c); }},
       {"ListResourceTags", false, [](S& s, Call& c) { return s.ListResourceTags(c); }},

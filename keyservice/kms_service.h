@@ -158,8 +158,11 @@ class KmsService {
   Outcome GetKeyRotationStatus(Call& c);
   Outcome RotateKeyOnDemand(Call& c);
   Outcome ListKeyRotations(Call& c);
+  Outcome UpdateKeyDescription(Call& c);
+  // Key policies (kms_policy_ops.cc).
   Outcome GetKeyPolicy(Call& c);
   Outcome PutKeyPolicy(Call& c);
+  Outcome ListKeyPolicies(Call& c);
   Outcome TagResource(Call& c);
   Outcome UntagResource(Call& c);
   Outcome ListResourceTags(Call& c);

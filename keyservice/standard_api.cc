@@ -83,6 +83,7 @@ constexpr Member kGetKeyPolicyOutput[] = {{"Policy"}, {"PolicyName"}};
 constexpr Member kCreateCustomKeyStoreOutput[] = {{"CustomKeyStoreId"}};
 constexpr Member kDescribeCustomKeyStoresOutput[] = {
     {"CustomKeyStores", &kCustomKeyStoresListEntry}, {"NextMarker"}, {"Truncated"}};
+constexpr Member kListKeyPoliciesOutput[] = {{"PolicyNames"}, {"NextMarker"}, {"Truncated"}};
 constexpr Member kListResourceTagsOutput[] = {{"Tags", &kTag}, {"NextMarker"}, {"Truncated"}};
 
 struct Operation {
@@ -115,6 +116,8 @@ constexpr Operation kOperations[] = {
     {"ListKeyRotations", kListKeyRotationsOutput},
     {"GetKeyPolicy", kGetKeyPolicyOutput},
     {"PutKeyPolicy", {}},
+    {"ListKeyPolicies", kListKeyPoliciesOutput},
+    {"UpdateKeyDescription", {}},
     {"TagResource", {}},
     {"UntagResource", {}},
     {"ListResourceTags", kListResourceTagsOutput},

@@ -35,6 +35,8 @@ constexpr Operation kOperations[] = {
     {"ListKeyRotations",                 kAws, kAgain, kNo},
     {"GetKeyPolicy",                     kAws, kAgain, kNo},
     {"PutKeyPolicy",                     kAws, kOnce,  kNo},
+    {"ListKeyPolicies",                  kAws, kAgain, kNo},
+    {"UpdateKeyDescription",             kAws, kOnce,  kNo},
     {"TagResource",                      kAws, kOnce,  kNo},
     {"UntagResource",                    kAws, kOnce,  kNo},
     {"ListResourceTags",                 kAws, kAgain, kNo},

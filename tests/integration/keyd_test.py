@@ -41,6 +41,26 @@ class Boto3Test(KeydTestCase):
     """Debian's boto3 (1.26) over loopback TCP with SigV4."""
     tcp = True
 
+    def test_update_key_description_and_list_key_policies(self):
+        kms = self.keyd.boto3_client()
+        key_id = kms.create_key(Description="before")["KeyMetadata"]["KeyId"]
+        kms.update_key_description(KeyId=key_id, Description="after")
+        self.assertEqual(kms.describe_key(KeyId=key_id)["KeyMetadata"]["Description"], "after")
+        kms.update_key_description(KeyId=key_id, Description="")  # AWS allows empty
+        self.assertEqual(kms.describe_key(KeyId=key_id)["KeyMetadata"]["Description"], "")
+        with self.assertRaises(kms.exceptions.NotFoundException):
+            kms.update_key_description(KeyId="00000000-0000-4000-8000-000000000000",
+                                       Description="x")
+        with self.assertRaises(kms.exceptions.NotFoundException):  # no aliases here, as AWS
+            kms.create_alias(AliasName="alias/desc", TargetKeyId=key_id)
+            kms.update_key_description(KeyId="alias/desc", Description="x")
+        page = kms.list_key_policies(KeyId=key_id)
+        self.assertEqual(page["PolicyNames"], ["default"])
+        self.assertFalse(page["Truncated"])
+        kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        with self.assertRaises(kms.exceptions.KMSInvalidStateException):
+            kms.update_key_description(KeyId=key_id, Description="too late")
+
     def test_boto3_end_to_end(self):
         kms = self.keyd.boto3_client()
         key = kms.create_key(Description="boto3 key")["KeyMetadata"]

@@ -35,7 +35,7 @@ KmsService::Outcome KmsService::TailAudit(Call& c) {
     return Error{"AccessDeniedException", "only root may read the audit log"};
   }
   int64_t lines = 20;
-  FIELD(c.req.Int("Lines", false, &lines));
+  KMS_TRY(c.req.Int("Lines", false, &lines));
   if (lines < 1 || lines > 10000) {
     return Error{"ValidationException", "Lines must be between 1 and 10000"};
   }

@@ -37,8 +37,8 @@ KmsService::Outcome KmsService::Backup(Call& c) {
   }
   if (!root_key_) return Error{"UnsupportedOperationException", "backups are not available"};
   int64_t threshold = 3, shares = 5;
-  FIELD(c.req.Int("Threshold", false, &threshold));
-  FIELD(c.req.Int("Shares", false, &shares));
+  KMS_TRY(c.req.Int("Threshold", false, &threshold));
+  KMS_TRY(c.req.Int("Shares", false, &shares));
   if (threshold < 2 || shares < threshold || shares > 255) {
     return Error{"ValidationException", "need 2 <= Threshold <= Shares <= 255"};
   }

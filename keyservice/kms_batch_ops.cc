@@ -29,16 +29,16 @@ struct BatchItem {
 };
 
 // The error of a field of item `i`, naming the item.
-FieldError InItem(size_t i, FieldError e) {
+KmsError InItem(size_t i, KmsError e) {
   e.message = "Items[" + std::to_string(i) + "]: " + e.message;
   return e;
 }
 
-std::optional<FieldError> ParseItems(const json& in, std::vector<BatchItem>* out) {
+std::optional<KmsError> ParseItems(const json& in, std::vector<BatchItem>* out) {
   auto items = in.find("Items");
   if (items == in.end() || items->is_null()) return KmsRequest::Missing("Items");
   if (!items->is_array()) {
-    return FieldError{"SerializationException", "field Items must be an array of objects"};
+    return KmsError{"SerializationException", "field Items must be an array of objects"};
   }
   if (items->empty() || items->size() > kMaxReEncryptsPerRequest) {
     return KmsRequest::Invalid("Items", "Member must have length between 1 and " +
@@ -48,7 +48,7 @@ std::optional<FieldError> ParseItems(const json& in, std::vector<BatchItem>* out
   for (size_t i = 0; i < items->size(); ++i) {
     const json& v = (*items)[i];
     if (!v.is_object()) {
-      return InItem(i, FieldError{"SerializationException", "an item must be an object"});
+      return InItem(i, KmsError{"SerializationException", "an item must be an object"});
     }
     KmsRequest req(v);
     BatchItem item;
@@ -76,8 +76,8 @@ std::optional<FieldError> ParseItems(const json& in, std::vector<BatchItem>* out
 KmsService::Outcome KmsService::ReEncryptBatch(Call& c) {
   std::string dest_ref;
   std::vector<BatchItem> items;
-  FIELD(c.req.String("DestinationKeyId", true, &dest_ref));
-  FIELD(ParseItems(c.in, &items));
+  KMS_TRY(c.req.String("DestinationKeyId", true, &dest_ref));
+  KMS_TRY(ParseItems(c.in, &items));
   c.extra["batch_size"] = items.size();
   auto sealing = KeyForSealing(c, dest_ref, "kms:ReEncryptTo");
   if (auto* e = std::get_if<Error>(&sealing)) return *e;

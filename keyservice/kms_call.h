@@ -39,18 +39,4 @@ struct KmsService::Call {
 
 }  // namespace envelope::keyservice
 
-// Inside a KmsService operation: return the AWS error of a failed field
-// read (FieldError) or of a failed check (std::optional<Error>).
-#define FIELD(expr)                                            \
-  do {                                                         \
-    if (auto field_error_ = (expr)) {                          \
-      return Error{field_error_->type, field_error_->message}; \
-    }                                                          \
-  } while (0)
-
-#define CHECK_ERROR(expr)                     \
-  do {                                        \
-    if (auto error_ = (expr)) return *error_; \
-  } while (0)
-
 #endif  // ENVELOPE_KEYSERVICE_KMS_CALL_H_

@@ -13,7 +13,7 @@ namespace {
 
 constexpr size_t kMaxPlaintextInBytes = 4096;   // Encrypt
 
-std::optional<FieldError> CheckAlgorithm(const KmsRequest& req, const char* field) {
+std::optional<KmsError> CheckAlgorithm(const KmsRequest& req, const char* field) {
   std::string algorithm;
   if (auto e = req.String(field, false, &algorithm)) return e;
   if (req.Has(field) && algorithm != "SYMMETRIC_DEFAULT") {
@@ -26,13 +26,13 @@ std::optional<FieldError> CheckAlgorithm(const KmsRequest& req, const char* fiel
 std::string EncodeSecret(const crypto::SecretBytes& s) { return Base64Encode(s.view()); }
 
 // The size of a data key: exactly one of KeySpec and NumberOfBytes.
-std::optional<FieldError> DataKeySize(const KmsRequest& req, int64_t* bytes) {
+std::optional<KmsError> DataKeySize(const KmsRequest& req, int64_t* bytes) {
   std::string key_spec;
   if (auto e = req.String("KeySpec", false, &key_spec)) return e;
   if (auto e = req.Int("NumberOfBytes", false, bytes)) return e;
   const bool has_spec = req.Has("KeySpec"), has_bytes = req.Has("NumberOfBytes");
   if (has_spec == has_bytes) {
-    return FieldError{"ValidationException", "specify exactly one of KeySpec and NumberOfBytes"};
+    return KmsError{"ValidationException", "specify exactly one of KeySpec and NumberOfBytes"};
   }
   if (has_spec) {
     if (key_spec == "AES_256") {
@@ -40,7 +40,7 @@ std::optional<FieldError> DataKeySize(const KmsRequest& req, int64_t* bytes) {
     } else if (key_spec == "AES_128") {
       *bytes = 16;
     } else {
-      return FieldError{"ValidationException",
+      return KmsError{"ValidationException",
                         "1 validation error detected: Value '" + key_spec +
                             "' at 'keySpec' failed to satisfy constraint: Member must satisfy "
                             "enum value set: [AES_256, AES_128]"};
@@ -57,9 +57,9 @@ std::variant<KmsService::SealingKey, KmsService::Error> KmsService::KeyForSealin
     Call& c, const std::string& key_ref, std::string_view action) const {
   std::optional<Error> err;
   auto key = Resolve(c, key_ref, true, &err);
-  CHECK_ERROR(err);
-  CHECK_ERROR(Authorize(c, *key, action));
-  CHECK_ERROR(RequireUsable(*key));
+  KMS_TRY(err);
+  KMS_TRY(Authorize(c, *key, action));
+  KMS_TRY(RequireUsable(*key));
   SealingKey sealing{key, key->record.current_version, {}, nullptr, custom_key_stores_.get()};
   ParseKeyId(key->record.key_id, &sealing.id);
   c.key_version = sealing.version;
@@ -92,10 +92,10 @@ KmsService::Error KmsService::SealError(const Status& s) {
 KmsService::Outcome KmsService::Encrypt(Call& c) {
   std::string key_ref;
   Bytes plaintext;
-  FIELD(c.req.String("KeyId", true, &key_ref));
-  FIELD(c.req.Blob("Plaintext", true, &plaintext));
-  FIELD(c.req.Context("EncryptionContext", &c.context));
-  FIELD(CheckAlgorithm(c.req, "EncryptionAlgorithm"));
+  KMS_TRY(c.req.String("KeyId", true, &key_ref));
+  KMS_TRY(c.req.Blob("Plaintext", true, &plaintext));
+  KMS_TRY(c.req.Context("EncryptionContext", &c.context));
+  KMS_TRY(CheckAlgorithm(c.req, "EncryptionAlgorithm"));
   c.has_context = true;
   // The plaintext now sits in an ordinary buffer; wipe it on every path.
   struct Wipe {
@@ -137,14 +137,14 @@ std::variant<KmsService::OpenedBlob, KmsService::Error> KmsService::OpenCipherte
     std::optional<Error> err;
     auto named = Resolve(c, expected_ref, true, &err);
     c.key_id = key_id;
-    CHECK_ERROR(err);
+    KMS_TRY(err);
     if (named->record.key_id != key_id) {
       return Error{"IncorrectKeyException",
                    "The key ID in the request does not identify a KMS key that can perform "
                    "this operation."};
     }
   }
-  CHECK_ERROR(Authorize(c, *key, action));
+  KMS_TRY(Authorize(c, *key, action));
   if (action == "kms:ReEncryptFrom") {
     // ReEncrypt hands the plaintext to a key of the caller's choosing, where
     // Decrypt then reveals it: an explicit Deny of kms:Decrypt therefore
@@ -158,7 +158,7 @@ std::variant<KmsService::OpenedBlob, KmsService::Error> KmsService::OpenCipherte
                    " because a key policy statement explicitly denies it kms:Decrypt"};
     }
   }
-  CHECK_ERROR(RequireUsable(*key));
+  KMS_TRY(RequireUsable(*key));
   if (version < key->record.min_version) {
     return Error{"KMSInvalidStateException",
                  "key version " + std::to_string(version) + " of " + KeyArn(key_id) +
@@ -198,10 +198,10 @@ std::variant<KmsService::OpenedBlob, KmsService::Error> KmsService::OpenCipherte
 KmsService::Outcome KmsService::Decrypt(Call& c) {
   Bytes blob;
   std::string key_ref;
-  FIELD(c.req.Blob("CiphertextBlob", true, &blob));
-  FIELD(c.req.Context("EncryptionContext", &c.context));
-  FIELD(c.req.String("KeyId", false, &key_ref));
-  FIELD(CheckAlgorithm(c.req, "EncryptionAlgorithm"));
+  KMS_TRY(c.req.Blob("CiphertextBlob", true, &blob));
+  KMS_TRY(c.req.Context("EncryptionContext", &c.context));
+  KMS_TRY(c.req.String("KeyId", false, &key_ref));
+  KMS_TRY(CheckAlgorithm(c.req, "EncryptionAlgorithm"));
   c.has_context = true;
   if (blob.empty() || blob.size() > kMaxCiphertextInBytes) {
     return Error{"ValidationException",
@@ -221,13 +221,13 @@ KmsService::Outcome KmsService::ReEncrypt(Call& c) {
   Bytes blob;
   std::string source_ref, dest_ref;
   EncryptionContext source_context;
-  FIELD(c.req.Blob("CiphertextBlob", true, &blob));
-  FIELD(c.req.String("DestinationKeyId", true, &dest_ref));
-  FIELD(c.req.String("SourceKeyId", false, &source_ref));
-  FIELD(c.req.Context("SourceEncryptionContext", &source_context));
-  FIELD(c.req.Context("DestinationEncryptionContext", &c.context));
-  FIELD(CheckAlgorithm(c.req, "SourceEncryptionAlgorithm"));
-  FIELD(CheckAlgorithm(c.req, "DestinationEncryptionAlgorithm"));
+  KMS_TRY(c.req.Blob("CiphertextBlob", true, &blob));
+  KMS_TRY(c.req.String("DestinationKeyId", true, &dest_ref));
+  KMS_TRY(c.req.String("SourceKeyId", false, &source_ref));
+  KMS_TRY(c.req.Context("SourceEncryptionContext", &source_context));
+  KMS_TRY(c.req.Context("DestinationEncryptionContext", &c.context));
+  KMS_TRY(CheckAlgorithm(c.req, "SourceEncryptionAlgorithm"));
+  KMS_TRY(CheckAlgorithm(c.req, "DestinationEncryptionAlgorithm"));
   c.has_context = true;
   if (blob.empty() || blob.size() > kMaxCiphertextInBytes) {
     return Error{"ValidationException",
@@ -257,9 +257,9 @@ KmsService::Outcome KmsService::ReEncrypt(Call& c) {
 KmsService::Outcome KmsService::GenerateDataKey(Call& c, bool with_plaintext) {
   std::string key_ref;
   int64_t bytes = 0;
-  FIELD(c.req.String("KeyId", true, &key_ref));
-  FIELD(DataKeySize(c.req, &bytes));
-  FIELD(c.req.Context("EncryptionContext", &c.context));
+  KMS_TRY(c.req.String("KeyId", true, &key_ref));
+  KMS_TRY(DataKeySize(c.req, &bytes));
+  KMS_TRY(c.req.Context("EncryptionContext", &c.context));
   c.has_context = true;
   auto sealing = KeyForSealing(c, key_ref, with_plaintext ? "kms:GenerateDataKey"
                                                           : "kms:GenerateDataKeyWithoutPlaintext");
@@ -287,9 +287,9 @@ KmsService::Outcome KmsService::GenerateDataKeys(Call& c) {
   std::string key_ref;
   int64_t bytes = 0;
   std::vector<EncryptionContext> contexts;
-  FIELD(c.req.String("KeyId", true, &key_ref));
-  FIELD(DataKeySize(c.req, &bytes));
-  FIELD(c.req.ContextList("EncryptionContexts", kMaxDataKeysPerRequest, &contexts));
+  KMS_TRY(c.req.String("KeyId", true, &key_ref));
+  KMS_TRY(DataKeySize(c.req, &bytes));
+  KMS_TRY(c.req.ContextList("EncryptionContexts", kMaxDataKeysPerRequest, &contexts));
   c.extra["encryption_contexts"] = contexts;
   auto sealing = KeyForSealing(c, key_ref, "kms:GenerateDataKey");
   if (auto* e = std::get_if<Error>(&sealing)) return *e;
@@ -308,7 +308,7 @@ KmsService::Outcome KmsService::GenerateDataKeys(Call& c) {
 
 KmsService::Outcome KmsService::GenerateRandom(Call& c) {
   int64_t bytes = 0;
-  FIELD(c.req.Int("NumberOfBytes", true, &bytes));
+  KMS_TRY(c.req.Int("NumberOfBytes", true, &bytes));
   if (bytes < 1 || bytes > 1024) {
     return Error{"ValidationException",
                  "1 validation error detected: Value at 'numberOfBytes' failed to satisfy "

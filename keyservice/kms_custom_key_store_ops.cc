@@ -22,7 +22,7 @@ namespace {
 // AWS's limit of custom key stores per account and Region.
 constexpr size_t kMaxCustomKeyStores = 10;
 
-std::optional<FieldError> Length(const KmsRequest& req, const char* field, const std::string& v,
+std::optional<KmsError> Length(const KmsRequest& req, const char* field, const std::string& v,
                                  size_t min, size_t max) {
   if (req.Has(field) && (v.size() < min || v.size() > max)) {
     return KmsRequest::Invalid(field, "Member must have length between " + std::to_string(min) +
@@ -37,7 +37,7 @@ void CleanseString(std::string& s) {
 
 // The KeyStorePassword of a request, moved into the secure heap; the copies
 // in the parsed request are wiped.
-std::optional<FieldError> TakePassword(KmsRequest& req, nlohmann::json& in, bool required,
+std::optional<KmsError> TakePassword(KmsRequest& req, nlohmann::json& in, bool required,
                                        std::optional<crypto::SecretBytes>* out) {
   std::string text;
   auto wipe = [&] {
@@ -57,7 +57,7 @@ std::optional<FieldError> TakePassword(KmsRequest& req, nlohmann::json& in, bool
   if (req.Has("KeyStorePassword")) {
     auto pin = crypto::SecretBytes::CopyOf(AsBytes(text));
     wipe();
-    if (!pin.ok()) return FieldError{"KMSInternalException", pin.status().message()};
+    if (!pin.ok()) return KmsError{"KMSInternalException", pin.status().message()};
     *out = std::move(*pin);
   }
   return std::nullopt;
@@ -75,7 +75,7 @@ CustomKeyStoreRecord* FindRecord(std::vector<CustomKeyStoreRecord>& records,
 std::optional<KmsService::Error> KmsService::CommitCustomKeyStores(
     Call& c, std::vector<CustomKeyStoreRecord> records, KeyStore::Change change) {
   change.put_meta.emplace_back(kCustomKeyStoresMeta, CustomKeyStoresToJson(records));
-  CHECK_ERROR(CommitWithAudit(c, change));
+  KMS_TRY(CommitWithAudit(c, change));
   custom_key_stores_->SetRecords(std::move(records));
   return std::nullopt;
 }
@@ -111,7 +111,7 @@ void KmsService::DestroyTokenKeys(const KeyRecord& r, const std::vector<uint32_t
 std::variant<KmsService::StoreEdit, KmsService::Error> KmsService::BeginStoreEdit(Call& c) {
   if (!IsAdmin(c)) return Error{"AccessDeniedException", "only root may manage custom key stores"};
   StoreEdit edit;
-  FIELD(c.req.String("CustomKeyStoreId", true, &edit.id));
+  KMS_TRY(c.req.String("CustomKeyStoreId", true, &edit.id));
   c.extra["custom_key_store_id"] = edit.id;
   edit.lock = store_->LockForWrite();
   edit.records = custom_key_stores_->Records();
@@ -133,14 +133,14 @@ KmsService::Outcome KmsService::CreateCustomKeyStore(Call& c) {
   if (!IsAdmin(c)) return Error{"AccessDeniedException", "only root may manage custom key stores"};
   std::string name, cluster, anchor, type;
   std::optional<crypto::SecretBytes> pin;
-  FIELD(TakePassword(c.req, c.in, false, &pin));
-  FIELD(c.req.String("CustomKeyStoreName", true, &name));
-  FIELD(c.req.String("CloudHsmClusterId", false, &cluster));
-  FIELD(c.req.String("TrustAnchorCertificate", false, &anchor));
-  FIELD(c.req.String("CustomKeyStoreType", false, &type));
-  FIELD(Length(c.req, "CustomKeyStoreName", name, 1, 256));
-  FIELD(Length(c.req, "CloudHsmClusterId", cluster, 19, 24));
-  FIELD(Length(c.req, "TrustAnchorCertificate", anchor, 1, 5000));
+  KMS_TRY(TakePassword(c.req, c.in, false, &pin));
+  KMS_TRY(c.req.String("CustomKeyStoreName", true, &name));
+  KMS_TRY(c.req.String("CloudHsmClusterId", false, &cluster));
+  KMS_TRY(c.req.String("TrustAnchorCertificate", false, &anchor));
+  KMS_TRY(c.req.String("CustomKeyStoreType", false, &type));
+  KMS_TRY(Length(c.req, "CustomKeyStoreName", name, 1, 256));
+  KMS_TRY(Length(c.req, "CloudHsmClusterId", cluster, 19, 24));
+  KMS_TRY(Length(c.req, "TrustAnchorCertificate", anchor, 1, 5000));
   if (!type.empty() && type != "AWS_CLOUDHSM") {
     return Error{"UnsupportedOperationException",
                  "only CustomKeyStoreType AWS_CLOUDHSM (a PKCS#11 token) is supported"};
@@ -177,15 +177,15 @@ KmsService::Outcome KmsService::CreateCustomKeyStore(Call& c) {
   change.put_secrets.emplace_back(PinSecretName(r.id),
                                   std::make_shared<const crypto::SecretBytes>(std::move(*pin)));
   records.push_back(r);
-  CHECK_ERROR(CommitCustomKeyStores(c, std::move(records), std::move(change)));
+  KMS_TRY(CommitCustomKeyStores(c, std::move(records), std::move(change)));
   return json{{"CustomKeyStoreId", r.id}};
 }
 
 KmsService::Outcome KmsService::DescribeCustomKeyStores(Call& c) {
   if (!IsAdmin(c)) return Error{"AccessDeniedException", "only root may manage custom key stores"};
   std::string id, name;
-  FIELD(c.req.String("CustomKeyStoreId", false, &id));
-  FIELD(c.req.String("CustomKeyStoreName", false, &name));
+  KMS_TRY(c.req.String("CustomKeyStoreId", false, &id));
+  KMS_TRY(c.req.String("CustomKeyStoreName", false, &name));
   if (c.req.Has("CustomKeyStoreId") && c.req.Has("CustomKeyStoreName")) {
     return Error{"ValidationException", "give CustomKeyStoreId or CustomKeyStoreName, not both"};
   }
@@ -201,7 +201,8 @@ KmsService::Outcome KmsService::DescribeCustomKeyStores(Call& c) {
   }
   bool truncated = false;
   std::string marker;
-  PAGINATE(records, [](const CustomKeyStoreRecord& r) { return r.id; }, truncated, marker);
+  KMS_TRY(Paginate(c.req, &records, [](const CustomKeyStoreRecord& r) { return r.id; },
+                   &truncated, &marker));
   json list = json::array();
   for (const CustomKeyStoreRecord& r : records) {
     const CustomKeyStores::State state = custom_key_stores_->StateOf(r.id);
@@ -242,7 +243,7 @@ KmsService::Outcome KmsService::ConnectCustomKeyStore(Call& c) {
   // As AWS: the answer is empty either way; DescribeCustomKeyStores shows
   // CONNECTED, or FAILED with the reason.
   record->connect_wanted = true;
-  CHECK_ERROR(CommitCustomKeyStores(c, std::move(edit.records), {}));
+  KMS_TRY(CommitCustomKeyStores(c, std::move(edit.records), {}));
   return json::object();
 }
 
@@ -254,7 +255,7 @@ KmsService::Outcome KmsService::DisconnectCustomKeyStore(Call& c) {
   CustomKeyStoreRecord* record = edit.record;
   custom_key_stores_->Disconnect(id);
   record->connect_wanted = false;
-  CHECK_ERROR(CommitCustomKeyStores(c, std::move(edit.records), {}));
+  KMS_TRY(CommitCustomKeyStores(c, std::move(edit.records), {}));
   return json::object();
 }
 
@@ -264,7 +265,7 @@ KmsService::Outcome KmsService::DeleteCustomKeyStore(Call& c) {
   StoreEdit& edit = std::get<StoreEdit>(begun);
   const std::string& id = edit.id;
   CustomKeyStoreRecord* record = edit.record;
-  CHECK_ERROR(RequireDisconnected(id));
+  KMS_TRY(RequireDisconnected(id));
   for (const auto& k : store_->AllKeys()) {
     if (k->record.on_token() && k->record.custom_key_store_id == id) {
       return Error{"CustomKeyStoreHasCMKsException",
@@ -275,7 +276,7 @@ KmsService::Outcome KmsService::DeleteCustomKeyStore(Call& c) {
   edit.records.erase(edit.records.begin() + (record - edit.records.data()));
   KeyStore::Change change;
   change.delete_secrets.push_back(PinSecretName(id));
-  CHECK_ERROR(CommitCustomKeyStores(c, std::move(edit.records), std::move(change)));
+  KMS_TRY(CommitCustomKeyStores(c, std::move(edit.records), std::move(change)));
   return json::object();
 }
 
@@ -283,17 +284,17 @@ KmsService::Outcome KmsService::UpdateCustomKeyStore(Call& c) {
   if (!IsAdmin(c)) return Error{"AccessDeniedException", "only root may manage custom key stores"};
   std::string new_name, cluster;
   std::optional<crypto::SecretBytes> pin;
-  FIELD(TakePassword(c.req, c.in, false, &pin));
-  FIELD(c.req.String("NewCustomKeyStoreName", false, &new_name));
-  FIELD(c.req.String("CloudHsmClusterId", false, &cluster));
-  FIELD(Length(c.req, "NewCustomKeyStoreName", new_name, 1, 256));
-  FIELD(Length(c.req, "CloudHsmClusterId", cluster, 19, 24));
+  KMS_TRY(TakePassword(c.req, c.in, false, &pin));
+  KMS_TRY(c.req.String("NewCustomKeyStoreName", false, &new_name));
+  KMS_TRY(c.req.String("CloudHsmClusterId", false, &cluster));
+  KMS_TRY(Length(c.req, "NewCustomKeyStoreName", new_name, 1, 256));
+  KMS_TRY(Length(c.req, "CloudHsmClusterId", cluster, 19, 24));
   auto begun = BeginStoreEdit(c);
   if (auto* e = std::get_if<Error>(&begun)) return *e;
   StoreEdit& edit = std::get<StoreEdit>(begun);
   const std::string& id = edit.id;
   CustomKeyStoreRecord* record = edit.record;
-  CHECK_ERROR(RequireDisconnected(id));
+  KMS_TRY(RequireDisconnected(id));
   for (const auto& r : edit.records) {
     if (r.id == id) continue;
     if (!new_name.empty() && r.name == new_name) {
@@ -318,7 +319,7 @@ KmsService::Outcome KmsService::UpdateCustomKeyStore(Call& c) {
     change.put_secrets.emplace_back(PinSecretName(id),
                                     std::make_shared<const crypto::SecretBytes>(std::move(*pin)));
   }
-  CHECK_ERROR(CommitCustomKeyStores(c, std::move(edit.records), std::move(change)));
+  KMS_TRY(CommitCustomKeyStores(c, std::move(edit.records), std::move(change)));
   return json::object();
 }
 

@@ -43,16 +43,16 @@ KmsService::Outcome KmsService::CreateKey(Call& c) {
   std::string policy_text, description, usage, spec, cmk_spec, origin, store_id;
   bool bypass = false, multi_region = false;
   KeyRecord r;
-  FIELD(c.req.String("Policy", false, &policy_text));
-  FIELD(c.req.String("Description", false, &description));
-  FIELD(c.req.String("KeyUsage", false, &usage));
-  FIELD(c.req.String("KeySpec", false, &spec));
-  FIELD(c.req.String("CustomerMasterKeySpec", false, &cmk_spec));
-  FIELD(c.req.String("Origin", false, &origin));
-  FIELD(c.req.String("CustomKeyStoreId", false, &store_id));
-  FIELD(c.req.Bool("BypassPolicyLockoutSafetyCheck", &bypass));
-  FIELD(c.req.Bool("MultiRegion", &multi_region));
-  FIELD(c.req.Tags("Tags", false, &r.tags));
+  KMS_TRY(c.req.String("Policy", false, &policy_text));
+  KMS_TRY(c.req.String("Description", false, &description));
+  KMS_TRY(c.req.String("KeyUsage", false, &usage));
+  KMS_TRY(c.req.String("KeySpec", false, &spec));
+  KMS_TRY(c.req.String("CustomerMasterKeySpec", false, &cmk_spec));
+  KMS_TRY(c.req.String("Origin", false, &origin));
+  KMS_TRY(c.req.String("CustomKeyStoreId", false, &store_id));
+  KMS_TRY(c.req.Bool("BypassPolicyLockoutSafetyCheck", &bypass));
+  KMS_TRY(c.req.Bool("MultiRegion", &multi_region));
+  KMS_TRY(c.req.Tags("Tags", false, &r.tags));
   if (description.size() > 8192) {
     return Error{"ValidationException", "Description is longer than 8192 characters"};
   }
@@ -106,28 +106,28 @@ KmsService::Outcome KmsService::CreateKey(Call& c) {
   c.key_id = r.key_id;
   KeyStore::Change change;
   auto lock = store_->LockForWrite();
-  CHECK_ERROR(CheckQuota(r.creator, 1, 1));
+  KMS_TRY(CheckQuota(r.creator, 1, 1));
   Status s = AddVersion(&r, &change, "INITIAL");
   if (!s.ok()) return NewMaterialError(s);
   c.key_version = r.current_version;
   change.put_records.push_back(r);
-  CHECK_ERROR(CommitWithAudit(c, change));
+  KMS_TRY(CommitWithAudit(c, change));
   return json{{"KeyMetadata", KeyMetadata(r)}};
 }
 
 KmsService::Outcome KmsService::DescribeKey(Call& c) {
   std::string ref;
-  FIELD(c.req.String("KeyId", true, &ref));
+  KMS_TRY(c.req.String("KeyId", true, &ref));
   std::optional<Error> err;
   auto key = Resolve(c, ref, true, &err);
-  CHECK_ERROR(err);
-  CHECK_ERROR(Authorize(c, *key, "kms:DescribeKey"));
+  KMS_TRY(err);
+  KMS_TRY(Authorize(c, *key, "kms:DescribeKey"));
   return json{{"KeyMetadata", KeyMetadata(key->record)}};
 }
 
 KmsService::Outcome KmsService::UpdateKeyDescription(Call& c) {
   std::string description;
-  FIELD(c.req.String("Description", true, &description));
+  KMS_TRY(c.req.String("Description", true, &description));
   if (description.size() > 8192) {
     return Error{"ValidationException", "Description is longer than 8192 characters"};
   }
@@ -149,7 +149,8 @@ KmsService::Outcome KmsService::ListKeys(Call& c) {
   auto keys = store_->AllKeys();
   bool truncated = false;
   std::string marker;
-  PAGINATE(keys, [](const auto& k) { return k->record.key_id; }, truncated, marker);
+  KMS_TRY(Paginate(c.req, &keys, [](const auto& k) { return k->record.key_id; },
+                   &truncated, &marker));
   json list = json::array();
   for (const auto& k : keys) {
     list.push_back({{"KeyId", k->record.key_id}, {"KeyArn", KeyArn(k->record.key_id)}});
@@ -159,8 +160,8 @@ KmsService::Outcome KmsService::ListKeys(Call& c) {
 
 KmsService::Outcome KmsService::CreateAlias(Call& c) {
   std::string name, target;
-  FIELD(c.req.String("AliasName", true, &name));
-  FIELD(c.req.String("TargetKeyId", true, &target));
+  KMS_TRY(c.req.String("AliasName", true, &name));
+  KMS_TRY(c.req.String("TargetKeyId", true, &target));
   c.extra["alias"] = name;
   if (!ValidAliasName(name)) {
     return Error{"ValidationException",
@@ -171,8 +172,8 @@ KmsService::Outcome KmsService::CreateAlias(Call& c) {
   auto lock = store_->LockForWrite();
   std::optional<Error> err;
   auto key = Resolve(c, target, false, &err);
-  CHECK_ERROR(err);
-  CHECK_ERROR(Authorize(c, *key, "kms:CreateAlias"));
+  KMS_TRY(err);
+  KMS_TRY(Authorize(c, *key, "kms:CreateAlias"));
   if (key->record.key_state == kStatePendingDeletion) {
     return Error{"KMSInvalidStateException", KeyArn(key->record.key_id) + " is pending deletion."};
   }
@@ -183,35 +184,35 @@ KmsService::Outcome KmsService::CreateAlias(Call& c) {
   }
   KeyStore::Change change;
   change.put_aliases.push_back({name, key->record.key_id, Now(), owner});
-  CHECK_ERROR(CommitWithAudit(c, change));
+  KMS_TRY(CommitWithAudit(c, change));
   return json::object();
 }
 
 KmsService::Outcome KmsService::UpdateAlias(Call& c) {
   std::string name, target;
-  FIELD(c.req.String("AliasName", true, &name));
-  FIELD(c.req.String("TargetKeyId", true, &target));
+  KMS_TRY(c.req.String("AliasName", true, &name));
+  KMS_TRY(c.req.String("TargetKeyId", true, &target));
   c.extra["alias"] = name;
   auto lock = store_->LockForWrite();
   auto alias = store_->FindAlias(c.who.OwnerId(), name);
   if (!alias) return Error{"NotFoundException", "Alias " + name + " is not found."};
   std::optional<Error> err;
   auto old_key = Resolve(c, alias->key_id, false, &err);
-  CHECK_ERROR(err);
-  CHECK_ERROR(Authorize(c, *old_key, "kms:UpdateAlias"));
+  KMS_TRY(err);
+  KMS_TRY(Authorize(c, *old_key, "kms:UpdateAlias"));
   auto new_key = Resolve(c, target, false, &err);
-  CHECK_ERROR(err);
-  CHECK_ERROR(Authorize(c, *new_key, "kms:UpdateAlias"));
+  KMS_TRY(err);
+  KMS_TRY(Authorize(c, *new_key, "kms:UpdateAlias"));
   c.extra["previous_key_id"] = old_key->record.key_id;
   KeyStore::Change change;
   change.put_aliases.push_back({name, new_key->record.key_id, alias->creation_date, alias->owner});
-  CHECK_ERROR(CommitWithAudit(c, change));
+  KMS_TRY(CommitWithAudit(c, change));
   return json::object();
 }
 
 KmsService::Outcome KmsService::DeleteAlias(Call& c) {
   std::string name;
-  FIELD(c.req.String("AliasName", true, &name));
+  KMS_TRY(c.req.String("AliasName", true, &name));
   c.extra["alias"] = name;
   auto lock = store_->LockForWrite();
   auto alias = store_->FindAlias(c.who.OwnerId(), name);
@@ -225,17 +226,17 @@ KmsService::Outcome KmsService::DeleteAlias(Call& c) {
   if (!alias) return Error{"NotFoundException", "Alias " + name + " is not found."};
   std::optional<Error> err;
   auto key = Resolve(c, alias->key_id, false, &err);
-  CHECK_ERROR(err);
-  CHECK_ERROR(Authorize(c, *key, "kms:DeleteAlias"));
+  KMS_TRY(err);
+  KMS_TRY(Authorize(c, *key, "kms:DeleteAlias"));
   KeyStore::Change change;
   change.delete_aliases.push_back(*alias);
-  CHECK_ERROR(CommitWithAudit(c, change));
+  KMS_TRY(CommitWithAudit(c, change));
   return json::object();
 }
 
 KmsService::Outcome KmsService::ListAliases(Call& c) {
   std::string ref;
-  FIELD(c.req.String("KeyId", false, &ref));
+  KMS_TRY(c.req.String("KeyId", false, &ref));
   // The caller's own namespace, as AWS lists one account's aliases.
   auto aliases = store_->AllAliases();
   const std::string owner = c.who.OwnerId();
@@ -243,12 +244,13 @@ KmsService::Outcome KmsService::ListAliases(Call& c) {
   if (c.req.Has("KeyId")) {
     std::optional<Error> err;
     auto key = Resolve(c, ref, false, &err);
-    CHECK_ERROR(err);
+    KMS_TRY(err);
     std::erase_if(aliases, [&](const AliasEntry& a) { return a.key_id != key->record.key_id; });
   }
   bool truncated = false;
   std::string marker;
-  PAGINATE(aliases, [](const AliasEntry& a) { return a.name; }, truncated, marker);
+  KMS_TRY(Paginate(c.req, &aliases, [](const AliasEntry& a) { return a.name; },
+                   &truncated, &marker));
   json list = json::array();
   for (const auto& a : aliases) {
     list.push_back({{"AliasName", a.name},
@@ -267,17 +269,17 @@ std::variant<KeyRecord, KmsService::Error> KmsService::MutateKey(Call& c,
                                                                  std::string_view action,
                                                                  const KeyEdit& edit) {
   std::string ref;
-  FIELD(c.req.String("KeyId", true, &ref));
+  KMS_TRY(c.req.String("KeyId", true, &ref));
   auto lock = store_->LockForWrite();
   std::optional<Error> err;
   auto key = Resolve(c, ref, false, &err);
-  CHECK_ERROR(err);
-  CHECK_ERROR(Authorize(c, *key, action));
+  KMS_TRY(err);
+  KMS_TRY(Authorize(c, *key, action));
   KeyRecord r = key->record;
   KeyStore::Change change;
-  CHECK_ERROR(edit(r, change, *key));
+  KMS_TRY(edit(r, change, *key));
   change.put_records.push_back(r);
-  CHECK_ERROR(CommitWithAudit(c, change));
+  KMS_TRY(CommitWithAudit(c, change));
   return r;
 }
 
@@ -299,7 +301,7 @@ KmsService::Outcome KmsService::SetEnabled(Call& c, bool enabled) {
 
 KmsService::Outcome KmsService::ScheduleKeyDeletion(Call& c) {
   int64_t days = 30;
-  FIELD(c.req.Int("PendingWindowInDays", false, &days));
+  KMS_TRY(c.req.Int("PendingWindowInDays", false, &days));
   if (days < 7 || days > 30) {
     return Error{"ValidationException",
                  "1 validation error detected: Value '" + std::to_string(days) +
@@ -348,7 +350,7 @@ KmsService::Outcome KmsService::CancelKeyDeletion(Call& c) {
 
 KmsService::Outcome KmsService::SetRotation(Call& c, bool enabled) {
   int64_t period = 365;
-  FIELD(c.req.Int("RotationPeriodInDays", false, &period));
+  KMS_TRY(c.req.Int("RotationPeriodInDays", false, &period));
   if (enabled && (period < 90 || period > 2560)) {
     return Error{"ValidationException",
                  "1 validation error detected: Value at 'rotationPeriodInDays' failed to "
@@ -377,11 +379,11 @@ KmsService::Outcome KmsService::SetRotation(Call& c, bool enabled) {
 
 KmsService::Outcome KmsService::GetKeyRotationStatus(Call& c) {
   std::string ref;
-  FIELD(c.req.String("KeyId", true, &ref));
+  KMS_TRY(c.req.String("KeyId", true, &ref));
   std::optional<Error> err;
   auto key = Resolve(c, ref, false, &err);
-  CHECK_ERROR(err);
-  CHECK_ERROR(Authorize(c, *key, "kms:GetKeyRotationStatus"));
+  KMS_TRY(err);
+  KMS_TRY(Authorize(c, *key, "kms:GetKeyRotationStatus"));
   const KeyRecord& r = key->record;
   json out = {{"KeyRotationEnabled", r.rotation_enabled}, {"KeyId", KeyArn(r.key_id)}};
   if (r.rotation_enabled) {
@@ -396,9 +398,9 @@ KmsService::Outcome KmsService::RotateKeyOnDemand(Call& c) {
       c, "kms:RotateKeyOnDemand",
       [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
           [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
-    CHECK_ERROR(RequireUsable(current));
+    KMS_TRY(RequireUsable(current));
     // Counted against the key's creator, whose key it is, whoever rotates.
-    CHECK_ERROR(CheckQuota(r.creator, 0, 1));
+    KMS_TRY(CheckQuota(r.creator, 0, 1));
     Status s = AddVersion(&r, &change, "ON_DEMAND");
     if (!s.ok()) return NewMaterialError(s);
     c.key_version = r.current_version;
@@ -411,11 +413,11 @@ KmsService::Outcome KmsService::RotateKeyOnDemand(Call& c) {
 
 KmsService::Outcome KmsService::ListKeyRotations(Call& c) {
   std::string ref;
-  FIELD(c.req.String("KeyId", true, &ref));
+  KMS_TRY(c.req.String("KeyId", true, &ref));
   std::optional<Error> err;
   auto key = Resolve(c, ref, false, &err);
-  CHECK_ERROR(err);
-  CHECK_ERROR(Authorize(c, *key, "kms:ListKeyRotations"));
+  KMS_TRY(err);
+  KMS_TRY(Authorize(c, *key, "kms:ListKeyRotations"));
   std::vector<KeyVersionInfo> rotations;
   for (const auto& v : key->record.versions) {
     if (v.number > 1) rotations.push_back(v);
@@ -428,7 +430,7 @@ KmsService::Outcome KmsService::ListKeyRotations(Call& c) {
     std::snprintf(buf, sizeof(buf), "%010u", v.number);
     return std::string(buf);
   };
-  PAGINATE(rotations, key_of, truncated, marker);
+  KMS_TRY(Paginate(c.req, &rotations, key_of, &truncated, &marker));
   json list = json::array();
   for (const auto& v : rotations) {
     list.push_back({{"KeyId", key->record.key_id},
@@ -444,7 +446,7 @@ KmsService::Outcome KmsService::ListKeyRotations(Call& c) {
 
 KmsService::Outcome KmsService::TagResource(Call& c) {
   std::vector<std::pair<std::string, std::string>> tags;
-  FIELD(c.req.Tags("Tags", true, &tags));
+  KMS_TRY(c.req.Tags("Tags", true, &tags));
   auto mutated = MutateKey(
       c, "kms:TagResource",
       [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
@@ -471,7 +473,7 @@ KmsService::Outcome KmsService::TagResource(Call& c) {
 
 KmsService::Outcome KmsService::UntagResource(Call& c) {
   std::vector<std::string> keys;
-  FIELD(c.req.StringList("TagKeys", true, &keys));
+  KMS_TRY(c.req.StringList("TagKeys", true, &keys));
   auto mutated = MutateKey(
       c, "kms:UntagResource",
       [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
@@ -487,15 +489,15 @@ KmsService::Outcome KmsService::UntagResource(Call& c) {
 
 KmsService::Outcome KmsService::ListResourceTags(Call& c) {
   std::string ref;
-  FIELD(c.req.String("KeyId", true, &ref));
+  KMS_TRY(c.req.String("KeyId", true, &ref));
   std::optional<Error> err;
   auto key = Resolve(c, ref, false, &err);
-  CHECK_ERROR(err);
-  CHECK_ERROR(Authorize(c, *key, "kms:ListResourceTags"));
+  KMS_TRY(err);
+  KMS_TRY(Authorize(c, *key, "kms:ListResourceTags"));
   auto tags = key->record.tags;
   bool truncated = false;
   std::string marker;
-  PAGINATE(tags, [](const auto& t) { return t.first; }, truncated, marker);
+  KMS_TRY(Paginate(c.req, &tags, [](const auto& t) { return t.first; }, &truncated, &marker));
   json list = json::array();
   for (const auto& [k, v] : tags) list.push_back({{"TagKey", k}, {"TagValue", v}});
   return PageFields(json{{"Tags", list}}, truncated, marker);
@@ -505,7 +507,7 @@ KmsService::Outcome KmsService::ListResourceTags(Call& c) {
 // Vault transit's min_decryption_version followed by trim. Irreversible.
 KmsService::Outcome KmsService::RetireKeyVersions(Call& c) {
   int64_t below = 0;
-  FIELD(c.req.Int("BelowVersion", true, &below));
+  KMS_TRY(c.req.Int("BelowVersion", true, &below));
   std::vector<uint32_t> retired;
   auto mutated = MutateKey(
       c, "kms:RetireKeyVersions",

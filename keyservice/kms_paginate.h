@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/base/base64.h"
+#include "keyservice/kms_error.h"
 #include "keyservice/kms_request.h"
 
 namespace envelope::keyservice {
@@ -19,24 +20,22 @@ namespace envelope::keyservice {
 // Limit/Marker pagination over items sorted by `key_of`. The marker is the
 // base64 of the first key of the next page.
 template <typename T, typename KeyOf>
-std::optional<std::pair<std::string, std::string>> Paginate(const KmsRequest& req,
+std::optional<KmsError> Paginate(const KmsRequest& req,
                                                             std::vector<T>* items, KeyOf key_of,
                                                             bool* truncated,
                                                             std::string* next_marker) {
   int64_t limit = 100;
   std::string marker;
-  if (auto e = req.Int("Limit", false, &limit)) return std::pair{e->type, e->message};
-  if (auto e = req.String("Marker", false, &marker)) return std::pair{e->type, e->message};
+  if (auto e = req.Int("Limit", false, &limit)) return e;
+  if (auto e = req.String("Marker", false, &marker)) return e;
   if (limit < 1 || limit > 1000) {
-    auto e = KmsRequest::Invalid("Limit", "Member must have value between 1 and 1000");
-    return std::pair{e.type, e.message};
+    return KmsRequest::Invalid("Limit", "Member must have value between 1 and 1000");
   }
   size_t start = 0;
   if (req.Has("Marker")) {
     Bytes decoded;
     if (!Base64Decode(marker, &decoded) || decoded.empty()) {
-      return std::pair{std::string("InvalidMarkerException"),
-                       std::string("the marker was not returned by this service")};
+      return KmsError{"InvalidMarkerException", "the marker was not returned by this service"};
     }
     std::string from(decoded.begin(), decoded.end());
     while (start < items->size() && key_of((*items)[start]) < from) ++start;
@@ -56,14 +55,5 @@ inline nlohmann::json PageFields(nlohmann::json out, bool truncated, const std::
 }
 
 }  // namespace envelope::keyservice
-
-// Inside a KmsService operation with its Call `c`: pages `items` (sorted by
-// `key_of`) or returns the AWS error of a bad Limit or Marker.
-#define PAGINATE(items, key_of, truncated, marker)                                     \
-  do {                                                                                 \
-    if (auto page_error_ = Paginate(c.req, &(items), key_of, &(truncated), &(marker))) { \
-      return Error{page_error_->first, page_error_->second};                           \
-    }                                                                                  \
-  } while (0)
 
 #endif  // ENVELOPE_KEYSERVICE_KMS_PAGINATE_H_

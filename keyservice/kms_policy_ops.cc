@@ -10,12 +10,12 @@ using json = nlohmann::json;
 
 KmsService::Outcome KmsService::GetKeyPolicy(Call& c) {
   std::string ref, name = "default";
-  FIELD(c.req.String("KeyId", true, &ref));
-  FIELD(c.req.String("PolicyName", false, &name));
+  KMS_TRY(c.req.String("KeyId", true, &ref));
+  KMS_TRY(c.req.String("PolicyName", false, &name));
   std::optional<Error> err;
   auto key = Resolve(c, ref, false, &err);
-  CHECK_ERROR(err);
-  CHECK_ERROR(Authorize(c, *key, "kms:GetKeyPolicy"));
+  KMS_TRY(err);
+  KMS_TRY(Authorize(c, *key, "kms:GetKeyPolicy"));
   if (name != "default") return Error{"NotFoundException", "No such policy: " + name};
   return json{{"Policy", key->record.policy}, {"PolicyName", "default"}};
 }
@@ -23,9 +23,9 @@ KmsService::Outcome KmsService::GetKeyPolicy(Call& c) {
 KmsService::Outcome KmsService::PutKeyPolicy(Call& c) {
   std::string text, name = "default";
   bool bypass = false;
-  FIELD(c.req.String("Policy", true, &text));
-  FIELD(c.req.String("PolicyName", false, &name));
-  FIELD(c.req.Bool("BypassPolicyLockoutSafetyCheck", &bypass));
+  KMS_TRY(c.req.String("Policy", true, &text));
+  KMS_TRY(c.req.String("PolicyName", false, &name));
+  KMS_TRY(c.req.Bool("BypassPolicyLockoutSafetyCheck", &bypass));
   if (name != "default") {
     return Error{"ValidationException", "PolicyName must be \"default\""};
   }
@@ -49,15 +49,15 @@ KmsService::Outcome KmsService::PutKeyPolicy(Call& c) {
 
 KmsService::Outcome KmsService::ListKeyPolicies(Call& c) {
   std::string ref;
-  FIELD(c.req.String("KeyId", true, &ref));
+  KMS_TRY(c.req.String("KeyId", true, &ref));
   std::optional<Error> err;
   auto key = Resolve(c, ref, false, &err);
-  CHECK_ERROR(err);
-  CHECK_ERROR(Authorize(c, *key, "kms:ListKeyPolicies"));
+  KMS_TRY(err);
+  KMS_TRY(Authorize(c, *key, "kms:ListKeyPolicies"));
   std::vector<std::string> names = {"default"};
   bool truncated = false;
   std::string marker;
-  PAGINATE(names, [](const std::string& n) { return n; }, truncated, marker);
+  KMS_TRY(Paginate(c.req, &names, [](const std::string& n) { return n; }, &truncated, &marker));
   return PageFields(json{{"PolicyNames", names}}, truncated, marker);
 }
 

@@ -13,12 +13,12 @@ std::string Camel(std::string name) {
   return name;
 }
 
-FieldError WrongType(const char* name, const char* want) {
-  return FieldError{"SerializationException",
+KmsError WrongType(const char* name, const char* want) {
+  return KmsError{"SerializationException",
                     std::string("field ") + name + " must be " + want};
 }
 
-std::optional<FieldError> ParseContext(const nlohmann::json& v, const char* name,
+std::optional<KmsError> ParseContext(const nlohmann::json& v, const char* name,
                                        EncryptionContext* out) {
   if (!v.is_object()) return WrongType(name, "an object of strings");
   for (const auto& [k, val] : v.items()) {
@@ -29,19 +29,19 @@ std::optional<FieldError> ParseContext(const nlohmann::json& v, const char* name
 }
 }  // namespace
 
-FieldError KmsRequest::Invalid(const std::string& field, const std::string& constraint) {
-  return FieldError{"ValidationException", "1 validation error detected: Value at '" +
+KmsError KmsRequest::Invalid(const std::string& field, const std::string& constraint) {
+  return KmsError{"ValidationException", "1 validation error detected: Value at '" +
                                                Camel(field) +
                                                "' failed to satisfy constraint: " + constraint};
 }
 
-FieldError KmsRequest::Missing(const std::string& field) {
-  return FieldError{"ValidationException",
+KmsError KmsRequest::Missing(const std::string& field) {
+  return KmsError{"ValidationException",
                     "1 validation error detected: Value null at '" + Camel(field) +
                         "' failed to satisfy constraint: Member must not be null"};
 }
 
-std::optional<FieldError> KmsRequest::String(const char* name, bool required,
+std::optional<KmsError> KmsRequest::String(const char* name, bool required,
                                              std::string* out) const {
   if (!Has(name)) {
     if (required) return Missing(name);
@@ -52,7 +52,7 @@ std::optional<FieldError> KmsRequest::String(const char* name, bool required,
   return std::nullopt;
 }
 
-std::optional<FieldError> KmsRequest::Int(const char* name, bool required, int64_t* out) const {
+std::optional<KmsError> KmsRequest::Int(const char* name, bool required, int64_t* out) const {
   if (!Has(name)) {
     if (required) return Missing(name);
     return std::nullopt;
@@ -62,7 +62,7 @@ std::optional<FieldError> KmsRequest::Int(const char* name, bool required, int64
   return std::nullopt;
 }
 
-std::optional<FieldError> KmsRequest::Bool(const char* name, bool* out) const {
+std::optional<KmsError> KmsRequest::Bool(const char* name, bool* out) const {
   *out = false;
   if (!Has(name)) return std::nullopt;
   if (!in_[name].is_boolean()) return WrongType(name, "a boolean");
@@ -70,24 +70,24 @@ std::optional<FieldError> KmsRequest::Bool(const char* name, bool* out) const {
   return std::nullopt;
 }
 
-std::optional<FieldError> KmsRequest::Blob(const char* name, bool required, Bytes* out) const {
+std::optional<KmsError> KmsRequest::Blob(const char* name, bool required, Bytes* out) const {
   std::string text;
   if (auto e = String(name, required, &text)) return e;
   if (!Has(name)) return std::nullopt;
   if (!Base64Decode(text, out)) {
-    return FieldError{"SerializationException", std::string("field ") + name +
+    return KmsError{"SerializationException", std::string("field ") + name +
                                                     " is not valid base64"};
   }
   return std::nullopt;
 }
 
-std::optional<FieldError> KmsRequest::Context(const char* name, EncryptionContext* out) const {
+std::optional<KmsError> KmsRequest::Context(const char* name, EncryptionContext* out) const {
   out->clear();
   if (!Has(name)) return std::nullopt;
   return ParseContext(in_[name], name, out);
 }
 
-std::optional<FieldError> KmsRequest::ContextList(const char* name, size_t max,
+std::optional<KmsError> KmsRequest::ContextList(const char* name, size_t max,
                                                   std::vector<EncryptionContext>* out) const {
   out->clear();
   if (!Has(name)) return Missing(name);
@@ -104,7 +104,7 @@ std::optional<FieldError> KmsRequest::ContextList(const char* name, size_t max,
   return std::nullopt;
 }
 
-std::optional<FieldError> KmsRequest::StringList(const char* name, bool required,
+std::optional<KmsError> KmsRequest::StringList(const char* name, bool required,
                                                  std::vector<std::string>* out) const {
   if (!Has(name)) {
     if (required) return Missing(name);
@@ -119,7 +119,7 @@ std::optional<FieldError> KmsRequest::StringList(const char* name, bool required
   return std::nullopt;
 }
 
-std::optional<FieldError> KmsRequest::Tags(
+std::optional<KmsError> KmsRequest::Tags(
     const char* name, bool required, std::vector<std::pair<std::string, std::string>>* out) const {
   if (!Has(name)) {
     if (required) return Missing(name);

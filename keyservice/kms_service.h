@@ -28,6 +28,7 @@
 #include "keyservice/ciphertext_blob.h"
 #include "keyservice/custom_key_store.h"
 #include "keyservice/key_store.h"
+#include "keyservice/kms_error.h"
 #include "keyservice/principal.h"
 
 namespace envelope::keyservice {
@@ -127,11 +128,7 @@ class KmsService {
   static std::vector<std::string> HandledTargets();
 
  private:
-  struct Error {
-    std::string type;
-    std::string message;
-    int http_status = 400;
-  };
+  using Error = KmsError;  // kms_error.h
   using Outcome = std::variant<nlohmann::json, Error>;
 
   Outcome Dispatch(Call& call);

@@ -24,7 +24,7 @@ constexpr const char* kFields[] = {
     "PolicyName", "BypassPolicyLockoutSafetyCheck", "KeyVersions", "Count",
     "TagKey", "TagValue", ""};
 
-void Dump(const std::optional<FieldError>& e) {
+void Dump(const std::optional<KmsError>& e) {
   if (!e) return;
   FUZZ_CHECK(e->type == "ValidationException" || e->type == "SerializationException");
   (void)json{{"__type", e->type}, {"message", e->message}}.dump();

@@ -1,5 +1,7 @@
 #include "keyservice/key_record.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "keyservice/json_output.h"
@@ -7,6 +9,56 @@
 namespace envelope::keyservice {
 
 using json = nlohmann::json;
+
+Status KeyRecord::SetEnabled(bool enabled) {
+  if (key_state == kStatePendingDeletion) return Status::FailedPrecondition("is pending deletion.");
+  key_state = enabled ? kStateEnabled : kStateDisabled;
+  enabled_flag = enabled;
+  return Status::Ok();
+}
+
+Status KeyRecord::SetDescription(std::string text) {
+  if (key_state == kStatePendingDeletion) return Status::FailedPrecondition("is pending deletion.");
+  description = std::move(text);
+  return Status::Ok();
+}
+
+Status KeyRecord::ScheduleDeletion(int days, int64_t now) {
+  if (key_state == kStatePendingDeletion) return Status::FailedPrecondition("is pending deletion.");
+  key_state = kStatePendingDeletion;
+  pending_window_days = days;
+  deletion_date = now + int64_t{days} * 86400;
+  return Status::Ok();
+}
+
+Status KeyRecord::CancelDeletion() {
+  if (key_state != kStatePendingDeletion) {
+    return Status::FailedPrecondition("is not pending deletion.");
+  }
+  key_state = kStateDisabled;
+  enabled_flag = false;
+  deletion_date = 0;
+  pending_window_days = 0;
+  return Status::Ok();
+}
+
+uint32_t KeyRecord::AddVersion(int64_t now, const std::string& rotation_type) {
+  const uint32_t version = current_version + 1;
+  versions.push_back({version, now, rotation_type});
+  current_version = version;
+  return version;
+}
+
+StatusOr<std::vector<uint32_t>> KeyRecord::Retire(uint32_t below) {
+  if (below < 1 || below > current_version) {
+    return Status::InvalidArgument("BelowVersion must be between 1 and the current version " +
+                                   std::to_string(current_version));
+  }
+  std::vector<uint32_t> retired;
+  for (uint32_t v = min_version; v < below; ++v) retired.push_back(v);
+  min_version = std::max(min_version, below);
+  return retired;
+}
 
 std::string KeyRecord::ToJson() const {
   json versions_json = json::array();

@@ -60,6 +60,24 @@ struct KeyRecord {
     return current_version >= min_version ? current_version - min_version + 1 : 0;
   }
 
+  // The key ring's rules (AWS's key states). A rule that refuses is
+  // FailedPrecondition (KMSInvalidStateException, the message following
+  // the key's ARN) or InvalidArgument (ValidationException); a refused
+  // change leaves the record as it was.
+  Status SetEnabled(bool enabled);          // not while PendingDeletion
+  Status SetDescription(std::string text);  // not while PendingDeletion
+  // PendingDeletion for `days` from `now` (epoch seconds); not twice.
+  Status ScheduleDeletion(int days, int64_t now);
+  // Back from PendingDeletion, Disabled (as AWS).
+  Status CancelDeletion();
+  // Records version current_version + 1, made at `now`, and makes it the
+  // one that encrypts. Returns its number. (Its material is the caller's.)
+  uint32_t AddVersion(int64_t now, const std::string& rotation_type);
+  // Retires every retained version below `below` (1..current_version):
+  // from then on min_version is at least `below`. Returns the versions
+  // retired now (their material is the caller's to destroy).
+  StatusOr<std::vector<uint32_t>> Retire(uint32_t below);
+
   std::string ToJson() const;
   static StatusOr<KeyRecord> FromJson(std::string_view text);
 };

@@ -135,11 +135,7 @@ KmsService::Outcome KmsService::UpdateKeyDescription(Call& c) {
       c, "kms:UpdateKeyDescription",
       [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
           [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
-    if (r.key_state == kStatePendingDeletion) {
-      return Error{"KMSInvalidStateException", KeyArn(r.key_id) + " is pending deletion."};
-    }
-    r.description = description;
-    return std::nullopt;
+    return RuleError(r, r.SetDescription(description));
   });
   if (auto* e = std::get_if<Error>(&mutated)) return *e;
   return json::object();
@@ -288,12 +284,7 @@ KmsService::Outcome KmsService::SetEnabled(Call& c, bool enabled) {
       c, enabled ? "kms:EnableKey" : "kms:DisableKey",
       [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
           [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
-    if (r.key_state == kStatePendingDeletion) {
-      return Error{"KMSInvalidStateException", KeyArn(r.key_id) + " is pending deletion."};
-    }
-    r.key_state = enabled ? kStateEnabled : kStateDisabled;
-    r.enabled_flag = enabled;
-    return std::nullopt;
+    return RuleError(r, r.SetEnabled(enabled));
   });
   if (auto* e = std::get_if<Error>(&mutated)) return *e;
   return json::object();
@@ -312,13 +303,7 @@ KmsService::Outcome KmsService::ScheduleKeyDeletion(Call& c) {
       c, "kms:ScheduleKeyDeletion",
       [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
           [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
-    if (r.key_state == kStatePendingDeletion) {
-      return Error{"KMSInvalidStateException", KeyArn(r.key_id) + " is pending deletion."};
-    }
-    r.key_state = kStatePendingDeletion;
-    r.pending_window_days = static_cast<int>(days);
-    r.deletion_date = Now() + days * kSecondsPerDay;
-    return std::nullopt;
+    return RuleError(r, r.ScheduleDeletion(static_cast<int>(days), Now()));
   });
   if (auto* e = std::get_if<Error>(&mutated)) return *e;
   const KeyRecord& r = std::get<KeyRecord>(mutated);
@@ -333,15 +318,8 @@ KmsService::Outcome KmsService::CancelKeyDeletion(Call& c) {
       c, "kms:CancelKeyDeletion",
       [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
           [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
-    if (r.key_state != kStatePendingDeletion) {
-      return Error{"KMSInvalidStateException", KeyArn(r.key_id) + " is not pending deletion."};
-    }
     // As in AWS KMS: a key whose deletion is cancelled comes back disabled.
-    r.key_state = kStateDisabled;
-    r.enabled_flag = false;
-    r.deletion_date = 0;
-    r.pending_window_days = 0;
-    return std::nullopt;
+    return RuleError(r, r.CancelDeletion());
   });
   if (auto* e = std::get_if<Error>(&mutated)) return *e;
   const KeyRecord& r = std::get<KeyRecord>(mutated);
@@ -513,16 +491,10 @@ KmsService::Outcome KmsService::RetireKeyVersions(Call& c) {
       c, "kms:RetireKeyVersions",
       [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
           [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
-    if (below < 1 || below > static_cast<int64_t>(r.current_version)) {
-      return Error{"ValidationException",
-                   "BelowVersion must be between 1 and the current version " +
-                       std::to_string(r.current_version)};
-    }
-    for (uint32_t v = r.min_version; v < static_cast<uint32_t>(below); ++v) {
-      change.delete_materials.emplace_back(r.key_id, v);
-      retired.push_back(v);
-    }
-    r.min_version = std::max(r.min_version, static_cast<uint32_t>(below));
+    auto done = r.Retire(below < 1 || below > UINT32_MAX ? 0 : static_cast<uint32_t>(below));
+    if (!done.ok()) return RuleError(r, done.status());
+    retired = std::move(*done);
+    for (uint32_t v : retired) change.delete_materials.emplace_back(r.key_id, v);
     c.extra["retired_versions"] = retired;
     return std::nullopt;
   });

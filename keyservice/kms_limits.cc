@@ -27,11 +27,10 @@ Status KmsService::AddVersion(KeyRecord* record, KeyStore::Change* change,
     // Made on the token, never here: nothing enters the secure heap or the
     // store. A commit that fails after this leaves the token key behind,
     // and the next version of that number takes it over (MakeKey).
-    const uint32_t version = record->current_version + 1;
-    ENVELOPE_RETURN_IF_ERROR(
-        custom_key_stores_->MakeKey(record->custom_key_store_id, record->key_id, version));
-    record->versions.push_back({version, Now(), rotation_type});
-    record->current_version = version;
+    ENVELOPE_RETURN_IF_ERROR(custom_key_stores_->MakeKey(record->custom_key_store_id,
+                                                         record->key_id,
+                                                         record->current_version + 1));
+    record->AddVersion(Now(), rotation_type);
     return Status::Ok();
   }
   if (!NewMaterialFits(crypto::GetSecureHeapUsage(), kMaterialSizeInBytes,
@@ -43,9 +42,7 @@ Status KmsService::AddVersion(KeyRecord* record, KeyStore::Change* change,
   }
   ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes material,
                             crypto::SecretBytes::Random(kMaterialSizeInBytes));
-  const uint32_t version = record->current_version + 1;
-  record->versions.push_back({version, Now(), rotation_type});
-  record->current_version = version;
+  const uint32_t version = record->AddVersion(Now(), rotation_type);
   change->put_materials.emplace_back(record->key_id, version,
                                      std::make_shared<const crypto::SecretBytes>(std::move(material)));
   return Status::Ok();

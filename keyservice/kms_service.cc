@@ -224,6 +224,16 @@ std::optional<KmsService::Error> KmsService::Authorize(Call& c, const KeyEntry& 
                    " because no key policy statement allows it (or one denies it)"};
 }
 
+std::optional<KmsService::Error> KmsService::RuleError(const KeyRecord& r,
+                                                       const Status& s) const {
+  if (s.ok()) return std::nullopt;
+  if (s.code() == StatusCode::kInvalidArgument) return Error{"ValidationException", s.message()};
+  if (s.code() == StatusCode::kFailedPrecondition) {
+    return Error{"KMSInvalidStateException", KeyArn(r.key_id) + " " + s.message()};
+  }
+  return Error{"KMSInternalException", s.message(), 500};
+}
+
 std::optional<KmsService::Error> KmsService::RequireUsable(const KeyEntry& key) const {
   const std::string arn = KeyArn(key.record.key_id);
   if (key.record.key_state == kStateDisabled) {

@@ -253,6 +253,10 @@ class KmsService {
                                                  std::string_view action,
                                                  const EncryptionContext& context);
 
+  // The answer to a key-ring rule that refused (KeyRecord's methods):
+  // FailedPrecondition is KMSInvalidStateException ("ARN " + message),
+  // InvalidArgument a ValidationException; nullopt for Ok.
+  std::optional<Error> RuleError(const KeyRecord& r, const Status& s) const;
   using KeyEdit = std::function<std::optional<Error>(KeyRecord& record, KeyStore::Change& change,
                                                      const KeyEntry& current)>;
   std::variant<KeyRecord, Error> MutateKey(Call& c, std::string_view action, const KeyEdit& edit);

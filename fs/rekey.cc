@@ -304,10 +304,16 @@ StatusOr<RekeySummary> RekeyVolume(Volume* volume, const RekeyOptions& options) 
   });
   uint64_t total_bytes = 0;
   std::vector<uint64_t> sizes(work.size(), 0);
+  // One descriptor per directory (the work is sorted by directory).
+  StatusOr<UniqueFd> dir_fd = Status::NotFound("none yet");
+  uint32_t dir_of_fd = 0;
   for (size_t i = 0; i < work.size(); ++i) {
     struct stat st;
-    auto fd = backing::OpenDirBeneath(root.get(), listing.dirs[work[i]->dir].backing_path);
-    if (fd.ok() && backing::Stat(fd->get(), work[i]->backing, &st).ok()) {
+    if (!dir_fd.ok() || dir_of_fd != work[i]->dir) {
+      dir_of_fd = work[i]->dir;
+      dir_fd = backing::OpenDirBeneath(root.get(), listing.dirs[dir_of_fd].backing_path);
+    }
+    if (dir_fd.ok() && backing::Stat(dir_fd->get(), work[i]->backing, &st).ok()) {
       auto plain = volume->layout().PlaintextSize(static_cast<uint64_t>(st.st_size));
       sizes[i] = plain.ok() ? *plain : 0;
       total_bytes += sizes[i];

@@ -108,18 +108,17 @@ void KmsService::DestroyTokenKeys(const KeyRecord& r, const std::vector<uint32_t
   }
 }
 
-std::variant<KmsService::StoreEdit, KmsService::Error> KmsService::BeginStoreEdit(Call& c) {
+std::optional<KmsService::Error> KmsService::BeginStoreEdit(Call& c, StoreEdit* edit) {
   if (!IsAdmin(c)) return Error{"AccessDeniedException", "only root may manage custom key stores"};
-  StoreEdit edit;
-  KMS_TRY(c.req.String("CustomKeyStoreId", true, &edit.id));
-  c.extra["custom_key_store_id"] = edit.id;
-  edit.lock = store_->LockForWrite();
-  edit.records = custom_key_stores_->Records();
-  edit.record = FindRecord(edit.records, edit.id);
-  if (edit.record == nullptr) {
-    return Error{"CustomKeyStoreNotFoundException", "no custom key store " + edit.id};
+  KMS_TRY(c.req.String("CustomKeyStoreId", true, &edit->id));
+  c.extra["custom_key_store_id"] = edit->id;
+  edit->lock = store_->LockForWrite();
+  edit->records = custom_key_stores_->Records();
+  edit->record = FindRecord(edit->records, edit->id);
+  if (edit->record == nullptr) {
+    return Error{"CustomKeyStoreNotFoundException", "no custom key store " + edit->id};
   }
-  return edit;
+  return std::nullopt;
 }
 
 std::optional<KmsService::Error> KmsService::RequireDisconnected(const std::string& id) const {
@@ -220,9 +219,8 @@ KmsService::Outcome KmsService::DescribeCustomKeyStores(Call& c) {
 }
 
 KmsService::Outcome KmsService::ConnectCustomKeyStore(Call& c) {
-  auto begun = BeginStoreEdit(c);
-  if (auto* e = std::get_if<Error>(&begun)) return *e;
-  StoreEdit& edit = std::get<StoreEdit>(begun);
+  StoreEdit edit;
+  KMS_TRY(BeginStoreEdit(c, &edit));
   const std::string& id = edit.id;
   CustomKeyStoreRecord* record = edit.record;
   const CustomKeyStores::State before = custom_key_stores_->StateOf(id);
@@ -248,9 +246,8 @@ KmsService::Outcome KmsService::ConnectCustomKeyStore(Call& c) {
 }
 
 KmsService::Outcome KmsService::DisconnectCustomKeyStore(Call& c) {
-  auto begun = BeginStoreEdit(c);
-  if (auto* e = std::get_if<Error>(&begun)) return *e;
-  StoreEdit& edit = std::get<StoreEdit>(begun);
+  StoreEdit edit;
+  KMS_TRY(BeginStoreEdit(c, &edit));
   const std::string& id = edit.id;
   CustomKeyStoreRecord* record = edit.record;
   custom_key_stores_->Disconnect(id);
@@ -260,9 +257,8 @@ KmsService::Outcome KmsService::DisconnectCustomKeyStore(Call& c) {
 }
 
 KmsService::Outcome KmsService::DeleteCustomKeyStore(Call& c) {
-  auto begun = BeginStoreEdit(c);
-  if (auto* e = std::get_if<Error>(&begun)) return *e;
-  StoreEdit& edit = std::get<StoreEdit>(begun);
+  StoreEdit edit;
+  KMS_TRY(BeginStoreEdit(c, &edit));
   const std::string& id = edit.id;
   CustomKeyStoreRecord* record = edit.record;
   KMS_TRY(RequireDisconnected(id));
@@ -289,9 +285,8 @@ KmsService::Outcome KmsService::UpdateCustomKeyStore(Call& c) {
   KMS_TRY(c.req.String("CloudHsmClusterId", false, &cluster));
   KMS_TRY(Length(c.req, "NewCustomKeyStoreName", new_name, 1, 256));
   KMS_TRY(Length(c.req, "CloudHsmClusterId", cluster, 19, 24));
-  auto begun = BeginStoreEdit(c);
-  if (auto* e = std::get_if<Error>(&begun)) return *e;
-  StoreEdit& edit = std::get<StoreEdit>(begun);
+  StoreEdit edit;
+  KMS_TRY(BeginStoreEdit(c, &edit));
   const std::string& id = edit.id;
   CustomKeyStoreRecord* record = edit.record;
   KMS_TRY(RequireDisconnected(id));

@@ -10,9 +10,7 @@
 #include <thread>
 
 #include "core/base/base64.h"
-#include "core/base/coding.h"
 #include "core/base/fd_io.h"
-#include "core/crypto/random.h"
 #include "keyservice/root_key.h"
 #include "keyservice/backup.h"
 #include "keyservice/kms_call.h"
@@ -147,6 +145,20 @@ std::optional<std::string> TakeSecretField(nlohmann::json& in, const char* field
 
 }  // namespace
 
+// The passphrase and token kinds: the store re-sealed under `next` with
+// `meta` (what the next start derives the root key from) in the same
+// transaction, under the writer lock, with the test latch's two steps.
+std::optional<KmsService::Error> KmsService::CommitNewRoot(
+    crypto::SecretBytes next, const std::vector<std::pair<std::string, std::string>>& meta) {
+  auto writer = store_->LockForWrite();
+  Latch(options_.rotate_root_latch_dir, "written");
+  Status s = store_->RotateRoot(next, [] { return Status::Ok(); }, meta);
+  if (!s.ok()) return Error{"KMSInternalException", s.ToString()};
+  Latch(options_.rotate_root_latch_dir, "committed");
+  if (root_key_) KeepRootKeyForBackups(std::move(next));
+  return std::nullopt;
+}
+
 // Passphrase root keys: the new root key is scrypt(new passphrase, new
 // salt); the salt is committed with the re-sealed store, so the data
 // directory opens with the old passphrase until the commit and with the
@@ -156,19 +168,11 @@ KmsService::Outcome KmsService::RotateRootPassphrase(Call& c) {
   if (auto e = TakeSecretField(c.in, "NewPassphrase", &passphrase)) {
     return Error{"ValidationException", *e};
   }
-  Bytes salt_bytes(32);
-  if (!crypto::RandomBytes(salt_bytes).ok()) {
-    return Error{"KMSInternalException", "no random salt", 500};
-  }
-  const std::string salt = HexEncode(salt_bytes);
-  auto next = RootKeyFromPassphrase(*passphrase, salt);
+  auto salt = NewPassphraseSalt();
+  if (!salt.ok()) return Error{"KMSInternalException", salt.status().ToString(), 500};
+  auto next = RootKeyFromPassphrase(*passphrase, *salt);
   if (!next.ok()) return Error{"KMSInternalException", next.status().ToString()};
-  auto writer = store_->LockForWrite();
-  Latch(options_.rotate_root_latch_dir, "written");
-  Status s = store_->RotateRoot(*next, [] { return Status::Ok(); }, {{"scrypt-salt", salt}});
-  if (!s.ok()) return Error{"KMSInternalException", s.ToString()};
-  Latch(options_.rotate_root_latch_dir, "committed");
-  if (root_key_) KeepRootKeyForBackups(std::move(*next));
+  KMS_TRY(CommitNewRoot(std::move(*next), {{"scrypt-salt", *salt}}));
   c.extra["root_key"] = "passphrase";
   return json{{"RootKey", "passphrase"}};
 }
@@ -188,13 +192,7 @@ KmsService::Outcome KmsService::RotateRootOnToken(Call& c) {
   std::string sealed;
   auto next = NewRootKeyOnToken(token->get(), &sealed);
   if (!next.ok()) return Error{"KMSInternalException", next.status().ToString()};
-  auto writer = store_->LockForWrite();
-  Latch(options_.rotate_root_latch_dir, "written");
-  Status s = store_->RotateRoot(*next, [] { return Status::Ok(); },
-                                {{"root-key-on-token", sealed}});
-  if (!s.ok()) return Error{"KMSInternalException", s.ToString()};
-  Latch(options_.rotate_root_latch_dir, "committed");
-  if (root_key_) KeepRootKeyForBackups(std::move(*next));
+  KMS_TRY(CommitNewRoot(std::move(*next), {{"root-key-on-token", sealed}}));
   c.extra["root_key"] = (*token)->description();
   return json{{"RootKey", (*token)->description()}};
 }

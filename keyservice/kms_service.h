@@ -187,14 +187,15 @@ class KmsService {
                                              KeyStore::Change change);
   // The start of every operation on one named store: root only, its
   // CustomKeyStoreId (recorded for the audit), the store's writer lock, the
-  // records and the one named (CustomKeyStoreNotFoundException if none).
+  // records and the one named (CustomKeyStoreNotFoundException if none),
+  // into *edit.
   struct StoreEdit {
     std::unique_lock<std::mutex> lock;
     std::vector<CustomKeyStoreRecord> records;
     CustomKeyStoreRecord* record = nullptr;  // into `records`
     std::string id;
   };
-  std::variant<StoreEdit, Error> BeginStoreEdit(Call& c);
+  std::optional<Error> BeginStoreEdit(Call& c, StoreEdit* edit);
   // CustomKeyStoreInvalidStateException unless the store is DISCONNECTED
   // (what updating and deleting one want).
   std::optional<Error> RequireDisconnected(const std::string& store_id) const;
@@ -209,6 +210,8 @@ class KmsService {
   Outcome RotateRootKeyFile(Call& c);
   Outcome RotateRootPassphrase(Call& c);
   Outcome RotateRootOnToken(Call& c);
+  std::optional<Error> CommitNewRoot(crypto::SecretBytes next,
+                                     const std::vector<std::pair<std::string, std::string>>& meta);
 
   // Cryptographic operations (kms_crypto_ops.cc).
   Outcome Encrypt(Call& c);

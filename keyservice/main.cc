@@ -41,7 +41,6 @@
 
 #include "core/base/fd_io.h"
 #include "core/base/process_hygiene.h"
-#include "core/crypto/random.h"
 #include "keyservice/access_keys.h"
 #include "keyservice/audit_anchor.h"
 #include "keyservice/audit_log.h"
@@ -156,11 +155,9 @@ StatusOr<crypto::SecretBytes> LoadRootKey(const Flags& f, ks::KeyStore* store) {
     return root;
   }
   if (passphrase) {
-    ENVELOPE_ASSIGN_OR_RETURN(std::string salt, store->GetOrCreateMeta("scrypt-salt", [] {
-      envelope::Bytes s(32);
-      (void)crypto::RandomBytes(s);
-      return envelope::HexEncode(s);
-    }));
+    ENVELOPE_ASSIGN_OR_RETURN(std::string fresh, ks::NewPassphraseSalt());
+    ENVELOPE_ASSIGN_OR_RETURN(std::string salt,
+                              store->GetOrCreateMeta("scrypt-salt", [&] { return fresh; }));
     ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes pass,
                               ks::ReadPassphrase(f.passphrase_fd, "envelope-keyd passphrase: "));
     return ks::RootKeyFromPassphrase(pass, salt);

@@ -9,6 +9,7 @@
 
 #include "core/base/fd_io.h"
 #include "core/crypto/hash.h"
+#include "core/crypto/random.h"
 #include "core/crypto/scrypt.h"
 #include "core/crypto/secret_line.h"
 
@@ -68,6 +69,12 @@ StatusOr<crypto::SecretBytes> ReadPassphrase(int fd, const char* prompt, const c
   if (!pass.ok()) return pass.status().WithContext(std::string("reading the ") + what);
   if (pass->size() == 0) return Status::InvalidArgument(std::string("empty ") + what);
   return pass;
+}
+
+StatusOr<std::string> NewPassphraseSalt() {
+  Bytes salt(32);
+  ENVELOPE_RETURN_IF_ERROR(crypto::RandomBytes(salt));
+  return HexEncode(salt);
 }
 
 StatusOr<crypto::SecretBytes> RootKeyFromPassphrase(const crypto::SecretBytes& passphrase,

@@ -33,6 +33,9 @@ StatusOr<crypto::SecretBytes> LoadOrCreateRootKeyFile(const std::string& path,
 StatusOr<crypto::SecretBytes> ReadPassphrase(int fd, const char* prompt,
                                              const char* what = "passphrase");
 
+// A new scrypt salt for a passphrase root key: 32 random bytes in hex, as
+// `meta` `scrypt-salt` holds it.
+StatusOr<std::string> NewPassphraseSalt();
 // scrypt(passphrase, salt) with N=2^15, r=8, p=1 -> 32-byte root key.
 StatusOr<crypto::SecretBytes> RootKeyFromPassphrase(const crypto::SecretBytes& passphrase,
                                                     std::string_view salt);

@@ -78,9 +78,10 @@ void AddSecretsCommands(CLI::App* app, Context* ctx);
 StatusOr<json> ListAll(Context& ctx, std::string_view operation, json request,
                        const char* field);
 
-// One line (at most 64 bytes) from `fd`; at a terminal `prompt` is shown
-// and the line read without echo. For PINs and passphrases, never argv.
-StatusOr<std::string> ReadSecretLine(int fd, const char* prompt);
+// One line (at most 64 bytes) from `fd`, read by crypto::ReadSecretLine
+// (no echo at a terminal, `prompt` on stderr), as text for a request
+// field the caller wipes. For PINs and passphrases, never argv.
+StatusOr<std::string> ReadSecretText(int fd, const char* prompt);
 
 // The contents of a text file; "-" reads standard input.
 StatusOr<std::string> ReadTextFile(const std::string& path);

@@ -109,11 +109,11 @@ void AddCustodyCommands(CLI::App* app, Context* ctx) {
     json request = json::object();
     std::string secret;
     if (rotate_args->passphrase_fd >= 0) {
-      ENVELOPE_ASSIGN_OR_RETURN(secret, ReadSecretLine(rotate_args->passphrase_fd,
+      ENVELOPE_ASSIGN_OR_RETURN(secret, ReadSecretText(rotate_args->passphrase_fd,
                                                        "new envelope-keyd passphrase: "));
       request["NewPassphrase"] = secret;
     } else if (rotate_args->pin_fd >= 0) {
-      ENVELOPE_ASSIGN_OR_RETURN(secret, ReadSecretLine(rotate_args->pin_fd, "token PIN: "));
+      ENVELOPE_ASSIGN_OR_RETURN(secret, ReadSecretText(rotate_args->pin_fd, "token PIN: "));
       request["Pin"] = secret;
     }
     crypto::Cleanse({reinterpret_cast<uint8_t*>(secret.data()), secret.size()});

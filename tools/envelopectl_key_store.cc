@@ -2,13 +2,13 @@
 // token (root only; docs/KEYSERVICE.md, "Custom key stores"). The token's
 // PIN (AWS's KeyStorePassword) is read from a file descriptor or typed at
 // the terminal without echo, never taken from the command line.
-#include <termios.h>
 #include <unistd.h>
 
 #include <memory>
 #include <string>
 
 #include "core/crypto/secret_bytes.h"
+#include "core/crypto/secret_line.h"
 #include "tools/envelopectl.h"
 
 namespace envelope::envelopectl {
@@ -21,39 +21,19 @@ void CleanseText(std::string& s) {
 
 }  // namespace
 
-StatusOr<std::string> ReadSecretLine(int fd, const char* prompt) {
-  const bool tty = ::isatty(fd) == 1;
-  struct termios saved {};
-  if (tty) {
-    std::fprintf(stderr, "%s", prompt);
-    std::fflush(stderr);
-    if (::tcgetattr(fd, &saved) == 0) {
-      struct termios quiet = saved;
-      quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-      (void)::tcsetattr(fd, TCSANOW, &quiet);
-    }
-  }
-  std::string line;
-  char c;
-  ssize_t n;
-  while ((n = ::read(fd, &c, 1)) == 1 && c != '\n') {
-    if (line.size() >= 64) break;
-    line.push_back(c);
-  }
-  if (tty) {
-    (void)::tcsetattr(fd, TCSANOW, &saved);
-    std::fprintf(stderr, "\n");
-  }
-  if (n < 0) return Status::FromErrno("read the password");
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  if (line.empty()) return Status::InvalidArgument("nothing given");
-  return line;
+StatusOr<std::string> ReadSecretText(int fd, const char* prompt) {
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes line,
+                            crypto::ReadSecretLine(fd, 64, STDERR_FILENO, prompt));
+  std::string text(reinterpret_cast<const char*>(line.data()), line.size());
+  if (!text.empty() && text.back() == '\r') text.pop_back();
+  if (text.empty()) return Status::InvalidArgument("nothing given");
+  return text;
 }
 
 namespace {
 
 StatusOr<std::string> ReadPassword(int fd) {
-  return ReadSecretLine(fd, "KeyStorePassword (the token's user PIN): ");
+  return ReadSecretText(fd, "KeyStorePassword (the token's user PIN): ");
 }
 
 // The request with the password read into it; the caller's Call wipes it.

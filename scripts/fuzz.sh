@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (tests/fuzz, docs/FUZZING.md) in the sanitizer
 # build (scripts/build.sh sanitize: clang, build-asan/) and runs each over its
-# checked-in corpus for a bounded time,
+# checked-in corpus for a bounded time (seconds, or inputs from a fixed seed),
 # FUZZ_JOBS (default: the number of CPUs) targets at once. Fails on any
 # crash, sanitizer report, leak, timeout or out-of-memory, and prints the
 # saved input and the command that reproduces it.
 #
 #   scripts/fuzz.sh                      every target, FUZZ_SECONDS (8) each
+#   FUZZ_RUNS=20000 scripts/fuzz.sh      every target, 20,000 inputs each from
+#                                        a fixed seed (FUZZ_SEED, default 1):
+#                                        the same inputs on every machine, so
+#                                        a run's verdict does not depend on
+#                                        how fast the machine is (CI's mode)
 #   scripts/fuzz.sh sigv4 kms_service    only these targets
 #   FUZZ_SECONDS=600 scripts/fuzz.sh name_codec      one target for longer
 #   scripts/fuzz.sh -DCMAKE_CXX_COMPILER_LAUNCHER=ccache   -D... go to cmake
@@ -17,6 +22,15 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build_dir=${BUILD_DIR:-$repo/build-asan}
 seconds=${FUZZ_SECONDS:-8}
+runs=${FUZZ_RUNS:-}
+seed=${FUZZ_SEED:-1}
+if [[ -n $runs ]]; then
+  budget=(-runs="$runs" -seed="$seed")
+  budget_text="$runs inputs from seed $seed"
+else
+  budget=(-max_total_time="$seconds")
+  budget_text="${seconds}s"
+fi
 max_jobs=${FUZZ_JOBS:-$(nproc)}
 
 all=(file_header chunk_reader name_codec ciphertext_blob kms_request
@@ -47,7 +61,7 @@ run() {
   mkdir -p "$work/$t/new" "$work/$t/tmp"
   # kms_service keeps its key store under TMPDIR.
   TMPDIR="$work/$t/tmp" UBSAN_OPTIONS=print_stacktrace=1 \
-    "$build_dir/tests/fuzz/${t}_fuzz" -max_total_time="$seconds" -timeout=20 \
+    "$build_dir/tests/fuzz/${t}_fuzz" "${budget[@]}" -timeout=20 \
     -rss_limit_mb=2048 -artifact_prefix="$artifacts/$t-" -print_final_stats=1 \
     "$work/$t/new" "$repo/tests/fuzz/corpus/$t" >"$work/$t/log" 2>&1 || rc=$?
   echo "$rc" >"$work/$t/rc"
@@ -63,8 +77,8 @@ failed=0
 for t in "${targets[@]}"; do
   log="$work/$t/log"
   if [[ $(cat "$work/$t/rc") == 0 ]]; then
-    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
-    echo "fuzz: $t: ok, ${runs:-?} runs in ${seconds}s, $(find "$work/$t/new" -type f | wc -l) new inputs"
+    done_runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    echo "fuzz: $t: ok, ${done_runs:-?} runs ($budget_text), $(find "$work/$t/new" -type f | wc -l) new inputs"
     continue
   fi
   failed=1

@@ -279,6 +279,8 @@ void SecretsSeeds() {
   Put("secrets_file", "comments_damage_duplicate",
       text + "# a comment\n\nBROKEN=enc:v1:!!!\nDB_PASSWORD=enc:v1:RUsB\nnot a line");
   Put("secrets_file", "bad_header", "# envelope-secrets v2 app=x key=y\n");
+  // Once failed: an entry ending in '\r' with no newline after it.
+  Put("secrets_file", "crlf_entry_at_end", "# envelope-secrets v1 app=l key=B\nS=enc:v1:RU4o\r");
 }
 
 }  // namespace

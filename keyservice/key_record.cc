@@ -60,6 +60,43 @@ StatusOr<std::vector<uint32_t>> KeyRecord::Retire(uint32_t below) {
   return retired;
 }
 
+Status KeyRecord::AddGrant(Grant grant) {
+  if (grants.size() >= kMaxGrantsPerKey) {
+    return Status::ResourceExhausted("the key has " + std::to_string(grants.size()) +
+                                     " grants, the most one key may have");
+  }
+  const size_t for_grantee = static_cast<size_t>(std::count_if(
+      grants.begin(), grants.end(), [&](const Grant& g) { return g.grantee == grant.grantee; }));
+  if (for_grantee >= kMaxGrantsPerGrantee) {
+    return Status::ResourceExhausted(grant.grantee + " already has " +
+                                     std::to_string(for_grantee) +
+                                     " grants on this key, the most one principal may have");
+  }
+  grants.push_back(std::move(grant));
+  return Status::Ok();
+}
+
+const Grant* KeyRecord::FindGrant(std::string_view grant_id) const {
+  for (const Grant& g : grants) {
+    if (g.grant_id == grant_id) return &g;
+  }
+  return nullptr;
+}
+
+Status KeyRecord::RemoveGrant(std::string_view grant_id) {
+  auto it = std::find_if(grants.begin(), grants.end(),
+                         [&](const Grant& g) { return g.grant_id == grant_id; });
+  if (it == grants.end()) return Status::NotFound("no grant " + std::string(grant_id));
+  grants.erase(it);
+  return Status::Ok();
+}
+
+size_t KeyRecord::RemoveExpiredGrants(int64_t now) {
+  const size_t before = grants.size();
+  std::erase_if(grants, [&](const Grant& g) { return g.expired(now); });
+  return before - grants.size();
+}
+
 std::string KeyRecord::ToJson() const {
   json versions_json = json::array();
   for (const auto& v : versions) {
@@ -85,6 +122,11 @@ std::string KeyRecord::ToJson() const {
               {"versions", versions_json},
               {"current_version", current_version},
               {"min_version", min_version}};
+  if (!grants.empty()) {
+    json grants_json = json::array();
+    for (const Grant& g : grants) grants_json.push_back(GrantToJson(g));
+    doc["grants"] = std::move(grants_json);
+  }
   if (on_token()) {
     doc["origin"] = origin;
     doc["custom_key_store_id"] = custom_key_store_id;
@@ -128,6 +170,12 @@ StatusOr<KeyRecord> KeyRecord::FromJson(std::string_view text) {
     }
     r.current_version = doc.at("current_version").get<uint32_t>();
     r.min_version = doc.at("min_version").get<uint32_t>();
+    if (doc.contains("grants")) {  // absent: none (and in records made before grants)
+      for (const auto& g : doc.at("grants")) {
+        ENVELOPE_ASSIGN_OR_RETURN(Grant grant, GrantFromJson(g));
+        r.grants.push_back(std::move(grant));
+      }
+    }
     return r;
   } catch (const json::exception& e) {
     return Status::Corruption(std::string("key record: ") + e.what());

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/base/status.h"
+#include "keyservice/grant.h"
 
 namespace envelope::keyservice {
 
@@ -54,6 +55,7 @@ struct KeyRecord {
   std::vector<KeyVersionInfo> versions;  // every version ever made, ascending
   uint32_t current_version = 0;          // newest; the one that encrypts
   uint32_t min_version = 1;  // versions below were retired: material destroyed
+  std::vector<Grant> grants;  // in creation order (grant.h)
 
   // Versions whose material is retained (min_version..current_version).
   uint32_t retained_versions() const {
@@ -77,6 +79,15 @@ struct KeyRecord {
   // from then on min_version is at least `below`. Returns the versions
   // retired now (their material is the caller's to destroy).
   StatusOr<std::vector<uint32_t>> Retire(uint32_t below);
+  // Adds a validated grant: ResourceExhausted (LimitExceededException) past
+  // kMaxGrantsPerKey, or kMaxGrantsPerGrantee for its grantee.
+  Status AddGrant(Grant grant);
+  // The grant with this id, or null.
+  const Grant* FindGrant(std::string_view grant_id) const;
+  // Removes it; NotFound if there is none.
+  Status RemoveGrant(std::string_view grant_id);
+  // Removes grants expired at `now`; returns how many.
+  size_t RemoveExpiredGrants(int64_t now);
 
   std::string ToJson() const;
   static StatusOr<KeyRecord> FromJson(std::string_view text);

@@ -79,7 +79,10 @@ KmsService::Outcome KmsService::ReEncryptBatch(Call& c) {
   KMS_TRY(c.req.String("DestinationKeyId", true, &dest_ref));
   KMS_TRY(ParseItems(c.in, &items));
   c.extra["batch_size"] = items.size();
-  auto sealing = KeyForSealing(c, dest_ref, "kms:ReEncryptTo");
+  std::vector<EncryptionContext> destination_contexts;
+  destination_contexts.reserve(items.size());
+  for (const BatchItem& item : items) destination_contexts.push_back(item.destination_context);
+  auto sealing = KeyForSealing(c, dest_ref, "kms:ReEncryptTo", destination_contexts);
   if (auto* e = std::get_if<Error>(&sealing)) return *e;
   SealingKey& dest = std::get<SealingKey>(sealing);
 

@@ -54,11 +54,12 @@ std::optional<KmsError> DataKeySize(const KmsRequest& req, int64_t* bytes) {
 }  // namespace
 
 std::variant<KmsService::SealingKey, KmsService::Error> KmsService::KeyForSealing(
-    Call& c, const std::string& key_ref, std::string_view action) const {
+    Call& c, const std::string& key_ref, std::string_view action,
+    std::span<const EncryptionContext> contexts) const {
   std::optional<Error> err;
   auto key = Resolve(c, key_ref, true, &err);
   KMS_TRY(err);
-  KMS_TRY(Authorize(c, *key, action));
+  KMS_TRY(Authorize(c, *key, action, contexts));
   KMS_TRY(RequireUsable(*key));
   SealingKey sealing{key, key->record.current_version, {}, nullptr, custom_key_stores_.get()};
   ParseKeyId(key->record.key_id, &sealing.id);
@@ -107,7 +108,7 @@ KmsService::Outcome KmsService::Encrypt(Call& c) {
                  "1 validation error detected: Value at 'plaintext' failed to satisfy "
                  "constraint: Member must have length between 1 and 4096"};
   }
-  auto sealing = KeyForSealing(c, key_ref, "kms:Encrypt");
+  auto sealing = KeyForSealing(c, key_ref, "kms:Encrypt", {&c.context, 1});
   if (auto* e = std::get_if<Error>(&sealing)) return *e;
   SealingKey& key = std::get<SealingKey>(sealing);
   auto blob = key.Seal(c.context, plaintext);
@@ -144,7 +145,7 @@ std::variant<KmsService::OpenedBlob, KmsService::Error> KmsService::OpenCipherte
                    "this operation."};
     }
   }
-  KMS_TRY(Authorize(c, *key, action));
+  KMS_TRY(Authorize(c, *key, action, {&context, 1}));
   if (action == "kms:ReEncryptFrom") {
     // ReEncrypt hands the plaintext to a key of the caller's choosing, where
     // Decrypt then reveals it: an explicit Deny of kms:Decrypt therefore
@@ -242,7 +243,7 @@ KmsService::Outcome KmsService::ReEncrypt(Call& c) {
   c.extra["source_key_version"] = c.key_version;
   c.extra["source_encryption_context"] = source_context;
 
-  auto sealing = KeyForSealing(c, dest_ref, "kms:ReEncryptTo");
+  auto sealing = KeyForSealing(c, dest_ref, "kms:ReEncryptTo", {&c.context, 1});
   if (auto* e = std::get_if<Error>(&sealing)) return *e;
   const std::shared_ptr<const KeyEntry>& dest = std::get<SealingKey>(sealing).key;
   auto sealed = std::get<SealingKey>(sealing).Seal(c.context, plaintext.view());
@@ -261,8 +262,10 @@ KmsService::Outcome KmsService::GenerateDataKey(Call& c, bool with_plaintext) {
   KMS_TRY(DataKeySize(c.req, &bytes));
   KMS_TRY(c.req.Context("EncryptionContext", &c.context));
   c.has_context = true;
-  auto sealing = KeyForSealing(c, key_ref, with_plaintext ? "kms:GenerateDataKey"
-                                                          : "kms:GenerateDataKeyWithoutPlaintext");
+  auto sealing = KeyForSealing(
+      c, key_ref,
+      with_plaintext ? "kms:GenerateDataKey" : "kms:GenerateDataKeyWithoutPlaintext",
+      {&c.context, 1});
   if (auto* e = std::get_if<Error>(&sealing)) return *e;
   SealingKey& key = std::get<SealingKey>(sealing);
   auto dek = crypto::SecretBytes::Random(static_cast<size_t>(bytes));
@@ -291,7 +294,7 @@ KmsService::Outcome KmsService::GenerateDataKeys(Call& c) {
   KMS_TRY(DataKeySize(c.req, &bytes));
   KMS_TRY(c.req.ContextList("EncryptionContexts", kMaxDataKeysPerRequest, &contexts));
   c.extra["encryption_contexts"] = contexts;
-  auto sealing = KeyForSealing(c, key_ref, "kms:GenerateDataKey");
+  auto sealing = KeyForSealing(c, key_ref, "kms:GenerateDataKey", contexts);
   if (auto* e = std::get_if<Error>(&sealing)) return *e;
   SealingKey& key = std::get<SealingKey>(sealing);
   json keys = json::array();

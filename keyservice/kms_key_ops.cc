@@ -552,6 +552,7 @@ void KmsService::RunScheduledWork() {
       DestroyTokenKeys(current->record, versions);
     }
   }
+  RemoveExpiredGrants();
 }
 
 }  // namespace envelope::keyservice

@@ -132,6 +132,11 @@ std::span<const KmsService::Route> KmsService::Routes() {
        [](S& s, Call& c) { return s.DisconnectCustomKeyStore(c); }},
       {"DeleteCustomKeyStore", false, [](S& s, Call& c) { return s.DeleteCustomKeyStore(c); }},
       {"UpdateCustomKeyStore", false, [](S& s, Call& c) { return s.UpdateCustomKeyStore(c); }},
+      {"CreateGrant", false, [](S& s, Call& c) { return s.CreateGrant(c); }},
+      {"ListGrants", false, [](S& s, Call& c) { return s.ListGrants(c); }},
+      {"ListRetirableGrants", false, [](S& s, Call& c) { return s.ListRetirableGrants(c); }},
+      {"RetireGrant", false, [](S& s, Call& c) { return s.RetireGrant(c); }},
+      {"RevokeGrant", false, [](S& s, Call& c) { return s.RevokeGrant(c); }},
       {"RetireKeyVersions", true, [](S& s, Call& c) { return s.RetireKeyVersions(c); }},
       {"GenerateDataKeys", true, [](S& s, Call& c) { return s.GenerateDataKeys(c); }},
       {"ReEncryptBatch", true, [](S& s, Call& c) { return s.ReEncryptBatch(c); }},
@@ -156,6 +161,7 @@ KmsService::Outcome KmsService::Dispatch(Call& c) {
   const std::string target =
       std::string(c.extension ? kms::kExtensionTargetPrefix : kms::kAwsTargetPrefix) + c.op;
   if (const kms::Operation* op = kms::FindOperation(target)) {
+    KMS_TRY(CheckGrantTokens(c.req));
     for (const Route& r : Routes()) {
       if (r.name == op->name && r.extension == op->extension) return r.run(*this, c);
     }
@@ -214,14 +220,41 @@ std::shared_ptr<const KeyEntry> KmsService::Resolve(Call& c, const std::string& 
   return entry;
 }
 
-std::optional<KmsService::Error> KmsService::Authorize(Call& c, const KeyEntry& key,
-                                                       std::string_view action) const {
+std::optional<KmsService::Error> KmsService::Authorize(
+    Call& c, const KeyEntry& key, std::string_view action,
+    std::span<const EncryptionContext> contexts) const {
   const std::string arn = KeyArn(key.record.key_id);
-  if (key.policy.Allows(c.who, action, arn)) return std::nullopt;
+  const KeyPolicy::Decision decision = key.policy.Evaluate(c.who, action, arn);
+  if (decision == KeyPolicy::Decision::kAllow) return std::nullopt;
+  // Grants allow beside the policy, never against an explicit Deny (AWS).
+  if (decision == KeyPolicy::Decision::kImplicitDeny) {
+    if (const Grant* g = AllowingGrant(c, key, GrantOperationOf(action), contexts)) {
+      NoteGrantUsed(c, *g);
+      return std::nullopt;
+    }
+  }
   return Error{"AccessDeniedException",
                "User: " + c.who.PrimaryName() + " is not authorized to perform: " +
                    std::string(action) + " on resource: " + arn +
-                   " because no key policy statement allows it (or one denies it)"};
+                   " because no key policy statement or grant allows it (or a statement "
+                   "denies it)"};
+}
+
+const Grant* KmsService::AllowingGrant(const Call& c, const KeyEntry& key,
+                                       std::string_view operation,
+                                       std::span<const EncryptionContext> contexts) const {
+  if (key.record.grants.empty()) return nullptr;
+  const std::vector<std::string> names = c.who.PolicyNames();
+  const int64_t now = Now();
+  for (const Grant& g : key.record.grants) {
+    if (g.Allows(names, operation, contexts, now)) return &g;
+  }
+  return nullptr;
+}
+
+void KmsService::NoteGrantUsed(Call& c, const Grant& g) {
+  if (!c.extra.contains("grant_ids")) c.extra["grant_ids"] = nlohmann::ordered_json::array();
+  c.extra["grant_ids"].push_back(g.grant_id);
 }
 
 std::optional<KmsService::Error> KmsService::RuleError(const KeyRecord& r,
@@ -231,6 +264,8 @@ std::optional<KmsService::Error> KmsService::RuleError(const KeyRecord& r,
   if (s.code() == StatusCode::kFailedPrecondition) {
     return Error{"KMSInvalidStateException", KeyArn(r.key_id) + " " + s.message()};
   }
+  if (s.code() == StatusCode::kResourceExhausted) return Error{"LimitExceededException", s.message()};
+  if (s.code() == StatusCode::kNotFound) return Error{"NotFoundException", s.message()};
   return Error{"KMSInternalException", s.message(), 500};
 }
 

@@ -29,6 +29,7 @@
 #include "keyservice/custom_key_store.h"
 #include "keyservice/key_store.h"
 #include "keyservice/kms_error.h"
+#include "keyservice/kms_request.h"
 #include "keyservice/principal.h"
 
 namespace envelope::keyservice {
@@ -164,6 +165,29 @@ class KmsService {
   Outcome UntagResource(Call& c);
   Outcome ListResourceTags(Call& c);
   Outcome RetireKeyVersions(Call& c);
+  // Grants (kms_grant_ops.cc; the grant itself is grant.h).
+  Outcome CreateGrant(Call& c);
+  Outcome ListGrants(Call& c);
+  Outcome ListRetirableGrants(Call& c);
+  Outcome RetireGrant(Call& c);
+  Outcome RevokeGrant(Call& c);
+  // InvalidGrantTokenException unless every GrantTokens entry of a request
+  // is a token this service issued (checked for every operation).
+  static std::optional<Error> CheckGrantTokens(const KmsRequest& req);
+  // The first of the key's grants that lets the caller run `operation`
+  // with `contexts` now, or null.
+  const Grant* AllowingGrant(const Call& c, const KeyEntry& key, std::string_view operation,
+                             std::span<const EncryptionContext> contexts) const;
+  // Records in the call's audit facts that `g` authorised it.
+  static void NoteGrantUsed(Call& c, const Grant& g);
+  // RetireGrant's and RevokeGrant's common end: removes the grant once
+  // `may_remove` agrees, committed with the audit record.
+  Outcome RemoveGrant(
+      Call& c, const std::string& ref, const std::string& grant_id,
+      const std::function<std::optional<Error>(const KeyEntry&, const Grant&)>& may_remove);
+  // Removes grants past their Expiry (scheduled work; each key's removal
+  // audited as ExpireGrants). Expired grants allow nothing before that.
+  void RemoveExpiredGrants();
 
   // Root or the daemon's own user, over the Unix socket: who may run the
   // audit and custody extensions (kms_audit_ops.cc).
@@ -241,7 +265,8 @@ class KmsService {
   // the key's custom key store went away meanwhile, else KMSInternalException.
   static Error SealError(const Status& s);
   std::variant<SealingKey, Error> KeyForSealing(Call& c, const std::string& key_ref,
-                                                std::string_view action) const;
+                                                std::string_view action,
+                                                std::span<const EncryptionContext> contexts) const;
 
   struct OpenedBlob {
     std::shared_ptr<const KeyEntry> key;
@@ -267,7 +292,11 @@ class KmsService {
   // Helpers (kms_service.cc).
   std::shared_ptr<const KeyEntry> Resolve(Call& c, const std::string& key_ref, bool aliases_ok,
                                           std::optional<Error>* error) const;
-  std::optional<Error> Authorize(Call& c, const KeyEntry& key, std::string_view action) const;
+  // The key policy, then the key's grants (an explicit Deny in the policy
+  // wins over both). `contexts`: every encryption context the request uses
+  // with this key, for grant constraints; empty for operations without one.
+  std::optional<Error> Authorize(Call& c, const KeyEntry& key, std::string_view action,
+                                 std::span<const EncryptionContext> contexts = {}) const;
   std::optional<Error> RequireUsable(const KeyEntry& key) const;
   nlohmann::json KeyMetadata(const KeyRecord& r) const;
   // Commits `change` with the call's audit record written inside the

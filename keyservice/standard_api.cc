@@ -54,6 +54,11 @@ constexpr Member kCustomKeyStoresListEntryMembers[] = {
     {"CreationDate"}, {"CustomKeyStoreType"}, {"XksProxyConfiguration"}};
 constexpr Shape kCustomKeyStoresListEntry{kCustomKeyStoresListEntryMembers};
 
+constexpr Member kGrantListEntryMembers[] = {
+    {"KeyId"}, {"GrantId"}, {"Name"}, {"CreationDate"}, {"GranteePrincipal"},
+    {"RetiringPrincipal"}, {"IssuingAccount"}, {"Operations"}, {"Constraints"}};
+constexpr Shape kGrantListEntry{kGrantListEntryMembers};
+
 // The output shapes of the operations.
 constexpr Member kMetadataOutput[] = {{"KeyMetadata", &kKeyMetadata}};
 constexpr Member kListKeysOutput[] = {
@@ -84,6 +89,9 @@ constexpr Member kCreateCustomKeyStoreOutput[] = {{"CustomKeyStoreId"}};
 constexpr Member kDescribeCustomKeyStoresOutput[] = {
     {"CustomKeyStores", &kCustomKeyStoresListEntry}, {"NextMarker"}, {"Truncated"}};
 constexpr Member kListKeyPoliciesOutput[] = {{"PolicyNames"}, {"NextMarker"}, {"Truncated"}};
+constexpr Member kCreateGrantOutput[] = {{"GrantToken"}, {"GrantId"}};
+constexpr Member kListGrantsOutput[] = {
+    {"Grants", &kGrantListEntry}, {"NextMarker"}, {"Truncated"}};
 constexpr Member kListResourceTagsOutput[] = {{"Tags", &kTag}, {"NextMarker"}, {"Truncated"}};
 
 struct Operation {
@@ -127,6 +135,11 @@ constexpr Operation kOperations[] = {
     {"DisconnectCustomKeyStore", {}},
     {"DeleteCustomKeyStore", {}},
     {"UpdateCustomKeyStore", {}},
+    {"CreateGrant", kCreateGrantOutput},
+    {"ListGrants", kListGrantsOutput},
+    {"ListRetirableGrants", kListGrantsOutput},
+    {"RetireGrant", {}},
+    {"RevokeGrant", {}},
 };
 
 const Operation* FindOperation(std::string_view name) {

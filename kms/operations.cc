@@ -46,6 +46,11 @@ constexpr Operation kOperations[] = {
     {"DisconnectCustomKeyStore",         kAws, kOnce,  kNo},
     {"DeleteCustomKeyStore",             kAws, kOnce,  kNo},
     {"UpdateCustomKeyStore",             kAws, kOnce,  kReq},   // KeyStorePassword
+    {"CreateGrant",                      kAws, kOnce,  kNo},
+    {"ListGrants",                       kAws, kAgain, kNo},
+    {"ListRetirableGrants",              kAws, kAgain, kNo},
+    {"RetireGrant",                      kAws, kOnce,  kNo},
+    {"RevokeGrant",                      kAws, kOnce,  kNo},
     {"RetireKeyVersions",                kExt, kOnce,  kNo},
     {"GenerateDataKeys",                 kExt, kAgain, kResp},
     {"ReEncryptBatch",                   kExt, kAgain, kNo},

@@ -55,6 +55,7 @@
 #include "fs/progress.h"
 #include "fs/mount_table.h"
 #include "fs/rekey.h"
+#include "fs/share_command.h"
 #include "fs/rotate.h"
 #include "fs/volume.h"
 #include "kms/connect.h"
@@ -463,6 +464,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   const bool helper_form = args.size() >= 2 && args[0] != "init" && args[0] != "info" &&
                            args[0] != "mount" && args[0] != "rotate" && args[0] != "fsck" && args[0] != "rekey" &&
+                           args[0] != "share" && args[0] != "unshare" && args[0] != "cat" &&
                            args[0].rfind("-", 0) != 0;
 
   CLI::App app{"envelopefs: a transparent encrypting filesystem with envelope encryption"};
@@ -520,6 +522,30 @@ int main(int argc, char** argv) {
   rekey_cmd->add_option("--threads", rekey.threads, "parallel workers")->check(CLI::Range(1, 64));
   add_service_options(rekey_cmd);
 
+  efs::ShareFlags share;
+  auto* share_cmd = app.add_subcommand(
+      "share", "let another principal read one file, through a grant (docs/SHARING.md)");
+  share_cmd->add_option("cipherdir", cipherdir)->required();
+  share_cmd->add_option("path", share.path, "the file, as a path in the volume (/docs/a.txt)")
+      ->required();
+  share_cmd->add_option("--with", share.with, "the reader: user:NAME, uid:N, key:NAME, ...")
+      ->required();
+  share_cmd->add_option("--until", share.until, "+12h, +7d, YYYY-MM-DD, ... (envelope-keyd)");
+  add_service_options(share_cmd);
+  auto* unshare_cmd = app.add_subcommand("unshare", "revoke the grants share made for one file");
+  unshare_cmd->add_option("cipherdir", cipherdir)->required();
+  unshare_cmd->add_option("path", share.path, "the file, as a path in the volume")->required();
+  unshare_cmd->add_option("--with", share.with, "only this reader's grants");
+  add_service_options(unshare_cmd);
+  std::string cat_key;
+  auto* cat_cmd = app.add_subcommand(
+      "cat", "print a file shared with you (its backing file, as share printed it)");
+  cat_cmd->add_option("file", cipherdir, "the backing file")->required();
+  cat_cmd->add_option("--key", cat_key, "the master key share printed (pin)")->required();
+  cat_cmd->add_option("--kms", open.endpoint, "key service endpoint");
+  cat_cmd->add_option("--kms-api", open.kms_api, "auto, envelope or standard");
+  cat_cmd->add_option("--ca-file", open.ca_file, "https endpoints: trust this PEM CA bundle");
+
   efs::MountOptions mount;
   auto* mount_cmd = app.add_subcommand("mount", "mount CIPHERDIR on MOUNTPOINT");
   mount_cmd->add_option("cipherdir", cipherdir)->required();
@@ -553,6 +579,9 @@ int main(int argc, char** argv) {
   if (rotate_cmd->parsed()) return Rotate(cipherdir, open, walk);
   if (fsck_cmd->parsed()) return Fsck(cipherdir, open, walk);
   if (rekey_cmd->parsed()) return Rekey(cipherdir, open, rekey);
+  if (share_cmd->parsed()) return efs::ShareCommand(cipherdir, open, share);
+  if (unshare_cmd->parsed()) return efs::UnshareCommand(cipherdir, open, share);
+  if (cat_cmd->parsed()) return efs::CatCommand(cipherdir, cat_key, open);
   if (mount.debug) mount.foreground = true;
   return Mount(cipherdir, mount, open);
 }

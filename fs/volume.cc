@@ -33,7 +33,9 @@ std::string NewUuid() {
   return FormatRandomUuid(id);
 }
 
-std::string ConfigPath(const std::string& cipherdir) {
+}  // namespace
+
+std::string VolumeConfigPath(const std::string& cipherdir) {
   return cipherdir + "/" + std::string(format::kVolumeConfigFileName);
 }
 
@@ -42,8 +44,8 @@ constexpr size_t kMaxConfigSizeInBytes = 64 * 1024;
 
 // The config's text. Never through a symlink, never a FIFO or device: the
 // cipherdir may be writable by others.
-StatusOr<std::string> ReadConfigText(const std::string& cipherdir) {
-  const std::string path = ConfigPath(cipherdir);
+StatusOr<std::string> ReadVolumeConfigText(const std::string& cipherdir) {
+  const std::string path = VolumeConfigPath(cipherdir);
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   if (!fd.valid()) {
     if (errno == ENOENT) {
@@ -62,8 +64,6 @@ StatusOr<std::string> ReadConfigText(const std::string& cipherdir) {
   return text;
 }
 
-}  // namespace
-
 Volume::Volume(std::string cipherdir, VolumeConfig config, crypto::SecretBytes volume_key,
                format::ChunkLayout layout, format::NameCodec names, crypto::AesSiv xattr,
                std::shared_ptr<kms::KeyService> kms, std::string volume_key_arn,
@@ -81,7 +81,7 @@ Volume::Volume(std::string cipherdir, VolumeConfig config, crypto::SecretBytes v
                 kDekPoolMaxAge) {
   // The config as read by Open: a later change is a rotation's.
   struct stat st;
-  if (::stat(ConfigPath(cipherdir_).c_str(), &st) == 0) config_mtime_ = st.st_mtim;
+  if (::stat(VolumeConfigPath(cipherdir_).c_str(), &st) == 0) config_mtime_ = st.st_mtim;
 }
 
 Status Volume::Init(const std::string& cipherdir, const InitOptions& options,
@@ -140,7 +140,7 @@ StatusOr<std::unique_ptr<Volume>> Volume::Open(const std::string& cipherdir,
 StatusOr<std::unique_ptr<Volume>> Volume::Open(const std::string& cipherdir,
                                                const OpenOptions& options,
                                                std::shared_ptr<kms::KeyService> kms) {
-  ENVELOPE_ASSIGN_OR_RETURN(std::string text, ReadConfigText(cipherdir));
+  ENVELOPE_ASSIGN_OR_RETURN(std::string text, ReadVolumeConfigText(cipherdir));
   std::string mac;
   ENVELOPE_ASSIGN_OR_RETURN(VolumeConfig config, VolumeConfig::Parse(text, &mac));
   ENVELOPE_ASSIGN_OR_RETURN(format::ChunkLayout layout,
@@ -163,7 +163,7 @@ StatusOr<std::unique_ptr<Volume>> Volume::Open(const std::string& cipherdir,
   }
   std::vector<std::string> pins = options.keys;
   if (pins.empty()) {
-    Status s = CheckNotReplaceable(ConfigPath(cipherdir), ::geteuid(), PathKind::kRegularFile);
+    Status s = CheckNotReplaceable(VolumeConfigPath(cipherdir), ::geteuid(), PathKind::kRegularFile);
     if (!s.ok()) {
       return Status::FailedPrecondition(
           "no key pinned, and the volume config cannot be trusted on its own: " + s.message() +
@@ -249,14 +249,14 @@ std::string Volume::KeyIdForNewFiles() {
   if (now - config_checked_ < std::chrono::seconds(1)) return key_id_for_new_files_;
   config_checked_ = now;
   struct stat st;
-  if (::stat(ConfigPath(cipherdir_).c_str(), &st) != 0) return key_id_for_new_files_;
+  if (::stat(VolumeConfigPath(cipherdir_).c_str(), &st) != 0) return key_id_for_new_files_;
   const bool changed = st.st_mtim.tv_sec != config_mtime_.tv_sec ||
                        st.st_mtim.tv_nsec != config_mtime_.tv_nsec;
   config_mtime_ = st.st_mtim;
   if (!changed) return key_id_for_new_files_;
   // A rotation rewrote the config: follow its key, but only if the file is
   // authentic and still this volume's.
-  auto text = ReadConfigText(cipherdir_);
+  auto text = ReadVolumeConfigText(cipherdir_);
   std::string mac;
   auto fresh = text.ok() ? VolumeConfig::Parse(*text, &mac) : StatusOr<VolumeConfig>(text.status());
   if (fresh.ok() && fresh->volume_id == config_.volume_id &&

@@ -60,6 +60,12 @@ struct OpenOptions {
   std::vector<std::string> also_trust;
 };
 
+// The path of `cipherdir`'s envelopefs.conf.
+std::string VolumeConfigPath(const std::string& cipherdir);
+// Its text, never through a symlink, FIFO or device, at most 64 KiB. Not
+// verified: VolumeConfig::Parse, then Verify under the volume key.
+StatusOr<std::string> ReadVolumeConfigText(const std::string& cipherdir);
+
 class Volume {
  public:
   // Creates a volume in `cipherdir` (created if missing; must be empty).

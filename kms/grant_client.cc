@@ -1,0 +1,96 @@
+#include "kms/grant_client.h"
+
+#include <algorithm>
+
+namespace envelope::kms {
+
+using json = nlohmann::json;
+
+namespace {
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  return s;
+}
+
+EncryptionContextMap LowerKeys(const EncryptionContextMap& m) {
+  EncryptionContextMap out;
+  for (const auto& [k, v] : m) out[Lower(k)] = v;
+  return out;
+}
+
+}  // namespace
+
+StatusOr<std::string> CreateGrant(KmsClient& client, const GrantSpec& spec, bool keyd) {
+  if (spec.expiry != 0 && !keyd) {
+    return Status::InvalidArgument(
+        "AWS KMS grants cannot expire: --until needs envelope-keyd (revoke with unshare)");
+  }
+  json request = {{"KeyId", spec.key},
+                  {"GranteePrincipal", spec.grantee},
+                  {"Operations", spec.operations},
+                  {"Constraints", {{"EncryptionContextEquals", spec.context_equals}}}};
+  if (!spec.name.empty()) request["Name"] = spec.name;
+  if (spec.expiry != 0) request["Expiry"] = spec.expiry;
+  ENVELOPE_ASSIGN_OR_RETURN(json r, client.Call("TrentService.CreateGrant", request));
+  auto id = r.find("GrantId");
+  if (id == r.end() || !id->is_string()) {
+    return Status::Internal("CreateGrant: the service named no GrantId");
+  }
+  return id->get<std::string>();
+}
+
+StatusOr<std::vector<GrantInfo>> GrantsFor(KmsClient& client, const std::string& key,
+                                           const EncryptionContextMap& context,
+                                           const std::string& grantee) {
+  const EncryptionContextMap want = LowerKeys(context);
+  std::vector<GrantInfo> out;
+  json request = {{"KeyId", key}, {"Limit", 1000}};
+  std::string previous;
+  while (true) {
+    ENVELOPE_ASSIGN_OR_RETURN(json page, client.Call("TrentService.ListGrants", request));
+    auto grants = page.find("Grants");
+    if (grants != page.end() && grants->is_array()) {
+      for (const json& g : *grants) {
+        if (!g.is_object() || !g.contains("GrantId") || !g["GrantId"].is_string()) continue;
+        const json* equals = nullptr;
+        if (auto c = g.find("Constraints"); c != g.end() && c->is_object()) {
+          if (auto e = c->find("EncryptionContextEquals"); e != c->end() && e->is_object()) {
+            equals = &*e;
+          }
+        }
+        if (equals == nullptr) continue;
+        EncryptionContextMap have;
+        bool strings = true;
+        for (const auto& [k, v] : equals->items()) {
+          if (!v.is_string()) strings = false;
+          else have[Lower(k)] = v.get<std::string>();
+        }
+        if (!strings || have != want) continue;
+        GrantInfo info;
+        info.grant_id = g["GrantId"].get<std::string>();
+        info.grantee = g.value("GranteePrincipal", std::string());
+        if (auto x = g.find("Expiry"); x != g.end() && x->is_number_integer()) {
+          info.expiry = x->get<int64_t>();
+        }
+        if (!grantee.empty() && info.grantee != grantee) continue;
+        out.push_back(std::move(info));
+      }
+    }
+    auto truncated = page.find("Truncated");
+    auto marker = page.find("NextMarker");
+    if (truncated == page.end() || !truncated->is_boolean() || !truncated->get<bool>() ||
+        marker == page.end() || !marker->is_string() || marker->get<std::string>() == previous) {
+      return out;
+    }
+    previous = marker->get<std::string>();
+    request["Marker"] = previous;
+  }
+}
+
+Status RevokeGrant(KmsClient& client, const std::string& key, const std::string& grant_id) {
+  return client.Call("TrentService.RevokeGrant", {{"KeyId", key}, {"GrantId", grant_id}})
+      .status();
+}
+
+}  // namespace envelope::kms

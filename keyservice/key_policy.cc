@@ -160,8 +160,9 @@ StatusOr<KeyPolicy> KeyPolicy::Parse(std::string_view text) {
         }
       } else if (key == "Resource") {
         ENVELOPE_RETURN_IF_ERROR(StringList(value, "Resource", &s.resources));
-      } else if (key == "Condition" || key == "NotAction" ||
-                 key == "NotPrincipal" || key == "NotResource") {
+      } else if (key == "Condition") {
+        ENVELOPE_ASSIGN_OR_RETURN(s.condition, PolicyCondition::Parse(value));
+      } else if (key == "NotAction" || key == "NotPrincipal" || key == "NotResource") {
         return Malformed("\"" + key + "\" is not supported by envelope-keyd");
       } else {
         return Malformed("unknown Statement element \"" + key + "\"");
@@ -192,9 +193,9 @@ std::string KeyPolicy::DefaultFor(const Principal& creator) {
   return DumpJson(doc, 2);
 }
 
-KeyPolicy::Decision KeyPolicy::Evaluate(const Principal& who,
-                                        std::string_view action,
-                                        std::string_view resource_arn) const {
+KeyPolicy::Decision KeyPolicy::Evaluate(const Principal& who, std::string_view action,
+                                        std::string_view resource_arn,
+                                        const RequestFacts& facts) const {
   const std::vector<std::string> names = who.PolicyNames();
   const std::string lower_action = Lower(action);
   bool allowed = false;
@@ -213,6 +214,7 @@ KeyPolicy::Decision KeyPolicy::Evaluate(const Principal& who,
                                         return WildcardMatch(r, resource_arn);
                                       });
     if (!resource_match) continue;
+    if (!s.condition.empty() && !s.condition.Holds(facts, !s.allow)) continue;
     if (!s.allow) return Decision::kExplicitDeny;
     allowed = true;
   }

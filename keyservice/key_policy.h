@@ -5,7 +5,8 @@
 //    "Statement": [{"Sid": "...", "Effect": "Allow" | "Deny",
 //                   "Principal": "*" | {"Local" | "AWS": NAME | [NAME...]},
 //                   "Action": ACTION | [ACTION...],
-//                   "Resource": ARN | [ARN...]}]}
+//                   "Resource": ARN | [ARN...],
+//                   "Condition": {...}}]}   (policy_condition.h)
 //
 // NAME is "*", "user:NAME", "uid:N", "group:NAME", "gid:N" (Unix socket
 // peers), "key:NAME" (TCP access keys, NAME from the access-keys file) or
@@ -13,9 +14,11 @@
 // "tls:CN=host-a"; principal.h).
 // ACTION is "kms:Operation" with * and ? wildcards, case-insensitive, as in
 // AWS ("kms:GenerateDataKey*"). An explicit Deny wins over any Allow; no
-// Allow means denied. Elements we do not implement (Condition, NotAction,
-// NotPrincipal, NotResource) are rejected rather than ignored, because
-// ignoring a Condition would silently widen a statement.
+// Allow means denied. A statement with a Condition applies only when it
+// holds. Elements we do not implement (NotAction, NotPrincipal,
+// NotResource, and conditions policy_condition.h does not know) are
+// rejected rather than ignored, because ignoring them would silently widen
+// a statement.
 //
 // Thread safety: immutable after Parse; share freely.
 #ifndef ENVELOPE_KEYSERVICE_KEY_POLICY_H_
@@ -26,6 +29,7 @@
 #include <vector>
 
 #include "core/base/status.h"
+#include "keyservice/policy_condition.h"
 #include "keyservice/principal.h"
 
 namespace envelope::keyservice {
@@ -42,11 +46,12 @@ class KeyPolicy {
   // creator and for root, nobody else.
   static std::string DefaultFor(const Principal& creator);
 
-  Decision Evaluate(const Principal& who, std::string_view action,
-                    std::string_view resource_arn) const;
-  bool Allows(const Principal& who, std::string_view action,
-              std::string_view resource_arn) const {
-    return Evaluate(who, action, resource_arn) == Decision::kAllow;
+  // `facts`: what the request says, for statements with a Condition.
+  Decision Evaluate(const Principal& who, std::string_view action, std::string_view resource_arn,
+                    const RequestFacts& facts = {}) const;
+  bool Allows(const Principal& who, std::string_view action, std::string_view resource_arn,
+              const RequestFacts& facts = {}) const {
+    return Evaluate(who, action, resource_arn, facts) == Decision::kAllow;
   }
 
  private:
@@ -56,6 +61,7 @@ class KeyPolicy {
     std::vector<std::string> principals;
     std::vector<std::string> actions;    // lower-cased patterns
     std::vector<std::string> resources;  // patterns
+    PolicyCondition condition;           // empty: none
   };
   std::vector<Statement> statements_;
 };

@@ -3,6 +3,7 @@
 #ifndef ENVELOPE_KEYSERVICE_KMS_CALL_H_
 #define ENVELOPE_KEYSERVICE_KMS_CALL_H_
 
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -25,6 +26,13 @@ struct KmsService::Call {
   bool extension = false;
   nlohmann::json in = nlohmann::json::object();
   KmsRequest req;  // reads `in`
+
+  // Facts for key-policy conditions (policy_condition.h): the alias the
+  // request named its key by (set by Resolve), and the numbers some
+  // operations carry.
+  std::string request_alias;
+  std::optional<int64_t> pending_window_days;   // ScheduleKeyDeletion
+  std::optional<int64_t> rotation_period_days;  // EnableKeyRotation
 
   // Audit facts: never plaintext, never ciphertext.
   std::string key_id;

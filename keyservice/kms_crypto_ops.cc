@@ -152,7 +152,8 @@ std::variant<KmsService::OpenedBlob, KmsService::Error> KmsService::OpenCipherte
     // also stops ReEncrypt from this key (AWS does not do this;
     // docs/KEYSERVICE.md, "Key policies").
     const std::string arn = KeyArn(key_id);
-    if (key->policy.Evaluate(c.who, "kms:Decrypt", arn) == KeyPolicy::Decision::kExplicitDeny) {
+    if (key->policy.Evaluate(c.who, "kms:Decrypt", arn, Facts(c, {&context, 1})) ==
+        KeyPolicy::Decision::kExplicitDeny) {
       return Error{"AccessDeniedException",
                    "User: " + c.who.PrimaryName() + " is not authorized to perform: "
                    "kms:ReEncryptFrom on resource: " + arn +

@@ -106,7 +106,8 @@ KmsService::Outcome KmsService::CreateGrant(Call& c) {
   // The policy's kms:CreateGrant, else a grant of the caller's with
   // CreateGrant that covers the new one (no wider operations, constraints
   // as strict, expiry no later).
-  const KeyPolicy::Decision decision = key->policy.Evaluate(c.who, "kms:CreateGrant", arn);
+  const KeyPolicy::Decision decision =
+      key->policy.Evaluate(c.who, "kms:CreateGrant", arn, Facts(c, {}));
   if (decision != KeyPolicy::Decision::kAllow) {
     const Grant* parent = nullptr;
     if (decision == KeyPolicy::Decision::kImplicitDeny) {
@@ -272,7 +273,7 @@ KmsService::Outcome KmsService::RetireGrant(Call& c) {
     if (!g.retiring.empty() && Answers(names, g.retiring)) return std::nullopt;
     if (g.Allows(names, "RetireGrant", {}, Now())) return std::nullopt;
     const std::string arn = KeyArn(key.record.key_id);
-    if (key.policy.Allows(c.who, "kms:RetireGrant", arn)) return std::nullopt;
+    if (key.policy.Allows(c.who, "kms:RetireGrant", arn, Facts(c, {}))) return std::nullopt;
     return Error{"AccessDeniedException",
                  "User: " + c.who.PrimaryName() + " is not authorized to perform: "
                  "kms:RetireGrant on grant " + g.grant_id + " of " + arn +

@@ -299,6 +299,7 @@ KmsService::Outcome KmsService::ScheduleKeyDeletion(Call& c) {
                      "' at 'pendingWindowInDays' failed to satisfy constraint: Member must have "
                      "value between 7 and 30"};
   }
+  c.pending_window_days = days;
   auto mutated = MutateKey(
       c, "kms:ScheduleKeyDeletion",
       [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
@@ -334,6 +335,7 @@ KmsService::Outcome KmsService::SetRotation(Call& c, bool enabled) {
                  "1 validation error detected: Value at 'rotationPeriodInDays' failed to "
                  "satisfy constraint: Member must have value between 90 and 2560"};
   }
+  if (enabled) c.rotation_period_days = period;
   auto mutated = MutateKey(
       c, enabled ? "kms:EnableKeyRotation" : "kms:DisableKeyRotation",
       [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,

@@ -205,6 +205,7 @@ std::shared_ptr<const KeyEntry> KmsService::Resolve(Call& c, const std::string& 
       return nullptr;
     }
     rest = alias->key_id;
+    c.request_alias = alias->name;
   }
   KeyIdBytes id;
   if (!ParseKeyId(rest, &id)) {
@@ -224,7 +225,8 @@ std::optional<KmsService::Error> KmsService::Authorize(
     Call& c, const KeyEntry& key, std::string_view action,
     std::span<const EncryptionContext> contexts) const {
   const std::string arn = KeyArn(key.record.key_id);
-  const KeyPolicy::Decision decision = key.policy.Evaluate(c.who, action, arn);
+  const KeyPolicy::Decision decision =
+      key.policy.Evaluate(c.who, action, arn, Facts(c, contexts));
   if (decision == KeyPolicy::Decision::kAllow) return std::nullopt;
   // Grants allow beside the policy, never against an explicit Deny (AWS).
   if (decision == KeyPolicy::Decision::kImplicitDeny) {
@@ -238,6 +240,16 @@ std::optional<KmsService::Error> KmsService::Authorize(
                    std::string(action) + " on resource: " + arn +
                    " because no key policy statement or grant allows it (or a statement "
                    "denies it)"};
+}
+
+RequestFacts KmsService::Facts(const Call& c, std::span<const EncryptionContext> contexts) const {
+  RequestFacts facts;
+  facts.contexts = contexts;
+  facts.request_alias = c.request_alias;
+  facts.caller_account = options_.account;
+  facts.pending_window_days = c.pending_window_days;
+  facts.rotation_period_days = c.rotation_period_days;
+  return facts;
 }
 
 const Grant* KmsService::AllowingGrant(const Call& c, const KeyEntry& key,

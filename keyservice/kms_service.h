@@ -174,6 +174,8 @@ class KmsService {
   // InvalidGrantTokenException unless every GrantTokens entry of a request
   // is a token this service issued (checked for every operation).
   static std::optional<Error> CheckGrantTokens(const KmsRequest& req);
+  // What the call says, for key-policy conditions.
+  RequestFacts Facts(const Call& c, std::span<const EncryptionContext> contexts) const;
   // The first of the key's grants that lets the caller run `operation`
   // with `contexts` now, or null.
   const Grant* AllowingGrant(const Call& c, const KeyEntry& key, std::string_view operation,

@@ -224,3 +224,69 @@ class GrantTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ConditionTest(GrantTest):
+    """Key-policy conditions with the same two principals: the reader's
+    statements hold only for the contexts, alias and numbers they name."""
+
+    def put_policy(self, *statements):
+        policy = json.loads(self.owner.get_key_policy(KeyId=self.key_id,
+                                                      PolicyName="default")["Policy"])
+        policy["Statement"].extend(statements)
+        self.owner.put_key_policy(KeyId=self.key_id, PolicyName="default",
+                                  Policy=json.dumps(policy))
+
+    # The grant tests do not run again here.
+    test_constrained_grant_opens_exactly_one_context_until_retired = None
+    test_subset_grant_revoked_takes_effect_at_once = None
+    test_grants_made_through_grants_stay_within_them = None
+    test_an_explicit_deny_in_the_policy_beats_a_grant = None
+    test_aws_errors = None
+    test_grants_survive_a_restart = None
+
+    def test_conditions_on_context_alias_and_numbers(self):
+        r, o = self.reader, self.owner
+        reader = {"Local": "key:reader"}
+        self.put_policy(
+            {"Effect": "Allow", "Principal": reader, "Action": "kms:Decrypt", "Resource": "*",
+             "Condition": {"StringEquals": {"kms:EncryptionContext:file": "a"}}},
+            {"Effect": "Allow", "Principal": reader,
+             "Action": ["kms:Encrypt", "kms:CreateAlias"], "Resource": "*"},
+            {"Effect": "Deny", "Principal": reader, "Action": "kms:Encrypt", "Resource": "*",
+             "Condition": {"StringNotEquals": {"kms:RequestAlias": "alias/app"}}},
+            {"Effect": "Deny", "Principal": "*", "Action": "kms:ScheduleKeyDeletion",
+             "Resource": "*", "Condition": {
+                 "NumericLessThanEquals": {"kms:ScheduleKeyDeletionPendingWindowInDays": 10}}})
+        self.assertEqual(self.decrypt(r, "a"), b"secret a")
+        with self.raises("AccessDeniedException"):
+            self.decrypt(r, "b")
+        # Encrypt only through the alias the Deny's condition names.
+        with self.raises("AccessDeniedException"):
+            r.encrypt(KeyId=self.key_id, Plaintext=b"x")
+        r.create_alias(AliasName="alias/app", TargetKeyId=self.key_id)
+        blob = r.encrypt(KeyId="alias/app", Plaintext=b"x",
+                         EncryptionContext={"file": "a"})["CiphertextBlob"]
+        self.assertEqual(r.decrypt(CiphertextBlob=blob, EncryptionContext={"file": "a"})
+                         ["Plaintext"], b"x")
+        # A short deletion window is denied, the default one is not.
+        with self.raises("AccessDeniedException"):
+            o.schedule_key_deletion(KeyId=self.key_id, PendingWindowInDays=7)
+        o.schedule_key_deletion(KeyId=self.key_id, PendingWindowInDays=30)
+
+    def test_conditions_not_supported_are_refused_by_name(self):
+        for condition, name in [({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}, "IpAddress"),
+                                ({"StringEquals": {"kms:ViaService": "s3.x"}}, "kms:ViaService"),
+                                ({"StringEqualsIfExists": {"kms:CallerAccount": "1"}},
+                                 "StringEqualsIfExists")]:
+            with self.subTest(name=name):
+                with self.raises("MalformedPolicyDocumentException"):
+                    self.put_policy({"Effect": "Deny", "Principal": "*", "Action": "kms:*",
+                                     "Resource": "*", "Condition": condition})
+                # Named in the message, and the policy unchanged.
+                try:
+                    self.put_policy({"Effect": "Deny", "Principal": "*", "Action": "kms:*",
+                                     "Resource": "*", "Condition": condition})
+                except ClientError as e:
+                    self.assertIn(name, e.response["Error"]["Message"])
+        self.assertEqual(self.decrypt(self.owner, "a"), b"secret a")

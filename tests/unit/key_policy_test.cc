@@ -80,7 +80,7 @@ TEST(KeyPolicyTest, RejectsMissingStatement) {
 TEST(KeyPolicyTest, RejectsBadEffect) {
   EXPECT_FALSE(KeyPolicy::Parse(R"({"Statement":{"Effect":"Maybe","Principal":"*","Action":"kms:*","Resource":"*"}})").ok());
 }
-TEST(KeyPolicyTest, RejectsCondition) {
+TEST(KeyPolicyTest, RejectsEmptyCondition) {
   auto p = KeyPolicy::Parse(R"({"Statement":{"Effect":"Deny","Principal":"*","Action":"kms:*","Resource":"*","Condition":{}}})");
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.status().message().find("Condition"), std::string::npos);

@@ -122,6 +122,10 @@ std::string KeyRecord::ToJson() const {
               {"versions", versions_json},
               {"current_version", current_version},
               {"min_version", min_version}};
+  if (!symmetric()) {
+    doc["key_spec"] = key_spec;
+    doc["key_usage"] = key_usage;
+  }
   if (!grants.empty()) {
     json grants_json = json::array();
     for (const Grant& g : grants) grants_json.push_back(GrantToJson(g));
@@ -150,6 +154,8 @@ StatusOr<KeyRecord> KeyRecord::FromJson(std::string_view text) {
     r.key_state = doc.at("key_state").get<std::string>();
     r.origin = doc.value("origin", std::string(kOriginAwsKms));  // absent: AWS_KMS
     r.custom_key_store_id = doc.value("custom_key_store_id", std::string());
+    r.key_spec = doc.value("key_spec", std::string("SYMMETRIC_DEFAULT"));  // absent: symmetric
+    r.key_usage = doc.value("key_usage", std::string("ENCRYPT_DECRYPT"));
     if (r.origin != kOriginAwsKms && r.origin != kOriginCloudHsm) {
       return Status::Corruption("key record with unknown origin " + r.origin);
     }

@@ -38,6 +38,11 @@ struct KeyRecord {
   std::string creator;
   std::string key_state = kStateEnabled;
   std::string origin = kOriginAwsKms;
+  // AWS's KeySpec and KeyUsage (key_spec.h). Keys other than
+  // SYMMETRIC_DEFAULT have one version, as in AWS (no rotation).
+  std::string key_spec = "SYMMETRIC_DEFAULT";
+  std::string key_usage = "ENCRYPT_DECRYPT";
+  bool symmetric() const { return key_spec == "SYMMETRIC_DEFAULT"; }
   // Set with origin AWS_CLOUDHSM: the custom key store whose token holds
   // every version (docs/KEYSERVICE.md, "Custom key stores").
   std::string custom_key_store_id;

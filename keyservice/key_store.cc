@@ -349,7 +349,14 @@ Status KeyStore::LoadAll() {
                                     std::to_string(ver.number) + " is missing");
         break;
       }
-      auto material = crypto::SecretBytes::Zeroed(32);
+      // 32 bytes for a symmetric key; an HMAC key or a key pair's PKCS#8
+      // DER is longer (key_spec.h).
+      if (mv.mv_size <= crypto::Aes256Gcm::kOverheadInBytes) {
+        status = Status::Corruption("material of " + record->key_id + " version " +
+                                    std::to_string(ver.number) + " is cut short");
+        break;
+      }
+      auto material = crypto::SecretBytes::Zeroed(mv.mv_size - crypto::Aes256Gcm::kOverheadInBytes);
       if (!material.ok()) {
         status = material.status();
         break;

@@ -22,6 +22,13 @@ std::optional<KmsError> CheckAlgorithm(const KmsRequest& req, const char* field)
   return std::nullopt;
 }
 
+// An RSAES_* EncryptionAlgorithm: the request is for an RSA key.
+bool IsAsymmetricAlgorithm(const KmsRequest& req, const char* field) {
+  std::string algorithm;
+  return req.Has(field) && !req.String(field, false, &algorithm) &&
+         algorithm.rfind("RSAES_", 0) == 0;
+}
+
 // Base64 of secret bytes, for a response body.
 std::string EncodeSecret(const crypto::SecretBytes& s) { return Base64Encode(s.view()); }
 
@@ -61,6 +68,7 @@ std::variant<KmsService::SealingKey, KmsService::Error> KmsService::KeyForSealin
   KMS_TRY(err);
   KMS_TRY(Authorize(c, *key, action, contexts));
   KMS_TRY(RequireUsable(*key));
+  KMS_TRY(RequireSymmetric(*key));
   SealingKey sealing{key, key->record.current_version, {}, nullptr, custom_key_stores_.get()};
   ParseKeyId(key->record.key_id, &sealing.id);
   c.key_version = sealing.version;
@@ -96,7 +104,6 @@ KmsService::Outcome KmsService::Encrypt(Call& c) {
   KMS_TRY(c.req.String("KeyId", true, &key_ref));
   KMS_TRY(c.req.Blob("Plaintext", true, &plaintext));
   KMS_TRY(c.req.Context("EncryptionContext", &c.context));
-  KMS_TRY(CheckAlgorithm(c.req, "EncryptionAlgorithm"));
   c.has_context = true;
   // The plaintext now sits in an ordinary buffer; wipe it on every path.
   struct Wipe {
@@ -108,6 +115,10 @@ KmsService::Outcome KmsService::Encrypt(Call& c) {
                  "1 validation error detected: Value at 'plaintext' failed to satisfy "
                  "constraint: Member must have length between 1 and 4096"};
   }
+  if (IsAsymmetricAlgorithm(c.req, "EncryptionAlgorithm")) {
+    return EncryptAsymmetric(c, key_ref, plaintext);
+  }
+  KMS_TRY(CheckAlgorithm(c.req, "EncryptionAlgorithm"));
   auto sealing = KeyForSealing(c, key_ref, "kms:Encrypt", {&c.context, 1});
   if (auto* e = std::get_if<Error>(&sealing)) return *e;
   SealingKey& key = std::get<SealingKey>(sealing);
@@ -161,6 +172,9 @@ std::variant<KmsService::OpenedBlob, KmsService::Error> KmsService::OpenCipherte
     }
   }
   KMS_TRY(RequireUsable(*key));
+  // Our blobs are sealed by symmetric keys only: a blob naming any other
+  // key was not made here (and its material is no AES key).
+  KMS_TRY(RequireSymmetric(*key));
   if (version < key->record.min_version) {
     return Error{"KMSInvalidStateException",
                  "key version " + std::to_string(version) + " of " + KeyArn(key_id) +
@@ -203,13 +217,16 @@ KmsService::Outcome KmsService::Decrypt(Call& c) {
   KMS_TRY(c.req.Blob("CiphertextBlob", true, &blob));
   KMS_TRY(c.req.Context("EncryptionContext", &c.context));
   KMS_TRY(c.req.String("KeyId", false, &key_ref));
-  KMS_TRY(CheckAlgorithm(c.req, "EncryptionAlgorithm"));
   c.has_context = true;
   if (blob.empty() || blob.size() > kMaxCiphertextInBytes) {
     return Error{"ValidationException",
                  "1 validation error detected: Value at 'ciphertextBlob' failed to satisfy "
                  "constraint: Member must have length between 1 and 6144"};
   }
+  if (IsAsymmetricAlgorithm(c.req, "EncryptionAlgorithm")) {
+    return DecryptAsymmetric(c, key_ref, blob);
+  }
+  KMS_TRY(CheckAlgorithm(c.req, "EncryptionAlgorithm"));
   auto opened = OpenCiphertext(c, blob, key_ref, "kms:Decrypt", c.context);
   if (auto* e = std::get_if<Error>(&opened)) return *e;
   const OpenedBlob& o = std::get<OpenedBlob>(opened);

@@ -6,6 +6,7 @@
 #include "core/base/uuid.h"
 #include "core/base/base64.h"
 #include "core/crypto/random.h"
+#include "keyservice/key_spec.h"
 #include "keyservice/kms_call.h"
 #include "keyservice/kms_paginate.h"
 
@@ -56,13 +57,29 @@ KmsService::Outcome KmsService::CreateKey(Call& c) {
   if (description.size() > 8192) {
     return Error{"ValidationException", "Description is longer than 8192 characters"};
   }
-  if (!usage.empty() && usage != "ENCRYPT_DECRYPT") {
-    return Error{"UnsupportedOperationException", "only KeyUsage ENCRYPT_DECRYPT is supported"};
+  // KeySpec (or its old name CustomerMasterKeySpec) and KeyUsage, as AWS.
+  if (!spec.empty() && !cmk_spec.empty() && spec != cmk_spec) {
+    return Error{"ValidationException", "KeySpec and CustomerMasterKeySpec differ"};
   }
-  for (const std::string& s : {spec, cmk_spec}) {
-    if (!s.empty() && s != "SYMMETRIC_DEFAULT") {
-      return Error{"UnsupportedOperationException", "only KeySpec SYMMETRIC_DEFAULT is supported"};
-    }
+  if (spec.empty()) spec = cmk_spec.empty() ? kSpecSymmetric : cmk_spec;
+  const KeySpec* key_spec = FindKeySpec(spec);
+  if (key_spec == nullptr) {
+    return KmsRequest::Invalid(
+        "KeySpec", "Member must satisfy enum value set: [SYMMETRIC_DEFAULT, RSA_2048, RSA_3072, "
+                   "RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521, ECC_SECG_P256K1, "
+                   "HMAC_224, HMAC_256, HMAC_384, HMAC_512] (SM2 is not supported)");
+  }
+  if (usage.empty()) usage = kUsageEncrypt;
+  if (std::find(key_spec->usages.begin(), key_spec->usages.end(), usage) ==
+      key_spec->usages.end()) {
+    return Error{"ValidationException",
+                 "KeyUsage " + usage + " is not valid for KeySpec " + spec};
+  }
+  r.key_spec = spec;
+  r.key_usage = usage;
+  if (!r.symmetric() && (origin == kOriginCloudHsm || c.req.Has("CustomKeyStoreId"))) {
+    return Error{"UnsupportedOperationException",
+                 "keys in a custom key store are symmetric (SYMMETRIC_DEFAULT), as in AWS"};
   }
   if (!origin.empty() && origin != kOriginAwsKms && origin != kOriginCloudHsm) {
     return Error{"UnsupportedOperationException",
@@ -344,6 +361,7 @@ KmsService::Outcome KmsService::SetRotation(Call& c, bool enabled) {
       return Error{r.key_state == kStateDisabled ? "DisabledException" : "KMSInvalidStateException",
                    KeyArn(r.key_id) + " is " + r.key_state + "."};
     }
+    if (enabled && !r.symmetric()) return NotRotatable(r);
     r.rotation_enabled = enabled;
     if (enabled) {
       r.rotation_period_days = static_cast<int>(period);
@@ -373,12 +391,19 @@ KmsService::Outcome KmsService::GetKeyRotationStatus(Call& c) {
   return out;
 }
 
+KmsService::Error KmsService::NotRotatable(const KeyRecord& r) const {
+  return Error{"UnsupportedOperationException",
+               KeyArn(r.key_id) + " is a " + r.key_spec +
+                   " key: only symmetric encryption keys rotate (as in AWS)"};
+}
+
 KmsService::Outcome KmsService::RotateKeyOnDemand(Call& c) {
   auto mutated = MutateKey(
       c, "kms:RotateKeyOnDemand",
       [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
           [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
     KMS_TRY(RequireUsable(current));
+    if (!r.symmetric()) return NotRotatable(r);
     // Counted against the key's creator, whose key it is, whoever rotates.
     KMS_TRY(CheckQuota(r.creator, 0, 1));
     Status s = AddVersion(&r, &change, "ON_DEMAND");

@@ -4,13 +4,13 @@
 // made, so the reserve is checked there and nowhere else.
 #include <algorithm>
 
+#include "keyservice/key_spec.h"
 #include "keyservice/kms_call.h"
 
 namespace envelope::keyservice {
 
 namespace {
 
-constexpr size_t kMaterialSizeInBytes = 32;  // one AES-256 key per version
 
 }  // namespace
 
@@ -33,15 +33,16 @@ Status KmsService::AddVersion(KeyRecord* record, KeyStore::Change* change,
     record->AddVersion(Now(), rotation_type);
     return Status::Ok();
   }
-  if (!NewMaterialFits(crypto::GetSecureHeapUsage(), kMaterialSizeInBytes,
+  const KeySpec* spec = FindKeySpec(record->key_spec);
+  if (spec == nullptr) return Status::Internal("unknown key spec " + record->key_spec);
+  if (!NewMaterialFits(crypto::GetSecureHeapUsage(), spec->material_size,
                        options_.secure_heap_reserve_percent)) {
     return Status::ResourceExhausted(
         "the secure heap has no room for more key material: the rest is reserved for "
         "operations on existing keys (retire key versions, delete keys, or start "
         "envelope-keyd with a larger --secure-heap-mib)");
   }
-  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes material,
-                            crypto::SecretBytes::Random(kMaterialSizeInBytes));
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes material, spec->MakeMaterial());
   const uint32_t version = record->AddVersion(Now(), rotation_type);
   change->put_materials.emplace_back(record->key_id, version,
                                      std::make_shared<const crypto::SecretBytes>(std::move(material)));

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "keyservice/json_output.h"
+#include "keyservice/key_spec.h"
 #include "keyservice/kms_call.h"
 #include "keyservice/standard_api.h"
 #include "kms/operations.h"
@@ -137,6 +138,15 @@ std::span<const KmsService::Route> KmsService::Routes() {
       {"ListRetirableGrants", false, [](S& s, Call& c) { return s.ListRetirableGrants(c); }},
       {"RetireGrant", false, [](S& s, Call& c) { return s.RetireGrant(c); }},
       {"RevokeGrant", false, [](S& s, Call& c) { return s.RevokeGrant(c); }},
+      {"Sign", false, [](S& s, Call& c) { return s.Sign(c); }},
+      {"Verify", false, [](S& s, Call& c) { return s.Verify(c); }},
+      {"GetPublicKey", false, [](S& s, Call& c) { return s.GetPublicKey(c); }},
+      {"GenerateMac", false, [](S& s, Call& c) { return s.GenerateMac(c); }},
+      {"VerifyMac", false, [](S& s, Call& c) { return s.VerifyMac(c); }},
+      {"DeriveSharedSecret", false, [](S& s, Call& c) { return s.DeriveSharedSecret(c); }},
+      {"GenerateDataKeyPair", false, [](S& s, Call& c) { return s.GenerateDataKeyPair(c, true); }},
+      {"GenerateDataKeyPairWithoutPlaintext", false,
+       [](S& s, Call& c) { return s.GenerateDataKeyPair(c, false); }},
       {"RetireKeyVersions", true, [](S& s, Call& c) { return s.RetireKeyVersions(c); }},
       {"GenerateDataKeys", true, [](S& s, Call& c) { return s.GenerateDataKeys(c); }},
       {"ReEncryptBatch", true, [](S& s, Call& c) { return s.ReEncryptBatch(c); }},
@@ -306,17 +316,17 @@ json KmsService::KeyMetadata(const KeyRecord& r) const {
             {"CreationDate", r.creation_date},
             {"Enabled", r.key_state == kStateEnabled},
             {"Description", r.description},
-            {"KeyUsage", "ENCRYPT_DECRYPT"},
+            {"KeyUsage", r.key_usage},
             {"KeyState", r.key_state},
             {"Origin", r.origin},
             {"KeyManager", "CUSTOMER"},
-            {"CustomerMasterKeySpec", "SYMMETRIC_DEFAULT"},
-            {"KeySpec", "SYMMETRIC_DEFAULT"},
-            {"EncryptionAlgorithms", json::array({"SYMMETRIC_DEFAULT"})},
+            {"CustomerMasterKeySpec", r.key_spec},
+            {"KeySpec", r.key_spec},
             {"MultiRegion", false},
             // Extension fields (AWS clients ignore unknown members).
             {"CurrentKeyVersion", r.current_version},
             {"MinKeyVersion", r.min_version}};
+  AddAlgorithms(r, &m);
   // Extension: whose key it is (owner id of its creator), so that a client
   // can warn when a name resolves to a key another principal owns.
   if (!r.creator.empty()) m["Creator"] = r.creator;
@@ -335,6 +345,18 @@ json KmsService::KeyMetadata(const KeyRecord& r) const {
     m["PendingDeletionWindowInDays"] = r.pending_window_days;
   }
   return m;
+}
+
+void KmsService::AddAlgorithms(const KeyRecord& r, json* out) {
+  const KeySpec* spec = FindKeySpec(r.key_spec);
+  if (spec == nullptr) return;
+  auto put = [&](const char* field, std::vector<std::string> list) {
+    if (!list.empty()) (*out)[field] = std::move(list);
+  };
+  put("EncryptionAlgorithms", spec->EncryptionAlgorithms(r.key_usage));
+  put("SigningAlgorithms", spec->SigningAlgorithms(r.key_usage));
+  put("MacAlgorithms", spec->MacAlgorithms(r.key_usage));
+  put("KeyAgreementAlgorithms", spec->KeyAgreementAlgorithms(r.key_usage));
 }
 
 Status KmsService::AppendAudit(Call& c, const Error* error) {

@@ -155,6 +155,8 @@ class KmsService {
   Outcome SetRotation(Call& c, bool enabled);
   Outcome GetKeyRotationStatus(Call& c);
   Outcome RotateKeyOnDemand(Call& c);
+  // UnsupportedOperationException: asymmetric and HMAC keys do not rotate.
+  Error NotRotatable(const KeyRecord& r) const;
   Outcome ListKeyRotations(Call& c);
   Outcome UpdateKeyDescription(Call& c);
   // Key policies (kms_policy_ops.cc).
@@ -246,6 +248,29 @@ class KmsService {
   Outcome GenerateDataKey(Call& c, bool with_plaintext);
   Outcome GenerateDataKeys(Call& c);
   Outcome GenerateRandom(Call& c);
+  // Asymmetric and HMAC keys (kms_asymmetric_ops.cc; key_spec.h).
+  Outcome Sign(Call& c);
+  Outcome Verify(Call& c);
+  Outcome GetPublicKey(Call& c);
+  Outcome GenerateMac(Call& c);
+  Outcome VerifyMac(Call& c);
+  Outcome DeriveSharedSecret(Call& c);
+  Outcome GenerateDataKeyPair(Call& c, bool with_plaintext);
+  // Encrypt and Decrypt with an RSAES_* algorithm: RSA-OAEP under an RSA
+  // ENCRYPT_DECRYPT key, the ciphertext raw (no blob), as AWS.
+  Outcome EncryptAsymmetric(Call& c, const std::string& key_ref, ByteView plaintext);
+  Outcome DecryptAsymmetric(Call& c, const std::string& key_ref, ByteView ciphertext);
+  // The key `ref` names (aliases allowed), authorised for `action`, usable,
+  // of KeyUsage `usage` (InvalidKeyUsageException otherwise), with the
+  // material of its one version.
+  struct UsableKey {
+    std::shared_ptr<const KeyEntry> key;
+    std::shared_ptr<const crypto::SecretBytes> material;
+  };
+  std::variant<UsableKey, Error> KeyForUse(Call& c, const std::string& ref,
+                                           std::string_view action, std::string_view usage);
+  // InvalidKeyUsageException for a key that is not SYMMETRIC_DEFAULT.
+  std::optional<Error> RequireSymmetric(const KeyEntry& key) const;
   // The batch extension (kms_batch_ops.cc).
   Outcome ReEncryptBatch(Call& c);
 
@@ -301,6 +326,9 @@ class KmsService {
                                  std::span<const EncryptionContext> contexts = {}) const;
   std::optional<Error> RequireUsable(const KeyEntry& key) const;
   nlohmann::json KeyMetadata(const KeyRecord& r) const;
+  // The algorithm lists of the key's spec and usage (KeyMetadata,
+  // GetPublicKey).
+  static void AddAlgorithms(const KeyRecord& r, nlohmann::json* out);
   // Commits `change` with the call's audit record written inside the
   // transaction; maps failures to KMSInternalException.
   std::optional<Error> CommitWithAudit(Call& c, const KeyStore::Change& change);

@@ -92,6 +92,19 @@ constexpr Member kListKeyPoliciesOutput[] = {{"PolicyNames"}, {"NextMarker"}, {"
 constexpr Member kCreateGrantOutput[] = {{"GrantToken"}, {"GrantId"}};
 constexpr Member kListGrantsOutput[] = {
     {"Grants", &kGrantListEntry}, {"NextMarker"}, {"Truncated"}};
+constexpr Member kSignOutput[] = {{"KeyId"}, {"Signature"}, {"SigningAlgorithm"}};
+constexpr Member kVerifyOutput[] = {{"KeyId"}, {"SignatureValid"}, {"SigningAlgorithm"}};
+constexpr Member kGetPublicKeyOutput[] = {
+    {"KeyId"}, {"PublicKey"}, {"CustomerMasterKeySpec"}, {"KeySpec"}, {"KeyUsage"},
+    {"EncryptionAlgorithms"}, {"SigningAlgorithms"}, {"KeyAgreementAlgorithms"}};
+constexpr Member kGenerateMacOutput[] = {{"Mac"}, {"MacAlgorithm"}, {"KeyId"}};
+constexpr Member kVerifyMacOutput[] = {{"KeyId"}, {"MacValid"}, {"MacAlgorithm"}};
+constexpr Member kDeriveSharedSecretOutput[] = {
+    {"KeyId"}, {"SharedSecret"}, {"CiphertextForRecipient"}, {"KeyAgreementAlgorithm"},
+    {"KeyOrigin"}};
+constexpr Member kGenerateDataKeyPairOutput[] = {
+    {"PrivateKeyCiphertextBlob"}, {"PrivateKeyPlaintext"}, {"PublicKey"}, {"KeyId"},
+    {"KeyPairSpec"}, {"CiphertextForRecipient"}, {"KeyMaterialId"}};
 constexpr Member kListResourceTagsOutput[] = {{"Tags", &kTag}, {"NextMarker"}, {"Truncated"}};
 
 struct Operation {
@@ -139,6 +152,14 @@ constexpr Operation kOperations[] = {
     {"ListGrants", kListGrantsOutput},
     {"ListRetirableGrants", kListGrantsOutput},
     {"RetireGrant", {}},
+    {"Sign", kSignOutput},
+    {"Verify", kVerifyOutput},
+    {"GetPublicKey", kGetPublicKeyOutput},
+    {"GenerateMac", kGenerateMacOutput},
+    {"VerifyMac", kVerifyMacOutput},
+    {"DeriveSharedSecret", kDeriveSharedSecretOutput},
+    {"GenerateDataKeyPair", kGenerateDataKeyPairOutput},
+    {"GenerateDataKeyPairWithoutPlaintext", kGenerateDataKeyPairOutput},
     {"RevokeGrant", {}},
 };
 

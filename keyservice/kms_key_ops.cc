@@ -580,6 +580,7 @@ void KmsService::RunScheduledWork() {
     }
   }
   RemoveExpiredGrants();
+  FlushKeyUsage();
 }
 
 }  // namespace envelope::keyservice

@@ -72,6 +72,7 @@ KmsResponse KmsService::Handle(const Principal& who, std::string_view target,
       return response;
     }
   }
+  NoteUsage(call);
   json& answer = std::get<json>(outcome);
   if (options_.standard_only) StripToStandardApi(call.op, &answer);
   response.body = DumpJson(answer);
@@ -122,6 +123,7 @@ std::span<const KmsService::Route> KmsService::Routes() {
       {"PutKeyPolicy", false, [](S& s, Call& c) { return s.PutKeyPolicy(c); }},
       {"ListKeyPolicies", false, [](S& s, Call& c) { return s.ListKeyPolicies(c); }},
       {"UpdateKeyDescription", false, [](S& s, Call& c) { return s.UpdateKeyDescription(c); }},
+      {"GetKeyLastUsage", false, [](S& s, Call& c) { return s.GetKeyLastUsage(c); }},
       {"TagResource", false, [](S& s, Call& c) { return s.TagResource(c); }},
       {"UntagResource", false, [](S& s, Call& c) { return s.UntagResource(c); }},
       {"ListResourceTags", false, [](S& s, Call& c) { return s.ListResourceTags(c); }},

@@ -28,6 +28,7 @@
 #include "keyservice/ciphertext_blob.h"
 #include "keyservice/custom_key_store.h"
 #include "keyservice/key_store.h"
+#include "keyservice/key_usage.h"
 #include "keyservice/kms_error.h"
 #include "keyservice/kms_request.h"
 #include "keyservice/principal.h"
@@ -122,6 +123,13 @@ class KmsService {
   // store is. REQUIRES: the store unlocked, before requests are served.
   Status StartCustomKeyStores();
 
+  // Loads the keys' last uses and the tracking start (GetKeyLastUsage).
+  // REQUIRES: the store unlocked, before requests are served.
+  Status StartKeyUsage();
+  // Writes the last uses noted since the previous call to the store (also
+  // done by RunScheduledWork); call once more at shutdown.
+  void FlushKeyUsage();
+
   struct Call;  // one request in flight (kms_service.cc)
 
   // Every X-Amz-Target the service answers, from its routes: the same set
@@ -159,6 +167,9 @@ class KmsService {
   Error NotRotatable(const KeyRecord& r) const;
   Outcome ListKeyRotations(Call& c);
   Outcome UpdateKeyDescription(Call& c);
+  Outcome GetKeyLastUsage(Call& c);  // kms_key_usage_ops.cc
+  // Notes a successful call's cryptographic use of its keys.
+  void NoteUsage(const Call& c);
   // Key policies (kms_policy_ops.cc).
   Outcome GetKeyPolicy(Call& c);
   Outcome PutKeyPolicy(Call& c);
@@ -359,6 +370,9 @@ class KmsService {
   std::unique_ptr<crypto::SecretBytes> root_key_;
   // Never null (an empty set when the options gave none).
   const std::shared_ptr<CustomKeyStores> custom_key_stores_;
+  KeyUsageTracker usage_;
+  // Set by StartKeyUsage, before requests are served; read-only after.
+  int64_t tracking_start_ = 0;
 };
 
 }  // namespace envelope::keyservice

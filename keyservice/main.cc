@@ -321,6 +321,7 @@ int Run(const Flags& f, ReadyPipe* ready) {
   // Before the scheduled work: deleting a key in a custom key store
   // destroys its token keys.
   if (Status s = service.StartCustomKeyStores(); !s.ok()) return Fail(ready, s.ToString());
+  if (Status s = service.StartKeyUsage(); !s.ok()) return Fail(ready, s.ToString());
   service.RunScheduledWork();  // catch up on rotations and deletions that fell due
 
   // Start() creates the socket's directory (or checks one that exists).
@@ -372,6 +373,7 @@ int Run(const Flags& f, ReadyPipe* ready) {
   }
   spdlog::info("shutting down");
   server.Stop();
+  service.FlushKeyUsage();
   Status anchor_status = ks::SaveAuditAnchor(store->get(), audit->get());
   if (!anchor_status.ok()) spdlog::error("saving the audit anchor: {}", anchor_status.ToString());
   return 0;

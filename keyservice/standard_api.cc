@@ -105,6 +105,11 @@ constexpr Member kDeriveSharedSecretOutput[] = {
 constexpr Member kGenerateDataKeyPairOutput[] = {
     {"PrivateKeyCiphertextBlob"}, {"PrivateKeyPlaintext"}, {"PublicKey"}, {"KeyId"},
     {"KeyPairSpec"}, {"CiphertextForRecipient"}, {"KeyMaterialId"}};
+constexpr Member kKeyLastUsageMembers[] = {
+    {"CloudTrailEventId"}, {"KmsRequestId"}, {"Operation"}, {"Timestamp"}};
+constexpr Shape kKeyLastUsage{kKeyLastUsageMembers};
+constexpr Member kGetKeyLastUsageOutput[] = {
+    {"KeyId"}, {"KeyCreationDate"}, {"TrackingStartDate"}, {"KeyLastUsage", &kKeyLastUsage}};
 constexpr Member kListResourceTagsOutput[] = {{"Tags", &kTag}, {"NextMarker"}, {"Truncated"}};
 
 struct Operation {
@@ -139,6 +144,7 @@ constexpr Operation kOperations[] = {
     {"PutKeyPolicy", {}},
     {"ListKeyPolicies", kListKeyPoliciesOutput},
     {"UpdateKeyDescription", {}},
+    {"GetKeyLastUsage", kGetKeyLastUsageOutput},
     {"TagResource", {}},
     {"UntagResource", {}},
     {"ListResourceTags", kListResourceTagsOutput},

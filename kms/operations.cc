@@ -37,6 +37,7 @@ constexpr Operation kOperations[] = {
     {"PutKeyPolicy",                     kAws, kOnce,  kNo},
     {"ListKeyPolicies",                  kAws, kAgain, kNo},
     {"UpdateKeyDescription",             kAws, kOnce,  kNo},
+    {"GetKeyLastUsage",                  kAws, kAgain, kNo},
     {"TagResource",                      kAws, kOnce,  kNo},
     {"UntagResource",                    kAws, kOnce,  kNo},
     {"ListResourceTags",                 kAws, kAgain, kNo},

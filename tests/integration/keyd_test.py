@@ -61,6 +61,37 @@ class Boto3Test(KeydTestCase):
         with self.assertRaises(kms.exceptions.KMSInvalidStateException):
             kms.update_key_description(KeyId=key_id, Description="too late")
 
+    def test_get_key_last_usage(self):
+        # Newer than Debian's boto3: hand-signed requests.
+        kms = self.keyd.boto3_client()
+        a = kms.create_key()["KeyMetadata"]
+        b = kms.create_key()["KeyMetadata"]["KeyId"]
+
+        def last(key_id):
+            status, out = self.keyd.signed_request("GetKeyLastUsage", {"KeyId": key_id})
+            self.assertEqual(status, 200, out)
+            return out
+
+        out = last(a["KeyId"])
+        self.assertEqual(out["KeyLastUsage"], {})
+        self.assertLessEqual(out["TrackingStartDate"], out["KeyCreationDate"])
+        blob = kms.encrypt(KeyId=a["KeyId"], Plaintext=b"x")["CiphertextBlob"]
+        self.assertEqual(last(a["KeyId"])["KeyLastUsage"]["Operation"], "Encrypt")
+        kms.describe_key(KeyId=a["KeyId"])  # not a cryptographic use
+        kms.decrypt(CiphertextBlob=blob)
+        used = last(a["KeyId"])["KeyLastUsage"]
+        self.assertEqual(used["Operation"], "Decrypt")
+        self.assertGreater(used["Timestamp"], 0)
+        kms.re_encrypt(CiphertextBlob=blob, DestinationKeyId=b)
+        self.assertEqual(last(a["KeyId"])["KeyLastUsage"]["Operation"], "ReEncrypt")
+        self.assertEqual(last(b)["KeyLastUsage"]["Operation"], "ReEncrypt")
+        # Kept across a restart (written at shutdown).
+        self.keyd.stop()
+        self.keyd.start()
+        self.assertEqual(last(b)["KeyLastUsage"]["Operation"], "ReEncrypt")
+        status, out = self.keyd.signed_request("GetKeyLastUsage", {"KeyId": "alias/x"})
+        self.assertEqual((status, out["__type"]), (400, "NotFoundException"))
+
     def test_boto3_end_to_end(self):
         kms = self.keyd.boto3_client()
         key = kms.create_key(Description="boto3 key")["KeyMetadata"]

@@ -34,6 +34,12 @@ void WriteHeader(const BlobHeader& header, uint8_t* out) {
 
 Bytes EncodeContext(const EncryptionContext& context) {
   Bytes out;
+  // Sized up front (one allocation; it also keeps GCC 12's
+  // -Wstringop-overflow from misreading the first insert into an empty
+  // vector in unity builds).
+  size_t size = 4;
+  for (const auto& [k, v] : context) size += 8 + k.size() + v.size();
+  out.reserve(size);
   AppendU32(&out, static_cast<uint32_t>(context.size()));
   for (const auto& [k, v] : context) {
     AppendU32(&out, static_cast<uint32_t>(k.size()));

@@ -12,6 +12,9 @@ using json = nlohmann::json;
 
 Status KeyRecord::SetEnabled(bool enabled) {
   if (key_state == kStatePendingDeletion) return Status::FailedPrecondition("is pending deletion.");
+  if (key_state == kStatePendingImport) {
+    return Status::FailedPrecondition("is pending import (ImportKeyMaterial first).");
+  }
   key_state = enabled ? kStateEnabled : kStateDisabled;
   enabled_flag = enabled;
   return Status::Ok();
@@ -35,7 +38,8 @@ Status KeyRecord::CancelDeletion() {
   if (key_state != kStatePendingDeletion) {
     return Status::FailedPrecondition("is not pending deletion.");
   }
-  key_state = kStateDisabled;
+  // A key whose imported material is gone goes back to waiting for it.
+  key_state = external() && !material_imported ? kStatePendingImport : kStateDisabled;
   enabled_flag = false;
   deletion_date = 0;
   pending_window_days = 0;
@@ -135,6 +139,12 @@ std::string KeyRecord::ToJson() const {
     doc["origin"] = origin;
     doc["custom_key_store_id"] = custom_key_store_id;
   }
+  if (external()) {
+    doc["origin"] = origin;
+    doc["material_imported"] = material_imported;
+    doc["import_digest"] = import_digest;
+    doc["valid_to"] = valid_to;
+  }
   return DumpJson(doc);
 }
 
@@ -156,7 +166,10 @@ StatusOr<KeyRecord> KeyRecord::FromJson(std::string_view text) {
     r.custom_key_store_id = doc.value("custom_key_store_id", std::string());
     r.key_spec = doc.value("key_spec", std::string("SYMMETRIC_DEFAULT"));  // absent: symmetric
     r.key_usage = doc.value("key_usage", std::string("ENCRYPT_DECRYPT"));
-    if (r.origin != kOriginAwsKms && r.origin != kOriginCloudHsm) {
+    r.material_imported = doc.value("material_imported", false);
+    r.import_digest = doc.value("import_digest", std::string());
+    r.valid_to = doc.value("valid_to", int64_t{0});
+    if (r.origin != kOriginAwsKms && r.origin != kOriginCloudHsm && r.origin != kOriginExternal) {
       return Status::Corruption("key record with unknown origin " + r.origin);
     }
     r.creation_date = doc.at("creation_date").get<int64_t>();

@@ -17,11 +17,15 @@ namespace envelope::keyservice {
 inline constexpr char kStateEnabled[] = "Enabled";
 inline constexpr char kStateDisabled[] = "Disabled";
 inline constexpr char kStatePendingDeletion[] = "PendingDeletion";
+// An EXTERNAL key without material (docs/KEYSERVICE.md, "Imported key material").
+inline constexpr char kStatePendingImport[] = "PendingImport";
 
 // Where a key's material lives: sealed in the store (AWS_KMS), or on the
 // PKCS#11 token of a custom key store, never leaving it (AWS_CLOUDHSM).
 inline constexpr char kOriginAwsKms[] = "AWS_KMS";
 inline constexpr char kOriginCloudHsm[] = "AWS_CLOUDHSM";
+// Material the key's owner imported (ImportKeyMaterial).
+inline constexpr char kOriginExternal[] = "EXTERNAL";
 
 struct KeyVersionInfo {
   uint32_t number = 0;  // from 1
@@ -47,6 +51,13 @@ struct KeyRecord {
   // every version (docs/KEYSERVICE.md, "Custom key stores").
   std::string custom_key_store_id;
   bool on_token() const { return origin == kOriginCloudHsm; }
+  bool external() const { return origin == kOriginExternal; }
+  // EXTERNAL keys: whether material is imported now (version 1's), the
+  // SHA-256 (hex) of the first material imported (a re-import must bring
+  // the same, as in AWS), and when it expires (epoch seconds; 0: never).
+  bool material_imported = false;
+  std::string import_digest;
+  int64_t valid_to = 0;
   int64_t creation_date = 0;
   int64_t deletion_date = 0;  // set while PendingDeletion
   int pending_window_days = 0;

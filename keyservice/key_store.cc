@@ -338,7 +338,10 @@ Status KeyStore::LoadAll() {
       break;
     }
     auto entry = std::make_shared<KeyEntry>(KeyEntry{*record, std::move(*policy), {}});
+    // An EXTERNAL key whose material was never imported or was deleted.
+    const bool no_material = record->external() && !record->material_imported;
     for (const auto& ver : record->versions) {
+      if (no_material) break;
       if (ver.number < record->min_version) continue;  // retired: no material
       if (record->on_token()) continue;                // its material is on the token
       Bytes mk = MaterialKey(record->key_id, ver.number);

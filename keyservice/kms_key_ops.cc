@@ -81,9 +81,19 @@ KmsService::Outcome KmsService::CreateKey(Call& c) {
     return Error{"UnsupportedOperationException",
                  "keys in a custom key store are symmetric (SYMMETRIC_DEFAULT), as in AWS"};
   }
-  if (!origin.empty() && origin != kOriginAwsKms && origin != kOriginCloudHsm) {
+  if (!origin.empty() && origin != kOriginAwsKms && origin != kOriginCloudHsm &&
+      origin != kOriginExternal) {
     return Error{"UnsupportedOperationException",
-                 "only Origin AWS_KMS and AWS_CLOUDHSM are supported"};
+                 "only Origin AWS_KMS, AWS_CLOUDHSM and EXTERNAL are supported"};
+  }
+  if (origin == kOriginExternal) {
+    if (!r.symmetric()) {
+      return Error{"UnsupportedOperationException",
+                   "imported key material is supported for SYMMETRIC_DEFAULT keys only here"};
+    }
+    r.origin = kOriginExternal;
+    r.key_state = kStatePendingImport;
+    r.enabled_flag = false;
   }
   if ((origin == kOriginCloudHsm) != c.req.Has("CustomKeyStoreId")) {
     return Error{"ValidationException",
@@ -124,9 +134,11 @@ KmsService::Outcome KmsService::CreateKey(Call& c) {
   KeyStore::Change change;
   auto lock = store_->LockForWrite();
   KMS_TRY(CheckQuota(r.creator, 1, 1));
-  Status s = AddVersion(&r, &change, "INITIAL");
-  if (!s.ok()) return NewMaterialError(s);
-  c.key_version = r.current_version;
+  if (!r.external()) {  // an EXTERNAL key's version 1 comes with ImportKeyMaterial
+    Status s = AddVersion(&r, &change, "INITIAL");
+    if (!s.ok()) return NewMaterialError(s);
+    c.key_version = r.current_version;
+  }
   change.put_records.push_back(r);
   KMS_TRY(CommitWithAudit(c, change));
   return json{{"KeyMetadata", KeyMetadata(r)}};
@@ -361,7 +373,7 @@ KmsService::Outcome KmsService::SetRotation(Call& c, bool enabled) {
       return Error{r.key_state == kStateDisabled ? "DisabledException" : "KMSInvalidStateException",
                    KeyArn(r.key_id) + " is " + r.key_state + "."};
     }
-    if (enabled && !r.symmetric()) return NotRotatable(r);
+    if (enabled && (!r.symmetric() || r.external())) return NotRotatable(r);
     r.rotation_enabled = enabled;
     if (enabled) {
       r.rotation_period_days = static_cast<int>(period);
@@ -392,6 +404,11 @@ KmsService::Outcome KmsService::GetKeyRotationStatus(Call& c) {
 }
 
 KmsService::Error KmsService::NotRotatable(const KeyRecord& r) const {
+  if (r.external()) {
+    return Error{"UnsupportedOperationException",
+                 KeyArn(r.key_id) + " has imported key material: import new material into a "
+                                    "new key instead (rotation makes material here)"};
+  }
   return Error{"UnsupportedOperationException",
                KeyArn(r.key_id) + " is a " + r.key_spec +
                    " key: only symmetric encryption keys rotate (as in AWS)"};
@@ -403,7 +420,7 @@ KmsService::Outcome KmsService::RotateKeyOnDemand(Call& c) {
       [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
           [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
     KMS_TRY(RequireUsable(current));
-    if (!r.symmetric()) return NotRotatable(r);
+    if (!r.symmetric() || r.external()) return NotRotatable(r);
     // Counted against the key's creator, whose key it is, whoever rotates.
     KMS_TRY(CheckQuota(r.creator, 0, 1));
     Status s = AddVersion(&r, &change, "ON_DEMAND");
@@ -580,6 +597,7 @@ void KmsService::RunScheduledWork() {
     }
   }
   RemoveExpiredGrants();
+  ExpireImportedMaterial();
   FlushKeyUsage();
 }
 

@@ -124,6 +124,11 @@ std::span<const KmsService::Route> KmsService::Routes() {
       {"ListKeyPolicies", false, [](S& s, Call& c) { return s.ListKeyPolicies(c); }},
       {"UpdateKeyDescription", false, [](S& s, Call& c) { return s.UpdateKeyDescription(c); }},
       {"GetKeyLastUsage", false, [](S& s, Call& c) { return s.GetKeyLastUsage(c); }},
+      {"GetParametersForImport", false,
+       [](S& s, Call& c) { return s.GetParametersForImport(c); }},
+      {"ImportKeyMaterial", false, [](S& s, Call& c) { return s.ImportKeyMaterial(c); }},
+      {"DeleteImportedKeyMaterial", false,
+       [](S& s, Call& c) { return s.DeleteImportedKeyMaterial(c); }},
       {"TagResource", false, [](S& s, Call& c) { return s.TagResource(c); }},
       {"UntagResource", false, [](S& s, Call& c) { return s.UntagResource(c); }},
       {"ListResourceTags", false, [](S& s, Call& c) { return s.ListResourceTags(c); }},
@@ -301,6 +306,14 @@ std::optional<KmsService::Error> KmsService::RequireUsable(const KeyEntry& key) 
   if (key.record.key_state == kStatePendingDeletion) {
     return Error{"KMSInvalidStateException", arn + " is pending deletion."};
   }
+  if (key.record.external() && key.record.valid_to != 0 && Now() >= key.record.valid_to) {
+    return Error{"KMSInvalidStateException",
+                 arn + "'s imported key material expired (ValidTo); import it again"};
+  }
+  if (key.record.key_state == kStatePendingImport) {
+    return Error{"KMSInvalidStateException",
+                 arn + " is pending import: its key material is not imported (ImportKeyMaterial)."};
+  }
   if (key.record.on_token() && !custom_key_stores_->Connected(key.record.custom_key_store_id)) {
     return Error{"KMSInvalidStateException",
                  arn + " is unavailable: its custom key store " +
@@ -341,6 +354,10 @@ json KmsService::KeyMetadata(const KeyRecord& r) const {
     if (r.key_state == kStateEnabled && !custom_key_stores_->Connected(r.custom_key_store_id)) {
       m["KeyState"] = "Unavailable";
     }
+  }
+  if (r.external()) {
+    m["ExpirationModel"] = r.valid_to != 0 ? "KEY_MATERIAL_EXPIRES" : "KEY_MATERIAL_DOES_NOT_EXPIRE";
+    if (r.valid_to != 0) m["ValidTo"] = r.valid_to;
   }
   if (r.key_state == kStatePendingDeletion) {
     m["DeletionDate"] = r.deletion_date;

@@ -28,6 +28,7 @@
 #include "keyservice/ciphertext_blob.h"
 #include "keyservice/custom_key_store.h"
 #include "keyservice/key_store.h"
+#include "keyservice/import_tokens.h"
 #include "keyservice/key_usage.h"
 #include "keyservice/kms_error.h"
 #include "keyservice/kms_request.h"
@@ -259,6 +260,14 @@ class KmsService {
   Outcome GenerateDataKey(Call& c, bool with_plaintext);
   Outcome GenerateDataKeys(Call& c);
   Outcome GenerateRandom(Call& c);
+  // Imported key material (kms_import_ops.cc).
+  Outcome GetParametersForImport(Call& c);
+  Outcome ImportKeyMaterial(Call& c);
+  Outcome DeleteImportedKeyMaterial(Call& c);
+  static void DropImportedMaterial(KeyRecord* r, KeyStore::Change* change);
+  // Scheduled work: material past its ValidTo is deleted (the key waits for
+  // an import again); RequireUsable refuses it from ValidTo on.
+  void ExpireImportedMaterial();
   // Asymmetric and HMAC keys (kms_asymmetric_ops.cc; key_spec.h).
   Outcome Sign(Call& c);
   Outcome Verify(Call& c);
@@ -371,6 +380,7 @@ class KmsService {
   // Never null (an empty set when the options gave none).
   const std::shared_ptr<CustomKeyStores> custom_key_stores_;
   KeyUsageTracker usage_;
+  ImportTokens import_tokens_;
   // Set by StartKeyUsage, before requests are served; read-only after.
   int64_t tracking_start_ = 0;
 };

@@ -110,6 +110,9 @@ constexpr Member kKeyLastUsageMembers[] = {
 constexpr Shape kKeyLastUsage{kKeyLastUsageMembers};
 constexpr Member kGetKeyLastUsageOutput[] = {
     {"KeyId"}, {"KeyCreationDate"}, {"TrackingStartDate"}, {"KeyLastUsage", &kKeyLastUsage}};
+constexpr Member kGetParametersForImportOutput[] = {
+    {"KeyId"}, {"ImportToken"}, {"PublicKey"}, {"ParametersValidTo"}};
+constexpr Member kImportKeyMaterialOutput[] = {{"KeyId"}, {"KeyMaterialId"}};
 constexpr Member kListResourceTagsOutput[] = {{"Tags", &kTag}, {"NextMarker"}, {"Truncated"}};
 
 struct Operation {
@@ -145,6 +148,9 @@ constexpr Operation kOperations[] = {
     {"ListKeyPolicies", kListKeyPoliciesOutput},
     {"UpdateKeyDescription", {}},
     {"GetKeyLastUsage", kGetKeyLastUsageOutput},
+    {"GetParametersForImport", kGetParametersForImportOutput},
+    {"ImportKeyMaterial", kImportKeyMaterialOutput},
+    {"DeleteImportedKeyMaterial", kImportKeyMaterialOutput},
     {"TagResource", {}},
     {"UntagResource", {}},
     {"ListResourceTags", kListResourceTagsOutput},

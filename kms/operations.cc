@@ -38,6 +38,9 @@ constexpr Operation kOperations[] = {
     {"ListKeyPolicies",                  kAws, kAgain, kNo},
     {"UpdateKeyDescription",             kAws, kOnce,  kNo},
     {"GetKeyLastUsage",                  kAws, kAgain, kNo},
+    {"GetParametersForImport",           kAws, kOnce,  kNo},
+    {"ImportKeyMaterial",                kAws, kOnce,  kReq},   // wrapped key material
+    {"DeleteImportedKeyMaterial",        kAws, kOnce,  kNo},
     {"TagResource",                      kAws, kOnce,  kNo},
     {"UntagResource",                    kAws, kOnce,  kNo},
     {"ListResourceTags",                 kAws, kAgain, kNo},

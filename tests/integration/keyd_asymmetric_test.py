@@ -225,3 +225,146 @@ class AsymmetricTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ImportTest(unittest.TestCase):
+    """Imported key material (Origin EXTERNAL): wrapped by the openssl
+    command exactly as AWS's documentation shows, imported with boto3; the
+    material is the one imported (a ciphertext made under it decrypts again
+    after a delete and re-import), expiry and the AWS errors."""
+
+    def setUp(self):
+        self.keyd = Keyd(tcp=True).start()
+        self.kms = self.keyd.boto3_client()
+        self.tmp = tempfile.mkdtemp(prefix="keyd-import-")
+        self.material = os.urandom(32)
+
+    def tearDown(self):
+        self.keyd.cleanup()
+        subprocess.run(["rm", "-rf", self.tmp])
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+    def assertError(self, code, fn, **kw):
+        with self.assertRaises(ClientError) as cm:
+            fn(**kw)
+        self.assertEqual(cm.exception.response["Error"]["Code"], code,
+                         cm.exception.response["Error"].get("Message"))
+
+    def wrap(self, key_id, algorithm, material=None):
+        """GetParametersForImport, then the material wrapped by openssl."""
+        material = material or self.material
+        params = self.kms.get_parameters_for_import(KeyId=key_id, WrappingAlgorithm=algorithm,
+                                                    WrappingKeySpec="RSA_2048")
+        pub = self.path("wrap.der")
+        with open(pub, "wb") as f:
+            f.write(params["PublicKey"])
+        with open(self.path("material"), "wb") as f:
+            f.write(material)
+        oaep = ["-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256",
+                "-pkeyopt", "rsa_mgf1_md:sha256"]
+        if algorithm == "RSAES_OAEP_SHA_256":
+            wrapped = subprocess.run(["openssl", "pkeyutl", "-encrypt", "-pubin", "-keyform",
+                                      "DER", "-inkey", pub, *oaep, "-in", self.path("material")],
+                                     capture_output=True, check=True).stdout
+        else:  # RSA_AES_KEY_WRAP_SHA_256: an AES key under RSA-OAEP, the material under it
+            aes = os.urandom(32)
+            with open(self.path("aes"), "wb") as f:
+                f.write(aes)
+            head = subprocess.run(["openssl", "pkeyutl", "-encrypt", "-pubin", "-keyform", "DER",
+                                   "-inkey", pub, *oaep, "-in", self.path("aes")],
+                                  capture_output=True, check=True).stdout
+            tail = subprocess.run(["openssl", "enc", "-id-aes256-wrap-pad", "-iv", "A65959A6",
+                                   "-K", aes.hex(), "-in", self.path("material")],
+                                  capture_output=True, check=True).stdout
+            wrapped = head + tail
+        return params["ImportToken"], wrapped
+
+    def state(self, key_id):
+        return self.kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"]
+
+    def test_import_use_delete_reimport(self):
+        key_id = self.kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+        self.assertEqual(self.state(key_id), "PendingImport")
+        self.assertError("KMSInvalidStateException", self.kms.encrypt, KeyId=key_id,
+                         Plaintext=b"x")
+        self.assertError("KMSInvalidStateException", self.kms.enable_key, KeyId=key_id)
+        token, wrapped = self.wrap(key_id, "RSAES_OAEP_SHA_256")
+        self.kms.import_key_material(KeyId=key_id, ImportToken=token,
+                                     EncryptedKeyMaterial=wrapped,
+                                     ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+        meta = self.kms.describe_key(KeyId=key_id)["KeyMetadata"]
+        self.assertEqual((meta["KeyState"], meta["Origin"], meta["ExpirationModel"]),
+                         ("Enabled", "EXTERNAL", "KEY_MATERIAL_DOES_NOT_EXPIRE"))
+        blob = self.kms.encrypt(KeyId=key_id, Plaintext=b"under imported material")
+        blob = blob["CiphertextBlob"]
+        self.kms.delete_imported_key_material(KeyId=key_id)
+        self.assertEqual(self.state(key_id), "PendingImport")
+        self.assertError("KMSInvalidStateException", self.kms.decrypt, CiphertextBlob=blob)
+        # Other material is refused; the same material, wrapped the other
+        # way, brings the key back, and the old ciphertext decrypts: the
+        # service holds exactly what was imported.
+        token, wrapped = self.wrap(key_id, "RSA_AES_KEY_WRAP_SHA_256", material=os.urandom(32))
+        self.assertError("IncorrectKeyMaterialException", self.kms.import_key_material,
+                         KeyId=key_id, ImportToken=token, EncryptedKeyMaterial=wrapped,
+                         ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+        token, wrapped = self.wrap(key_id, "RSA_AES_KEY_WRAP_SHA_256")
+        self.kms.import_key_material(KeyId=key_id, ImportToken=token,
+                                     EncryptedKeyMaterial=wrapped,
+                                     ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+        self.assertEqual(self.kms.decrypt(CiphertextBlob=blob)["Plaintext"],
+                         b"under imported material")
+        # And it survives a restart; rotation is refused.
+        self.keyd.stop()
+        self.keyd.start()
+        self.kms = self.keyd.boto3_client()
+        self.assertEqual(self.kms.decrypt(CiphertextBlob=blob)["Plaintext"],
+                         b"under imported material")
+        self.assertError("UnsupportedOperationException", self.kms.enable_key_rotation,
+                         KeyId=key_id)
+
+    def test_material_expires(self):
+        import time
+        key_id = self.kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+        token, wrapped = self.wrap(key_id, "RSAES_OAEP_SHA_256")
+        valid_to = int(time.time()) + 3600
+        self.kms.import_key_material(KeyId=key_id, ImportToken=token,
+                                     EncryptedKeyMaterial=wrapped, ValidTo=valid_to,
+                                     ExpirationModel="KEY_MATERIAL_EXPIRES")
+        blob = self.kms.encrypt(KeyId=key_id, Plaintext=b"x")["CiphertextBlob"]
+        # Two hours later (the daemon's testing clock): the material is gone.
+        self.keyd.stop()
+        self.keyd.start(extra_args=["--clock-offset-seconds", "7200"])
+        self.kms = self.keyd.boto3_client()
+        self.assertEqual(self.state(key_id), "PendingImport")
+        self.assertError("KMSInvalidStateException", self.kms.decrypt, CiphertextBlob=blob)
+
+    def test_aws_errors(self):
+        normal = self.kms.create_key()["KeyMetadata"]["KeyId"]
+        self.assertError("UnsupportedOperationException", self.kms.get_parameters_for_import,
+                         KeyId=normal, WrappingAlgorithm="RSAES_OAEP_SHA_256",
+                         WrappingKeySpec="RSA_2048")
+        key_id = self.kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+        self.assertError("ValidationException", self.kms.get_parameters_for_import,
+                         KeyId=key_id, WrappingAlgorithm="RSAES_PKCS1_V1_5",
+                         WrappingKeySpec="RSA_2048")
+        token, wrapped = self.wrap(key_id, "RSAES_OAEP_SHA_256")
+        self.assertError("InvalidImportTokenException", self.kms.import_key_material,
+                         KeyId=key_id, ImportToken=b"not a token", EncryptedKeyMaterial=wrapped,
+                         ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+        self.assertError("InvalidCiphertextException", self.kms.import_key_material,
+                         KeyId=key_id, ImportToken=token, EncryptedKeyMaterial=b"\x01" * 256,
+                         ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+        self.assertError("ValidationException", self.kms.import_key_material,
+                         KeyId=key_id, ImportToken=token, EncryptedKeyMaterial=wrapped)  # no ValidTo
+        other = self.kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+        self.assertError("InvalidImportTokenException", self.kms.import_key_material,
+                         KeyId=other, ImportToken=token, EncryptedKeyMaterial=wrapped,
+                         ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+        short = self.wrap(key_id, "RSAES_OAEP_SHA_256", material=os.urandom(16))
+        self.assertError("IncorrectKeyMaterialException", self.kms.import_key_material,
+                         KeyId=key_id, ImportToken=short[0], EncryptedKeyMaterial=short[1],
+                         ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+        self.assertError("UnsupportedOperationException", self.kms.create_key,
+                         Origin="EXTERNAL", KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")

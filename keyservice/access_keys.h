@@ -5,14 +5,25 @@
 #ifndef ENVELOPE_KEYSERVICE_ACCESS_KEYS_H_
 #define ENVELOPE_KEYSERVICE_ACCESS_KEYS_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "core/base/coding.h"
 #include "core/base/status.h"
 #include "core/crypto/secret_bytes.h"
 
 namespace envelope::keyservice {
+
+// Calls `each` with the whitespace-separated fields of every line of the
+// secrets file `path` ('#' comments and blank lines skipped), the fields
+// pointing into a secure buffer that lives for the call. PermissionDenied
+// if group or others can access the file; `what` names it in errors.
+Status ForEachSecretLine(
+    const std::string& path, const std::string& what,
+    const std::function<Status(size_t line_no, const std::vector<ByteView>& fields)>& each);
 
 class AccessKeys {
  public:

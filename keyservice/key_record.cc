@@ -130,6 +130,11 @@ std::string KeyRecord::ToJson() const {
     doc["key_spec"] = key_spec;
     doc["key_usage"] = key_usage;
   }
+  if (multi_region) {
+    doc["multi_region"] = true;
+    doc["primary_region"] = primary_region;
+    doc["replica_regions"] = replica_regions;
+  }
   if (!grants.empty()) {
     json grants_json = json::array();
     for (const Grant& g : grants) grants_json.push_back(GrantToJson(g));
@@ -189,6 +194,11 @@ StatusOr<KeyRecord> KeyRecord::FromJson(std::string_view text) {
     }
     r.current_version = doc.at("current_version").get<uint32_t>();
     r.min_version = doc.at("min_version").get<uint32_t>();
+    r.multi_region = doc.value("multi_region", false);
+    r.primary_region = doc.value("primary_region", std::string());
+    if (doc.contains("replica_regions")) {
+      r.replica_regions = doc.at("replica_regions").get<std::vector<std::string>>();
+    }
     if (doc.contains("grants")) {  // absent: none (and in records made before grants)
       for (const auto& g : doc.at("grants")) {
         ENVELOPE_ASSIGN_OR_RETURN(Grant grant, GrantFromJson(g));

@@ -72,6 +72,15 @@ struct KeyRecord {
   uint32_t current_version = 0;          // newest; the one that encrypts
   uint32_t min_version = 1;  // versions below were retired: material destroyed
   std::vector<Grant> grants;  // in creation order (grant.h)
+  // Multi-Region keys (docs/KEYSERVICE.md, "Multi-Region keys"): the same
+  // key id and material in other regions (other envelope-keyd daemons).
+  // The primary rotates; replicas follow. Every copy knows the whole set.
+  bool multi_region = false;
+  std::string primary_region;
+  std::vector<std::string> replica_regions;  // sorted
+  bool is_replica(const std::string& own_region) const {
+    return multi_region && primary_region != own_region;
+  }
 
   // Versions whose material is retained (min_version..current_version).
   uint32_t retained_versions() const {

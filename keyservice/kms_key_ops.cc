@@ -104,7 +104,12 @@ KmsService::Outcome KmsService::CreateKey(Call& c) {
     r.custom_key_store_id = store_id;
   }
   if (multi_region) {
-    return Error{"UnsupportedOperationException", "multi-Region keys are not supported"};
+    if (r.on_token() || r.external()) {
+      return Error{"UnsupportedOperationException",
+                   "multi-Region keys here have their material made here (Origin AWS_KMS)"};
+    }
+    r.multi_region = true;
+    r.primary_region = options_.region;
   }
   r.key_id = NewKeyId();
   r.creator = c.who.OwnerId();
@@ -216,6 +221,12 @@ KmsService::Outcome KmsService::ScheduleKeyDeletion(Call& c) {
       c, "kms:ScheduleKeyDeletion",
       [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
           [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
+    if (r.multi_region && !r.is_replica(options_.region) && !r.replica_regions.empty()) {
+      return Error{"KMSInvalidStateException",
+                   KeyArn(r.key_id) + " is the primary of replicas in other regions: delete "
+                                      "them first, or make one of them the primary "
+                                      "(UpdatePrimaryRegion)"};
+    }
     return RuleError(r, r.ScheduleDeletion(static_cast<int>(days), Now()));
   });
   if (auto* e = std::get_if<Error>(&mutated)) return *e;
@@ -257,6 +268,7 @@ KmsService::Outcome KmsService::SetRotation(Call& c, bool enabled) {
                    KeyArn(r.key_id) + " is " + r.key_state + "."};
     }
     if (enabled && (!r.symmetric() || r.external())) return NotRotatable(r);
+    KMS_TRY(RequirePrimary(r, "set its rotation"));
     r.rotation_enabled = enabled;
     if (enabled) {
       r.rotation_period_days = static_cast<int>(period);
@@ -304,6 +316,7 @@ KmsService::Outcome KmsService::RotateKeyOnDemand(Call& c) {
           [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
     KMS_TRY(RequireUsable(current));
     if (!r.symmetric() || r.external()) return NotRotatable(r);
+    KMS_TRY(RequirePrimary(r, "rotate it"));
     // Counted against the key's creator, whose key it is, whoever rotates.
     KMS_TRY(CheckQuota(r.creator, 0, 1));
     Status s = AddVersion(&r, &change, "ON_DEMAND");
@@ -313,6 +326,7 @@ KmsService::Outcome KmsService::RotateKeyOnDemand(Call& c) {
   });
   if (auto* e = std::get_if<Error>(&mutated)) return *e;
   const KeyRecord& r = std::get<KeyRecord>(mutated);
+  SyncReplicas(r.key_id);
   return json{{"KeyId", r.key_id}};
 }
 
@@ -359,6 +373,7 @@ KmsService::Outcome KmsService::RetireKeyVersions(Call& c) {
       c, "kms:RetireKeyVersions",
       [&]([[maybe_unused]] KeyRecord& r, [[maybe_unused]] KeyStore::Change& change,
           [[maybe_unused]] const KeyEntry& current) -> std::optional<Error> {
+    KMS_TRY(RequirePrimary(r, "retire its versions"));
     auto done = r.Retire(below < 1 || below > UINT32_MAX ? 0 : static_cast<uint32_t>(below));
     if (!done.ok()) return RuleError(r, done.status());
     retired = std::move(*done);
@@ -369,6 +384,7 @@ KmsService::Outcome KmsService::RetireKeyVersions(Call& c) {
   if (auto* e = std::get_if<Error>(&mutated)) return *e;
   const KeyRecord& r = std::get<KeyRecord>(mutated);
   if (r.on_token()) DestroyTokenKeys(r, retired);
+  SyncReplicas(r.key_id);
   return json{{"KeyId", KeyArn(r.key_id)},
               {"MinKeyVersion", r.min_version},
               {"RetiredVersions", retired}};
@@ -382,7 +398,9 @@ void KmsService::RunScheduledWork() {
     const KeyRecord& snapshot = entry->record;
     const bool delete_due =
         snapshot.key_state == kStatePendingDeletion && now >= snapshot.deletion_date;
+    // A replica's schedule is its primary's, which pushes each rotation.
     const bool rotate_due = snapshot.rotation_enabled && snapshot.key_state == kStateEnabled &&
+                            !snapshot.is_replica(options_.region) &&
                             now >= snapshot.next_rotation_date;
     if (!delete_due && !rotate_due) continue;
     auto lock = store_->LockForWrite();
@@ -409,6 +427,10 @@ void KmsService::RunScheduledWork() {
       r.next_rotation_date = now + int64_t{r.rotation_period_days} * kSecondsPerDay;
       c.key_version = r.current_version;
       change.put_records.push_back(r);
+      if (r.multi_region) {
+        std::lock_guard<std::mutex> pending(replicas_mu_);
+        replicas_pending_.insert(r.key_id);  // pushed below, outside the writer lock
+      }
     } else {
       continue;
     }
@@ -422,6 +444,7 @@ void KmsService::RunScheduledWork() {
   }
   RemoveExpiredGrants();
   ExpireImportedMaterial();
+  RetryPendingReplicas();
   FlushKeyUsage();
 }
 

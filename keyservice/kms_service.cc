@@ -19,7 +19,8 @@ KmsService::KmsService(KeyStore* store, AuditLog* audit, KmsServiceOptions optio
       custom_key_stores_(options_.custom_key_stores
                              ? options_.custom_key_stores
                              : std::make_shared<CustomKeyStores>(
-                                   std::map<std::string, std::string>())) {}
+                                   std::map<std::string, std::string>())),
+      peers_(options_.peers_file) {}
 
 int64_t KmsService::Now() const {
   auto now = std::chrono::system_clock::now() + options_.clock_offset;
@@ -154,6 +155,9 @@ std::span<const KmsService::Route> KmsService::Routes() {
       {"GenerateDataKeyPair", false, [](S& s, Call& c) { return s.GenerateDataKeyPair(c, true); }},
       {"GenerateDataKeyPairWithoutPlaintext", false,
        [](S& s, Call& c) { return s.GenerateDataKeyPair(c, false); }},
+      {"ReplicateKey", false, [](S& s, Call& c) { return s.ReplicateKey(c); }},
+      {"UpdatePrimaryRegion", false, [](S& s, Call& c) { return s.UpdatePrimaryRegion(c); }},
+      {"ReplicaSync", true, [](S& s, Call& c) { return s.ReplicaSync(c); }},
       {"RetireKeyVersions", true, [](S& s, Call& c) { return s.RetireKeyVersions(c); }},
       {"GenerateDataKeys", true, [](S& s, Call& c) { return s.GenerateDataKeys(c); }},
       {"ReEncryptBatch", true, [](S& s, Call& c) { return s.ReEncryptBatch(c); }},
@@ -337,11 +341,12 @@ json KmsService::KeyMetadata(const KeyRecord& r) const {
             {"KeyManager", "CUSTOMER"},
             {"CustomerMasterKeySpec", r.key_spec},
             {"KeySpec", r.key_spec},
-            {"MultiRegion", false},
+            {"MultiRegion", r.multi_region},
             // Extension fields (AWS clients ignore unknown members).
             {"CurrentKeyVersion", r.current_version},
             {"MinKeyVersion", r.min_version}};
   AddAlgorithms(r, &m);
+  if (r.multi_region) m["MultiRegionConfiguration"] = MultiRegionConfiguration(r);
   // Extension: whose key it is (owner id of its creator), so that a client
   // can warn when a name resolves to a key another principal owns.
   if (!r.creator.empty()) m["Creator"] = r.creator;

@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <variant>
@@ -33,6 +34,7 @@
 #include "keyservice/kms_error.h"
 #include "keyservice/kms_request.h"
 #include "keyservice/principal.h"
+#include "keyservice/region_peers.h"
 
 namespace envelope::keyservice {
 
@@ -85,6 +87,11 @@ struct KmsServiceOptions {
   // (custom_key_store.h). Null: none (the operations still answer; every
   // cluster id is then unknown).
   std::shared_ptr<CustomKeyStores> custom_key_stores;
+  // Multi-Region keys: the peers file (region_peers.h; "" for none), and
+  // the principals of other regions' daemons allowed to push replicas here
+  // (EnvelopeKeyService.ReplicaSync), as key-policy names ("key:NAME").
+  std::string peers_file;
+  std::vector<std::string> replication_principals;
 };
 
 // Whether `more_bytes` of new key material fit in the secure heap described
@@ -130,6 +137,9 @@ class KmsService {
   // Writes the last uses noted since the previous call to the store (also
   // done by RunScheduledWork); call once more at shutdown.
   void FlushKeyUsage();
+  // At start: every multi-Region primary with replicas is pushed to them
+  // by the next scheduled work (a push a crash interrupted is made then).
+  void MarkReplicasForSync();
 
   struct Call;  // one request in flight (kms_service.cc)
 
@@ -260,6 +270,26 @@ class KmsService {
   Outcome GenerateDataKey(Call& c, bool with_plaintext);
   Outcome GenerateDataKeys(Call& c);
   Outcome GenerateRandom(Call& c);
+  // Multi-Region keys (kms_region_ops.cc).
+  Outcome ReplicateKey(Call& c);
+  Outcome UpdatePrimaryRegion(Call& c);
+  Outcome ReplicaSync(Call& c);  // extension: another region's daemon pushes a key
+  // The ARN of `key_id` in `region`.
+  std::string KeyArnIn(const std::string& region, const std::string& key_id) const;
+  nlohmann::json MultiRegionConfiguration(const KeyRecord& r) const;
+  // Pushes `entry` (record and retained material) to `region`. `create`:
+  // the region may not have it yet; `policy`, `description`, `tags` are
+  // then the replica's own.
+  Status PushReplica(const std::string& region, const KeyRecord& r, const KeyEntry& entry,
+                     bool create, const std::string& policy, const std::string& description,
+                     const std::vector<std::pair<std::string, std::string>>& tags);
+  // After a change of a primary's material or region set: pushes it to
+  // every replica; a replica that cannot be reached is retried by the
+  // scheduled work (replicas_pending_).
+  void SyncReplicas(const std::string& key_id);
+  void RetryPendingReplicas();
+  // UnsupportedOperationException for an operation only the primary does.
+  std::optional<Error> RequirePrimary(const KeyRecord& r, std::string_view what) const;
   // Imported key material (kms_import_ops.cc).
   Outcome GetParametersForImport(Call& c);
   Outcome ImportKeyMaterial(Call& c);
@@ -381,6 +411,9 @@ class KmsService {
   const std::shared_ptr<CustomKeyStores> custom_key_stores_;
   KeyUsageTracker usage_;
   ImportTokens import_tokens_;
+  const RegionPeers peers_;
+  std::mutex replicas_mu_;
+  std::set<std::string> replicas_pending_;  // key ids; guarded by replicas_mu_
   // Set by StartKeyUsage, before requests are served; read-only after.
   int64_t tracking_start_ = 0;
 };

@@ -80,6 +80,8 @@ struct Flags {
   bool foreground = false;
   std::string log_file;
   std::string region = "local";
+  std::string peers_file;
+  std::vector<std::string> replication_principals;
   std::string account = "000000000000";
   int64_t clock_offset_seconds = 0;
   int scheduler_interval_seconds = 60;
@@ -290,6 +292,8 @@ int Run(const Flags& f, ReadyPipe* ready) {
 
   ks::KmsServiceOptions options;
   options.region = f.region;
+  options.peers_file = f.peers_file;
+  options.replication_principals = f.replication_principals;
   options.account = f.account;
   options.clock_offset = std::chrono::seconds(f.clock_offset_seconds);
   options.admin_uid = ::getuid();
@@ -322,6 +326,7 @@ int Run(const Flags& f, ReadyPipe* ready) {
   // destroys its token keys.
   if (Status s = service.StartCustomKeyStores(); !s.ok()) return Fail(ready, s.ToString());
   if (Status s = service.StartKeyUsage(); !s.ok()) return Fail(ready, s.ToString());
+  service.MarkReplicasForSync();
   service.RunScheduledWork();  // catch up on rotations and deletions that fell due
 
   // Start() creates the socket's directory (or checks one that exists).
@@ -465,6 +470,8 @@ int main(int argc, char** argv) {
   app.add_option("--hsm-cluster", f.hsm_clusters, "attach a PKCS#11 token for custom key stores as ID=pkcs11:URI (module and token, no object; ID: cluster-XXXXXXXXXXX), repeatable");
   app.add_option("--log-file", f.log_file, "log file when in the background (default DATA_DIR/keyd.log)");
   app.add_option("--region", f.region, "region part of key ARNs");
+  app.add_option("--peers", f.peers_file, "multi-Region keys: the other regions, one per line: REGION https://HOST:PORT ACCESS_KEY_ID SECRET [CA_FILE] (mode 0600; read at each use)");
+  app.add_option("--replication-principal", f.replication_principals, "multi-Region keys: a principal (key:NAME, tls:SUBJECT) of another region's daemon allowed to push replicas here; repeatable");
   app.add_option("--account", f.account, "account part of key ARNs");
   app.add_option("--clock-offset-seconds", f.clock_offset_seconds, "testing aid: shift the clock used for rotation and deletion schedules");
   app.add_option("--scheduler-interval-seconds", f.scheduler_interval_seconds, "how often to run due rotations and deletions")->check(CLI::Range(1, 3600));

@@ -113,6 +113,8 @@ constexpr Member kGetKeyLastUsageOutput[] = {
 constexpr Member kGetParametersForImportOutput[] = {
     {"KeyId"}, {"ImportToken"}, {"PublicKey"}, {"ParametersValidTo"}};
 constexpr Member kImportKeyMaterialOutput[] = {{"KeyId"}, {"KeyMaterialId"}};
+constexpr Member kReplicateKeyOutput[] = {
+    {"ReplicaKeyMetadata", &kKeyMetadata}, {"ReplicaPolicy"}, {"ReplicaTags", &kTag}};
 constexpr Member kListResourceTagsOutput[] = {{"Tags", &kTag}, {"NextMarker"}, {"Truncated"}};
 
 struct Operation {
@@ -148,6 +150,8 @@ constexpr Operation kOperations[] = {
     {"ListKeyPolicies", kListKeyPoliciesOutput},
     {"UpdateKeyDescription", {}},
     {"GetKeyLastUsage", kGetKeyLastUsageOutput},
+    {"ReplicateKey", kReplicateKeyOutput},
+    {"UpdatePrimaryRegion", {}},
     {"GetParametersForImport", kGetParametersForImportOutput},
     {"ImportKeyMaterial", kImportKeyMaterialOutput},
     {"DeleteImportedKeyMaterial", kImportKeyMaterialOutput},

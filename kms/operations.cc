@@ -63,6 +63,9 @@ constexpr Operation kOperations[] = {
     {"DeriveSharedSecret",               kAws, kAgain, kResp},
     {"GenerateDataKeyPair",              kAws, kAgain, kResp},
     {"GenerateDataKeyPairWithoutPlaintext", kAws, kAgain, kNo},
+    {"ReplicateKey",                     kAws, kOnce,  kNo},
+    {"UpdatePrimaryRegion",              kAws, kOnce,  kNo},
+    {"ReplicaSync",                      kExt, kOnce,  kReq},   // key material, to a replica
     {"RetireKeyVersions",                kExt, kOnce,  kNo},
     {"GenerateDataKeys",                 kExt, kAgain, kResp},
     {"ReEncryptBatch",                   kExt, kAgain, kNo},

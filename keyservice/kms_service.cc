@@ -183,6 +183,20 @@ KmsService::Outcome KmsService::Dispatch(Call& c) {
       std::string(c.extension ? kms::kExtensionTargetPrefix : kms::kAwsTargetPrefix) + c.op;
   if (const kms::Operation* op = kms::FindOperation(target)) {
     KMS_TRY(CheckGrantTokens(c.req));
+    // AWS's DryRun checks permissions without acting. Not built: refused,
+    // so that a dry run never does the real thing.
+    bool dry_run = false;
+    KMS_TRY(c.req.Bool("DryRun", &dry_run));
+    if (dry_run) {
+      return Error{"UnsupportedOperationException",
+                   "DryRun is not supported by envelope-keyd: nothing was done"};
+    }
+    // Recipient asks that the plaintext leave only encrypted to an enclave;
+    // answering it in the clear would defeat that.
+    if (c.req.Has("Recipient")) {
+      return Error{"UnsupportedOperationException",
+                   "Recipient (Nitro Enclaves attestation) is not supported by envelope-keyd"};
+    }
     for (const Route& r : Routes()) {
       if (r.name == op->name && r.extension == op->extension) return r.run(*this, c);
     }

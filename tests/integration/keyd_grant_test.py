@@ -3,6 +3,7 @@ boto3 client with its own access key over SigV4 (Debian's boto3 knows every
 grant operation). The owner creates a key and grants; the reader has no
 policy access and gets exactly what the grant gives, until it is retired
 or revoked, which takes effect with the next request."""
+import base64
 import contextlib
 import json
 import os
@@ -206,6 +207,20 @@ class GrantTest(unittest.TestCase):
             o.retire_grant(KeyId=self.key_id, GrantId="0" * 64)
         with self.raises("InvalidGrantTokenException"):
             o.retire_grant(GrantToken="egt1.bm90IGEgdG9rZW4=")
+        # DryRun and Recipient (newer than Debian's boto3: hand-signed) are
+        # refused before anything is done.
+        status, out = self.keyd.signed_request(
+            "CreateGrant", {"KeyId": self.key_id, "GranteePrincipal": "key:reader",
+                            "Operations": ["Decrypt"], "DryRun": True})
+        self.assertEqual((status, out["__type"]), (400, "UnsupportedOperationException"))
+        self.assertEqual(o.list_grants(KeyId=self.key_id)["Grants"], [])
+        status, out = self.keyd.signed_request(
+            "Decrypt", {"CiphertextBlob": base64.b64encode(self.blob["a"]).decode(),
+                        "EncryptionContext": {"file": "a"},
+                        "Recipient": {"KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256",
+                                      "AttestationDocument": "ZG9j"}})
+        self.assertEqual((status, out["__type"]), (400, "UnsupportedOperationException"))
+        self.assertNotIn("Plaintext", out)
         # A disabled key takes no new grants (AWS's DisabledException).
         o.disable_key(KeyId=self.key_id)
         with self.raises("DisabledException"):

@@ -55,6 +55,24 @@ StatusOr<std::unique_ptr<Volume>> OpenForSharing(const std::string& cipherdir,
   return volume;
 }
 
+// What share and unshare both start with: the volume opened, the file
+// found (and checked to open), the key service's grant client.
+struct Sharing {
+  std::unique_ptr<Volume> volume;
+  SharedFile file;
+  std::unique_ptr<kms::StandardKms> service;
+};
+
+StatusOr<Sharing> OpenSharing(const std::string& cipherdir, const OpenOptions& open,
+                              const std::string& path) {
+  ENVELOPE_RETURN_IF_ERROR(crypto::InitSecureHeap().status());
+  Sharing s;
+  ENVELOPE_ASSIGN_OR_RETURN(s.volume, OpenForSharing(cipherdir, open));
+  ENVELOPE_ASSIGN_OR_RETURN(s.file, FindSharedFile(*s.volume, path));
+  ENVELOPE_ASSIGN_OR_RETURN(s.service, ConnectGrants(open));
+  return s;
+}
+
 std::string Date(int64_t epoch) {
   std::time_t t = epoch;
   char text[64];
@@ -99,30 +117,27 @@ StatusOr<int64_t> ParseUntil(const std::string& text, int64_t now) {
 }
 
 int ShareCommand(const std::string& cipherdir, const OpenOptions& open, const ShareFlags& flags) {
-  auto heap = crypto::InitSecureHeap();
-  if (!heap.ok()) return Fail(heap.status());
   int64_t expiry = 0;
   if (!flags.until.empty()) {
     auto at = ParseUntil(flags.until, std::time(nullptr));
     if (!at.ok()) return Fail(at.status());
     expiry = *at;
   }
-  auto volume = OpenForSharing(cipherdir, open);
-  if (!volume.ok()) return Fail(volume.status());
-  auto file = FindSharedFile(**volume, flags.path);
-  if (!file.ok()) return Fail(file.status());
-  auto service = ConnectGrants(open);
-  if (!service.ok()) return Fail(service.status());
-  const bool keyd = dynamic_cast<kms::KeydKeyService*>(service->get()) != nullptr;
+  auto sharing = OpenSharing(cipherdir, open, flags.path);
+  if (!sharing.ok()) return Fail(sharing.status());
+  const SharedFile* file = &sharing->file;
+  const auto& volume = sharing->volume;
+  const auto& service = sharing->service;
+  const bool keyd = dynamic_cast<kms::KeydKeyService*>(service.get()) != nullptr;
   kms::GrantSpec spec{file->key_arn, flags.with, {"Decrypt"}, file->context, kGrantName, expiry};
-  auto grant = kms::CreateGrant((*service)->client(), spec, keyd);
+  auto grant = kms::CreateGrant(service->client(), spec, keyd);
   if (!grant.ok()) return Fail(grant.status().WithContext("creating the grant"));
   std::printf("shared %s with %s%s (grant %s)\n", file->plaintext_path.c_str(),
               flags.with.c_str(), expiry != 0 ? (" until " + Date(expiry)).c_str() : "",
               grant->c_str());
   std::printf("%s can read it, and nothing else of the volume, with:\n", flags.with.c_str());
   std::printf("  envelopefs cat --key %s %s/%s\n", file->key_arn.c_str(),
-              (*volume)->cipherdir().c_str(), file->backing_path.c_str());
+              volume->cipherdir().c_str(), file->backing_path.c_str());
   std::printf("(with --kms ENDPOINT if their key service is not the default); "
               "'envelopefs unshare' revokes it\n");
   return 0;
@@ -130,18 +145,14 @@ int ShareCommand(const std::string& cipherdir, const OpenOptions& open, const Sh
 
 int UnshareCommand(const std::string& cipherdir, const OpenOptions& open,
                    const ShareFlags& flags) {
-  auto heap = crypto::InitSecureHeap();
-  if (!heap.ok()) return Fail(heap.status());
-  auto volume = OpenForSharing(cipherdir, open);
-  if (!volume.ok()) return Fail(volume.status());
-  auto file = FindSharedFile(**volume, flags.path);
-  if (!file.ok()) return Fail(file.status());
-  auto service = ConnectGrants(open);
-  if (!service.ok()) return Fail(service.status());
-  auto grants = kms::GrantsFor((*service)->client(), file->key_arn, file->context, flags.with);
+  auto sharing = OpenSharing(cipherdir, open, flags.path);
+  if (!sharing.ok()) return Fail(sharing.status());
+  const SharedFile* file = &sharing->file;
+  kms::KmsClient& client = sharing->service->client();
+  auto grants = kms::GrantsFor(client, file->key_arn, file->context, flags.with);
   if (!grants.ok()) return Fail(grants.status().WithContext("listing the key's grants"));
   for (const kms::GrantInfo& g : *grants) {
-    Status s = kms::RevokeGrant((*service)->client(), file->key_arn, g.grant_id);
+    Status s = kms::RevokeGrant(client, file->key_arn, g.grant_id);
     if (!s.ok()) return Fail(s.WithContext("revoking grant " + g.grant_id));
     std::printf("revoked grant %s (%s)\n", g.grant_id.c_str(), g.grantee.c_str());
   }

@@ -82,68 +82,62 @@ std::variant<KmsService::UsableKey, KmsService::Error> KmsService::KeyForUse(
   return UsableKey{key, it->second};
 }
 
-KmsService::Outcome KmsService::Sign(Call& c) {
-  std::string ref, algorithm;
-  Bytes message;
+std::variant<KmsService::Signing, KmsService::Error> KmsService::PrepareSigning(
+    Call& c, std::string_view action) {
+  std::string ref;
+  Signing out;
   KMS_TRY(c.req.String("KeyId", true, &ref));
-  KMS_TRY(Message(c.req, "Message", &message));
-  KMS_TRY(c.req.String("SigningAlgorithm", true, &algorithm));
-  auto parsed = ParseSigningAlgorithm(algorithm);
+  KMS_TRY(Message(c.req, "Message", &out.message));
+  KMS_TRY(c.req.String("SigningAlgorithm", true, &out.algorithm));
+  auto parsed = ParseSigningAlgorithm(out.algorithm);
   if (!parsed) return KmsRequest::Invalid("SigningAlgorithm", "Member must be a signing algorithm");
-  auto digest = DigestOf(c.req, message, parsed->hash);
+  out.padding = parsed->padding;
+  out.hash = parsed->hash;
+  auto digest = DigestOf(c.req, out.message, out.hash);
   if (auto* e = std::get_if<KmsError>(&digest)) return *e;
-  auto use = KeyForUse(c, ref, "kms:Sign", kUsageSign);
+  out.digest = std::move(std::get<Bytes>(digest));
+  auto use = KeyForUse(c, ref, action, kUsageSign);
   if (auto* e = std::get_if<Error>(&use)) return *e;
-  const UsableKey& k = std::get<UsableKey>(use);
-  const KeySpec* spec = FindKeySpec(k.key->record.key_spec);
-  if (!Lists(spec->SigningAlgorithms(k.key->record.key_usage), algorithm)) {
-    return UsageError(KeyArn(k.key->record.key_id), k.key->record,
-                      "it does not sign with " + algorithm);
+  out.key = std::move(std::get<UsableKey>(use));
+  const KeyRecord& r = out.key.key->record;
+  if (!Lists(FindKeySpec(r.key_spec)->SigningAlgorithms(r.key_usage), out.algorithm)) {
+    return UsageError(KeyArn(r.key_id), r, "it does not sign with " + out.algorithm);
   }
-  c.extra["signing_algorithm"] = algorithm;
-  auto signature = crypto::SignDigest(*k.material, parsed->padding, parsed->hash,
-                                      std::get<Bytes>(digest));
+  c.extra["signing_algorithm"] = out.algorithm;
+  return out;
+}
+
+KmsService::Outcome KmsService::Sign(Call& c) {
+  auto prepared = PrepareSigning(c, "kms:Sign");
+  if (auto* e = std::get_if<Error>(&prepared)) return *e;
+  const Signing& s = std::get<Signing>(prepared);
+  auto signature = crypto::SignDigest(*s.key.material, s.padding, s.hash, s.digest);
   if (!signature.ok()) return Error{"KMSInternalException", signature.status().message(), 500};
-  return json{{"KeyId", KeyArn(k.key->record.key_id)},
+  return json{{"KeyId", KeyArn(s.key.key->record.key_id)},
               {"Signature", Base64Encode(*signature)},
-              {"SigningAlgorithm", algorithm}};
+              {"SigningAlgorithm", s.algorithm}};
 }
 
 KmsService::Outcome KmsService::Verify(Call& c) {
-  std::string ref, algorithm;
-  Bytes message, signature;
-  KMS_TRY(c.req.String("KeyId", true, &ref));
-  KMS_TRY(Message(c.req, "Message", &message));
+  Bytes signature;
   KMS_TRY(c.req.Blob("Signature", true, &signature));
-  KMS_TRY(c.req.String("SigningAlgorithm", true, &algorithm));
   if (signature.empty() || signature.size() > kMaxSignatureInBytes) {
     return KmsRequest::Invalid("Signature", "Member must have length between 1 and 6144");
   }
-  auto parsed = ParseSigningAlgorithm(algorithm);
-  if (!parsed) return KmsRequest::Invalid("SigningAlgorithm", "Member must be a signing algorithm");
-  auto digest = DigestOf(c.req, message, parsed->hash);
-  if (auto* e = std::get_if<KmsError>(&digest)) return *e;
-  auto use = KeyForUse(c, ref, "kms:Verify", kUsageSign);
-  if (auto* e = std::get_if<Error>(&use)) return *e;
-  const UsableKey& k = std::get<UsableKey>(use);
-  const KeySpec* spec = FindKeySpec(k.key->record.key_spec);
-  if (!Lists(spec->SigningAlgorithms(k.key->record.key_usage), algorithm)) {
-    return UsageError(KeyArn(k.key->record.key_id), k.key->record,
-                      "it does not sign with " + algorithm);
-  }
-  c.extra["signing_algorithm"] = algorithm;
-  auto pub = crypto::PublicKeyOf(*k.material);
+  auto prepared = PrepareSigning(c, "kms:Verify");
+  if (auto* e = std::get_if<Error>(&prepared)) return *e;
+  const Signing& s = std::get<Signing>(prepared);
+  auto pub = crypto::PublicKeyOf(*s.key.material);
   if (!pub.ok()) return Error{"KMSInternalException", pub.status().message(), 500};
-  auto valid = crypto::VerifyDigest(*pub, parsed->padding, parsed->hash,
-                                    std::get<Bytes>(digest), signature);
+  auto valid = crypto::VerifyDigest(*pub, s.padding, s.hash, s.digest, signature);
   if (!valid.ok()) return Error{"KMSInternalException", valid.status().message(), 500};
   if (!*valid) {
     return Error{"KMSInvalidSignatureException",
                  "the signature does not verify for this message, key and algorithm"};
   }
-  return json{{"KeyId", KeyArn(k.key->record.key_id)},
+  return json{{"KeyId", KeyArn(s.key.key->record.key_id)},
               {"SignatureValid", true},
-              {"SigningAlgorithm", algorithm}};
+              {"SigningAlgorithm", s.algorithm}};
 }
 
 KmsService::Outcome KmsService::GetPublicKey(Call& c) {
@@ -173,55 +167,54 @@ KmsService::Outcome KmsService::GetPublicKey(Call& c) {
   return out;
 }
 
-KmsService::Outcome KmsService::GenerateMac(Call& c) {
-  std::string ref, algorithm;
-  Bytes message;
+std::variant<KmsService::Macing, KmsService::Error> KmsService::PrepareMac(
+    Call& c, std::string_view action) {
+  std::string ref;
+  Macing out;
   KMS_TRY(c.req.String("KeyId", true, &ref));
-  KMS_TRY(Message(c.req, "Message", &message));
-  KMS_TRY(c.req.String("MacAlgorithm", true, &algorithm));
-  auto hash = ParseMacAlgorithm(algorithm);
+  KMS_TRY(Message(c.req, "Message", &out.message));
+  KMS_TRY(c.req.String("MacAlgorithm", true, &out.algorithm));
+  auto hash = ParseMacAlgorithm(out.algorithm);
   if (!hash) return KmsRequest::Invalid("MacAlgorithm", "Member must be HMAC_SHA_224/256/384/512");
-  auto use = KeyForUse(c, ref, "kms:GenerateMac", kUsageMac);
+  out.hash = *hash;
+  auto use = KeyForUse(c, ref, action, kUsageMac);
   if (auto* e = std::get_if<Error>(&use)) return *e;
-  const UsableKey& k = std::get<UsableKey>(use);
-  if (!Lists(FindKeySpec(k.key->record.key_spec)->MacAlgorithms(kUsageMac), algorithm)) {
-    return UsageError(KeyArn(k.key->record.key_id), k.key->record,
-                      "its MAC algorithm is not " + algorithm);
+  out.key = std::move(std::get<UsableKey>(use));
+  const KeyRecord& r = out.key.key->record;
+  if (!Lists(FindKeySpec(r.key_spec)->MacAlgorithms(kUsageMac), out.algorithm)) {
+    return UsageError(KeyArn(r.key_id), r, "its MAC algorithm is not " + out.algorithm);
   }
-  auto mac = crypto::HmacSha2(*hash, *k.material, message);
+  return out;
+}
+
+KmsService::Outcome KmsService::GenerateMac(Call& c) {
+  auto prepared = PrepareMac(c, "kms:GenerateMac");
+  if (auto* e = std::get_if<Error>(&prepared)) return *e;
+  const Macing& m = std::get<Macing>(prepared);
+  auto mac = crypto::HmacSha2(m.hash, *m.key.material, m.message);
   if (!mac.ok()) return Error{"KMSInternalException", mac.status().message(), 500};
   return json{{"Mac", Base64Encode(*mac)},
-              {"MacAlgorithm", algorithm},
-              {"KeyId", KeyArn(k.key->record.key_id)}};
+              {"MacAlgorithm", m.algorithm},
+              {"KeyId", KeyArn(m.key.key->record.key_id)}};
 }
 
 KmsService::Outcome KmsService::VerifyMac(Call& c) {
-  std::string ref, algorithm;
-  Bytes message, mac;
-  KMS_TRY(c.req.String("KeyId", true, &ref));
-  KMS_TRY(Message(c.req, "Message", &message));
+  Bytes mac;
   KMS_TRY(c.req.Blob("Mac", true, &mac));
-  KMS_TRY(c.req.String("MacAlgorithm", true, &algorithm));
   if (mac.empty() || mac.size() > kMaxSignatureInBytes) {
     return KmsRequest::Invalid("Mac", "Member must have length between 1 and 6144");
   }
-  auto hash = ParseMacAlgorithm(algorithm);
-  if (!hash) return KmsRequest::Invalid("MacAlgorithm", "Member must be HMAC_SHA_224/256/384/512");
-  auto use = KeyForUse(c, ref, "kms:VerifyMac", kUsageMac);
-  if (auto* e = std::get_if<Error>(&use)) return *e;
-  const UsableKey& k = std::get<UsableKey>(use);
-  if (!Lists(FindKeySpec(k.key->record.key_spec)->MacAlgorithms(kUsageMac), algorithm)) {
-    return UsageError(KeyArn(k.key->record.key_id), k.key->record,
-                      "its MAC algorithm is not " + algorithm);
-  }
-  auto expected = crypto::HmacSha2(*hash, *k.material, message);
+  auto prepared = PrepareMac(c, "kms:VerifyMac");
+  if (auto* e = std::get_if<Error>(&prepared)) return *e;
+  const Macing& m = std::get<Macing>(prepared);
+  auto expected = crypto::HmacSha2(m.hash, *m.key.material, m.message);
   if (!expected.ok()) return Error{"KMSInternalException", expected.status().message(), 500};
   if (!crypto::ConstantTimeEquals(*expected, mac)) {
     return Error{"KMSInvalidMacException", "the MAC does not verify for this message and key"};
   }
-  return json{{"KeyId", KeyArn(k.key->record.key_id)},
+  return json{{"KeyId", KeyArn(m.key.key->record.key_id)},
               {"MacValid", true},
-              {"MacAlgorithm", algorithm}};
+              {"MacAlgorithm", m.algorithm}};
 }
 
 KmsService::Outcome KmsService::DeriveSharedSecret(Call& c) {

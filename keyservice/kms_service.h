@@ -25,6 +25,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/crypto/asymmetric.h"
 #include "keyservice/audit_log.h"
 #include "keyservice/ciphertext_blob.h"
 #include "keyservice/custom_key_store.h"
@@ -319,6 +320,24 @@ class KmsService {
   };
   std::variant<UsableKey, Error> KeyForUse(Call& c, const std::string& ref,
                                            std::string_view action, std::string_view usage);
+  // Sign and Verify, GenerateMac and VerifyMac: the request read, the key
+  // found, authorised for `action` and checked to offer the algorithm.
+  struct Signing {
+    UsableKey key;
+    std::string algorithm;
+    crypto::SignaturePadding padding;
+    crypto::Hash hash;
+    Bytes message;
+    Bytes digest;  // what is signed: the message hashed, or as given (DIGEST)
+  };
+  std::variant<Signing, Error> PrepareSigning(Call& c, std::string_view action);
+  struct Macing {
+    UsableKey key;
+    std::string algorithm;
+    crypto::Hash hash;
+    Bytes message;
+  };
+  std::variant<Macing, Error> PrepareMac(Call& c, std::string_view action);
   // InvalidKeyUsageException for a key that is not SYMMETRIC_DEFAULT.
   std::optional<Error> RequireSymmetric(const KeyEntry& key) const;
   // The batch extension (kms_batch_ops.cc).

@@ -282,71 +282,63 @@ KmsService::Outcome KmsService::GenerateDataKeyPair(Call& c, bool with_plaintext
   return out;
 }
 
-KmsService::Outcome KmsService::EncryptAsymmetric(Call& c, const std::string& ref,
-                                                  ByteView plaintext) {
-  std::string algorithm;
-  KMS_TRY(c.req.String("EncryptionAlgorithm", true, &algorithm));
-  auto hash = ParseRsaEncryptionAlgorithm(algorithm);
+std::variant<KmsService::RsaUse, KmsService::Error> KmsService::PrepareRsa(
+    Call& c, const std::string& ref, std::string_view action) {
+  RsaUse out;
+  KMS_TRY(c.req.String("EncryptionAlgorithm", true, &out.algorithm));
+  auto hash = ParseRsaEncryptionAlgorithm(out.algorithm);
   if (!hash) {
     return KmsRequest::Invalid("EncryptionAlgorithm",
                                "Member must satisfy enum value set: [SYMMETRIC_DEFAULT, "
                                "RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256]");
   }
+  out.hash = *hash;
+  if (ref.empty()) {
+    return Error{"ValidationException",
+                 "KeyId is required with an asymmetric key (its ciphertext does not name it)"};
+  }
   if (!c.context.empty()) {
     return Error{"ValidationException",
                  "EncryptionContext is not supported with asymmetric keys (as in AWS)"};
   }
-  auto use = KeyForUse(c, ref, "kms:Encrypt", kUsageEncrypt);
+  auto use = KeyForUse(c, ref, action, kUsageEncrypt);
   if (auto* e = std::get_if<Error>(&use)) return *e;
-  const UsableKey& k = std::get<UsableKey>(use);
-  if (k.key->record.symmetric()) {
-    return UsageError(KeyArn(k.key->record.key_id), k.key->record,
-                      algorithm + " needs an RSA key");
-  }
-  c.extra["encryption_algorithm"] = algorithm;
-  auto pub = crypto::PublicKeyOf(*k.material);
+  out.key = std::move(std::get<UsableKey>(use));
+  const KeyRecord& r = out.key.key->record;
+  if (r.symmetric()) return UsageError(KeyArn(r.key_id), r, out.algorithm + " needs an RSA key");
+  c.extra["encryption_algorithm"] = out.algorithm;
+  return out;
+}
+
+KmsService::Outcome KmsService::EncryptAsymmetric(Call& c, const std::string& ref,
+                                                  ByteView plaintext) {
+  auto prepared = PrepareRsa(c, ref, "kms:Encrypt");
+  if (auto* e = std::get_if<Error>(&prepared)) return *e;
+  const RsaUse& u = std::get<RsaUse>(prepared);
+  const KeyRecord& r = u.key.key->record;
+  auto pub = crypto::PublicKeyOf(*u.key.material);
   if (!pub.ok()) return Error{"KMSInternalException", pub.status().message(), 500};
-  auto max = crypto::RsaOaepMaxPlaintext(*pub, *hash);
+  auto max = crypto::RsaOaepMaxPlaintext(*pub, u.hash);
   if (max.ok() && plaintext.size() > *max) {
     return Error{"ValidationException", "the plaintext is longer than " + std::to_string(*max) +
-                                            " bytes, the most " + algorithm + " takes with " +
-                                            k.key->record.key_spec};
+                                            " bytes, the most " + u.algorithm + " takes with " +
+                                            r.key_spec};
   }
-  auto ciphertext = crypto::RsaOaepEncrypt(*pub, *hash, plaintext);
+  auto ciphertext = crypto::RsaOaepEncrypt(*pub, u.hash, plaintext);
   if (!ciphertext.ok()) return Error{"KMSInternalException", ciphertext.status().message(), 500};
   return json{{"CiphertextBlob", Base64Encode(*ciphertext)},
-              {"KeyId", KeyArn(k.key->record.key_id)},
-              {"EncryptionAlgorithm", algorithm}};
+              {"KeyId", KeyArn(r.key_id)},
+              {"EncryptionAlgorithm", u.algorithm}};
 }
 
 KmsService::Outcome KmsService::DecryptAsymmetric(Call& c, const std::string& ref,
                                                   ByteView ciphertext) {
-  std::string algorithm;
-  KMS_TRY(c.req.String("EncryptionAlgorithm", true, &algorithm));
-  auto hash = ParseRsaEncryptionAlgorithm(algorithm);
-  if (!hash) {
-    return KmsRequest::Invalid("EncryptionAlgorithm",
-                               "Member must satisfy enum value set: [SYMMETRIC_DEFAULT, "
-                               "RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256]");
-  }
-  if (ref.empty()) {
-    return Error{"ValidationException",
-                 "KeyId is required to decrypt with an asymmetric key (the ciphertext does "
-                 "not name it)"};
-  }
-  if (!c.context.empty()) {
-    return Error{"ValidationException",
-                 "EncryptionContext is not supported with asymmetric keys (as in AWS)"};
-  }
-  auto use = KeyForUse(c, ref, "kms:Decrypt", kUsageEncrypt);
-  if (auto* e = std::get_if<Error>(&use)) return *e;
-  const UsableKey& k = std::get<UsableKey>(use);
-  if (k.key->record.symmetric()) {
-    return UsageError(KeyArn(k.key->record.key_id), k.key->record,
-                      algorithm + " needs an RSA key");
-  }
-  c.extra["encryption_algorithm"] = algorithm;
-  auto plaintext = crypto::RsaOaepDecrypt(*k.material, *hash, ciphertext);
+  auto prepared = PrepareRsa(c, ref, "kms:Decrypt");
+  if (auto* e = std::get_if<Error>(&prepared)) return *e;
+  const RsaUse& u = std::get<RsaUse>(prepared);
+  const UsableKey& k = u.key;
+  const std::string& algorithm = u.algorithm;
+  auto plaintext = crypto::RsaOaepDecrypt(*k.material, u.hash, ciphertext);
   if (!plaintext.ok()) {
     return Error{"InvalidCiphertextException",
                  "the ciphertext does not decrypt under this key and algorithm"};

@@ -338,6 +338,16 @@ class KmsService {
     Bytes message;
   };
   std::variant<Macing, Error> PrepareMac(Call& c, std::string_view action);
+  // Encrypt and Decrypt with RSAES_*: the algorithm, the key (an RSA key
+  // for ENCRYPT_DECRYPT, named: its ciphertext does not name it) and no
+  // encryption context.
+  struct RsaUse {
+    UsableKey key;
+    std::string algorithm;
+    crypto::Hash hash;
+  };
+  std::variant<RsaUse, Error> PrepareRsa(Call& c, const std::string& ref,
+                                         std::string_view action);
   // InvalidKeyUsageException for a key that is not SYMMETRIC_DEFAULT.
   std::optional<Error> RequireSymmetric(const KeyEntry& key) const;
   // The batch extension (kms_batch_ops.cc).

@@ -265,6 +265,7 @@ KmsService::Outcome KmsService::GenerateDataKeyPair(Call& c, bool with_plaintext
   if (auto* e = std::get_if<Error>(&sealing)) return *e;
   SealingKey& key = std::get<SealingKey>(sealing);
   c.extra["key_pair_spec"] = pair_spec;
+  KMS_TRY(ThrottleKeyPairs(c));
   auto pair = spec->MakeMaterial();
   if (!pair.ok()) return Error{"KMSInternalException", pair.status().message(), 500};
   auto pub = crypto::PublicKeyOf(*pair);

@@ -59,6 +59,7 @@ KmsService::Outcome KmsService::GetParametersForImport(Call& c) {
   if (key->record.key_state == kStatePendingDeletion) {
     return Error{"KMSInvalidStateException", arn + " is pending deletion."};
   }
+  KMS_TRY(ThrottleKeyPairs(c));
   auto pair = crypto::GenerateKeyPair(kind);
   if (!pair.ok()) return Error{"KMSInternalException", pair.status().message(), 500};
   auto pub = crypto::PublicKeyOf(*pair);

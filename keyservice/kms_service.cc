@@ -20,7 +20,17 @@ KmsService::KmsService(KeyStore* store, AuditLog* audit, KmsServiceOptions optio
                              ? options_.custom_key_stores
                              : std::make_shared<CustomKeyStores>(
                                    std::map<std::string, std::string>())),
-      peers_(options_.peers_file) {}
+      peers_(options_.peers_file),
+      key_pair_limiter_(options_.key_pair_burst, options_.key_pairs_per_second,
+                        [] { return std::chrono::steady_clock::now(); }) {}
+
+std::optional<KmsService::Error> KmsService::ThrottleKeyPairs(const Call& c) {
+  if (key_pair_limiter_.Allow(c.who.OwnerId())) return std::nullopt;
+  return Error{"ThrottlingException",
+               "key pairs are made at most " + std::to_string(options_.key_pairs_per_second) +
+                   " per second per principal (burst " +
+                   std::to_string(options_.key_pair_burst) + "): retry later"};
+}
 
 int64_t KmsService::Now() const {
   auto now = std::chrono::system_clock::now() + options_.clock_offset;

@@ -35,6 +35,7 @@
 #include "keyservice/kms_error.h"
 #include "keyservice/kms_request.h"
 #include "keyservice/principal.h"
+#include "keyservice/rate_limiter.h"
 #include "keyservice/region_peers.h"
 
 namespace envelope::keyservice {
@@ -93,6 +94,11 @@ struct KmsServiceOptions {
   // (EnvelopeKeyService.ReplicaSync), as key-policy names ("key:NAME").
   std::string peers_file;
   std::vector<std::string> replication_principals;
+  // Key pairs a principal may have made on request (GenerateDataKeyPair*,
+  // GetParametersForImport): a burst, refilled per second
+  // (ThrottlingException past it; rate_limiter.h).
+  double key_pair_burst = 10;
+  double key_pairs_per_second = 2;
 };
 
 // Whether `more_bytes` of new key material fit in the secure heap described
@@ -441,6 +447,9 @@ class KmsService {
   KeyUsageTracker usage_;
   ImportTokens import_tokens_;
   const RegionPeers peers_;
+  RateLimiter key_pair_limiter_;
+  // ThrottlingException once the caller's key pairs are used up.
+  std::optional<Error> ThrottleKeyPairs(const Call& c);
   std::mutex replicas_mu_;
   std::set<std::string> replicas_pending_;  // key ids; guarded by replicas_mu_
   // Set by StartKeyUsage, before requests are served; read-only after.

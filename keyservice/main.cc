@@ -82,6 +82,8 @@ struct Flags {
   std::string region = "local";
   std::string peers_file;
   std::vector<std::string> replication_principals;
+  double key_pair_burst = 10;
+  double key_pairs_per_second = 2;
   std::string account = "000000000000";
   int64_t clock_offset_seconds = 0;
   int scheduler_interval_seconds = 60;
@@ -293,6 +295,8 @@ int Run(const Flags& f, ReadyPipe* ready) {
   ks::KmsServiceOptions options;
   options.region = f.region;
   options.peers_file = f.peers_file;
+  options.key_pair_burst = f.key_pair_burst;
+  options.key_pairs_per_second = f.key_pairs_per_second;
   options.replication_principals = f.replication_principals;
   options.account = f.account;
   options.clock_offset = std::chrono::seconds(f.clock_offset_seconds);
@@ -471,6 +475,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-file", f.log_file, "log file when in the background (default DATA_DIR/keyd.log)");
   app.add_option("--region", f.region, "region part of key ARNs");
   app.add_option("--peers", f.peers_file, "multi-Region keys: the other regions, one per line: REGION https://HOST:PORT ACCESS_KEY_ID SECRET [CA_FILE] (mode 0600; read at each use)");
+  app.add_option("--key-pair-burst", f.key_pair_burst, "key pairs one principal may have made on request at once (GenerateDataKeyPair, GetParametersForImport; default 10)")->check(CLI::Range(1, 10000));
+  app.add_option("--key-pairs-per-second", f.key_pairs_per_second, "and then per second (default 2; 0: never again, a testing aid)")->check(CLI::Range(0, 10000));
   app.add_option("--replication-principal", f.replication_principals, "multi-Region keys: a principal (key:NAME, tls:SUBJECT) of another region's daemon allowed to push replicas here; repeatable");
   app.add_option("--account", f.account, "account part of key ARNs");
   app.add_option("--clock-offset-seconds", f.clock_offset_seconds, "testing aid: shift the clock used for rotation and deletion schedules");

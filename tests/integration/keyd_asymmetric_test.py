@@ -368,3 +368,45 @@ class ImportTest(unittest.TestCase):
                          ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
         self.assertError("UnsupportedOperationException", self.kms.create_key,
                          Origin="EXTERNAL", KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")
+
+
+class KeyPairThrottleTest(unittest.TestCase):
+    """Key pairs made on request are limited per principal (they cost up to
+    a second of CPU each): a burst of 2 and no refill here, so the third is
+    ThrottlingException for its caller, deterministically, and another
+    principal is not affected."""
+
+    def test_key_pairs_per_principal(self):
+        import boto3
+        from botocore.config import Config
+        keyd = Keyd(tcp=True, extra_args=["--key-pair-burst", "2", "--key-pairs-per-second", "0"])
+        with open(keyd.access_keys, "a") as f:
+            f.write("AKIAENVELOPEOTHER001 envelope/test/other/secret/0001/abcdefgh other\n")
+        keyd.start()
+        try:
+            kms = keyd.boto3_client()
+            other = boto3.client(
+                "kms", endpoint_url=f"http://127.0.0.1:{keyd.port}", region_name="us-east-1",
+                aws_access_key_id="AKIAENVELOPEOTHER001",
+                aws_secret_access_key="envelope/test/other/secret/0001/abcdefgh",
+                config=Config(retries={"max_attempts": 1}))
+            sym = kms.create_key()["KeyMetadata"]["KeyId"]
+            ext = kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+            kms.generate_data_key_pair(KeyId=sym, KeyPairSpec="ECC_NIST_P256")
+            kms.get_parameters_for_import(KeyId=ext, WrappingAlgorithm="RSAES_OAEP_SHA_256",
+                                          WrappingKeySpec="RSA_2048")
+            for call in (lambda: kms.generate_data_key_pair(KeyId=sym,
+                                                            KeyPairSpec="ECC_NIST_P256"),
+                         lambda: kms.get_parameters_for_import(
+                             KeyId=ext, WrappingAlgorithm="RSAES_OAEP_SHA_256",
+                             WrappingKeySpec="RSA_2048")):
+                with self.assertRaises(ClientError) as cm:
+                    call()
+                self.assertEqual(cm.exception.response["Error"]["Code"], "ThrottlingException")
+            # Symmetric operations are not limited; other principals have
+            # their own bucket.
+            kms.generate_data_key(KeyId=sym, KeySpec="AES_256")
+            own = other.create_key()["KeyMetadata"]["KeyId"]
+            other.generate_data_key_pair(KeyId=own, KeyPairSpec="ECC_NIST_P256")
+        finally:
+            keyd.cleanup()

@@ -31,8 +31,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/base/ascii.h"
 #include "core/crypto/secret_bytes.h"
 #include "keyservice/json_output.h"
+#include "keyservice/peer_socket.h"
 #include "keyservice/tls.h"
 #include "kms/endpoint.h"
 #include "kms/sigv4.h"
@@ -74,48 +76,6 @@ std::string AuthErrorType(const std::string& message) {
   return "InvalidSignatureException";  // stale request, signature mismatch
 }
 
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
-// The peer a connection counts against (*key): the uid on the Unix socket,
-// the address on TCP ("tcp:ADDR"); and for TCP the remote end as
-// "ADDR:PORT" or "[ADDR]:PORT" (*remote). False if the kernel cannot say
-// (the connection is then dropped).
-bool PeerOf(int fd, bool tcp, std::string* key, std::string* remote) {
-  if (!tcp) {
-    struct ucred cred {};
-    socklen_t len = sizeof(cred);
-    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
-    *key = "uid:" + std::to_string(cred.uid);
-    return true;
-  }
-  sockaddr_storage addr{};
-  socklen_t len = sizeof(addr);
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return false;
-  char text[INET6_ADDRSTRLEN] = {};
-  uint16_t port = 0;
-  if (addr.ss_family == AF_INET) {
-    const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
-    if (::inet_ntop(AF_INET, &in->sin_addr, text, sizeof(text)) == nullptr) return false;
-    port = ntohs(in->sin_port);
-    *remote = std::string(text) + ":" + std::to_string(port);
-  } else if (addr.ss_family == AF_INET6) {
-    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
-    if (::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text)) == nullptr) return false;
-    port = ntohs(in6->sin6_port);
-    *remote = UrlHost(text) + ":" + std::to_string(port);
-  } else {
-    return false;
-  }
-  *key = std::string("tcp:") + text;
-  return true;
-}
-
 // Errors of the connection itself (the peer went away, a deadline passed,
 // TLS failed): the connection ends without an answer.
 bool IsTransportError(const beast::error_code& ec) {
@@ -151,46 +111,6 @@ void Refuse(int fd, const std::string& message) {
   (void)!::send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   ::shutdown(fd, SHUT_RDWR);
   ::close(fd);
-}
-
-// Waits up to `timeout` for the first byte of a request. False on timeout,
-// end of stream or error.
-bool WaitReadable(int fd, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          deadline - std::chrono::steady_clock::now())
-                          .count();
-    if (left <= 0) return false;
-    pollfd p{fd, POLLIN, 0};
-    int rc = ::poll(&p, 1, static_cast<int>(left));
-    if (rc < 0 && errno == EINTR) continue;
-    return rc > 0;  // readable, or hung up (the read then sees the end)
-  }
-}
-
-// After an error answer to a request whose body was not read (too large,
-// malformed): stop writing, then read and drop what the client is still
-// sending, for a bounded time and amount. Closing with unread input makes
-// the kernel reset the connection (or, on a Unix socket, fail the client's
-// next write with EPIPE), and a client still writing its body then fails
-// before it ever reads the answer (RFC 9112, section 9.6).
-void DrainBeforeClose(int fd) {
-  constexpr auto kMaxWait = std::chrono::seconds(2);
-  constexpr size_t kMaxDrainInBytes = size_t{16} << 20;
-  ::shutdown(fd, SHUT_WR);
-  const auto deadline = std::chrono::steady_clock::now() + kMaxWait;
-  char buf[16384];
-  size_t drained = 0;
-  while (drained < kMaxDrainInBytes) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0 || !WaitReadable(fd, left)) return;
-    ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) return;  // end of the client's input, or an error
-    drained += static_cast<size_t>(n);
-  }
 }
 
 // Runs the operation just started on `io` (and its stream's deadline timer)
@@ -241,88 +161,6 @@ bool AssignDuplicate(Socket& socket, const Protocol& protocol, int fd) {
 }
 
 }  // namespace
-
-StatusOr<ListenAddress> ParseListenAddress(std::string_view text) {
-  const auto wanted = [&] {
-    return Status::InvalidArgument(
-        "--listen wants HOST:PORT with PORT from 0 to 65535, got " + std::string(text) +
-        " (HOST: an IPv4 address, or an IPv6 address in brackets as in [::1]:7800)");
-  };
-  ListenAddress out;
-  std::string_view port;
-  if (!text.empty() && text.front() == '[') {
-    const size_t close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return wanted();
-    }
-    out.host = std::string(text.substr(1, close - 1));
-    port = text.substr(close + 2);
-  } else {
-    const size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) return wanted();
-    out.host = std::string(text.substr(0, colon));
-    port = text.substr(colon + 1);
-    if (out.host.find(':') != std::string::npos) return wanted();  // IPv6 needs brackets
-  }
-  // from_chars, not stoi: a malformed port is an error message, never an
-  // exception that kills the daemon, and 70000 is not silently 4464.
-  unsigned value = 0;
-  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value > 65535) {
-    return wanted();
-  }
-  out.port = static_cast<uint16_t>(value);
-  beast::error_code address_ec;
-  const asio::ip::address address = asio::ip::make_address(out.host, address_ec);
-  if (address_ec || (text.front() == '[') != address.is_v6()) return wanted();
-  if (address.is_v6() && address.to_v6().scope_id() != 0) return wanted();
-  out.loopback = address.is_loopback();
-  return out;
-}
-
-Status PrepareSocketDirectory(const std::string& socket_path) {
-  const size_t slash = socket_path.rfind('/');
-  if (slash == std::string::npos || slash == 0) {
-    return Status::InvalidArgument("the socket path must be absolute and not in /: " +
-                                   socket_path);
-  }
-  const std::string dir = socket_path.substr(0, slash);
-  const uid_t self = ::geteuid();
-  if (::mkdir(dir.c_str(), self == 0 ? 0755 : 0700) == 0) {
-    // mkdir's mode is filtered by the umask; set it exactly.
-    if (::chmod(dir.c_str(), self == 0 ? 0755 : 0700) != 0) {
-      return Status::FromErrno("chmod " + dir);
-    }
-  } else if (errno != EEXIST) {
-    return Status::FromErrno("creating the socket directory " + dir);
-  }
-  Status s = kms::CheckSocketDirectory(socket_path, self);
-  if (s.code() == StatusCode::kFailedPrecondition) {
-    return Status::FailedPrecondition(
-        s.message() + "; remove it or choose another --socket (it must belong to uid " +
-        std::to_string(self) + " or root and not be group- or world-writable, and so must "
-        "every directory above it unless sticky)");
-  }
-  return s;
-}
-
-std::string UrlHost(std::string_view address) {
-  if (address.find(':') == std::string_view::npos) return std::string(address);
-  std::string out(1, '[');  // appends: GCC 12's -Wrestrict misfires on "[" + s + "]"
-  out.append(address).push_back(']');
-  return out;
-}
-
-Status CheckListenerTransport(const ListenAddress& address, bool tls) {
-  // Plain HTTP leaves this host only with TLS around it: SigV4 signs
-  // requests but encrypts nothing, and answers carry plaintext keys.
-  if (address.loopback || tls) return Status::Ok();
-  return Status::InvalidArgument(
-      "--listen " + address.host +
-      " is not a loopback address: plain TCP is served on loopback only (127.0.0.0/8, ::1), "
-      "because requests and answers (plaintext data keys) would cross the network "
-      "unencrypted; give --tls-cert FILE --tls-key FILE to serve TLS on it");
-}
 
 HttpServer::HttpServer(KmsService* service, HttpServerOptions options)
     : service_(service), options_(std::move(options)) {}
@@ -498,8 +336,8 @@ bool HttpServer::HostMatchesListener(std::string_view host) const {
   const std::string port = ":" + std::to_string(bound_port_);
   const uint16_t default_port = options_.tls != nullptr ? 443 : 80;
   for (const std::string& name : host_names_) {
-    if (EqualsIgnoreCase(host, name + port)) return true;
-    if (bound_port_ == default_port && EqualsIgnoreCase(host, name)) return true;
+    if (ascii::EqualsIgnoreCase(host, name + port)) return true;
+    if (bound_port_ == default_port && ascii::EqualsIgnoreCase(host, name)) return true;
   }
   return false;
 }

@@ -66,6 +66,7 @@
 #include "kms/endpoint.h"
 #include "kms/http_transport.h"
 #include "kms/key_service.h"
+#include "kms/kms_errors.h"
 #include "kms/operations.h"
 #include "kms/sigv4.h"
 
@@ -203,30 +204,6 @@ std::string ForeignKeyCreator(const nlohmann::json& key_metadata, const Endpoint
 // client can fill a request up to kMaxKeydRequestBodyBytes.
 size_t ReEncryptBatchItemSize(const ReEncryptItem& item);
 size_t ReEncryptBatchBodySize(const std::string& destination_key_id);
-
-// --- The pieces of Call() that need no service, exposed for tests. ---
-
-// The Status for an HTTP response from the key service: OK for 2xx, else the
-// mapping above. `endpoint_name` appears in messages for responses without
-// an AWS error type (e.g. a bare HTTP 502).
-Status StatusFromKmsResponse(int http_status, std::string_view body,
-                             std::string_view endpoint_name);
-
-// The AWS error type a Status from KmsClient starts with
-// ("NotFoundException"), or "" if it has none (OK, connection failures).
-std::string KmsErrorType(const Status& status);
-
-// True for operations that may safely be sent twice: reads, and the
-// cryptographic operations (a second Encrypt or GenerateDataKey only makes
-// another ciphertext). `target` is the full X-Amz-Target value.
-bool IsIdempotentOperation(std::string_view target);
-
-// Whether an attempt that ended in `status` is worth repeating: the status
-// is kUnavailable (a connection failure, throttling, an internal error,
-// HTTP 5xx) and either the request was never completely written or the
-// operation is idempotent.
-bool ShouldRetry(std::string_view target, const Status& status,
-                 bool request_written);
 
 }  // namespace envelope::kms
 

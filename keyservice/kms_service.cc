@@ -221,6 +221,9 @@ std::shared_ptr<const KeyEntry> KmsService::Resolve(Call& c, const std::string& 
                                                     std::optional<Error>* error) const {
   const std::string arn_prefix = "arn:aws:kms:" + options_.region + ":" + options_.account + ":";
   std::string rest = ref;
+  // kms:RequestAlias is the alias of the key resolved now: ReEncrypt
+  // resolves its source, then its destination.
+  c.request_alias.clear();
   if (ref.rfind("arn:", 0) == 0) {
     if (ref.rfind(arn_prefix, 0) != 0) {
       *error = Error{"NotFoundException", "Invalid arn " + ref};

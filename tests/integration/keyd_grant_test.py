@@ -284,6 +284,22 @@ class ConditionTest(GrantTest):
                          EncryptionContext={"file": "a"})["CiphertextBlob"]
         self.assertEqual(r.decrypt(CiphertextBlob=blob, EncryptionContext={"file": "a"})
                          ["Plaintext"], b"x")
+        # kms:RequestAlias is the alias of the key being authorised: a
+        # ReEncrypt from alias/app to a key named by id does not carry the
+        # source's alias to the destination (whose Deny then applies).
+        dest = r.create_key()["KeyMetadata"]["KeyId"]
+        r_policy = {"Effect": "Deny", "Principal": reader, "Action": "kms:ReEncryptTo",
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {"kms:RequestAlias": "alias/app"}}}
+        policy = json.loads(r.get_key_policy(KeyId=dest, PolicyName="default")["Policy"])
+        policy["Statement"].append(r_policy)
+        r.put_key_policy(KeyId=dest, PolicyName="default", Policy=json.dumps(policy))
+        self.put_policy({"Effect": "Allow", "Principal": reader,
+                         "Action": "kms:ReEncryptFrom", "Resource": "*"})
+        out = r.re_encrypt(CiphertextBlob=blob, SourceKeyId="alias/app",
+                           SourceEncryptionContext={"file": "a"}, DestinationKeyId=dest,
+                           DestinationEncryptionContext={"file": "a"})
+        self.assertTrue(out["KeyId"].endswith(dest))
         # A short deletion window is denied, the default one is not.
         with self.raises("AccessDeniedException"):
             o.schedule_key_deletion(KeyId=self.key_id, PendingWindowInDays=7)

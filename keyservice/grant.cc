@@ -91,11 +91,6 @@ Status CheckConstraint(const std::optional<EncryptionContext>& c, const char* fi
   return Status::Ok();
 }
 
-json ContextJson(const EncryptionContext& c) {
-  json out = json::object();
-  for (const auto& [k, v] : c) out[k] = v;
-  return out;
-}
 
 std::optional<EncryptionContext> ContextFrom(const json& doc, const char* field) {
   if (!doc.contains(field)) return std::nullopt;
@@ -263,8 +258,8 @@ json GrantToJson(const Grant& g) {
               {"creation_date", g.creation_date}, {"grantee", g.grantee},
               {"retiring", g.retiring},   {"issuer", g.issuer},
               {"operations", g.operations}, {"expiry", g.expiry}};
-  if (g.context_equals) doc["context_equals"] = ContextJson(*g.context_equals);
-  if (g.context_subset) doc["context_subset"] = ContextJson(*g.context_subset);
+  if (g.context_equals) doc["context_equals"] = json(*g.context_equals);
+  if (g.context_subset) doc["context_subset"] = json(*g.context_subset);
   return doc;
 }
 
@@ -301,8 +296,8 @@ json GrantListEntry(const Grant& g) {
   if (!g.retiring.empty()) e["RetiringPrincipal"] = g.retiring;
   if (g.has_constraints()) {
     json c = json::object();
-    if (g.context_equals) c["EncryptionContextEquals"] = ContextJson(*g.context_equals);
-    if (g.context_subset) c["EncryptionContextSubset"] = ContextJson(*g.context_subset);
+    if (g.context_equals) c["EncryptionContextEquals"] = json(*g.context_equals);
+    if (g.context_subset) c["EncryptionContextSubset"] = json(*g.context_subset);
     e["Constraints"] = c;
   }
   if (g.expiry != 0) e["Expiry"] = g.expiry;  // extension

@@ -2,20 +2,17 @@
 
 #include <algorithm>
 
+#include "core/base/ascii.h"
+
 namespace envelope::kms {
 
 using json = nlohmann::json;
 
 namespace {
 
-std::string Lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-  return s;
-}
-
 EncryptionContextMap LowerKeys(const EncryptionContextMap& m) {
   EncryptionContextMap out;
-  for (const auto& [k, v] : m) out[Lower(k)] = v;
+  for (const auto& [k, v] : m) out[ascii::ToLower(k)] = v;
   return out;
 }
 
@@ -64,7 +61,7 @@ StatusOr<std::vector<GrantInfo>> GrantsFor(KmsClient& client, const std::string&
         bool strings = true;
         for (const auto& [k, v] : equals->items()) {
           if (!v.is_string()) strings = false;
-          else have[Lower(k)] = v.get<std::string>();
+          else have[ascii::ToLower(k)] = v.get<std::string>();
         }
         if (!strings || have != want) continue;
         GrantInfo info;

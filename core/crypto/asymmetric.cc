@@ -92,6 +92,23 @@ Status SetOaepParams(EVP_PKEY_CTX* ctx, const EVP_MD* md) {
 
 bool IsRsa(EVP_PKEY* key) { return EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA; }
 
+// A context ready to sign (or verify) `digest` with `key`: the digest's
+// length and the padding's fit to the key checked, the parameters set.
+StatusOr<Ctx> SignatureContext(EVP_PKEY* key, SignaturePadding padding, Hash hash, ByteView digest,
+                               bool sign) {
+  if (digest.size() != HashSize(hash)) return Status::InvalidArgument("digest of the wrong length");
+  if (IsRsa(key) == (padding == SignaturePadding::kEcdsa)) {
+    return Status::InvalidArgument("signing algorithm does not fit the key");
+  }
+  ENVELOPE_ASSIGN_OR_RETURN(Md md, FetchMd(hash));
+  Ctx ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
+  if (!ctx || (sign ? EVP_PKEY_sign_init(ctx.get()) : EVP_PKEY_verify_init(ctx.get())) <= 0) {
+    return OpenSslError(sign ? "sign init" : "verify init");
+  }
+  ENVELOPE_RETURN_IF_ERROR(SetSignatureParams(ctx.get(), padding, md.get()));
+  return ctx;
+}
+
 }  // namespace
 
 size_t HashSize(Hash h) {
@@ -152,15 +169,8 @@ StatusOr<Bytes> PublicKeyOf(const SecretBytes& private_der) {
 
 StatusOr<Bytes> SignDigest(const SecretBytes& private_der, SignaturePadding padding, Hash hash,
                            ByteView digest) {
-  if (digest.size() != HashSize(hash)) return Status::InvalidArgument("digest of the wrong length");
   ENVELOPE_ASSIGN_OR_RETURN(Pkey key, LoadPrivate(private_der));
-  if (IsRsa(key.get()) == (padding == SignaturePadding::kEcdsa)) {
-    return Status::InvalidArgument("signing algorithm does not fit the key");
-  }
-  ENVELOPE_ASSIGN_OR_RETURN(Md md, FetchMd(hash));
-  Ctx ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
-  if (!ctx || EVP_PKEY_sign_init(ctx.get()) <= 0) return OpenSslError("sign init");
-  ENVELOPE_RETURN_IF_ERROR(SetSignatureParams(ctx.get(), padding, md.get()));
+  ENVELOPE_ASSIGN_OR_RETURN(Ctx ctx, SignatureContext(key.get(), padding, hash, digest, true));
   size_t len = 0;
   if (EVP_PKEY_sign(ctx.get(), nullptr, &len, digest.data(), digest.size()) <= 0) {
     return OpenSslError("sign");
@@ -175,15 +185,8 @@ StatusOr<Bytes> SignDigest(const SecretBytes& private_der, SignaturePadding padd
 
 StatusOr<bool> VerifyDigest(ByteView public_der, SignaturePadding padding, Hash hash,
                             ByteView digest, ByteView signature) {
-  if (digest.size() != HashSize(hash)) return Status::InvalidArgument("digest of the wrong length");
   ENVELOPE_ASSIGN_OR_RETURN(Pkey key, LoadPublic(public_der));
-  if (IsRsa(key.get()) == (padding == SignaturePadding::kEcdsa)) {
-    return Status::InvalidArgument("signing algorithm does not fit the key");
-  }
-  ENVELOPE_ASSIGN_OR_RETURN(Md md, FetchMd(hash));
-  Ctx ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
-  if (!ctx || EVP_PKEY_verify_init(ctx.get()) <= 0) return OpenSslError("verify init");
-  ENVELOPE_RETURN_IF_ERROR(SetSignatureParams(ctx.get(), padding, md.get()));
+  ENVELOPE_ASSIGN_OR_RETURN(Ctx ctx, SignatureContext(key.get(), padding, hash, digest, false));
   return EVP_PKEY_verify(ctx.get(), signature.data(), signature.size(), digest.data(),
                          digest.size()) == 1;
 }

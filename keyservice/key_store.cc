@@ -232,7 +232,8 @@ StatusOr<crypto::SecretBytes> KeyStore::KeptSecret(
 
 Status KeyStore::RotateRoot(const crypto::SecretBytes& new_root,
                             const std::function<Status()>& before_commit,
-                            const std::vector<std::pair<std::string, std::string>>& put_meta) {
+                            const std::vector<std::pair<std::string, std::string>>& put_meta,
+                            const std::vector<std::string>& delete_meta) {
   if (!kek_) return Status::FailedPrecondition("key store is locked");
   ENVELOPE_ASSIGN_OR_RETURN(RootDerived next, DeriveFromRoot(new_root));
   ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm from, crypto::Aes256Gcm::New(kek_->view()));
@@ -283,32 +284,52 @@ Status KeyStore::RotateRoot(const crypto::SecretBytes& new_root,
     MDB_val k = Val(name), v = Val(value);
     if ((rc = mdb_put(txn.get(), lmdb_->meta, &k, &v, 0)) != 0) return LmdbError("mdb_put meta", rc);
   }
+  for (const std::string& name : delete_meta) {
+    MDB_val k = Val(name);
+    rc = mdb_del(txn.get(), lmdb_->meta, &k, nullptr);
+    if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError("mdb_del meta", rc);
+  }
   ENVELOPE_RETURN_IF_ERROR(before_commit());
   ENVELOPE_RETURN_IF_ERROR(txn.Commit());
   kek_ = std::make_unique<crypto::SecretBytes>(std::move(next.kek));
   return Status::Ok();
 }
 
-Status KeyStore::Unlock(const crypto::SecretBytes& root_key) {
-  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes kek,
-                            crypto::HkdfSha256(root_key.view(), ByteView(), kKekInfo, 32));
+namespace {
+// Whether `stored` (the `root-check` value) opens under the check key of
+// `root_key`.
+StatusOr<bool> CheckValueOpens(const crypto::SecretBytes& root_key, const std::string& stored) {
   ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes check_key,
                             crypto::HkdfSha256(root_key.view(), ByteView(), kCheckInfo, 32));
   ENVELOPE_ASSIGN_OR_RETURN(crypto::Aes256Gcm check, crypto::Aes256Gcm::New(check_key.view()));
+  Bytes out(stored.size() >= crypto::Aes256Gcm::kOverheadInBytes
+                ? stored.size() - crypto::Aes256Gcm::kOverheadInBytes
+                : 0);
+  return check.Open(AsBytes(stored), ByteView(), out).ok();
+}
+}  // namespace
+
+StatusOr<bool> KeyStore::OpensWith(const crypto::SecretBytes& root_key) {
+  ENVELOPE_ASSIGN_OR_RETURN(std::optional<std::string> stored, GetMeta("root-check"));
+  if (!stored) return false;
+  return CheckValueOpens(root_key, *stored);
+}
+
+Status KeyStore::Unlock(const crypto::SecretBytes& root_key) {
   ENVELOPE_ASSIGN_OR_RETURN(std::optional<std::string> stored, GetMeta("root-check"));
   if (!stored) {
-    Bytes sealed(kCheckPlaintext.size() + crypto::Aes256Gcm::kOverheadInBytes);
-    ENVELOPE_RETURN_IF_ERROR(check.Seal(AsBytes(kCheckPlaintext), ByteView(), sealed));
-    ENVELOPE_RETURN_IF_ERROR(PutMeta("root-check", std::string(sealed.begin(), sealed.end())));
-  } else {
-    Bytes out(stored->size() >= crypto::Aes256Gcm::kOverheadInBytes
-                  ? stored->size() - crypto::Aes256Gcm::kOverheadInBytes
-                  : 0);
-    if (!check.Open(AsBytes(*stored), ByteView(), out).ok()) {
-      return Status::FailedPrecondition(
-          "the root key does not open this data directory (wrong key file or passphrase)");
-    }
+    ENVELOPE_ASSIGN_OR_RETURN(RootDerived first, DeriveFromRoot(root_key));
+    ENVELOPE_RETURN_IF_ERROR(PutMeta("root-check", first.check));
+    kek_ = std::make_unique<crypto::SecretBytes>(std::move(first.kek));
+    return LoadAll();
   }
+  ENVELOPE_ASSIGN_OR_RETURN(bool opens, CheckValueOpens(root_key, *stored));
+  if (!opens) {
+    return Status::FailedPrecondition(
+        "the root key does not open this data directory (wrong key file or passphrase)");
+  }
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes kek,
+                            crypto::HkdfSha256(root_key.view(), ByteView(), kKekInfo, 32));
   kek_ = std::make_unique<crypto::SecretBytes>(std::move(kek));
   return LoadAll();
 }

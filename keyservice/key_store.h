@@ -111,11 +111,17 @@ class KeyStore {
   // -9 at any moment leaves it opening with the old root key or the new
   // one. `before_commit` runs inside the transaction once all is staged;
   // if it fails nothing changes. REQUIRES: LockForWrite() held; unlocked.
-  // `put_meta` (the new scrypt salt, the newly sealed root key of a token)
-  // is written in the same transaction.
+  // `put_meta` (the new scrypt salt, the newly sealed root key of a token,
+  // the root key's kind) is written and `delete_meta` (what the old kind
+  // kept) deleted in the same transaction.
   Status RotateRoot(const crypto::SecretBytes& new_root,
                     const std::function<Status()>& before_commit,
-                    const std::vector<std::pair<std::string, std::string>>& put_meta = {});
+                    const std::vector<std::pair<std::string, std::string>>& put_meta = {},
+                    const std::vector<std::string>& delete_meta = {});
+
+  // Whether `root_key` matches the stored check value (false when there is
+  // none yet), without unlocking anything.
+  StatusOr<bool> OpensWith(const crypto::SecretBytes& root_key);
 
   // Checks `root_key` against the stored check value (creating it on first
   // use) and loads and decrypts every key. FailedPrecondition if the root

@@ -22,7 +22,15 @@ KmsService::KmsService(KeyStore* store, AuditLog* audit, KmsServiceOptions optio
                                    std::map<std::string, std::string>())),
       peers_(options_.peers_file),
       key_pair_limiter_(options_.key_pair_burst, options_.key_pairs_per_second,
-                        [] { return std::chrono::steady_clock::now(); }) {}
+                        [] { return std::chrono::steady_clock::now(); }) {
+  if (!options_.root_key_file.empty()) {
+    root_source_ = RootKeySource{RootKeyKind::kKeyFile, options_.root_key_file, ""};
+  } else if (!options_.root_key_uri.empty()) {
+    root_source_ = RootKeySource{RootKeyKind::kToken, "", options_.root_key_uri};
+  } else if (options_.root_key_from_passphrase) {
+    root_source_ = RootKeySource{RootKeyKind::kPassphrase, "", ""};
+  }
+}
 
 std::optional<KmsService::Error> KmsService::ThrottleKeyPairs(const Call& c) {
   if (key_pair_limiter_.Allow(c.who.OwnerId())) return std::nullopt;

@@ -37,6 +37,7 @@
 #include "keyservice/principal.h"
 #include "keyservice/rate_limiter.h"
 #include "keyservice/region_peers.h"
+#include "keyservice/root_key.h"
 
 namespace envelope::keyservice {
 
@@ -81,6 +82,9 @@ struct KmsServiceOptions {
   std::string root_key_file;
   std::string root_key_uri;
   bool root_key_from_passphrase = false;
+  // Where a RotateRootKey that changes the root key to a key file writes it
+  // (the file a start without --root-key or --passphrase-* reads).
+  std::string default_root_key_file;
   // Testing aid (ENVELOPE_TEST_ROTATE_ROOT_LATCH): a directory where
   // RotateRootKey stops at each step, creating STEP.reached and waiting for
   // STEP.go, so that a test can kill the daemon exactly there.
@@ -260,15 +264,23 @@ class KmsService {
   // best effort, a failure is logged and leaves an unusable object.
   void DestroyTokenKeys(const KeyRecord& r, const std::vector<uint32_t>& versions) const;
 
-  // The Backup and RotateRootKey extensions (kms_backup_ops.cc).
+  // The Backup extension (kms_backup_ops.cc).
   Outcome Backup(Call& c);
+  // The RotateRootKey extension and its three kinds of new root key
+  // (kms_rotate_root_ops.cc). REQUIRES (the three): the writer lock.
   Outcome RotateRootKey(Call& c);
-  // Its three kinds (kms_backup_ops.cc). REQUIRES: the writer lock.
-  Outcome RotateRootKeyFile(Call& c);
-  Outcome RotateRootPassphrase(Call& c);
-  Outcome RotateRootOnToken(Call& c);
-  std::optional<Error> CommitNewRoot(crypto::SecretBytes next,
-                                     const std::vector<std::pair<std::string, std::string>>& meta);
+  Outcome RotateToKeyFile(Call& c, const RootKeySource& to);
+  Outcome RotateToPassphrase(Call& c, const RootKeySource& to);
+  Outcome RotateToToken(Call& c, const RootKeySource& to);
+  // Re-seals the store under `next` with the `meta` of the new root key
+  // `to`, in one transaction, between the test latch's two steps; then
+  // keeps `next` for backups and makes `to` the current root key.
+  // REQUIRES: the writer lock.
+  std::optional<Error> CommitNewRoot(crypto::SecretBytes next, const RootKeySource& to,
+                                     std::vector<std::pair<std::string, std::string>> meta);
+  // After a commit that changed the root key away from a key file: that
+  // file opens nothing now and goes. REQUIRES: the writer lock.
+  void RemoveOldKeyFile(const RootKeySource& from, const RootKeySource& to) const;
 
   // Cryptographic operations (kms_crypto_ops.cc).
   Outcome Encrypt(Call& c);
@@ -442,6 +454,10 @@ class KmsService {
   // Set at start, before requests are served; afterwards read and replaced
   // only under the store's writer lock (Backup, RotateRootKey).
   std::unique_ptr<crypto::SecretBytes> root_key_;
+  // The root key's kind and place as the store opens now: from the options
+  // at start (none: no rotatable root key), changed by RotateRootKey.
+  // Guarded by the store's writer lock.
+  std::optional<RootKeySource> root_source_;
   // Never null (an empty set when the options gave none).
   const std::shared_ptr<CustomKeyStores> custom_key_stores_;
   KeyUsageTracker usage_;

@@ -118,13 +118,27 @@ int Fail(ReadyPipe* ready, const std::string& msg) {
   return 1;
 }
 
+// Where a key-file data directory keeps its root key.
+std::string DefaultKeyFilePath(const Flags& f) {
+  return f.root_key_file.empty() ? f.data_dir + "/root.key" : f.root_key_file;
+}
+
+// The root key file of a key-file data directory ("" for a passphrase or
+// a token).
+std::string KeyFilePath(const Flags& f) {
+  if (!f.root_key_uri.empty() || f.passphrase_fd >= 0 || f.passphrase_prompt) return "";
+  return DefaultKeyFilePath(f);
+}
+
 StatusOr<crypto::SecretBytes> LoadRootKey(const Flags& f, ks::KeyStore* store) {
   const bool on_token = !f.root_key_uri.empty();
   const bool passphrase = f.passphrase_fd >= 0 || f.passphrase_prompt;
-  const std::string asked = on_token ? "pkcs11" : passphrase ? "passphrase" : "key-file";
+  const std::string asked = ks::RootKeyKindName(on_token     ? ks::RootKeyKind::kToken
+                                                : passphrase ? ks::RootKeyKind::kPassphrase
+                                                             : ks::RootKeyKind::kKeyFile);
   // The data directory remembers which kind of root key it was made with.
   ENVELOPE_ASSIGN_OR_RETURN(std::string mode,
-                            store->GetOrCreateMeta("root-key-mode", [&] { return asked; }));
+                            store->GetOrCreateMeta(ks::kRootKeyModeMeta, [&] { return asked; }));
   if (mode != asked) {
     return Status::FailedPrecondition("this data directory was set up with a " + mode +
                                       " root key; start envelope-keyd the same way");
@@ -135,7 +149,7 @@ StatusOr<crypto::SecretBytes> LoadRootKey(const Flags& f, ks::KeyStore* store) {
     ENVELOPE_ASSIGN_OR_RETURN(std::unique_ptr<ks::Pkcs11Token> token,
                               ks::Pkcs11Token::Open(f.root_key_uri, pin));
     ENVELOPE_ASSIGN_OR_RETURN(std::optional<std::string> sealed,
-                              store->GetMeta("root-key-on-token"));
+                              store->GetMeta(ks::kSealedRootKeyMeta));
     if (!sealed) {
       // A store that was ever unlocked has its check value: its root key
       // cannot be made again, only lost.
@@ -150,7 +164,7 @@ StatusOr<crypto::SecretBytes> LoadRootKey(const Flags& f, ks::KeyStore* store) {
     ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes root,
                               ks::RootKeyFromToken(token.get(), sealed, &new_sealed, &generated));
     if (!sealed) {
-      ENVELOPE_RETURN_IF_ERROR(store->PutMeta("root-key-on-token", new_sealed));
+      ENVELOPE_RETURN_IF_ERROR(store->PutMeta(ks::kSealedRootKeyMeta, new_sealed));
       if (generated) spdlog::info("generated a new AES-256 key on the {}", token->description());
       spdlog::info("made a new root key, sealed by the {}", token->description());
     } else {
@@ -161,49 +175,17 @@ StatusOr<crypto::SecretBytes> LoadRootKey(const Flags& f, ks::KeyStore* store) {
   if (passphrase) {
     ENVELOPE_ASSIGN_OR_RETURN(std::string fresh, ks::NewPassphraseSalt());
     ENVELOPE_ASSIGN_OR_RETURN(std::string salt,
-                              store->GetOrCreateMeta("scrypt-salt", [&] { return fresh; }));
+                              store->GetOrCreateMeta(ks::kScryptSaltMeta, [&] { return fresh; }));
     ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes pass,
                               ks::ReadPassphrase(f.passphrase_fd, "envelope-keyd passphrase: "));
     return ks::RootKeyFromPassphrase(pass, salt);
   }
-  std::string path = f.root_key_file.empty() ? f.data_dir + "/root.key" : f.root_key_file;
+  const std::string path = DefaultKeyFilePath(f);
+  ENVELOPE_RETURN_IF_ERROR(ks::TakeCommittedKeyFile(path));
   bool created = false;
   ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes key, ks::LoadOrCreateRootKeyFile(path, &created));
   if (created) spdlog::info("created a new root key file {}", path);
   return key;
-}
-
-// The root key file of a key-file data directory ("" for a passphrase or
-// a token).
-std::string KeyFilePath(const Flags& f) {
-  if (!f.root_key_uri.empty() || f.passphrase_fd >= 0 || f.passphrase_prompt) return "";
-  return f.root_key_file.empty() ? f.data_dir + "/root.key" : f.root_key_file;
-}
-
-// A root-key rotation (RotateRootKey) writes FILE.next, re-seals the store
-// under it in one transaction, then renames it over FILE. Cut short, it
-// leaves FILE.next beside FILE: if the store opens with FILE, the
-// rotation never committed and FILE.next goes; if it opens only with
-// FILE.next, the rename is finished here. `unlocked` is how the store took
-// FILE.
-Status FinishRootKeyRotation(const std::string& path, ks::KeyStore* store,
-                             crypto::SecretBytes* root, Status unlocked) {
-  const std::string next = path + ".next";
-  if (::access(next.c_str(), F_OK) != 0) return unlocked;
-  if (unlocked.ok()) {
-    ::unlink(next.c_str());
-    spdlog::warn("removed {}: a root-key rotation that never committed", next);
-    return unlocked;
-  }
-  if (unlocked.code() != envelope::StatusCode::kFailedPrecondition) return unlocked;
-  bool created = false;
-  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes key, ks::LoadOrCreateRootKeyFile(next, &created));
-  if (Status s = store->Unlock(key); !s.ok()) return unlocked;
-  if (::rename(next.c_str(), path.c_str()) != 0) return Status::FromErrno("rename " + next);
-  ENVELOPE_RETURN_IF_ERROR(ks::SyncDirectoryOf(path));
-  spdlog::warn("finished a root-key rotation that was cut short: {} is the new root key", path);
-  *root = std::move(key);
-  return Status::Ok();
 }
 
 int Run(const Flags& f, ReadyPipe* ready) {
@@ -241,8 +223,9 @@ int Run(const Flags& f, ReadyPipe* ready) {
   if (!root.ok()) return Fail(ready, root.status().ToString());
   Status s = (*store)->Unlock(*root);
   const std::string root_key_file = KeyFilePath(f);
-  if (!root_key_file.empty()) s = FinishRootKeyRotation(root_key_file, store->get(), &*root, s);
+  if (!root_key_file.empty()) s = ks::FinishKeyFileRotation(root_key_file, store->get(), &*root, s);
   if (!s.ok()) return Fail(ready, s.ToString());
+  if (root_key_file.empty()) ks::RemoveLeftoverKeyFiles(DefaultKeyFilePath(f), store->get());
   for (const ks::AliasEntry& a : (*store)->AllAliases()) {
     if (a.owner.empty()) {
       spdlog::warn("{} predates per-user aliases and resolves for nobody: recreate it", a.name);
@@ -308,6 +291,7 @@ int Run(const Flags& f, ReadyPipe* ready) {
   options.root_key_file = root_key_file;
   options.root_key_uri = f.root_key_uri;
   options.root_key_from_passphrase = f.passphrase_fd >= 0 || f.passphrase_prompt;
+  options.default_root_key_file = DefaultKeyFilePath(f);
   if (const char* latch = std::getenv("ENVELOPE_TEST_ROTATE_ROOT_LATCH")) {
     options.rotate_root_latch_dir = latch;
   }

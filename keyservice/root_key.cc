@@ -6,6 +6,9 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
 
 #include "core/base/fd_io.h"
 #include "core/crypto/hash.h"
@@ -14,6 +17,22 @@
 #include "core/crypto/secret_line.h"
 
 namespace envelope::keyservice {
+
+const char* RootKeyKindName(RootKeyKind kind) {
+  switch (kind) {
+    case RootKeyKind::kKeyFile: return "key-file";
+    case RootKeyKind::kPassphrase: return "passphrase";
+    case RootKeyKind::kToken: return "pkcs11";
+  }
+  return "key-file";
+}
+
+std::optional<RootKeyKind> ParseRootKeyKind(std::string_view name) {
+  for (RootKeyKind k : {RootKeyKind::kKeyFile, RootKeyKind::kPassphrase, RootKeyKind::kToken}) {
+    if (name == RootKeyKindName(k)) return k;
+  }
+  return std::nullopt;
+}
 
 Status WriteNewPrivateFile(const std::string& path, ByteView data) {
   UniqueFd out(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
@@ -126,6 +145,57 @@ StatusOr<crypto::SecretBytes> NewRootKeyOnToken(Pkcs11Token* token, std::string*
   }
   sealed->assign(out.begin(), out.end());
   return root;
+}
+
+Status TakeCommittedKeyFile(const std::string& path) {
+  const std::string next = path + ".next";
+  if (::access(path.c_str(), F_OK) == 0 || errno != ENOENT) return Status::Ok();
+  if (::access(next.c_str(), F_OK) != 0) return Status::Ok();
+  if (::rename(next.c_str(), path.c_str()) != 0) return Status::FromErrno("rename " + next);
+  ENVELOPE_RETURN_IF_ERROR(SyncDirectoryOf(path));
+  spdlog::warn("finished a change to a key-file root key that was cut short: {}", path);
+  return Status::Ok();
+}
+
+Status FinishKeyFileRotation(const std::string& path, KeyStore* store,
+                             crypto::SecretBytes* root, Status unlocked) {
+  const std::string next = path + ".next";
+  if (::access(next.c_str(), F_OK) != 0) return unlocked;
+  if (unlocked.ok()) {
+    ::unlink(next.c_str());
+    spdlog::warn("removed {}: a root-key rotation that never committed", next);
+    return unlocked;
+  }
+  if (unlocked.code() != StatusCode::kFailedPrecondition) return unlocked;
+  bool created = false;
+  ENVELOPE_ASSIGN_OR_RETURN(crypto::SecretBytes key, LoadOrCreateRootKeyFile(next, &created));
+  if (Status s = store->Unlock(key); !s.ok()) return unlocked;
+  if (::rename(next.c_str(), path.c_str()) != 0) return Status::FromErrno("rename " + next);
+  ENVELOPE_RETURN_IF_ERROR(SyncDirectoryOf(path));
+  spdlog::warn("finished a root-key rotation that was cut short: {} is the new root key", path);
+  *root = std::move(key);
+  return Status::Ok();
+}
+
+void RemoveLeftoverKeyFiles(const std::string& path, KeyStore* store) {
+  for (const std::string& file : {path, path + ".next"}) {
+    if (::access(file.c_str(), F_OK) != 0) continue;
+    bool created = false;
+    auto key = LoadOrCreateRootKeyFile(file, &created);
+    auto opens = key.ok() ? store->OpensWith(*key) : StatusOr<bool>(key.status());
+    if (!opens.ok() || *opens) {
+      spdlog::warn("kept {}: {}", file,
+                   opens.ok() ? "it opens this store, though the store's root key is not a key file"
+                              : opens.status().ToString());
+      continue;
+    }
+    if (::unlink(file.c_str()) != 0) {
+      spdlog::warn("could not remove {}: {}", file, std::strerror(errno));
+      continue;
+    }
+    (void)SyncDirectoryOf(file);
+    spdlog::warn("removed {}: a key file left by a change of root-key kind; it opens nothing", file);
+  }
 }
 
 }  // namespace envelope::keyservice

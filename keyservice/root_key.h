@@ -5,14 +5,39 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "core/base/status.h"
 #include "core/crypto/secret_bytes.h"
+#include "keyservice/key_store.h"
 #include "keyservice/pkcs11_token.h"
 
 namespace envelope::keyservice {
 
 inline constexpr size_t kRootKeySizeInBytes = 32;
+
+// The kinds of root key a data directory can have. `meta` `root-key-mode`
+// records which one it has, by the names below; a daemon started another
+// way is refused. RotateRootKey can change it (docs/KEYSERVICE.md,
+// "Root-key rotation").
+enum class RootKeyKind { kKeyFile, kPassphrase, kToken };
+// "key-file", "passphrase", "pkcs11".
+const char* RootKeyKindName(RootKeyKind kind);
+std::optional<RootKeyKind> ParseRootKeyKind(std::string_view name);
+
+// The `meta` entries of the root key: its kind, a passphrase's scrypt
+// salt, a token's sealed root key.
+inline constexpr char kRootKeyModeMeta[] = "root-key-mode";
+inline constexpr char kScryptSaltMeta[] = "scrypt-salt";
+inline constexpr char kSealedRootKeyMeta[] = "root-key-on-token";
+
+// A data directory's root key: its kind and where it lives (the key file,
+// or the token's URI; neither for a passphrase).
+struct RootKeySource {
+  RootKeyKind kind = RootKeyKind::kKeyFile;
+  std::string file;
+  std::string uri;
+};
 
 // Writes `data` to a new file at `path` (mode 0600, O_EXCL, no symlink
 // followed) and fsyncs it.
@@ -55,6 +80,27 @@ StatusOr<crypto::SecretBytes> RootKeyFromToken(Pkcs11Token* token,
                                                std::string* new_sealed,
                                                bool* generated_token_key);
 
+
+// Key files at start (a rotation of, or to, a key-file root key writes the
+// new key to FILE.next, re-seals the store under it in one transaction,
+// then renames FILE.next over FILE):
+//
+// TakeCommittedKeyFile, before a key-file data directory loads FILE: if
+// FILE is missing and FILE.next is there, a change to a key-file root key
+// committed and was cut short before the rename, which it finishes.
+Status TakeCommittedKeyFile(const std::string& path);
+// FinishKeyFileRotation, after the store was unlocked with FILE (`unlocked`
+// is how that went): FILE.next beside FILE is a rotation cut short. If FILE
+// opened the store, it never committed and FILE.next goes; if only
+// FILE.next opens it, the rename is finished and *root becomes that key.
+Status FinishKeyFileRotation(const std::string& path, KeyStore* store,
+                             crypto::SecretBytes* root, Status unlocked);
+// RemoveLeftoverKeyFiles, in a data directory whose root key is not a key
+// file: FILE (the key file of before a change of kind whose removal was cut
+// short) and FILE.next (the new key file of a change to a key file that
+// never committed) open nothing, and are removed. One that does open the
+// store is kept, with a warning.
+void RemoveLeftoverKeyFiles(const std::string& path, KeyStore* store);
 
 // A new root key sealed by the token's key (the URI's object, which must
 // exist), opened once before it is trusted: for a root-key rotation of a

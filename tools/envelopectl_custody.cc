@@ -98,8 +98,13 @@ void AddCustodyCommands(CLI::App* app, Context* ctx) {
   struct RotateArgs {
     int passphrase_fd = -1;
     int pin_fd = -1;
+    std::string to;
   };
   auto rotate_args = std::make_shared<RotateArgs>();
+  rotate->add_option("--to", rotate_args->to,
+                     "change the root key's kind: key-file, passphrase (with "
+                     "--new-passphrase-fd) or a pkcs11: URI (with --pin-fd); the daemon's next "
+                     "start must then say the same");
   rotate->add_option("--new-passphrase-fd", rotate_args->passphrase_fd,
                      "passphrase root key: read the new passphrase from this fd (0: standard "
                      "input, asked for without echo at a terminal)");
@@ -107,6 +112,12 @@ void AddCustodyCommands(CLI::App* app, Context* ctx) {
                      "root key on a token: read the token's PIN from this fd (0: as above)");
   OnRun(rotate, ctx, [rotate_args](Context& c) -> Status {
     json request = json::object();
+    if (rotate_args->to.rfind("pkcs11:", 0) == 0) {
+      request["RootKeyKind"] = "pkcs11";
+      request["RootKeyUri"] = rotate_args->to;
+    } else if (!rotate_args->to.empty()) {
+      request["RootKeyKind"] = rotate_args->to;
+    }
     std::string secret;
     if (rotate_args->passphrase_fd >= 0) {
       ENVELOPE_ASSIGN_OR_RETURN(secret, ReadSecretText(rotate_args->passphrase_fd,
@@ -130,6 +141,9 @@ void AddCustodyCommands(CLI::App* app, Context* ctx) {
                   Printable(Field(*r, "RootKeyFile")).c_str());
     } else {
       std::printf("root key rotated: %s\n", Printable(Field(*r, "RootKey")).c_str());
+    }
+    if (!rotate_args->to.empty()) {
+      std::printf("from now on, %s\n", Printable(Field(*r, "Restart")).c_str());
     }
     return Status::Ok();
   });

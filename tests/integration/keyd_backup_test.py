@@ -12,7 +12,7 @@ import time
 import unittest
 
 from fs_harness import Mount, run
-from harness import ENVELOPECTL, Keyd
+from harness import ENVELOPECTL, Keyd, KmsError
 from softhsm import SoftHsm
 
 
@@ -355,6 +355,140 @@ class RootRotationOtherKindsTest(unittest.TestCase):
             current = current if step == "written" else new
             self.start(start, current)
             self.decrypts(blob)
+
+
+class RootKeyKindChangeTest(unittest.TestCase):
+    """rotate-root --to: a key file moved under a token, the token's root key
+    replaced by a passphrase, the passphrase by a key file again. Each change
+    is online; after it the daemon starts only the new way; a key file left
+    behind goes. And kill -9 just before and just after each change's
+    commit: the data directory then opens the old way or the new way."""
+
+    def setUp(self):
+        self.hsm = SoftHsm()
+        self.hsm.init_token("root-tok", "1234")
+        self.keyd = Keyd()
+        self.root_file = os.path.join(self.keyd.data_dir, "root.key")
+        uri = SoftHsm.uri("root-tok", "keyd-root")
+        # name: (start arguments, the secret for them, rotate-root's --to,
+        # its secret flag)
+        self.ways = {
+            "key-file": ([], None, "key-file", None),
+            "token": (["--root-key", uri, "--pin-fd"], b"1234", uri, "--pin-fd"),
+            "passphrase": (["--passphrase-fd"], b"a passphrase", "passphrase",
+                           "--new-passphrase-fd"),
+        }
+        self.chain = [("key-file", "token"), ("token", "passphrase"), ("passphrase", "key-file")]
+
+    def tearDown(self):
+        os.environ.pop("ENVELOPE_TEST_ROTATE_ROOT_LATCH", None)
+        self.keyd.cleanup()
+        self.hsm.cleanup()
+
+    def start(self, way):
+        args, secret, _, _ = self.ways[way]
+        if secret is None:
+            return self.keyd.start(args)
+        r, w = os.pipe()
+        os.write(w, secret + b"\n")
+        os.close(w)
+        try:
+            return self.keyd.start(args + [str(r)], pass_fds=(r,))
+        finally:
+            os.close(r)
+
+    def rotate_command(self, way):
+        _, secret, to, flag = self.ways[way]
+        cmd = [ENVELOPECTL, "--endpoint", "unix:" + self.keyd.socket, "admin", "rotate-root",
+               "--to", to] + ([flag, "0"] if flag else [])
+        return cmd, (secret or b"") + b"\n"
+
+    def fill(self):
+        key = self.keyd.call("CreateKey", {})["KeyMetadata"]["KeyId"]
+        return self.keyd.call("Encrypt", {"KeyId": key, "Plaintext": base64.b64encode(
+            b"kept").decode()})["CiphertextBlob"]
+
+    def decrypts(self, blob):
+        out = self.keyd.call("Decrypt", {"CiphertextBlob": blob})
+        self.assertEqual(base64.b64decode(out["Plaintext"]), b"kept")
+
+    def refused(self, way):
+        with self.assertRaises(RuntimeError) as cm:
+            self.start(way)
+        return str(cm.exception)
+
+    def test_changes_of_kind_online_then_restart(self):
+        self.start("key-file")
+        blob = self.fill()
+        ctl = [ENVELOPECTL, "--endpoint", "unix:" + self.keyd.socket, "admin", "rotate-root"]
+        for bad, why in ((["--to", "usb-stick"], b"RootKeyKind must be"),
+                         (["--to", "passphrase"], b"NewPassphrase is required")):
+            r = subprocess.run(ctl + bad, input=b"", capture_output=True, timeout=60)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn(b"ValidationException", r.stderr)
+            self.assertIn(why, r.stderr)
+        # A URI belongs to a token only.
+        with self.assertRaises(KmsError) as cm:
+            self.keyd.call("RotateRootKey", {"RootKeyKind": "key-file",
+                                             "RootKeyUri": "pkcs11:token=x"},
+                           prefix="EnvelopeKeyService")
+        self.assertEqual(cm.exception.type, "ValidationException")
+        self.assertTrue(os.path.exists(self.root_file))
+        for old, new in self.chain:
+            cmd, answer = self.rotate_command(new)
+            r = subprocess.run(cmd, input=answer, capture_output=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(b"from now on, start envelope-keyd", r.stdout)
+            self.decrypts(blob)  # online
+            # The daemon rotates the new kind from now on, without a restart.
+            cmd, answer = self.rotate_command(new)
+            r = subprocess.run(cmd, input=answer, capture_output=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.decrypts(blob)
+            self.keyd.stop()
+            self.assertIn("set up with a", self.refused(old))
+            self.start(new)
+            self.decrypts(blob)
+            self.assertIn("audit log OK", self.keyd.envelopectl("audit", "verify").stdout)
+            # A key file is there exactly while the root key is one.
+            self.assertEqual(os.path.exists(self.root_file), new == "key-file")
+            self.assertFalse(os.path.exists(self.root_file + ".next"))
+
+    def test_kills_before_and_after_each_change_lose_nothing(self):
+        self.start("key-file")
+        blob = self.fill()
+        current = "key-file"
+        for old, new in self.chain:
+            for step in ("written", "committed"):
+                latch = tempfile.mkdtemp(prefix="rotate-latch-")
+                other = "committed" if step == "written" else "written"
+                open(os.path.join(latch, other + ".go"), "w").close()
+                os.environ["ENVELOPE_TEST_ROTATE_ROOT_LATCH"] = latch
+                try:
+                    self.keyd.stop()
+                    self.start(current)
+                    cmd, answer = self.rotate_command(new)
+                    ctl = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL)
+                    ctl.stdin.write(answer)
+                    ctl.stdin.close()
+                    wait_reached(self, latch, step)
+                    self.keyd.kill9()
+                    ctl.wait(timeout=30)
+                finally:
+                    os.environ.pop("ENVELOPE_TEST_ROTATE_ROOT_LATCH", None)
+                    shutil.rmtree(latch, ignore_errors=True)
+                # Before the commit only the old way opens it; after it,
+                # only the new way.
+                expected = old if step == "written" else new
+                self.assertIn("set up with a", self.refused(new if expected == old else old))
+                self.start(expected)
+                self.decrypts(blob)
+                self.assertIn("audit log OK",
+                              self.keyd.envelopectl("audit", "verify").stdout)
+                self.assertEqual(os.path.exists(self.root_file), expected == "key-file")
+                self.assertFalse(os.path.exists(self.root_file + ".next"))
+                current = expected
 
 
 if __name__ == "__main__":

@@ -249,5 +249,31 @@ TEST_F(KeyStoreTest, RotateRootReSealsEverythingInOneTransaction) {
   EXPECT_EQ(kept->view()[0], 0x77);
 }
 
+// A change of root-key kind: the new kind's meta is written and the old
+// kind's deleted in the commit that re-seals the store; OpensWith tells the
+// current root key from the old without unlocking anything.
+TEST_F(KeyStoreTest, RotateRootWritesAndDeletesMetaAndOpensWithTellsTheKeys) {
+  auto next = std::move(*crypto::SecretBytes::Random(32));
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(store->PutMeta("scrypt-salt", "old salt").ok());
+    EXPECT_TRUE(*store->OpensWith(root_));
+    EXPECT_FALSE(*store->OpensWith(next));
+    auto lock = store->LockForWrite();
+    ASSERT_TRUE(store->RotateRoot(next, [] { return Status::Ok(); },
+                                  {{"root-key-mode", "pkcs11"}, {"root-key-on-token", "sealed"}},
+                                  {"scrypt-salt", "not-there"})
+                    .ok());
+    EXPECT_FALSE(*store->OpensWith(root_));
+    EXPECT_TRUE(*store->OpensWith(next));
+  }
+  auto reopened = KeyStore::Open(dir_.path());
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ(*(*reopened)->GetMeta("root-key-mode"), "pkcs11");
+  EXPECT_EQ(*(*reopened)->GetMeta("root-key-on-token"), "sealed");
+  EXPECT_FALSE((*reopened)->GetMeta("scrypt-salt")->has_value());
+  ASSERT_TRUE((*reopened)->Unlock(next).ok());
+}
+
 }  // namespace
 }  // namespace envelope::keyservice

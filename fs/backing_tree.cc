@@ -236,6 +236,18 @@ Status Chmod(int objfd, mode_t mode) {
   return Status::Ok();
 }
 
+StatusOr<bool> DropSetIds(int objfd, const std::function<bool(gid_t)>& caller_in_group) {
+  struct stat st;
+  if (::fstat(objfd, &st) != 0) return Status::FromErrno("fstat");
+  if (!S_ISREG(st.st_mode) || (st.st_mode & (S_ISUID | S_ISGID)) == 0) return false;
+  mode_t mode = st.st_mode & 07777;
+  mode &= ~S_ISUID;
+  if ((mode & S_ISGID) && ((mode & S_IXGRP) || !caller_in_group(st.st_gid))) mode &= ~S_ISGID;
+  if (mode == (st.st_mode & 07777)) return false;
+  if (::chmod(ProcPath(objfd).c_str(), mode) != 0) return Status::FromErrno("chmod");
+  return true;
+}
+
 Status Chown(int objfd, uid_t uid, gid_t gid) {
   if (::fchownat(objfd, "", uid, gid, AT_EMPTY_PATH) != 0) return Status::FromErrno("chown");
   return Status::Ok();

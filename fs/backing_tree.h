@@ -35,6 +35,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -82,6 +83,14 @@ Status StatParent(int dirfd, struct stat* st);
 // chmod of the object behind the O_PATH descriptor `objfd`; a symlink has
 // no mode of its own (EOPNOTSUPP).
 Status Chmod(int objfd, mode_t mode);
+// What a write, truncate or chown does to a regular file's setuid and
+// setgid bits, as the kernel's setattr_should_drop_suidgid() decides for
+// ext4: S_ISUID goes; S_ISGID goes if the file is group-executable, or if
+// `caller_in_group(file's gid)` says the caller is neither in the file's
+// group nor privileged (CAP_FSETID). Nothing if neither bit is set (one
+// fstat; `caller_in_group` is asked only for a setgid file that is not
+// group-executable). Returns whether the mode changed.
+StatusOr<bool> DropSetIds(int objfd, const std::function<bool(gid_t)>& caller_in_group);
 // chown of the object behind `objfd` itself (a symlink, not its target).
 Status Chown(int objfd, uid_t uid, gid_t gid);
 // utimensat of the object behind `objfd` itself.

@@ -38,6 +38,27 @@ StatusOr<std::string> BackingXattrName(EnvelopeFs* fs, std::string_view name) {
 
 }  // namespace
 
+Status DropSetIdsFor(fuse_req_t req, fuse_ino_t ino, int objfd, bool privileged) {
+  auto changed = backing::DropSetIds(objfd, [&](gid_t gid) {
+    if (privileged || fuse_req_ctx(req)->gid == gid) return true;
+    std::vector<gid_t> groups(64);
+    int n = fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
+    if (n > static_cast<int>(groups.size())) {
+      groups.resize(static_cast<size_t>(n));
+      n = fuse_req_getgroups(req, n, groups.data());
+    }
+    // Groups that cannot be read count as none: the bit goes.
+    for (int i = 0; i < n && i < static_cast<int>(groups.size()); ++i) {
+      if (groups[static_cast<size_t>(i)] == gid) return true;
+    }
+    return false;
+  });
+  if (!changed.ok()) return changed.status();
+  // Attributes only (a negative offset); nothing here waits on the kernel.
+  if (*changed) (void)fuse_lowlevel_notify_inval_inode(Fs(req)->session(), ino, -1, 0);
+  return Status::Ok();
+}
+
 StatusOr<Where> EnvelopeFs::Checked(Inode* inode, Where w) {
   if (!w.known()) return Status::NotFound("unlinked");
   if (shared_ && !w.name.empty()) {
@@ -116,6 +137,9 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
   EnvelopeFs* fs = Fs(req);
   Inode* inode = Node(req, ino);
+  // A chown, or a truncate by a caller without CAP_FSETID, drops the
+  // setuid and setgid bits (FUSE_HANDLE_KILLPRIV_V2: FATTR_KILL_SUIDGID).
+  const bool drop_set_ids = fs->kill_priv_v2() && FuseChannel::KillSuidSgidRequested();
   const Where w = fs->Locate(inode);
   constexpr int kTimes = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
                          FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
@@ -165,6 +189,13 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
     if (s.ok() && !inode->content_writable) s = Status::IoError("read-only backing file", EACCES);
     if (s.ok()) s = fs->Truncate(inode, static_cast<uint64_t>(attr->st_size));
     fs->MaybeCloseContent(inode);
+    if (!s.ok()) return ReplyError(req, s);
+  }
+  if (drop_set_ids && S_ISREG(inode->type)) {
+    // The kernel flags every chown, privileged or not, and a truncate only
+    // by a caller without CAP_FSETID.
+    const bool chown = (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) != 0;
+    Status s = DropSetIdsFor(req, ino, obj->get(), chown && fuse_req_ctx(req)->uid == 0);
     if (!s.ok()) return ReplyError(req, s);
   }
   if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {

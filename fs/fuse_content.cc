@@ -95,6 +95,9 @@ void EnvelopeFs::MaybeCloseContent(Inode* inode) {
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
   EnvelopeFs* fs = Fs(req);
+  // O_TRUNC of an existing file by a caller without CAP_FSETID
+  // (FUSE_HANDLE_KILLPRIV_V2).
+  const bool drop_set_ids = fs->kill_priv_v2() && FuseChannel::KillSuidSgidRequested();
   Inode* dir = Node(req, parent);
   auto en = PrepareNewName(fs, dir, name);
   if (!en.ok()) return ReplyError(req, en.status());
@@ -175,11 +178,13 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
       ::close(fd);
     }
     if (truncate) s = fs->Truncate(inode, 0);
+    const bool drop = !created && (fi->flags & O_TRUNC) && drop_set_ids;
+    if (s.ok() && drop) s = DropSetIdsFor(req, e.ino, inode->content_fd, false);
     ++inode->open_count;
   }
   if (!s.ok()) return ReplyError(req, s);
   // e.attr is the stat made above; only a truncation changed it since.
-  if (truncate) {
+  if (truncate || (!created && (fi->flags & O_TRUNC) && drop_set_ids)) {
     s = fs->Stat(inode, &e.attr);
     if (!s.ok()) return ReplyError(req, s);
   }
@@ -193,6 +198,8 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   EnvelopeFs* fs = Fs(req);
   Inode* inode = Node(req, ino);
+  // O_TRUNC by a caller without CAP_FSETID (FUSE_HANDLE_KILLPRIV_V2).
+  const bool drop_set_ids = fs->kill_priv_v2() && FuseChannel::KillSuidSgidRequested();
   Status s;
   {
     std::lock_guard lock(inode->mu);
@@ -201,6 +208,9 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       s = Status::IoError("backing file is read-only", EACCES);
     }
     if (s.ok() && (fi->flags & O_TRUNC)) s = fs->Truncate(inode, 0);
+    if (s.ok() && (fi->flags & O_TRUNC) && drop_set_ids) {
+      s = DropSetIdsFor(req, ino, inode->content_fd, false);
+    }
     if (s.ok()) {
       ++inode->open_count;
     } else {
@@ -256,10 +266,13 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off,
              fuse_file_info*) {
   Inode* inode = Node(req, ino);
+  const bool drop_set_ids = Fs(req)->kill_priv_v2() && FuseChannel::KillSuidSgidRequested();
   Status s = Status::Internal("BUG: write without content");
   {
     std::lock_guard lock(inode->mu);
-    if (inode->content) {
+    // Before the data, as ext4 does: a write that cannot drop them fails.
+    if (inode->content && drop_set_ids) s = DropSetIdsFor(req, ino, inode->content_fd, false);
+    if (inode->content && (!drop_set_ids || s.ok())) {
       // With the writeback cache the kernel owns the mtime: it stamps it at
       // write(2) time and sends it in a SETATTR that may reach us before
       // the WRITE it covers (both are asynchronous). So a WRITE leaves the
@@ -318,6 +331,15 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
     if (!inode->content) {
       s = Status::Internal("BUG: fallocate without content");
     } else {
+      // With FUSE_HANDLE_KILLPRIV_V2 the kernel flags no fallocate for the
+      // setuid and setgid bits (it does writes, truncates and chowns): a
+      // caller other than root drops them, as ext4's file_modified() does
+      // for a caller without CAP_FSETID (docs/CONFORMANCE.md).
+      if (Fs(req)->kill_priv_v2() && fuse_req_ctx(req)->uid != 0) {
+        s = DropSetIdsFor(req, ino, inode->content_fd, false);
+      }
+    }
+    if (s.ok() && inode->content) {
       s = Fs(req)->OnContent(inode, shared::LockKind::kExclusive, [&] {
         format::ContentFile* content = inode->content.get();
         if (kind == FALLOC_FL_PUNCH_HOLE) return content->PunchHole(off, len);

@@ -19,6 +19,7 @@
 
 #include "core/base/fd_io.h"
 #include "fs/backing_tree.h"
+#include "fs/fuse_channel.h"
 #include "fs/fuse_fs_internal.h"
 #include "fs/shared_storage.h"
 
@@ -177,6 +178,16 @@ Status MountAndServe(Volume* volume, const MountOptions& options) {
     fuse_session_destroy(se);
     return Status::IoError("cannot mount on " + options.mountpoint, EIO);
   }
+  // Requests and replies through our hooks: FUSE_HANDLE_KILLPRIV_V2
+  // (fs/fuse_channel.h).
+  FuseChannel channel(/*kill_priv_v2=*/true);
+  if (int rc = channel.Attach(se); rc != 0) {
+    fuse_session_unmount(se);
+    fuse_remove_signal_handlers(se);
+    fuse_session_destroy(se);
+    return Status::IoError("cannot set up the FUSE channel", -rc);
+  }
+  fs.set_channel(&channel);
   fuse_daemonize(options.foreground ? 1 : 0);
   fuse_loop_config* config = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(config, options.max_threads);

@@ -42,6 +42,7 @@
 #include <string>
 
 #include "core/base/status.h"
+#include "fs/fuse_channel.h"
 #include "fs/serial_worker.h"
 #include "core/format/name_codec.h"
 #include "fs/inode_table.h"
@@ -80,6 +81,10 @@ class EnvelopeFs {
   // ctime while it caches the inode, and sends them in SETATTR.
   bool writeback() const { return writeback_.load(std::memory_order_relaxed); }
   void set_writeback(bool on) { writeback_.store(on, std::memory_order_relaxed); }
+  // Whether the kernel left clearing S_ISUID and S_ISGID to us
+  // (FUSE_HANDLE_KILLPRIV_V2, fs/fuse_channel.h); known from INIT on.
+  bool kill_priv_v2() const { return channel_ != nullptr && channel_->kill_priv_v2(); }
+  void set_channel(const FuseChannel* channel) { channel_ = channel; }
   // The session, for notifications to the kernel (set before the loop).
   fuse_session* session() const { return session_; }
   void set_session(fuse_session* se) { session_ = se; }
@@ -208,6 +213,7 @@ class EnvelopeFs {
   std::atomic<bool> link_refusal_logged_{false};
   std::atomic<bool> writeback_{false};
   fuse_session* session_ = nullptr;
+  const FuseChannel* channel_ = nullptr;  // set before the loop
   SerialWorker waiter_;
 };
 
@@ -215,6 +221,13 @@ class EnvelopeFs {
 inline EnvelopeFs* Fs(fuse_req_t req) { return static_cast<EnvelopeFs*>(fuse_req_userdata(req)); }
 inline Inode* Node(fuse_req_t req, fuse_ino_t ino) { return Fs(req)->inodes().Get(ino); }
 
+// Drops the setuid and setgid bits of the regular file behind `objfd`
+// (inode `ino`) for the caller of `req` (backing::DropSetIds): `privileged`
+// says whether the caller may keep S_ISGID of a file outside its groups
+// (CAP_FSETID; known to be absent for the requests the kernel flags, else
+// guessed from uid 0). A changed mode is news to the kernel, which cached
+// the old one: its attributes of `ino` are invalidated.
+Status DropSetIdsFor(fuse_req_t req, fuse_ino_t ino, int objfd, bool privileged);
 inline void ReplyError(fuse_req_t req, const Status& s) { fuse_reply_err(req, ToErrno(s)); }
 
 // The first and last steps of every operation that adds a name

@@ -35,13 +35,14 @@ filesystems=(${FSTESTS_FS:-envelopefs gocryptfs})
 
 # The smoke list that scripts/test.sh runs (about a minute): quick tests
 # that passed in the last full run and cover holes, fallocate, fsx with
-# punch/zero/collapse-free ops, seeking, renames (whiteout too), setgid,
-# rewinddir, directories, links and times (docs/CONFORMANCE.md).
+# punch/zero/collapse-free ops, seeking, renames (whiteout too), setgid
+# (inherited, and dropped by writes, fallocate and direct I/O of other
+# users), rewinddir, directories, links and times (docs/CONFORMANCE.md).
 smoke=(generic/001 generic/002 generic/005 generic/006 generic/007 generic/011 generic/013
        generic/014 generic/023 generic/024 generic/028 generic/035 generic/071 generic/075
        generic/078 generic/080 generic/091 generic/103 generic/112 generic/221 generic/236
        generic/245 generic/246 generic/263 generic/308 generic/314 generic/469 generic/471
-       generic/490 generic/567 generic/568)
+       generic/490 generic/567 generic/568 generic/355 generic/683 generic/684 generic/685)
 if (($#)); then
   tests=("$@")
 elif [[ ${FSTESTS_LIST:-quick} == smoke ]]; then

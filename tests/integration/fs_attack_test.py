@@ -668,8 +668,12 @@ class SetgidTest(AttackTestCase):
         # A write, truncate or fallocate by anyone but root drops S_ISUID,
         # and S_ISGID of a group-executable file, so a shared setuid file
         # cannot be made to run other code (fstests generic/683-685).
+        # The mount takes FUSE_HANDLE_KILLPRIV_V2, so each of these is
+        # the daemon's to do (fs/fuse_channel.h), not the kernel's.
         for op in ("os.pwrite(fd, b'y', 10)", "os.ftruncate(fd, 50)",
-                   "os.posix_fallocate(fd, 0, 200)"):
+                   "os.posix_fallocate(fd, 0, 200)", "os.truncate(p, 20)",
+                   "os.close(os.open(p, os.O_WRONLY | os.O_TRUNC))",
+                   "os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC))"):
             for mode in (0o6777, 0o6666):
                 p = self.m.path("shared")
                 with open(p, "wb") as f:
@@ -677,18 +681,52 @@ class SetgidTest(AttackTestCase):
                 os.chmod(p, mode)
                 self.as_nobody(f"""
                     import os
-                    fd = os.open({p!r}, os.O_WRONLY)
+                    p = {p!r}
+                    fd = os.open(p, os.O_WRONLY)
                     {op}
                     os.close(fd)
                 """)
                 got = stat.S_IMODE(os.stat(p).st_mode)
                 self.assertFalse(got & stat.S_ISUID, f"{op}: {oct(got)}")
-                if mode & 0o010:  # group-executable: setgid goes too
-                    self.assertFalse(got & stat.S_ISGID, f"{op}: {oct(got)}")
-                # (ext4 also drops S_ISGID of a file that is not
-                # group-executable when the writer is not in its group; the
-                # kernel's FUSE code keeps it: docs/CONFORMANCE.md.)
+                # S_ISGID goes too: the file is group-executable, or (0o6666)
+                # the writer is not in its group (root), as on ext4.
+                self.assertFalse(got & stat.S_ISGID, f"{op}: {oct(got)}")
                 os.unlink(p)
+        # A writer in the file's group keeps S_ISGID of a file that is not
+        # group-executable (a locking mark), and still drops S_ISUID.
+        p = self.m.path("shared")
+        with open(p, "wb") as f:
+            f.write(b"x" * 100)
+        os.chown(p, 0, NOGROUP)
+        os.chmod(p, 0o6666)
+        self.as_nobody(f"""
+            import os
+            fd = os.open({p!r}, os.O_WRONLY)
+            os.pwrite(fd, b'y', 10)
+            os.close(fd)
+        """)
+        self.assertEqual(stat.S_IMODE(os.stat(p).st_mode), 0o2666)
+        os.unlink(p)
+
+    def test_root_keeps_setuid_on_write_and_a_chown_drops_it(self):
+        # Root (CAP_FSETID) writes and truncates without dropping S_ISUID or
+        # S_ISGID; a chown drops them whoever makes it, as on ext4.
+        p = self.m.path("root-suid")
+        with open(p, "wb") as f:
+            f.write(b"x" * 100)
+        os.chmod(p, 0o6755)
+        fd = os.open(p, os.O_WRONLY)
+        os.pwrite(fd, b"y", 10)
+        os.ftruncate(fd, 50)
+        os.close(fd)
+        os.close(os.open(p, os.O_WRONLY | os.O_TRUNC))
+        self.assertEqual(stat.S_IMODE(os.stat(p).st_mode), 0o6755)
+        os.chown(p, NOBODY, -1)
+        self.assertEqual(stat.S_IMODE(os.stat(p).st_mode), 0o0755)
+        # A file that is not group-executable keeps S_ISGID (a locking mark).
+        os.chmod(p, 0o6744)
+        os.chown(p, 0, -1)
+        self.assertEqual(stat.S_IMODE(os.stat(p).st_mode), 0o2744)
 
 
 class InitTest(unittest.TestCase):

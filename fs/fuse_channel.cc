@@ -54,7 +54,7 @@ void FuseChannel::Inspect(const uint8_t* buf, size_t len) {
       if (!ReadArg(buf, len, &init)) return;
       kernel_offers_kill_priv_v2_ = (init.flags & FUSE_HANDLE_KILLPRIV_V2) != 0;
       init_unique_ = in.unique;
-      init_pending_ = true;
+      init_pending_.store(true, std::memory_order_release);
       return;
     }
     case FUSE_WRITE: {
@@ -84,12 +84,12 @@ void FuseChannel::Inspect(const uint8_t* buf, size_t len) {
 
 ssize_t FuseChannel::Writev(int fd, struct iovec* iov, int count, void*) {
   FuseChannel* self = attached_.load(std::memory_order_acquire);
-  if (self->init_pending_ && count >= 2 && iov[0].iov_len >= sizeof(fuse_out_header) &&
+  if (self->init_pending_.load(std::memory_order_acquire) && count >= 2 && iov[0].iov_len >= sizeof(fuse_out_header) &&
       iov[1].iov_len >= offsetof(fuse_init_out, flags) + sizeof(uint32_t)) {
     fuse_out_header out;
     std::memcpy(&out, iov[0].iov_base, sizeof(out));
     if (out.unique == self->init_unique_) {
-      self->init_pending_ = false;
+      self->init_pending_.store(false, std::memory_order_relaxed);
       if (out.error == 0 && self->want_kill_priv_v2_ && self->kernel_offers_kill_priv_v2_) {
         auto* flags = static_cast<uint8_t*>(iov[1].iov_base) + offsetof(fuse_init_out, flags);
         uint32_t f;

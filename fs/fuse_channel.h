@@ -22,9 +22,10 @@
 #ifndef ENVELOPE_FS_FUSE_CHANNEL_H_
 #define ENVELOPE_FS_FUSE_CHANNEL_H_
 
-#include <atomic>
 #include <sys/types.h>
+#include <sys/uio.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -61,10 +62,11 @@ class FuseChannel {
 
   const bool want_kill_priv_v2_;
   // Set while the INIT request is read, used when its reply is written
-  // (both before any other request is read).
+  // (both before the kernel sends any other request); init_pending_
+  // publishes the other two to the thread that writes the reply.
   bool kernel_offers_kill_priv_v2_ = false;
   uint64_t init_unique_ = 0;
-  bool init_pending_ = false;
+  std::atomic<bool> init_pending_{false};
   std::atomic<bool> kill_priv_v2_{false};
   // The hooks get the session's user data (the EnvelopeFs), not the
   // channel: one mount per process, so the channel is found here.

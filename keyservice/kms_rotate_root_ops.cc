@@ -54,7 +54,7 @@ std::string RestartHint(const RootKeySource& to, const std::string& default_file
   switch (to.kind) {
     case RootKeyKind::kKeyFile:
       return to.file == default_file
-                 ? "start envelope-keyd without --root-key or --passphrase-*"
+                 ? "start envelope-keyd without --root-key, --root-key-file or --passphrase-*"
                  : "start envelope-keyd with --root-key-file " + to.file;
     case RootKeyKind::kPassphrase:
       return "start envelope-keyd with --passphrase-fd N or --passphrase-prompt";
@@ -166,6 +166,12 @@ KmsService::Outcome KmsService::RotateToKeyFile(Call& c, const RootKeySource& to
   const std::string next_path = path + ".next";
   auto next = crypto::SecretBytes::Random(kRootKeySizeInBytes);
   if (!next.ok()) return NewMaterialError(next.status());
+  if (root_source_->kind != RootKeyKind::kKeyFile) {
+    // A change of kind: whatever key file is there was left by an earlier
+    // change and opens nothing (one that did would be kept, and the
+    // rename below would fail on nothing: it replaces FILE).
+    RemoveLeftoverKeyFiles(path, store_);
+  }
   (void)::unlink(next_path.c_str());  // a leftover of a rotation that never committed
   Status s = WriteNewPrivateFile(next_path, next->view());
   if (s.ok()) s = SyncDirectoryOf(next_path);

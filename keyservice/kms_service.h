@@ -82,8 +82,9 @@ struct KmsServiceOptions {
   std::string root_key_file;
   std::string root_key_uri;
   bool root_key_from_passphrase = false;
-  // Where a RotateRootKey that changes the root key to a key file writes it
-  // (the file a start without --root-key or --passphrase-* reads).
+  // Where a RotateRootKey that changes the root key to a key file writes it:
+  // the data directory's root.key, which a start without --root-key,
+  // --root-key-file or --passphrase-* reads.
   std::string default_root_key_file;
   // Testing aid (ENVELOPE_TEST_ROTATE_ROOT_LATCH): a directory where
   // RotateRootKey stops at each step, creating STEP.reached and waiting for

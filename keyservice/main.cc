@@ -225,7 +225,9 @@ int Run(const Flags& f, ReadyPipe* ready) {
   const std::string root_key_file = KeyFilePath(f);
   if (!root_key_file.empty()) s = ks::FinishKeyFileRotation(root_key_file, store->get(), &*root, s);
   if (!s.ok()) return Fail(ready, s.ToString());
-  if (root_key_file.empty()) ks::RemoveLeftoverKeyFiles(DefaultKeyFilePath(f), store->get());
+  // Only the data directory's own root.key: a --root-key-file given with
+  // another kind may be some other directory's key.
+  if (root_key_file.empty()) ks::RemoveLeftoverKeyFiles(f.data_dir + "/root.key", store->get());
   for (const ks::AliasEntry& a : (*store)->AllAliases()) {
     if (a.owner.empty()) {
       spdlog::warn("{} predates per-user aliases and resolves for nobody: recreate it", a.name);
@@ -291,7 +293,7 @@ int Run(const Flags& f, ReadyPipe* ready) {
   options.root_key_file = root_key_file;
   options.root_key_uri = f.root_key_uri;
   options.root_key_from_passphrase = f.passphrase_fd >= 0 || f.passphrase_prompt;
-  options.default_root_key_file = DefaultKeyFilePath(f);
+  options.default_root_key_file = f.data_dir + "/root.key";
   if (const char* latch = std::getenv("ENVELOPE_TEST_ROTATE_ROOT_LATCH")) {
     options.rotate_root_latch_dir = latch;
   }

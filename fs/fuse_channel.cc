@@ -22,6 +22,13 @@ bool ReadArg(const uint8_t* buf, size_t len, T* out) {
   std::memcpy(out, buf + sizeof(fuse_in_header), sizeof(T));
   return true;
 }
+
+// Whether request `T` holds `field` with any bit of `mask` set.
+template <typename T>
+bool ArgHas(const uint8_t* buf, size_t len, uint32_t T::*field, uint32_t mask) {
+  T arg;
+  return ReadArg(buf, len, &arg) && (arg.*field & mask) != 0;
+}
 }  // namespace
 
 std::atomic<FuseChannel*> FuseChannel::attached_{nullptr};
@@ -57,26 +64,19 @@ void FuseChannel::Inspect(const uint8_t* buf, size_t len) {
       init_pending_.store(true, std::memory_order_release);
       return;
     }
-    case FUSE_WRITE: {
-      fuse_write_in w;
-      if (ReadArg(buf, len, &w)) tls_kill_suidgid = (w.write_flags & FUSE_WRITE_KILL_SUIDGID) != 0;
+    case FUSE_WRITE:
+      tls_kill_suidgid =
+          ArgHas(buf, len, &fuse_write_in::write_flags, FUSE_WRITE_KILL_SUIDGID);
       return;
-    }
-    case FUSE_SETATTR: {
-      fuse_setattr_in a;
-      if (ReadArg(buf, len, &a)) tls_kill_suidgid = (a.valid & FATTR_KILL_SUIDGID) != 0;
+    case FUSE_SETATTR:
+      tls_kill_suidgid = ArgHas(buf, len, &fuse_setattr_in::valid, FATTR_KILL_SUIDGID);
       return;
-    }
-    case FUSE_OPEN: {
-      fuse_open_in o;
-      if (ReadArg(buf, len, &o)) tls_kill_suidgid = (o.open_flags & FUSE_OPEN_KILL_SUIDGID) != 0;
+    case FUSE_OPEN:
+      tls_kill_suidgid = ArgHas(buf, len, &fuse_open_in::open_flags, FUSE_OPEN_KILL_SUIDGID);
       return;
-    }
-    case FUSE_CREATE: {
-      fuse_create_in c;
-      if (ReadArg(buf, len, &c)) tls_kill_suidgid = (c.open_flags & FUSE_OPEN_KILL_SUIDGID) != 0;
+    case FUSE_CREATE:
+      tls_kill_suidgid = ArgHas(buf, len, &fuse_create_in::open_flags, FUSE_OPEN_KILL_SUIDGID);
       return;
-    }
     default:
       return;
   }

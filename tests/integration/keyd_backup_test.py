@@ -245,7 +245,53 @@ class RootRotationTest(unittest.TestCase):
             shutil.rmtree(latch, ignore_errors=True)
 
 
-class RootRotationOtherKindsTest(unittest.TestCase):
+class KeptBlobMixin:
+    """A daemon started with its secret on a pipe, and a blob that must keep
+    decrypting across rotations. Needs self.keyd."""
+
+    def start_with(self, args, secret):
+        r, w = os.pipe()
+        os.write(w, secret + b"\n")
+        os.close(w)
+        try:
+            return self.keyd.start(args + [str(r)], pass_fds=(r,))
+        finally:
+            os.close(r)
+
+    def fill(self):
+        key = self.keyd.call("CreateKey", {})["KeyMetadata"]["KeyId"]
+        return self.keyd.call("Encrypt", {"KeyId": key, "Plaintext": base64.b64encode(
+            b"kept").decode()})["CiphertextBlob"]
+
+    def decrypts(self, blob):
+        out = self.keyd.call("Decrypt", {"CiphertextBlob": blob})
+        self.assertEqual(base64.b64decode(out["Plaintext"]), b"kept")
+
+    def kill_during_rotation(self, step, restart, cmd, answer):
+        """Restarts the daemon (restart()) with the rotation latch on, runs
+        `cmd` (an envelopectl admin rotate-root) with `answer` on its
+        standard input, and kill -9s the daemon once the rotation has
+        reached `step` ("written": before its commit; "committed": after)."""
+        latch = tempfile.mkdtemp(prefix="rotate-latch-")
+        other = "committed" if step == "written" else "written"
+        open(os.path.join(latch, other + ".go"), "w").close()
+        os.environ["ENVELOPE_TEST_ROTATE_ROOT_LATCH"] = latch
+        try:
+            self.keyd.stop()
+            restart()
+            ctl = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+            ctl.stdin.write(answer)
+            ctl.stdin.close()
+            wait_reached(self, latch, step)
+            self.keyd.kill9()
+            ctl.wait(timeout=30)
+        finally:
+            os.environ.pop("ENVELOPE_TEST_ROTATE_ROOT_LATCH", None)
+            shutil.rmtree(latch, ignore_errors=True)
+
+
+class RootRotationOtherKindsTest(KeptBlobMixin, unittest.TestCase):
     """rotate-root of a passphrase data directory (a new passphrase) and of
     a token data directory (a new root key sealed by the same token key),
     online; and kill -9 just before and just after each one's commit."""
@@ -257,35 +303,12 @@ class RootRotationOtherKindsTest(unittest.TestCase):
             self.hsm.cleanup()
 
     def start(self, args, secret):
-        r, w = os.pipe()
-        os.write(w, secret + b"\n")
-        os.close(w)
-        try:
-            return self.keyd.start(args + [str(r)], pass_fds=(r,))
-        finally:
-            os.close(r)
+        return self.start_with(args, secret)
 
     def rotate(self, flag, secret):
         return subprocess.run([ENVELOPECTL, "--endpoint", "unix:" + self.keyd.socket, "admin",
                                "rotate-root", flag, "0"], input=secret + b"\n",
                               capture_output=True, timeout=60)
-
-    def fill(self):
-        key = self.keyd.call("CreateKey", {})["KeyMetadata"]["KeyId"]
-        blob = self.keyd.call("Encrypt", {"KeyId": key, "Plaintext": base64.b64encode(
-            b"kept").decode()})["CiphertextBlob"]
-        return blob
-
-    def decrypts(self, blob):
-        out = self.keyd.call("Decrypt", {"CiphertextBlob": blob})
-        self.assertEqual(base64.b64decode(out["Plaintext"]), b"kept")
-
-    def kill_at(self, step, flag, secret):
-        latch = tempfile.mkdtemp(prefix="rotate-latch-")
-        other = "committed" if step == "written" else "written"
-        open(os.path.join(latch, other + ".go"), "w").close()
-        os.environ["ENVELOPE_TEST_ROTATE_ROOT_LATCH"] = latch
-        return latch, other
 
     def test_passphrase(self):
         self.keyd = Keyd()
@@ -331,22 +354,10 @@ class RootRotationOtherKindsTest(unittest.TestCase):
         each of two rotations (a passphrase changes, a PIN does not)."""
         current = secrets[0]
         for step, new in (("written", secrets[1]), ("committed", secrets[2])):
-            latch, _ = self.kill_at(step, flag, new)
-            try:
-                self.keyd.stop()
-                self.start(start, current)
-                ctl = subprocess.Popen([ENVELOPECTL, "--endpoint", "unix:" + self.keyd.socket,
-                                        "admin", "rotate-root", flag, "0"],
-                                       stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
-                ctl.stdin.write(new + b"\n")
-                ctl.stdin.close()
-                wait_reached(self, latch, step)
-                self.keyd.kill9()
-                ctl.wait(timeout=30)
-            finally:
-                os.environ.pop("ENVELOPE_TEST_ROTATE_ROOT_LATCH", None)
-                shutil.rmtree(latch, ignore_errors=True)
+            self.kill_during_rotation(
+                step, lambda: self.start(start, current),
+                [ENVELOPECTL, "--endpoint", "unix:" + self.keyd.socket, "admin", "rotate-root",
+                 flag, "0"], new + b"\n")
             # Before the commit the store opens with what it had; after it,
             # only with the new secret.
             if step == "written" and new != current:
@@ -357,7 +368,7 @@ class RootRotationOtherKindsTest(unittest.TestCase):
             self.decrypts(blob)
 
 
-class RootKeyKindChangeTest(unittest.TestCase):
+class RootKeyKindChangeTest(KeptBlobMixin, unittest.TestCase):
     """rotate-root --to: a key file moved under a token, the token's root key
     replaced by a passphrase, the passphrase by a key file again. Each change
     is online; after it the daemon starts only the new way; a key file left
@@ -387,30 +398,13 @@ class RootKeyKindChangeTest(unittest.TestCase):
 
     def start(self, way):
         args, secret, _, _ = self.ways[way]
-        if secret is None:
-            return self.keyd.start(args)
-        r, w = os.pipe()
-        os.write(w, secret + b"\n")
-        os.close(w)
-        try:
-            return self.keyd.start(args + [str(r)], pass_fds=(r,))
-        finally:
-            os.close(r)
+        return self.keyd.start(args) if secret is None else self.start_with(args, secret)
 
     def rotate_command(self, way):
         _, secret, to, flag = self.ways[way]
         cmd = [ENVELOPECTL, "--endpoint", "unix:" + self.keyd.socket, "admin", "rotate-root",
                "--to", to] + ([flag, "0"] if flag else [])
         return cmd, (secret or b"") + b"\n"
-
-    def fill(self):
-        key = self.keyd.call("CreateKey", {})["KeyMetadata"]["KeyId"]
-        return self.keyd.call("Encrypt", {"KeyId": key, "Plaintext": base64.b64encode(
-            b"kept").decode()})["CiphertextBlob"]
-
-    def decrypts(self, blob):
-        out = self.keyd.call("Decrypt", {"CiphertextBlob": blob})
-        self.assertEqual(base64.b64decode(out["Plaintext"]), b"kept")
 
     def refused(self, way):
         with self.assertRaises(RuntimeError) as cm:
@@ -460,24 +454,8 @@ class RootKeyKindChangeTest(unittest.TestCase):
         current = "key-file"
         for old, new in self.chain:
             for step in ("written", "committed"):
-                latch = tempfile.mkdtemp(prefix="rotate-latch-")
-                other = "committed" if step == "written" else "written"
-                open(os.path.join(latch, other + ".go"), "w").close()
-                os.environ["ENVELOPE_TEST_ROTATE_ROOT_LATCH"] = latch
-                try:
-                    self.keyd.stop()
-                    self.start(current)
-                    cmd, answer = self.rotate_command(new)
-                    ctl = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.DEVNULL)
-                    ctl.stdin.write(answer)
-                    ctl.stdin.close()
-                    wait_reached(self, latch, step)
-                    self.keyd.kill9()
-                    ctl.wait(timeout=30)
-                finally:
-                    os.environ.pop("ENVELOPE_TEST_ROTATE_ROOT_LATCH", None)
-                    shutil.rmtree(latch, ignore_errors=True)
+                cmd, answer = self.rotate_command(new)
+                self.kill_during_rotation(step, lambda: self.start(current), cmd, answer)
                 # Before the commit only the old way opens it; after it,
                 # only the new way.
                 expected = old if step == "written" else new

@@ -1,6 +1,7 @@
 #include "kms/grant_client.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "core/base/ascii.h"
 
@@ -14,6 +15,35 @@ EncryptionContextMap LowerKeys(const EncryptionContextMap& m) {
   EncryptionContextMap out;
   for (const auto& [k, v] : m) out[ascii::ToLower(k)] = v;
   return out;
+}
+
+// One ListGrants entry as a GrantInfo, if it is a grant constrained to
+// exactly the context `want` (keys lower-cased) and, unless `grantee` is
+// empty, for that grantee.
+std::optional<GrantInfo> MatchingGrant(const json& g, const EncryptionContextMap& want,
+                                       const std::string& grantee) {
+  if (!g.is_object() || !g.contains("GrantId") || !g["GrantId"].is_string()) return std::nullopt;
+  const json* equals = nullptr;
+  if (auto c = g.find("Constraints"); c != g.end() && c->is_object()) {
+    if (auto e = c->find("EncryptionContextEquals"); e != c->end() && e->is_object()) {
+      equals = &*e;
+    }
+  }
+  if (equals == nullptr) return std::nullopt;
+  EncryptionContextMap have;
+  for (const auto& [k, v] : equals->items()) {
+    if (!v.is_string()) return std::nullopt;
+    have[ascii::ToLower(k)] = v.get<std::string>();
+  }
+  if (have != want) return std::nullopt;
+  GrantInfo info;
+  info.grant_id = g["GrantId"].get<std::string>();
+  info.grantee = g.value("GranteePrincipal", std::string());
+  if (auto x = g.find("Expiry"); x != g.end() && x->is_number_integer()) {
+    info.expiry = x->get<int64_t>();
+  }
+  if (!grantee.empty() && info.grantee != grantee) return std::nullopt;
+  return info;
 }
 
 }  // namespace
@@ -42,47 +72,15 @@ StatusOr<std::vector<GrantInfo>> GrantsFor(KmsClient& client, const std::string&
                                            const std::string& grantee) {
   const EncryptionContextMap want = LowerKeys(context);
   std::vector<GrantInfo> out;
-  json request = {{"KeyId", key}, {"Limit", 1000}};
-  std::string previous;
-  while (true) {
-    ENVELOPE_ASSIGN_OR_RETURN(json page, client.Call("TrentService.ListGrants", request));
-    auto grants = page.find("Grants");
-    if (grants != page.end() && grants->is_array()) {
-      for (const json& g : *grants) {
-        if (!g.is_object() || !g.contains("GrantId") || !g["GrantId"].is_string()) continue;
-        const json* equals = nullptr;
-        if (auto c = g.find("Constraints"); c != g.end() && c->is_object()) {
-          if (auto e = c->find("EncryptionContextEquals"); e != c->end() && e->is_object()) {
-            equals = &*e;
-          }
+  ENVELOPE_RETURN_IF_ERROR(client.CallEachPage(
+      "TrentService.ListGrants", {{"KeyId", key}, {"Limit", 1000}}, [&](json& page) {
+        auto grants = page.find("Grants");
+        if (grants == page.end() || !grants->is_array()) return;
+        for (const json& g : *grants) {
+          if (auto info = MatchingGrant(g, want, grantee)) out.push_back(std::move(*info));
         }
-        if (equals == nullptr) continue;
-        EncryptionContextMap have;
-        bool strings = true;
-        for (const auto& [k, v] : equals->items()) {
-          if (!v.is_string()) strings = false;
-          else have[ascii::ToLower(k)] = v.get<std::string>();
-        }
-        if (!strings || have != want) continue;
-        GrantInfo info;
-        info.grant_id = g["GrantId"].get<std::string>();
-        info.grantee = g.value("GranteePrincipal", std::string());
-        if (auto x = g.find("Expiry"); x != g.end() && x->is_number_integer()) {
-          info.expiry = x->get<int64_t>();
-        }
-        if (!grantee.empty() && info.grantee != grantee) continue;
-        out.push_back(std::move(info));
-      }
-    }
-    auto truncated = page.find("Truncated");
-    auto marker = page.find("NextMarker");
-    if (truncated == page.end() || !truncated->is_boolean() || !truncated->get<bool>() ||
-        marker == page.end() || !marker->is_string() || marker->get<std::string>() == previous) {
-      return out;
-    }
-    previous = marker->get<std::string>();
-    request["Marker"] = previous;
-  }
+      }));
+  return out;
 }
 
 Status RevokeGrant(KmsClient& client, const std::string& key, const std::string& grant_id) {

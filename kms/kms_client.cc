@@ -232,6 +232,23 @@ StatusOr<nlohmann::json> KmsClient::Call(std::string_view target,
   return Send(target, std::move(body));
 }
 
+Status KmsClient::CallEachPage(std::string_view target, nlohmann::json request,
+                               const std::function<void(nlohmann::json& page)>& on_page) {
+  std::string previous;
+  while (true) {
+    ENVELOPE_ASSIGN_OR_RETURN(nlohmann::json page, Call(target, request));
+    auto truncated = page.find("Truncated");
+    auto marker = page.find("NextMarker");
+    const bool more = truncated != page.end() && truncated->is_boolean() &&
+                      truncated->get<bool>() && marker != page.end() && marker->is_string() &&
+                      marker->get<std::string>() != previous;
+    if (more) previous = marker->get<std::string>();
+    on_page(page);
+    if (!more) return Status::Ok();
+    request["Marker"] = previous;
+  }
+}
+
 Status KmsClient::SignInto(std::string_view target,
                            HttpRequest* request) const {
   request->headers = {{"Host", options_.endpoint.HostHeader()},

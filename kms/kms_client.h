@@ -49,6 +49,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -119,6 +120,11 @@ class KmsClient {
   // object. Errors as described at the top of this file.
   StatusOr<nlohmann::json> Call(std::string_view target,
                                 const nlohmann::json& request);
+  // Call for a paginated list operation: sends `request`, hands each
+  // response page to `on_page`, and sends again with Marker = the page's
+  // NextMarker while the page says Truncated (and the marker moves on).
+  Status CallEachPage(std::string_view target, nlohmann::json request,
+                      const std::function<void(nlohmann::json& page)>& on_page);
 
   // GenerateDataKey with NumberOfBytes. `key_id` is a key id, key ARN,
   // alias name or alias ARN.

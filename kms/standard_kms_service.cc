@@ -53,23 +53,14 @@ StatusOr<KeyInfo> StandardKms::DescribeKey(const std::string& key) {
 
 StatusOr<std::vector<json>> StandardKms::ListRotations(const std::string& key_id) {
   std::vector<json> all;
-  json request = {{"KeyId", key_id}, {"Limit", 1000}};
-  std::string previous;
-  while (true) {
-    ENVELOPE_ASSIGN_OR_RETURN(json page, client_->Call("TrentService.ListKeyRotations", request));
-    auto rotations = page.find("Rotations");
-    if (rotations != page.end() && rotations->is_array()) {
-      for (json& r : *rotations) all.push_back(std::move(r));
-    }
-    auto truncated = page.find("Truncated");
-    auto marker = page.find("NextMarker");
-    if (truncated == page.end() || !truncated->is_boolean() || !truncated->get<bool>() ||
-        marker == page.end() || !marker->is_string() || marker->get<std::string>() == previous) {
-      return all;
-    }
-    previous = marker->get<std::string>();
-    request["Marker"] = previous;
-  }
+  ENVELOPE_RETURN_IF_ERROR(client_->CallEachPage(
+      "TrentService.ListKeyRotations", {{"KeyId", key_id}, {"Limit", 1000}}, [&](json& page) {
+        auto rotations = page.find("Rotations");
+        if (rotations != page.end() && rotations->is_array()) {
+          for (json& r : *rotations) all.push_back(std::move(r));
+        }
+      }));
+  return all;
 }
 
 StatusOr<CurrentVersion> StandardKms::CurrentVersionByDate(const json& metadata) {

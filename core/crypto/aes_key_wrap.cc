@@ -4,23 +4,17 @@
 
 #include <memory>
 
+#include "core/crypto/openssl_ptr.h"
+
 namespace envelope::crypto {
 
 namespace {
 
-struct CipherFree {
-  void operator()(EVP_CIPHER* c) const { EVP_CIPHER_free(c); }
-};
-struct CtxFree {
-  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
-};
-
 // One pass of AES-256-WRAP-PAD; `out` must hold in.size() + 8 bytes.
 StatusOr<size_t> Run(bool wrap, const SecretBytes& kek, ByteView in, uint8_t* out) {
   if (kek.size() != 32) return Status::InvalidArgument("AES key wrap needs a 256-bit key");
-  std::unique_ptr<EVP_CIPHER, CipherFree> cipher(
-      EVP_CIPHER_fetch(nullptr, "AES-256-WRAP-PAD", nullptr));
-  std::unique_ptr<EVP_CIPHER_CTX, CtxFree> ctx(EVP_CIPHER_CTX_new());
+  CipherPtr cipher(EVP_CIPHER_fetch(nullptr, "AES-256-WRAP-PAD", nullptr));
+  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   if (!cipher || !ctx) return Status::Internal("OpenSSL: AES-256-WRAP-PAD is not available");
   EVP_CIPHER_CTX_set_flags(ctx.get(), EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
   if (EVP_CipherInit_ex2(ctx.get(), cipher.get(), kek.data(), nullptr, wrap ? 1 : 0, nullptr) !=

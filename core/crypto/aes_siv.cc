@@ -6,14 +6,13 @@
 #include <memory>
 #include <mutex>
 
+#include "core/crypto/openssl_ptr.h"
+
 namespace envelope::crypto {
 
 namespace {
 
-struct CtxDeleter {
-  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
-};
-using CtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CtxDeleter>;
+using CtxPtr = CipherCtxPtr;
 
 }  // namespace
 
@@ -37,8 +36,7 @@ StatusOr<AesSiv> AesSiv::New(ByteView key) {
   if (key.size() != kKeySizeInBytes) {
     return Status::InvalidArgument("AES-SIV needs a 32-byte key");
   }
-  std::unique_ptr<EVP_CIPHER, void (*)(EVP_CIPHER*)> cipher(
-      EVP_CIPHER_fetch(nullptr, "AES-128-SIV", nullptr), EVP_CIPHER_free);
+  CipherPtr cipher(EVP_CIPHER_fetch(nullptr, "AES-128-SIV", nullptr));
   if (!cipher) return Status::Unimplemented("this OpenSSL has no AES-128-SIV");
   auto keyed = std::make_shared<Keyed>();
   keyed->encrypt.reset(EVP_CIPHER_CTX_new());

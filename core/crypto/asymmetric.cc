@@ -7,31 +7,15 @@
 
 #include <memory>
 
+#include "core/crypto/openssl_ptr.h"
+
 namespace envelope::crypto {
 
 namespace {
 
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct CtxFree {
-  void operator()(EVP_PKEY_CTX* c) const { EVP_PKEY_CTX_free(c); }
-};
-struct MdFree {
-  void operator()(EVP_MD* m) const { EVP_MD_free(m); }
-};
-struct MacFree {
-  void operator()(EVP_MAC* m) const { EVP_MAC_free(m); }
-};
-struct MacCtxFree {
-  void operator()(EVP_MAC_CTX* c) const { EVP_MAC_CTX_free(c); }
-};
-struct P8Free {
-  void operator()(PKCS8_PRIV_KEY_INFO* p) const { PKCS8_PRIV_KEY_INFO_free(p); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using Ctx = std::unique_ptr<EVP_PKEY_CTX, CtxFree>;
-using Md = std::unique_ptr<EVP_MD, MdFree>;
+using Pkey = PkeyPtr;
+using Ctx = PkeyCtxPtr;
+using Md = MdPtr;
 
 const char* HashName(Hash h) {
   switch (h) {
@@ -147,7 +131,7 @@ StatusOr<SecretBytes> GenerateKeyPair(KeyPairKind kind) {
       break;
   }
   if (!key) return OpenSslError("key pair generation");
-  std::unique_ptr<PKCS8_PRIV_KEY_INFO, P8Free> p8(EVP_PKEY2PKCS8(key.get()));
+  Pkcs8Ptr p8(EVP_PKEY2PKCS8(key.get()));
   if (!p8) return OpenSslError("PKCS#8 encoding");
   const int len = i2d_PKCS8_PRIV_KEY_INFO(p8.get(), nullptr);
   if (len <= 0) return OpenSslError("PKCS#8 encoding");
@@ -256,8 +240,8 @@ StatusOr<SecretBytes> EcdhSharedSecret(const SecretBytes& private_der, ByteView 
 
 StatusOr<Bytes> HmacSha2(Hash hash, const SecretBytes& key, ByteView data) {
   if (hash == Hash::kSha1) return Status::InvalidArgument("HMAC keys use SHA-2");
-  std::unique_ptr<EVP_MAC, MacFree> mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr));
-  std::unique_ptr<EVP_MAC_CTX, MacCtxFree> ctx(mac ? EVP_MAC_CTX_new(mac.get()) : nullptr);
+  MacPtr mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr));
+  MacCtxPtr ctx(mac ? EVP_MAC_CTX_new(mac.get()) : nullptr);
   if (!ctx) return OpenSslError("HMAC");
   std::string digest = HashName(hash);
   const OSSL_PARAM params[] = {

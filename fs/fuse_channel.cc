@@ -90,7 +90,7 @@ ssize_t FuseChannel::Writev(int fd, struct iovec* iov, int count, void*) {
     std::memcpy(&out, iov[0].iov_base, sizeof(out));
     if (out.unique == self->init_unique_) {
       self->init_pending_.store(false, std::memory_order_relaxed);
-      if (out.error == 0 && self->want_kill_priv_v2_ && self->kernel_offers_kill_priv_v2_) {
+      if (out.error == 0 && self->kernel_offers_kill_priv_v2_) {
         auto* flags = static_cast<uint8_t*>(iov[1].iov_base) + offsetof(fuse_init_out, flags);
         uint32_t f;
         std::memcpy(&f, flags, sizeof(f));

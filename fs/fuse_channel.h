@@ -35,10 +35,6 @@ namespace envelope::fs {
 
 class FuseChannel {
  public:
-  // `kill_priv_v2`: whether to ask for FUSE_HANDLE_KILLPRIV_V2 when the
-  // kernel offers it.
-  explicit FuseChannel(bool kill_priv_v2) : want_kill_priv_v2_(kill_priv_v2) {}
-
   // Installs the hooks on `se`, which fuse_session_mount has mounted; the
   // channel must outlive the session loop. -errno on failure.
   int Attach(fuse_session* se);
@@ -60,7 +56,6 @@ class FuseChannel {
   // Records what the request in buf[0, len) asks for.
   void Inspect(const uint8_t* buf, size_t len);
 
-  const bool want_kill_priv_v2_;
   // Set while the INIT request is read, used when its reply is written
   // (both before the kernel sends any other request); init_pending_
   // publishes the other two to the thread that writes the reply.

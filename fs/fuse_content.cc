@@ -121,6 +121,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   st.st_size = 0;
   if (!created && !backing::Stat(fd, "", &st).ok()) st.st_size = 1;  // never treated as new
   const bool truncate = !created && (fi->flags & O_TRUNC) && st.st_size != 0;
+  const bool drop = !created && (fi->flags & O_TRUNC) && drop_set_ids;
   shared::BackingStamp seen;
   StatusOr<std::unique_ptr<format::ContentFile>> content = Status::Internal("unset");
   if (fs->shared()) {
@@ -178,13 +179,13 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
       ::close(fd);
     }
     if (truncate) s = fs->Truncate(inode, 0);
-    const bool drop = !created && (fi->flags & O_TRUNC) && drop_set_ids;
     if (s.ok() && drop) s = DropSetIdsFor(req, e.ino, inode->content_fd, false);
     ++inode->open_count;
   }
   if (!s.ok()) return ReplyError(req, s);
-  // e.attr is the stat made above; only a truncation changed it since.
-  if (truncate || (!created && (fi->flags & O_TRUNC) && drop_set_ids)) {
+  // e.attr is the stat made above; only a truncation or a dropped setuid
+  // or setgid bit changed it since.
+  if (truncate || drop) {
     s = fs->Stat(inode, &e.attr);
     if (!s.ok()) return ReplyError(req, s);
   }

@@ -180,7 +180,7 @@ Status MountAndServe(Volume* volume, const MountOptions& options) {
   }
   // Requests and replies through our hooks: FUSE_HANDLE_KILLPRIV_V2
   // (fs/fuse_channel.h).
-  FuseChannel channel(/*kill_priv_v2=*/true);
+  FuseChannel channel;
   if (int rc = channel.Attach(se); rc != 0) {
     fuse_session_unmount(se);
     fuse_remove_signal_handlers(se);

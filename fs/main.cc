@@ -50,6 +50,7 @@
 #include "core/base/private_dir.h"
 #include "core/base/process_hygiene.h"
 #include "core/crypto/secret_bytes.h"
+#include "fs/command_failure.h"
 #include "fs/fsck.h"
 #include "fs/fuse_fs.h"
 #include "fs/progress.h"
@@ -67,10 +68,7 @@ namespace {
 namespace efs = envelope::fs;
 using envelope::Status;
 
-int Fail(const Status& s) {
-  std::fprintf(stderr, "envelopefs: %s\n", s.ToString().c_str());
-  return 1;
-}
+using efs::Fail;
 
 std::string Absolute(const std::string& p) {
   char buf[PATH_MAX];

@@ -8,6 +8,7 @@
 
 #include "core/base/ascii.h"
 #include "core/crypto/secret_bytes.h"
+#include "fs/command_failure.h"
 #include "fs/share.h"
 #include "kms/connect.h"
 #include "kms/grant_client.h"
@@ -20,11 +21,6 @@ namespace {
 // The grant's Name: sharing the same file with the same principal twice
 // (same expiry) answers the same grant.
 constexpr char kGrantName[] = "envelopefs-share";
-
-int Fail(const Status& s) {
-  std::fprintf(stderr, "envelopefs: %s\n", s.ToString().c_str());
-  return 1;
-}
 
 StatusOr<kms::ConnectOptions> ConnectOptionsOf(const OpenOptions& open) {
   kms::ConnectOptions c;

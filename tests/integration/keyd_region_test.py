@@ -5,29 +5,18 @@ principal. A ciphertext made in one region decrypts in the other, a
 rotation on the primary reaches the replica, UpdatePrimaryRegion moves the
 primary, and the AWS errors hold."""
 import os
-import tempfile
 import unittest
 
 from botocore.exceptions import ClientError
 
 from harness import KmsError
-from keyd_tls_test import Pki, TlsKeyd
+from keyd_tls_test import PkiOnlyTestCase, TlsKeyd
 
 REPLICATOR_ID = "AKIAENVELOPEREPLIC01"
 REPLICATOR_SECRET = "envelope/test/replicator/secret/0001/abcd"
 
 
-class MultiRegionTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.pki_dir = tempfile.mkdtemp(prefix="keyd-region-pki-")
-        cls.pki = Pki(cls.pki_dir)
-
-    @classmethod
-    def tearDownClass(cls):
-        import shutil
-        shutil.rmtree(cls.pki_dir, ignore_errors=True)
-
+class MultiRegionTest(PkiOnlyTestCase):
     def region(self, name):
         peers = os.path.join(self.pki_dir, f"peers-{name}-{id(self)}")
         keyd = TlsKeyd(self.pki, extra_args=["--region", name, "--peers", peers,

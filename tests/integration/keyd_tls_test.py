@@ -228,19 +228,32 @@ def client_hello(pki):
     return outgoing.read()
 
 
-class PkiTestCase(unittest.TestCase):
-    keyd_args = {}
+class PkiOnlyTestCase(unittest.TestCase):
+    """A test class with a fresh PKI of its own (cls.pki, in cls.pki_dir)."""
 
     @classmethod
     def setUpClass(cls):
         cls.pki_dir = tempfile.mkdtemp(prefix="keyd-tls-pki-")
         cls.pki = Pki(cls.pki_dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.pki_dir, ignore_errors=True)
+
+
+class PkiTestCase(PkiOnlyTestCase):
+    """A PKI and one TLS envelope-keyd for the whole class."""
+    keyd_args = {}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
         cls.keyd = TlsKeyd(cls.pki, **cls.keyd_args).start()
 
     @classmethod
     def tearDownClass(cls):
         cls.keyd.cleanup()
-        shutil.rmtree(cls.pki_dir, ignore_errors=True)
+        super().tearDownClass()
 
     def assertAlive(self):
         self.assertIsNone(self.keyd.proc.poll(), "envelope-keyd died")
@@ -583,17 +596,8 @@ class TlsConnectionLimitTest(PkiTestCase):
 
 
 
-class ListenerTest(unittest.TestCase):
+class ListenerTest(PkiOnlyTestCase):
     """What --listen and the TLS files accept and refuse at start-up."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.pki_dir = tempfile.mkdtemp(prefix="keyd-tls-pki-")
-        cls.pki = Pki(cls.pki_dir)
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.pki_dir, ignore_errors=True)
 
     def refused(self, *args):
         """Runs the daemon with `args`; it must exit 1 at once. Returns its
